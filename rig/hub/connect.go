@@ -1,0 +1,570 @@
+package hub
+
+import (
+	"bytes"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/packets"
+	"golang.org/x/time/rate"
+
+	"github.com/hilrun/hilrun/certs"
+	"github.com/hilrun/hilrun/rig/iothub"
+)
+
+// Authentication methods as recorded on a connection.
+const (
+	MethodSAS          = "sas"
+	MethodSASPolicy    = "sas-policy"
+	MethodX509Thumb    = "x509-thumbprint"
+	MethodX509CA       = "x509-ca"
+	maxClientKeepAlive = 1177 // IoT Hub's largest honoured client keep-alive, seconds (CONN-023 note)
+)
+
+// conn is the hub's state for one MQTT connection.
+type conn struct {
+	id        uint64
+	cl        *mqtt.Client
+	clientID  string
+	identity  iothub.Identity
+	remote    string
+	facts     *TLSFacts
+	netConn   net.Conn
+	username  iothub.Username
+	auth      string
+	sasExpiry time.Time
+	clean     bool
+	keepAlive uint16
+	opened    time.Time
+
+	authed      bool
+	established bool
+
+	mu          sync.Mutex
+	closeReason string
+	closeReq    string
+	takenOver   bool
+	graceful    bool
+	silent      bool // fault: hub stops answering
+	expiry      *time.Timer
+	twinLimit   *rate.Limiter
+	telemLimit  *rate.Limiter
+	afterAck    []func()
+	c2dInflight map[uint16]*c2dMessage
+}
+
+func (c *conn) setClose(reason, req string) {
+	c.mu.Lock()
+	if c.closeReason == "" {
+		c.closeReason, c.closeReq = reason, req
+	}
+	c.mu.Unlock()
+}
+
+// session is the per-identity MQTT session kept across connections when
+// CleanSession is 0 (CONN-017).
+type session struct {
+	subs map[string]byte // filter → granted QoS
+	// c2dFrom is the C2D enqueue sequence number at the time the session
+	// subscribed to its devicebound filter: IoT Hub delivers messages sent
+	// after the subscription, and CleanSession 0 keeps the subscription,
+	// and so the offline backlog, across connections (002 L13928, C2D-006).
+	c2dFrom uint64
+}
+
+type hooks struct {
+	mqtt.HookBase
+	h *Hub
+}
+
+func (k *hooks) ID() string { return "hilrun-iothub" }
+
+func (k *hooks) Provides(b byte) bool {
+	return bytes.Contains([]byte{
+		mqtt.OnConnect, mqtt.OnConnectAuthenticate, mqtt.OnACLCheck, mqtt.OnSessionEstablish,
+		mqtt.OnSessionEstablished, mqtt.OnDisconnect, mqtt.OnPacketRead, mqtt.OnPacketEncode,
+		mqtt.OnPacketSent, mqtt.OnPacketProcessed, mqtt.OnSubscribed, mqtt.OnUnsubscribed,
+		mqtt.OnPublish, mqtt.OnWill,
+	}, []byte{b})
+}
+
+func (h *Hub) connOf(cl *mqtt.Client) *conn {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.conns[cl]
+}
+
+// redactedPassword describes a CONNECT password without revealing it.
+func redactedPassword(pw []byte, flag bool) string {
+	if !flag {
+		return ""
+	}
+	return iothub.RedactSAS(string(pw))
+}
+
+// newConn registers the connection when its CONNECT arrives.
+func (h *Hub) newConn(cl *mqtt.Client, pk packets.Packet) *conn {
+	c := &conn{cl: cl, clientID: pk.Connect.ClientIdentifier, remote: cl.Net.Remote, netConn: cl.Net.Conn,
+		c2dInflight: map[uint16]*c2dMessage{}}
+	if v, ok := h.infoByConn.LoadAndDelete(cl.Net.Conn); ok {
+		info := v.(*connInfo)
+		c.id, c.facts = info.id, info.facts
+	} else {
+		c.id = h.connSeq.Add(1)
+	}
+	h.mu.Lock()
+	h.conns[cl] = c
+	h.mu.Unlock()
+	return c
+}
+
+func (k *hooks) traceIn(c *conn, pk packets.Packet) {
+	e := Entry{ConnID: c.id, ClientID: c.clientID, Remote: c.remote, Dir: DirIn, Type: packetName(pk.FixedHeader.Type)}
+	fillEntry(&e, pk)
+	k.h.trace.add(e)
+}
+
+func fillEntry(e *Entry, pk packets.Packet) {
+	switch pk.FixedHeader.Type {
+	case packets.Connect:
+		e.Username = string(pk.Connect.Username)
+		e.Password = redactedPassword(pk.Connect.Password, pk.Connect.PasswordFlag)
+		e.KeepAlive = pk.Connect.Keepalive
+		e.CleanSession = pk.Connect.Clean
+		e.ProtoLevel = pk.ProtocolVersion
+		if pk.Connect.WillFlag {
+			e.WillTopic = pk.Connect.WillTopic
+			e.Extra = fmt.Sprintf("will qos=%d retain=%v", pk.Connect.WillQos, pk.Connect.WillRetain)
+		}
+	case packets.Connack:
+		e.ReturnCode = pk.ReasonCode
+		e.Session = pk.SessionPresent
+	case packets.Publish:
+		e.Topic = pk.TopicName
+		e.QoS = pk.FixedHeader.Qos
+		e.PacketID = pk.PacketID
+		e.Dup = pk.FixedHeader.Dup
+		e.Retain = pk.FixedHeader.Retain
+		e.Payload = pk.Payload
+		e.PayloadLen = len(pk.Payload)
+		if t, err := iothub.ParseTopic(pk.TopicName); err == nil {
+			e.Properties = t.Properties
+		}
+	case packets.Puback, packets.Pubrec, packets.Pubrel, packets.Pubcomp, packets.Unsuback:
+		e.PacketID = pk.PacketID
+	case packets.Subscribe, packets.Unsubscribe:
+		e.PacketID = pk.PacketID
+		for _, f := range pk.Filters {
+			e.Filters = append(e.Filters, FilterQoS{Filter: f.Filter, QoS: f.Qos})
+		}
+	case packets.Suback:
+		e.PacketID = pk.PacketID
+		e.Granted = append([]byte(nil), pk.ReasonCodes...)
+	}
+}
+
+func packetName(t byte) string {
+	if int(t) < len(packets.PacketNames) {
+		return strings.ToUpper(packets.PacketNames[t])
+	}
+	return fmt.Sprintf("TYPE-%d", t)
+}
+
+// OnConnect applies IoT Hub's CONNECT rules (CONN-001..024). A refusal
+// sends the CONNACK return code IoT Hub would use and closes the socket.
+func (k *hooks) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
+	h := k.h
+	c := h.connOf(cl)
+	if c == nil {
+		c = h.newConn(cl, pk)
+	}
+	code, reason, req := h.authenticate(c, pk)
+	if code != packets.CodeSuccess {
+		h.trace.add(Entry{ConnID: c.id, ClientID: c.clientID, Remote: c.remote, Dir: DirEvent, Type: EventConnRejected,
+			Reason: reason, Requirement: req, ReturnCode: v3Code(code)})
+		_ = h.srv.SendConnack(cl, code, false, nil)
+		h.mu.Lock()
+		delete(h.conns, cl)
+		h.mu.Unlock()
+		return fmt.Errorf("connect refused: %s", reason)
+	}
+	c.authed = true
+	// IoT Hub honours client keep-alives up to 1177 s and applies that
+	// ceiling to larger values and to 0 (CONN-023).
+	if ka := pk.Connect.Keepalive; ka == 0 || ka > maxClientKeepAlive {
+		h.trace.add(Entry{ConnID: c.id, ClientID: c.clientID, Dir: DirEvent, Type: EventWarning, Requirement: "CONN-023",
+			Reason: fmt.Sprintf("keep-alive %d s outside 1..%d; hub applies %d s", ka, maxClientKeepAlive, maxClientKeepAlive)})
+		cl.State.Keepalive = maxClientKeepAlive
+	}
+	return nil
+}
+
+func v3Code(code packets.Code) byte {
+	if v3, ok := packets.V5CodesToV3[code]; ok {
+		return v3.Code
+	}
+	return code.Code
+}
+
+// authenticate decides a CONNECT. IoT Hub answers malformed credentials with
+// 0x04 (bad user name or password), well-formed but wrong or expired ones
+// and unknown or disabled identities with 0x05 (not authorized, cf. 002
+// L8716), a bad client identifier with 0x02, and a throttled or faulted
+// hub with 0x03.
+func (h *Hub) authenticate(c *conn, pk packets.Packet) (packets.Code, string, string) {
+	if pk.ProtocolVersion != 4 {
+		return packets.ErrUnsupportedProtocolVersion, fmt.Sprintf("protocol level %d; IoT Hub speaks MQTT 3.1.1 (level 4)", pk.ProtocolVersion), "CONN-001"
+	}
+	id, err := iothub.ParseClientID(pk.Connect.ClientIdentifier)
+	if err != nil {
+		return packets.ErrClientIdentifierNotValid, "client identifier: " + err.Error(), "CONN-005"
+	}
+	c.identity = id
+	c.clean = pk.Connect.Clean
+	c.keepAlive = pk.Connect.Keepalive
+	if code, reason, ok := h.connectFault(id); ok {
+		return code, reason, "RECON-003"
+	}
+	if !pk.Connect.UsernameFlag {
+		return packets.ErrMalformedUsername, "no Username; IoT Hub needs {host}/{deviceId}/?api-version=...", "CONN-006"
+	}
+	u, err := iothub.ParseUsername(string(pk.Connect.Username))
+	if err != nil {
+		return packets.ErrMalformedUsername, "Username: " + err.Error(), "CONN-006"
+	}
+	c.username = u
+	if !strings.EqualFold(u.Host, h.cfg.Host) {
+		return packets.ErrBadUsernameOrPassword, fmt.Sprintf("Username host %q is not this hub (%q)", u.Host, h.cfg.Host), "CONN-006"
+	}
+	if u.Identity != id {
+		return packets.ErrBadUsernameOrPassword, fmt.Sprintf("Username identity %q does not match ClientId %q", u.Identity, id), "CONN-006"
+	}
+	switch {
+	case !u.HasQuery || u.APIVersion == "":
+		h.warn(c, "CONN-006", "Username carries no api-version")
+	case !contains(h.cfg.APIVersions, u.APIVersion):
+		h.warn(c, "CONN-006", fmt.Sprintf("api-version %q is not on the accepted list %v", u.APIVersion, h.cfg.APIVersions))
+	}
+	if pk.Connect.WillFlag {
+		wt, err := iothub.CheckDevicePublish(id, pk.Connect.WillTopic)
+		if err != nil || wt.Kind != iothub.TopicTelemetry {
+			return packets.ErrBadUsernameOrPassword, fmt.Sprintf("Will topic %q is not this identity's telemetry topic", pk.Connect.WillTopic), "CONN-021"
+		}
+		if pk.Connect.WillRetain {
+			h.warn(c, "CONN-021", "Will has RETAIN set; IoT Hub never retains")
+		}
+	}
+
+	dev, err := h.reg.Get(id)
+	if err != nil {
+		return packets.ErrBadUsernameOrPassword, fmt.Sprintf("identity %q is not registered", id), "CONN-005"
+	}
+	if dev.Status != StatusEnabled {
+		return packets.ErrBadUsernameOrPassword, fmt.Sprintf("identity %q is disabled", id), "CONN-005"
+	}
+
+	var leaf *x509.Certificate
+	var chain []*x509.Certificate
+	if cs, ok := c.netConn.(interface{ ConnectionState() tls.ConnectionState }); ok {
+		st := cs.ConnectionState()
+		if len(st.PeerCertificates) > 0 {
+			leaf, chain = st.PeerCertificates[0], st.PeerCertificates[1:]
+		}
+	}
+	password := string(pk.Connect.Password)
+	hasSAS := pk.Connect.PasswordFlag && strings.HasPrefix(password, "SharedAccessSignature ")
+
+	switch dev.Authentication.Type {
+	case AuthSAS:
+		if !pk.Connect.PasswordFlag {
+			return packets.ErrBadUsernameOrPassword, "SAS identity sent no password", "CONN-007"
+		}
+		tok, err := iothub.ParseSASToken(password)
+		if err != nil {
+			return packets.ErrMalformedPassword, "password is not a shared access signature: " + err.Error(), "CONN-007"
+		}
+		return h.checkSAS(c, dev, tok)
+	case AuthSelfSigned, AuthCA:
+		if leaf == nil {
+			return packets.ErrBadUsernameOrPassword, "X.509 identity presented no client certificate", "CONN-012"
+		}
+		if hasSAS {
+			h.warn(c, "CONN-012", "X.509 identity also sent a SAS token as password")
+		} else if pk.Connect.PasswordFlag {
+			h.warn(c, "CONN-012", "X.509 identity sent a password")
+		}
+		if dev.Authentication.Type == AuthSelfSigned {
+			tp := certs.Thumbprint(leaf)
+			t := dev.Authentication.X509Thumbprint
+			if tp != t.PrimaryThumbprint && (t.SecondaryThumbprint == "" || tp != t.SecondaryThumbprint) {
+				return packets.ErrBadUsernameOrPassword, fmt.Sprintf("client certificate thumbprint %s matches neither registered thumbprint", tp), "CONN-014"
+			}
+			if leaf.Subject.CommonName != id.ClientID() {
+				h.warn(c, "CONN-015", fmt.Sprintf("certificate CN %q differs from %q", leaf.Subject.CommonName, id.ClientID()))
+			}
+			c.auth = MethodX509Thumb
+			return packets.CodeSuccess, "", ""
+		}
+		inter := x509.NewCertPool()
+		for _, ic := range chain {
+			inter.AddCert(ic)
+		}
+		if _, err := leaf.Verify(x509.VerifyOptions{Roots: h.reg.caPool(), Intermediates: inter,
+			KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}, CurrentTime: h.cfg.Now()}); err != nil {
+			return packets.ErrBadUsernameOrPassword, "client certificate does not chain to a registered CA: " + err.Error(), "CONN-013"
+		}
+		if leaf.Subject.CommonName != id.ClientID() {
+			return packets.ErrBadUsernameOrPassword, fmt.Sprintf("certificate CN %q is not %q", leaf.Subject.CommonName, id.ClientID()), "CONN-015"
+		}
+		c.auth = MethodX509CA
+		return packets.CodeSuccess, "", ""
+	}
+	return packets.ErrBadUsernameOrPassword, "unsupported authentication type " + dev.Authentication.Type, "CONN-007"
+}
+
+func (h *Hub) checkSAS(c *conn, dev Device, tok iothub.SASToken) (packets.Code, string, string) {
+	id := c.identity
+	sr, err := tok.ResourceURI()
+	if err != nil {
+		return packets.ErrMalformedPassword, "sr is not URL-encoded correctly: " + err.Error(), "CONN-008"
+	}
+	var keys []string
+	method := MethodSAS
+	if tok.KeyName != "" {
+		pol, err := h.reg.Policy(tok.KeyName)
+		if err != nil || !pol.Has(RightDeviceConnect) {
+			return packets.ErrBadUsernameOrPassword, fmt.Sprintf("skn %q is not a policy with DeviceConnect", tok.KeyName), "CONN-007"
+		}
+		keys = []string{pol.PrimaryKey, pol.SecondaryKey}
+		method = MethodSASPolicy
+	} else {
+		keys = []string{dev.Authentication.SymmetricKey.PrimaryKey, dev.Authentication.SymmetricKey.SecondaryKey}
+	}
+	if !iothub.ResourceCovers(sr, h.cfg.Host, id) {
+		return packets.ErrBadUsernameOrPassword, fmt.Sprintf("sr %q does not cover %s", sr, iothub.DeviceResourceURI(h.cfg.Host, id)), "CONN-008"
+	}
+	valid := false
+	for _, key := range keys {
+		if ok, _ := tok.Verify(key); ok {
+			valid = true
+			break
+		}
+	}
+	if !valid {
+		return packets.ErrBadUsernameOrPassword, "SAS signature does not verify with the identity's keys", "CONN-009"
+	}
+	now := h.cfg.Now()
+	if exp := tok.ExpiresAt(); !exp.After(now) {
+		return packets.ErrBadUsernameOrPassword, fmt.Sprintf("SAS token expired at %s (hub time %s)", exp.UTC().Format(time.RFC3339), now.UTC().Format(time.RFC3339)), "CONN-010"
+	}
+	// The signature covers sr as transmitted; IoT Hub documents lower-case
+	// encoding but SDKs send %2F, so only note deviations (CONN-008).
+	if strings.Contains(tok.Resource, "/") {
+		h.warn(c, "CONN-008", "sr is not URL-encoded")
+	}
+	c.auth = method
+	c.sasExpiry = tok.ExpiresAt()
+	return packets.CodeSuccess, "", ""
+}
+
+func (h *Hub) warn(c *conn, req, reason string) {
+	h.trace.add(Entry{ConnID: c.id, ClientID: c.clientID, Remote: c.remote, Dir: DirEvent, Type: EventWarning, Requirement: req, Reason: reason})
+}
+
+func contains(list []string, s string) bool {
+	for _, v := range list {
+		if v == s {
+			return true
+		}
+	}
+	return false
+}
+
+func (k *hooks) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) bool {
+	c := k.h.connOf(cl)
+	return c != nil && c.authed
+}
+
+// OnACLCheck allows everything that reached mochi: topic rules were applied
+// (and violators disconnected) in OnPacketRead, as IoT Hub closes rather
+// than NACKs.
+func (k *hooks) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool { return true }
+
+// OnSessionEstablish runs after authentication and before mochi takes over
+// an older session with the same client id: mark the old connection so its
+// end is reported as a takeover (CONN-016, RECON-009).
+func (k *hooks) OnSessionEstablish(cl *mqtt.Client, pk packets.Packet) {
+	h := k.h
+	h.mu.Lock()
+	old := h.active[pk.Connect.ClientIdentifier]
+	h.mu.Unlock()
+	if old != nil && old.cl != cl {
+		old.mu.Lock()
+		old.takenOver = true
+		old.mu.Unlock()
+		old.setClose("another connection with the same identity took over; IoT Hub closes the old one without DISCONNECT", "CONN-016")
+	}
+}
+
+func (k *hooks) OnSessionEstablished(cl *mqtt.Client, pk packets.Packet) {
+	h := k.h
+	c := h.connOf(cl)
+	if c == nil {
+		return
+	}
+	c.opened = time.Now()
+	c.established = true
+	if l := h.cfg.Limits; l.TwinOpsPerSecond > 0 {
+		c.twinLimit = rate.NewLimiter(rate.Limit(l.TwinOpsPerSecond), max(1, l.TwinBurst))
+	}
+	if l := h.cfg.Limits; l.TelemetryPerSecond > 0 {
+		c.telemLimit = rate.NewLimiter(rate.Limit(l.TelemetryPerSecond), max(1, l.TelemetryBurst))
+	}
+	if hc, ok := c.netConn.(*hubConn); ok {
+		h.faults.mu.Lock()
+		hc.silent.Store(h.faults.silent[c.clientID])
+		h.faults.mu.Unlock()
+	}
+	h.mu.Lock()
+	h.active[c.clientID] = c
+	s := h.sessions[c.clientID]
+	if s == nil || c.clean {
+		s = &session{subs: map[string]byte{}}
+		h.sessions[c.clientID] = s
+	}
+	h.mu.Unlock()
+	h.reg.setConnection(c.identity, true, time.Now())
+	h.trace.add(Entry{ConnID: c.id, ClientID: c.clientID, Remote: c.remote, Dir: DirEvent, Type: EventConnOpened,
+		Extra: "auth=" + c.auth, TLS: c.facts})
+	if !c.sasExpiry.IsZero() {
+		// RECON-006: a session whose token expires is dropped (after the grace).
+		d := c.sasExpiry.Add(h.cfg.SASGrace).Sub(h.cfg.Now())
+		c.mu.Lock()
+		c.expiry = time.AfterFunc(d, func() {
+			h.closeConn(c, "SAS token expired while connected (se passed; MQTT cannot refresh a token in-session)", "RECON-006", false)
+		})
+		c.mu.Unlock()
+	}
+	// Session present: C2D backlog goes out now (C2D-006).
+	h.deliverC2D(c)
+}
+
+// closeConn ends a connection from the hub side the way IoT Hub does: the
+// TCP connection is closed, no DISCONNECT is sent. rst aborts it with a
+// reset instead of a FIN.
+func (h *Hub) closeConn(c *conn, reason, req string, rst bool) {
+	c.setClose(reason, req)
+	if rst {
+		setLinger0(c.netConn)
+	}
+	c.cl.Stop(errors.New(reason))
+}
+
+func setLinger0(nc net.Conn) {
+	for nc != nil {
+		switch v := nc.(type) {
+		case *net.TCPConn:
+			_ = v.SetLinger(0)
+			return
+		case *hubConn:
+			nc = v.Conn
+		case *tls.Conn:
+			nc = v.NetConn()
+		case *wsConn:
+			nc = v.ws.UnderlyingConn()
+		default:
+			return
+		}
+	}
+}
+
+func (k *hooks) OnDisconnect(cl *mqtt.Client, err error, expire bool) {
+	h := k.h
+	h.mu.Lock()
+	c := h.conns[cl]
+	delete(h.conns, cl)
+	if c != nil && h.active[c.clientID] == c {
+		delete(h.active, c.clientID)
+	}
+	if c != nil && expire {
+		if h.active[c.clientID] == nil {
+			delete(h.sessions, c.clientID)
+		}
+	}
+	h.mu.Unlock()
+	if c == nil {
+		return
+	}
+	c.mu.Lock()
+	if c.expiry != nil {
+		c.expiry.Stop()
+	}
+	reason, req := c.closeReason, c.closeReq
+	graceful := c.graceful
+	c.mu.Unlock()
+	if reason == "" {
+		reason = describeDisconnect(err, graceful, c.keepAlive)
+		if strings.Contains(reason, "keep-alive") {
+			req = "CONN-023"
+		}
+	}
+	h.abandonC2D(c)
+	if !h.Connected(c.identity) {
+		h.reg.setConnection(c.identity, false, time.Now())
+	}
+	h.trace.add(Entry{ConnID: c.id, ClientID: c.clientID, Remote: c.remote, Dir: DirEvent, Type: EventConnClosed, Reason: reason, Requirement: req})
+}
+
+func describeDisconnect(err error, graceful bool, ka uint16) string {
+	switch {
+	case graceful:
+		return "device sent DISCONNECT"
+	case err == nil:
+		return "connection closed"
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		return fmt.Sprintf("no packet within 1.5 × keep-alive (%d s); hub closed the connection", ka)
+	case errors.Is(err, io.EOF):
+		return "device closed TCP without DISCONNECT"
+	default:
+		return "connection lost: " + err.Error()
+	}
+}
+
+// OnWill turns the Will into telemetry tagged iothub-MessageType=Will
+// (CONN-021). mochi publishes the will to MQTT subscribers, of which the
+// hub has none for telemetry topics, so the store is its only destination.
+// A connection taken over by a newer one does not fire its Will: MQTT
+// 3.1.1 §3.1.2.5 lists no such case.
+func (k *hooks) OnWill(cl *mqtt.Client, will mqtt.Will) (mqtt.Will, error) {
+	h := k.h
+	c := h.connOf(cl)
+	if c == nil {
+		return will, nil
+	}
+	c.mu.Lock()
+	taken := c.takenOver
+	c.mu.Unlock()
+	if taken {
+		return will, nil
+	}
+	t, err := iothub.ParseTopic(will.TopicName)
+	if err != nil {
+		return will, nil
+	}
+	props := append(iothub.PropertyBag(nil), t.Properties...)
+	props = props.Set(iothub.PropMessageType, "Will")
+	msg := h.telem.add(Message{Identity: c.identity, ConnID: c.id, Topic: will.TopicName, QoS: will.Qos,
+		Properties: props, Payload: append([]byte(nil), will.Payload...), Received: time.Now(), Will: true})
+	h.trace.add(Entry{ConnID: c.id, ClientID: c.clientID, Dir: DirEvent, Type: EventWill, Topic: will.TopicName,
+		Requirement: "CONN-021", Reason: "connection lost without DISCONNECT; Will delivered as telemetry", Extra: fmt.Sprintf("message %d", msg.Seq)})
+	return will, nil
+}

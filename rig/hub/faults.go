@@ -1,0 +1,186 @@
+package hub
+
+import (
+	"fmt"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/mochi-mqtt/server/v2/packets"
+
+	"github.com/hilrun/hilrun/rig/iothub"
+)
+
+// IoT Hub fault injection over telemetry (device-sdk-behaviours §5): an
+// allow-listed hub reads these application properties on D2C messages.
+const (
+	FaultPropType     = "AzIoTHub_FaultOperationType"
+	FaultPropReason   = "AzIoTHub_FaultOperationCloseReason"
+	FaultPropDelay    = "AzIoTHub_FaultOperationDelayInSecs"
+	FaultPropDuration = "AzIoTHub_FaultOperationDurationInSecs"
+)
+
+// Fault operation types IoT Hub accepts over MQTT.
+const (
+	FaultKillTcp               = "KillTcp"
+	FaultShutDownMqtt          = "ShutDownMqtt"
+	FaultInvokeThrottling      = "InvokeThrottling"
+	FaultInvokeMaxMessageQuota = "InvokeMaxMessageQuota"
+	FaultInvokeAuthError       = "InvokeAuthError"
+)
+
+type refusal struct {
+	code   packets.Code
+	until  time.Time
+	reason string
+}
+
+type faultState struct {
+	mu     sync.Mutex
+	refuse map[string]refusal // by ClientID; "" applies to every identity
+	silent map[string]bool    // by ClientID
+	timers []*time.Timer
+}
+
+// RefuseConnects makes the hub answer CONNECTs from id (or everyone, when
+// id is the zero Identity) with the given CONNACK return code for d
+// (RECON-001..004 specs: 3 server unavailable, 5 not authorized, ...).
+func (h *Hub) RefuseConnects(id iothub.Identity, returnCode byte, d time.Duration) {
+	code := packets.Code{Code: returnCode, Reason: "refused by fault injection"}
+	switch returnCode {
+	case 1:
+		code = packets.ErrUnsupportedProtocolVersion
+	case 2:
+		code = packets.ErrClientIdentifierNotValid
+	case 3:
+		code = packets.ErrServerUnavailable
+	case 4:
+		code = packets.ErrMalformedUsername
+	case 5:
+		code = packets.ErrBadUsernameOrPassword
+	}
+	h.faults.mu.Lock()
+	if h.faults.refuse == nil {
+		h.faults.refuse = map[string]refusal{}
+	}
+	h.faults.refuse[id.ClientID()] = refusal{code: code, until: time.Now().Add(d),
+		reason: fmt.Sprintf("CONNACK %d by fault injection for %s", returnCode, d)}
+	h.faults.mu.Unlock()
+	h.trace.add(Entry{ClientID: id.ClientID(), Dir: DirEvent, Type: EventFault,
+		Reason: fmt.Sprintf("refusing CONNECT with return code %d for %s", returnCode, d)})
+}
+
+// connectFault reports an active refusal for id.
+func (h *Hub) connectFault(id iothub.Identity) (packets.Code, string, bool) {
+	h.faults.mu.Lock()
+	defer h.faults.mu.Unlock()
+	now := time.Now()
+	for _, key := range []string{id.ClientID(), ""} {
+		if r, ok := h.faults.refuse[key]; ok {
+			if now.Before(r.until) {
+				return r.code, r.reason, true
+			}
+			delete(h.faults.refuse, key)
+		}
+	}
+	return packets.Code{}, "", false
+}
+
+// Drop closes the identity's live connection: with rst a TCP reset, without
+// it a plain close. IoT Hub sends no DISCONNECT either way.
+func (h *Hub) Drop(id iothub.Identity, rst bool, reason string) error {
+	h.mu.Lock()
+	c := h.active[id.ClientID()]
+	h.mu.Unlock()
+	if c == nil {
+		return fmt.Errorf("%s: %w", id, ErrDeviceOffline)
+	}
+	if reason == "" {
+		reason = "dropped by the service API"
+	}
+	h.fault(c, "", reason)
+	h.closeConn(c, reason, "", rst)
+	return nil
+}
+
+// SetSilent makes the hub stop answering id at the application level while
+// keeping the connection open: no PUBACK, PINGRESP, SUBACK or replies go out
+// (only keep-alive can detect it, RECON-013).
+func (h *Hub) SetSilent(id iothub.Identity, silent bool) {
+	h.faults.mu.Lock()
+	if h.faults.silent == nil {
+		h.faults.silent = map[string]bool{}
+	}
+	h.faults.silent[id.ClientID()] = silent
+	h.faults.mu.Unlock()
+	h.mu.Lock()
+	c := h.active[id.ClientID()]
+	h.mu.Unlock()
+	if c != nil {
+		if hc, ok := c.netConn.(*hubConn); ok {
+			hc.silent.Store(silent)
+		}
+	}
+	h.trace.add(Entry{ClientID: id.ClientID(), Dir: DirEvent, Type: EventFault, Reason: fmt.Sprintf("silent=%v", silent)})
+}
+
+func (h *Hub) faultSilent(c *conn) bool {
+	if hc, ok := c.netConn.(*hubConn); ok && hc.silent.Load() {
+		return true
+	}
+	h.faults.mu.Lock()
+	defer h.faults.mu.Unlock()
+	return h.faults.silent[c.clientID]
+}
+
+func (h *Hub) fault(c *conn, req, reason string) {
+	h.trace.add(Entry{ConnID: c.id, ClientID: c.clientID, Remote: c.remote, Dir: DirEvent, Type: EventFault, Requirement: req, Reason: reason})
+}
+
+// faultFromTelemetry acts on IoT Hub's fault-injection properties: after
+// the delay, KillTcp resets the TCP connection, ShutDownMqtt closes it
+// cleanly, and throttling, quota and auth faults disconnect; for the
+// duration, reconnects are refused (0x03 server unavailable, or 0x05 for
+// auth errors).
+func (h *Hub) faultFromTelemetry(c *conn, props iothub.PropertyBag) {
+	typ, ok := props.Get(FaultPropType)
+	if !ok {
+		return
+	}
+	secs := func(name string, def int) time.Duration {
+		if v, ok := props.Get(name); ok {
+			if n, err := strconv.Atoi(v); err == nil && n >= 0 {
+				return time.Duration(n) * time.Second
+			}
+		}
+		return time.Duration(def) * time.Second
+	}
+	delay := secs(FaultPropDelay, 1)
+	duration := secs(FaultPropDuration, 5)
+	var rst bool
+	refuseCode := byte(3)
+	switch typ {
+	case FaultKillTcp:
+		rst = true
+	case FaultShutDownMqtt:
+	case FaultInvokeThrottling, FaultInvokeMaxMessageQuota:
+	case FaultInvokeAuthError:
+		refuseCode = 5
+	default:
+		h.fault(c, "", fmt.Sprintf("unknown fault type %q ignored", typ))
+		return
+	}
+	h.fault(c, "", fmt.Sprintf("fault %s requested: delay %s, duration %s", typ, delay, duration))
+	t := time.AfterFunc(delay, func() {
+		select {
+		case <-h.closed:
+			return
+		default:
+		}
+		h.RefuseConnects(c.identity, refuseCode, duration)
+		h.closeConn(c, "fault injection: "+typ, "", rst)
+	})
+	h.faults.mu.Lock()
+	h.faults.timers = append(h.faults.timers, t)
+	h.faults.mu.Unlock()
+}

@@ -1,0 +1,406 @@
+// Package hub is hilrun's reference IoT Hub: the device-facing MQTT endpoint
+// of Azure IoT Hub (CONNECT rules, SAS and X.509 authentication, telemetry,
+// cloud-to-device queues, twins, direct methods, limits and throttling) plus a
+// service API to drive it, built on mochi-mqtt hooks.
+//
+// It is the cloud side of every conformance spec, so it aims to do what IoT
+// Hub does, no more and no less: a client that works against the real hub
+// works here unmodified, and a client that breaks a documented rule is
+// refused the way IoT Hub refuses it (usually by closing the connection),
+// with the reason and the requirement ID written to the wire trace. Rules
+// cite requirement IDs from fixtures' catalog (CONN-*, TEL-*, C2D-*, TWIN-*,
+// METH-*, LIMITS-*, RECON-*).
+//
+// Inside a test, start one with hubtest.Start; standalone, `hilrun hub`.
+package hub
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	mqtt "github.com/mochi-mqtt/server/v2"
+
+	"github.com/hilrun/hilrun/certs"
+	"github.com/hilrun/hilrun/rig/iothub"
+)
+
+// Version of the reference hub, reported in ready files and reports.
+const Version = "0.1.0"
+
+// DefaultHost is the hub FQDN used when Config.Host is empty.
+const DefaultHost = "hilrun-hub.azure-devices.net"
+
+// Config configures a hub. The zero value plus addresses is usable.
+type Config struct {
+	// Host is the hub's FQDN: it must appear in the Username and in SAS `sr`
+	// (CONN-006, CONN-008), and the generated server certificate covers it.
+	Host string
+	// MQTTAddr is the MQTT-over-TLS listener (IoT Hub: 8883). Default ":8883".
+	MQTTAddr string
+	// HTTPSAddr serves MQTT over WebSocket at /$iothub/websocket and the
+	// service REST API on one TLS port (IoT Hub: 443). Default ":443";
+	// "off" disables it.
+	HTTPSAddr string
+	// PlainMQTTAddr, when set, adds a plaintext MQTT listener. IoT Hub has
+	// none (CONN-002); this exists only for debugging and logs a warning.
+	PlainMQTTAddr string
+	// Certificate is the server chain. When nil, Start generates a test PKI
+	// for Host (see PKI()).
+	Certificate *tls.Certificate
+	// PKI, when set, is the hub PKI that Certificate came from (reported by PKI()).
+	PKI *certs.HubPKI
+	// DeviceCAs are CA certificates trusted for certificateAuthority identities
+	// in addition to those registered at run time.
+	DeviceCAs []*x509.Certificate
+	// StateDir keeps the registry and twins across restarts when set.
+	StateDir string
+	// SASGrace is how long after `se` a connection is dropped (RECON-006).
+	// IoT Hub has been seen to drop a few minutes late; 0 drops at `se`.
+	SASGrace time.Duration
+	// APIVersions accepted without a warning (CONN-006); default iothub.KnownAPIVersions.
+	APIVersions []string
+	// HandshakeTimeout bounds the TLS handshake plus the wait for CONNECT. Default 10 s.
+	HandshakeTimeout time.Duration
+	// MaxTraceEntries bounds the wire trace (oldest dropped). Default 200000.
+	MaxTraceEntries int
+	// MaxStoredTelemetry bounds the telemetry store. Default 100000.
+	MaxStoredTelemetry int
+	// FaultInjection enables IoT Hub's fault injection through telemetry
+	// properties (AzIoTHub_FaultOperationType ...). Off by default, as on IoT Hub.
+	FaultInjection bool
+	// Limits are per-identity throttles; zero values mean unlimited.
+	Limits Limits
+	// Logger receives operational logs (never secrets). Default: discard.
+	Logger *slog.Logger
+	// Now is the hub's clock for SAS expiry checks. Default time.Now.
+	Now func() time.Time
+}
+
+// Limits are per-identity throttling thresholds (LIMITS-001/002). Zero disables.
+type Limits struct {
+	// TwinOpsPerSecond: twin GET/PATCH above this rate are answered 429 (TWIN-005).
+	TwinOpsPerSecond float64
+	TwinBurst        int
+	// TelemetryPerSecond: a device publishing faster than this is disconnected.
+	TelemetryPerSecond float64
+	TelemetryBurst     int
+}
+
+// Hub is a running reference hub.
+type Hub struct {
+	cfg    Config
+	log    *slog.Logger
+	srv    *mqtt.Server
+	reg    *Registry
+	trace  *Trace
+	pki    *certs.HubPKI
+	cert   atomic.Pointer[tls.Certificate]
+	tlsMin atomic.Uint32
+	tlsMax atomic.Uint32
+
+	mqttLn  net.Listener
+	plainLn net.Listener
+	httpsLn net.Listener
+	httpSrv *http.Server
+	wsLn    *chanListener
+
+	infoByConn sync.Map // net.Conn handed to mochi → *connInfo
+
+	mu       sync.Mutex
+	conns    map[*mqtt.Client]*conn
+	active   map[string]*conn // live connection per ClientID (CONN-016)
+	sessions map[string]*session
+	twins    map[string]*twinState
+	queues   map[string]*c2dQueue
+	methods  map[string]*pendingMethod // by rid
+	faults   faultState
+	c2dSeq   uint64 // guarded by mu
+	connSeq  atomic.Uint64
+	ridSeq   atomic.Uint64
+	telem    *telemetryStore
+
+	changedMu sync.Mutex
+	changedCh chan struct{}
+
+	closeOnce sync.Once
+	closed    chan struct{}
+	saveMu    sync.Mutex
+	saveCh    chan struct{}
+	wg        sync.WaitGroup
+}
+
+// Start builds a hub, binds its listeners and starts serving.
+func Start(cfg Config) (*Hub, error) {
+	if cfg.Host == "" {
+		cfg.Host = DefaultHost
+	}
+	if cfg.MQTTAddr == "" {
+		cfg.MQTTAddr = ":8883"
+	}
+	if cfg.HTTPSAddr == "" {
+		cfg.HTTPSAddr = ":443"
+	}
+	if cfg.HandshakeTimeout == 0 {
+		cfg.HandshakeTimeout = 10 * time.Second
+	}
+	if cfg.MaxTraceEntries == 0 {
+		cfg.MaxTraceEntries = 200000
+	}
+	if cfg.MaxStoredTelemetry == 0 {
+		cfg.MaxStoredTelemetry = 100000
+	}
+	if len(cfg.APIVersions) == 0 {
+		cfg.APIVersions = iothub.KnownAPIVersions
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	h := &Hub{
+		cfg:       cfg,
+		log:       log,
+		reg:       newRegistry(),
+		conns:     map[*mqtt.Client]*conn{},
+		active:    map[string]*conn{},
+		sessions:  map[string]*session{},
+		twins:     map[string]*twinState{},
+		queues:    map[string]*c2dQueue{},
+		methods:   map[string]*pendingMethod{},
+		changedCh: make(chan struct{}),
+		closed:    make(chan struct{}),
+		saveCh:    make(chan struct{}, 1),
+	}
+	h.trace = newTrace(cfg.MaxTraceEntries, h.notify)
+	h.telem = newTelemetryStore(cfg.MaxStoredTelemetry)
+	h.tlsMin.Store(tls.VersionTLS12)
+	h.tlsMax.Store(tls.VersionTLS13)
+	for _, ca := range cfg.DeviceCAs {
+		h.reg.cas = append(h.reg.cas, ca)
+	}
+
+	switch {
+	case cfg.Certificate != nil:
+		c := *cfg.Certificate
+		h.cert.Store(&c)
+		h.pki = cfg.PKI
+	default:
+		pki, err := certs.NewHubPKI(cfg.Host, certs.ECDSAP256)
+		if err != nil {
+			return nil, fmt.Errorf("generate hub PKI: %w", err)
+		}
+		h.pki = pki
+		c := pki.ServerTLSCertificate()
+		h.cert.Store(&c)
+	}
+
+	if cfg.StateDir != "" {
+		if err := h.loadState(); err != nil {
+			return nil, err
+		}
+		h.reg.onChange = h.scheduleSave
+	}
+	h.ensureDefaultPolicies()
+
+	caps := mqtt.NewDefaultServerCapabilities()
+	caps.MaximumQos = 1                                                 // QoS 2 SUBSCRIBE granted QoS 1 (CONN-020)
+	caps.MinimumProtocolVersion = 4                                     // MQTT 3.1.1 only (CONN-001)
+	caps.MaximumPacketSize = uint32(iothub.MaxTelemetryBytes + 64*1024) // headroom for topic + bag; TEL-005 is checked exactly later
+	caps.MaximumClientWritesPending = 1024
+	caps.MaximumSessionExpiryInterval = uint32((48 * time.Hour).Seconds()) // C2D retention (Appendix A)
+	caps.WildcardSubAvailable = 1
+	caps.Compatibilities.ObscureNotAuthorized = false
+	h.srv = mqtt.New(&mqtt.Options{Capabilities: caps, Logger: log.With("component", "mochi")})
+	if err := h.srv.AddHook(&hooks{h: h}, nil); err != nil {
+		return nil, err
+	}
+
+	if err := h.listen(); err != nil {
+		h.closeListeners()
+		return nil, err
+	}
+	if err := h.srv.Serve(); err != nil {
+		h.closeListeners()
+		return nil, err
+	}
+	h.wg.Add(1)
+	go h.saveLoop()
+	return h, nil
+}
+
+func (h *Hub) ensureDefaultPolicies() {
+	// The policies every IoT Hub is created with.
+	defaults := []Policy{
+		{KeyName: "iothubowner", Rights: []string{RightRegistryRead, RightRegistryWrite, RightServiceConnect, RightDeviceConnect}},
+		{KeyName: "service", Rights: []string{RightServiceConnect}},
+		{KeyName: "device", Rights: []string{RightDeviceConnect}},
+		{KeyName: "registryRead", Rights: []string{RightRegistryRead}},
+		{KeyName: "registryReadWrite", Rights: []string{RightRegistryRead, RightRegistryWrite}},
+	}
+	for _, p := range defaults {
+		if _, err := h.reg.Policy(p.KeyName); err != nil {
+			h.reg.AddPolicy(p)
+		}
+	}
+}
+
+// Close stops the hub, closing every connection and listener.
+func (h *Hub) Close() error {
+	h.closeOnce.Do(func() {
+		close(h.closed)
+		if h.httpSrv != nil {
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			_ = h.httpSrv.Shutdown(ctx)
+			cancel()
+		}
+		_ = h.srv.Close()
+		h.closeListeners()
+		h.mu.Lock()
+		for _, m := range h.methods {
+			m.finish(methodResult{err: ErrHubClosed})
+		}
+		h.mu.Unlock()
+		h.wg.Wait()
+		if h.cfg.StateDir != "" {
+			_ = h.saveState()
+		}
+	})
+	return nil
+}
+
+// ErrHubClosed is returned by calls that were pending when the hub closed.
+var ErrHubClosed = errors.New("hub closed")
+
+func (h *Hub) closeListeners() {
+	for _, l := range []net.Listener{h.mqttLn, h.plainLn, h.httpsLn} {
+		if l != nil {
+			_ = l.Close()
+		}
+	}
+	if h.wsLn != nil {
+		_ = h.wsLn.Close()
+	}
+}
+
+// Host is the hub FQDN.
+func (h *Hub) Host() string { return h.cfg.Host }
+
+// MQTTAddr is the bound MQTT-over-TLS address (host:port).
+func (h *Hub) MQTTAddr() string { return h.mqttLn.Addr().String() }
+
+// HTTPSAddr is the bound HTTPS (WebSocket + REST) address, "" when disabled.
+func (h *Hub) HTTPSAddr() string {
+	if h.httpsLn == nil {
+		return ""
+	}
+	return h.httpsLn.Addr().String()
+}
+
+// PlainMQTTAddr is the bound plaintext MQTT address, "" when disabled.
+func (h *Hub) PlainMQTTAddr() string {
+	if h.plainLn == nil {
+		return ""
+	}
+	return h.plainLn.Addr().String()
+}
+
+// Registry is the identity registry.
+func (h *Hub) Registry() *Registry { return h.reg }
+
+// Trace is the wire trace.
+func (h *Hub) Trace() *Trace { return h.trace }
+
+// PKI is the hub's PKI when the hub generated it or was given it; nil otherwise.
+func (h *Hub) PKI() *certs.HubPKI { return h.pki }
+
+// RootCAs returns a pool with the root that signs the current server chain,
+// when known.
+func (h *Hub) RootCAs() *x509.CertPool {
+	if h.pki == nil {
+		return nil
+	}
+	return h.pki.RootPool()
+}
+
+// SetServerCertificate swaps the server chain; new handshakes use it at once
+// (later specs rotate the hub's root, CERT-*).
+func (h *Hub) SetServerCertificate(c tls.Certificate) {
+	h.cert.Store(&c)
+	h.trace.add(Entry{Dir: DirEvent, Type: EventFault, Reason: "server certificate chain replaced"})
+}
+
+// SetTLSVersions limits the TLS versions the hub accepts (default 1.2–1.3).
+// Specs use it to offer only old versions and prove a device refuses them.
+func (h *Hub) SetTLSVersions(min, max uint16) {
+	h.tlsMin.Store(uint32(min))
+	h.tlsMax.Store(uint32(max))
+}
+
+// notify wakes everyone waiting for hub state to change.
+func (h *Hub) notify() {
+	h.changedMu.Lock()
+	close(h.changedCh)
+	h.changedCh = make(chan struct{})
+	h.changedMu.Unlock()
+}
+
+func (h *Hub) changed() <-chan struct{} {
+	h.changedMu.Lock()
+	defer h.changedMu.Unlock()
+	return h.changedCh
+}
+
+// waitFor polls cond each time hub state changes until it returns true or
+// ctx ends. It is how the service API offers waits without sleeps.
+func (h *Hub) waitFor(ctx context.Context, cond func() bool) error {
+	for {
+		ch := h.changed()
+		if cond() {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-h.closed:
+			if cond() {
+				return nil
+			}
+			return ErrHubClosed
+		}
+	}
+}
+
+// Connected reports whether the identity has a live connection.
+func (h *Hub) Connected(id iothub.Identity) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	_, ok := h.active[id.ClientID()]
+	return ok
+}
+
+// WaitConnected waits until the identity has a live, authenticated connection.
+func (h *Hub) WaitConnected(ctx context.Context, id iothub.Identity) error {
+	err := h.waitFor(ctx, func() bool { return h.Connected(id) })
+	if err != nil {
+		return fmt.Errorf("waiting for %s to connect: %w (trace: %d entries for this identity)", id, err, len(h.trace.ForClient(id.ClientID())))
+	}
+	return nil
+}
+
+// WaitDisconnected waits until the identity has no live connection.
+func (h *Hub) WaitDisconnected(ctx context.Context, id iothub.Identity) error {
+	return h.waitFor(ctx, func() bool { return !h.Connected(id) })
+}

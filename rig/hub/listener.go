@@ -1,0 +1,358 @@
+package hub
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gorilla/websocket"
+	"github.com/mochi-mqtt/server/v2/listeners"
+
+	"github.com/hilrun/hilrun/certs"
+)
+
+// WebSocketPath is where IoT Hub serves MQTT over WebSocket (CONN-001).
+const WebSocketPath = "/$iothub/websocket"
+
+// connInfo is what the hub knows about a transport connection before MQTT
+// starts: its trace id and TLS facts.
+type connInfo struct {
+	id    uint64
+	facts *TLSFacts
+}
+
+// hubConn is the net.Conn mochi gets: it can go silent (writes are
+// discarded) to play a hub that stops answering, and it exposes the TLS
+// state of the connection underneath.
+type hubConn struct {
+	net.Conn
+	silent atomic.Bool
+}
+
+func (c *hubConn) Write(p []byte) (int, error) {
+	if c.silent.Load() {
+		return len(p), nil
+	}
+	return c.Conn.Write(p)
+}
+
+// ConnectionState returns the TLS state, empty for plaintext.
+func (c *hubConn) ConnectionState() tls.ConnectionState {
+	if cs, ok := c.Conn.(interface{ ConnectionState() tls.ConnectionState }); ok {
+		return cs.ConnectionState()
+	}
+	return tls.ConnectionState{}
+}
+
+func (h *Hub) listen() error {
+	ln, err := net.Listen("tcp", h.cfg.MQTTAddr)
+	if err != nil {
+		return fmt.Errorf("mqtt listener %s: %w (choose another address with --mqtt-addr; ports below 1024 need privileges)", h.cfg.MQTTAddr, err)
+	}
+	h.mqttLn = ln
+	mqttConns := newChanListener(ln.Addr())
+	h.wg.Add(1)
+	go h.acceptTLS(ln, "mqtts", mqttConns)
+	if err := h.srv.AddListener(listeners.NewNet("mqtts", mqttConns)); err != nil {
+		return err
+	}
+
+	if h.cfg.PlainMQTTAddr != "" {
+		pl, err := net.Listen("tcp", h.cfg.PlainMQTTAddr)
+		if err != nil {
+			return fmt.Errorf("plaintext mqtt listener %s: %w", h.cfg.PlainMQTTAddr, err)
+		}
+		h.plainLn = pl
+		h.log.Warn("PLAINTEXT MQTT LISTENER ENABLED: IoT Hub never accepts plaintext MQTT (CONN-002); use only for debugging", "addr", pl.Addr().String())
+		plainConns := newChanListener(pl.Addr())
+		h.wg.Add(1)
+		go h.acceptPlain(pl, plainConns)
+		if err := h.srv.AddListener(listeners.NewNet("plain", plainConns)); err != nil {
+			return err
+		}
+	}
+
+	if h.cfg.HTTPSAddr != "off" {
+		hl, err := net.Listen("tcp", h.cfg.HTTPSAddr)
+		if err != nil {
+			return fmt.Errorf("https listener %s: %w (choose another address with --https-addr, or \"off\")", h.cfg.HTTPSAddr, err)
+		}
+		h.httpsLn = hl
+		httpConns := newChanListener(hl.Addr())
+		h.wg.Add(1)
+		go h.acceptTLS(hl, "https", httpConns)
+		h.wsLn = newChanListener(hl.Addr())
+		if err := h.srv.AddListener(listeners.NewNet("wss", h.wsLn)); err != nil {
+			return err
+		}
+		mux := http.NewServeMux()
+		mux.HandleFunc(WebSocketPath, h.serveWebSocket)
+		mux.Handle("/", h.restHandler())
+		h.httpSrv = &http.Server{
+			Handler:           mux,
+			ReadHeaderTimeout: 10 * time.Second,
+			ConnContext: func(ctx context.Context, c net.Conn) context.Context {
+				return context.WithValue(ctx, connCtxKey{}, c)
+			},
+			ErrorLog: nil,
+		}
+		h.wg.Add(1)
+		go func() {
+			defer h.wg.Done()
+			_ = h.httpSrv.Serve(httpConns)
+		}()
+	}
+	return nil
+}
+
+type connCtxKey struct{}
+
+func (h *Hub) tlsConfigFor(info *connInfo) *tls.Config {
+	return &tls.Config{
+		MinVersion: uint16(h.tlsMin.Load()),
+		MaxVersion: uint16(h.tlsMax.Load()),
+		GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+			return h.cert.Load(), nil
+		},
+		// SAS and X.509 devices share the port, so a client certificate is
+		// requested but verified in the CONNECT hook (CONN-012..014).
+		ClientAuth: tls.RequestClientCert,
+		GetConfigForClient: func(chi *tls.ClientHelloInfo) (*tls.Config, error) {
+			info.facts.ServerName = chi.ServerName
+			for _, v := range chi.SupportedVersions {
+				info.facts.OfferedVersions = append(info.facts.OfferedVersions, tls.VersionName(v))
+			}
+			for _, c := range chi.CipherSuites {
+				info.facts.OfferedCiphers = append(info.facts.OfferedCiphers, tls.CipherSuiteName(c))
+			}
+			return nil, nil
+		},
+	}
+}
+
+// acceptTLS accepts raw TCP, runs each TLS handshake in its own goroutine
+// with a deadline (a stalled client never blocks others), records the TLS
+// facts, and hands finished connections to out.
+func (h *Hub) acceptTLS(ln net.Listener, transport string, out *chanListener) {
+	defer h.wg.Done()
+	defer out.Close()
+	for {
+		raw, err := ln.Accept()
+		if err != nil {
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				continue
+			}
+			return
+		}
+		go h.handshake(raw, transport, out)
+	}
+}
+
+func (h *Hub) handshake(raw net.Conn, transport string, out *chanListener) {
+	info := &connInfo{id: h.connSeq.Add(1), facts: &TLSFacts{Transport: transport}}
+	remote := raw.RemoteAddr().String()
+	tc := tls.Server(raw, h.tlsConfigFor(info))
+	deadline := time.Now().Add(h.cfg.HandshakeTimeout)
+	_ = raw.SetDeadline(deadline)
+	if err := tc.Handshake(); err != nil {
+		reason := err.Error()
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() {
+			reason = fmt.Sprintf("TLS handshake did not finish within %s", h.cfg.HandshakeTimeout)
+		}
+		h.trace.add(Entry{ConnID: info.id, Remote: remote, Dir: DirEvent, Type: EventTLSFailed, Reason: reason, TLS: info.facts})
+		_ = raw.Close()
+		return
+	}
+	st := tc.ConnectionState()
+	info.facts.Version = tls.VersionName(st.Version)
+	info.facts.CipherSuite = tls.CipherSuiteName(st.CipherSuite)
+	if len(st.PeerCertificates) > 0 {
+		leaf := st.PeerCertificates[0]
+		info.facts.ClientCertSubject = leaf.Subject.String()
+		info.facts.ClientCertThumbprint = certs.Thumbprint(leaf)
+		info.facts.ClientCertChainLen = len(st.PeerCertificates)
+	}
+	h.trace.add(Entry{ConnID: info.id, Remote: remote, Dir: DirEvent, Type: EventTLS, TLS: info.facts})
+	if transport == "mqtts" {
+		// The CONNECT must follow within the same budget; mochi replaces the
+		// deadline with the keep-alive one once CONNECT is accepted.
+		_ = tc.SetDeadline(time.Now().Add(h.cfg.HandshakeTimeout))
+		hc := &hubConn{Conn: tc}
+		h.infoByConn.Store(net.Conn(hc), info)
+		if !out.deliver(hc) {
+			h.infoByConn.Delete(net.Conn(hc))
+			_ = tc.Close()
+		}
+		return
+	}
+	// HTTPS: net/http needs the *tls.Conn itself to fill in Request.TLS.
+	_ = tc.SetDeadline(time.Time{})
+	h.infoByConn.Store(net.Conn(tc), info)
+	if !out.deliver(tc) {
+		h.infoByConn.Delete(net.Conn(tc))
+		_ = tc.Close()
+	}
+}
+
+func (h *Hub) acceptPlain(ln net.Listener, out *chanListener) {
+	defer h.wg.Done()
+	defer out.Close()
+	for {
+		raw, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		info := &connInfo{id: h.connSeq.Add(1)}
+		_ = raw.SetDeadline(time.Now().Add(h.cfg.HandshakeTimeout))
+		c := &hubConn{Conn: raw}
+		h.infoByConn.Store(net.Conn(c), info)
+		h.trace.add(Entry{ConnID: info.id, Remote: c.RemoteAddr().String(), Dir: DirEvent, Type: EventWarning,
+			Requirement: "CONN-002", Reason: "plaintext MQTT connection (debug listener)"})
+		if !out.deliver(c) {
+			h.infoByConn.Delete(net.Conn(c))
+			_ = c.Close()
+		}
+	}
+}
+
+var wsUpgrader = websocket.Upgrader{
+	Subprotocols:    []string{"mqtt"},
+	CheckOrigin:     func(*http.Request) bool { return true },
+	ReadBufferSize:  16 * 1024,
+	WriteBufferSize: 16 * 1024,
+}
+
+// serveWebSocket bridges MQTT over WebSocket into mochi (CONN-001, port 443).
+func (h *Hub) serveWebSocket(w http.ResponseWriter, r *http.Request) {
+	if !websocket.IsWebSocketUpgrade(r) {
+		http.Error(w, "MQTT over WebSocket: send an Upgrade request with subprotocol mqtt", http.StatusBadRequest)
+		return
+	}
+	ws, err := wsUpgrader.Upgrade(w, r, nil)
+	if err != nil {
+		return // the upgrader already answered
+	}
+	c := &wsConn{ws: ws}
+	info := &connInfo{id: h.connSeq.Add(1), facts: &TLSFacts{Transport: "wss"}}
+	if under, ok := r.Context().Value(connCtxKey{}).(net.Conn); ok {
+		if v, ok := h.infoByConn.LoadAndDelete(under); ok {
+			info = v.(*connInfo)
+			f := *info.facts
+			f.Transport = "wss"
+			info.facts = &f
+		}
+	}
+	_ = ws.UnderlyingConn().SetDeadline(time.Now().Add(h.cfg.HandshakeTimeout))
+	c.tls = r.TLS
+	hc := &hubConn{Conn: c}
+	h.infoByConn.Store(net.Conn(hc), info)
+	if !h.wsLn.deliver(hc) {
+		h.infoByConn.Delete(net.Conn(hc))
+		_ = c.Close()
+	}
+}
+
+// wsConn adapts a WebSocket to net.Conn with binary frames.
+type wsConn struct {
+	ws  *websocket.Conn
+	tls *tls.ConnectionState
+	r   io.Reader
+	wmu sync.Mutex
+}
+
+func (c *wsConn) Read(p []byte) (int, error) {
+	for {
+		if c.r == nil {
+			t, r, err := c.ws.NextReader()
+			if err != nil {
+				return 0, err
+			}
+			if t != websocket.BinaryMessage {
+				continue
+			}
+			c.r = r
+		}
+		n, err := c.r.Read(p)
+		if errors.Is(err, io.EOF) {
+			c.r = nil
+			if n > 0 {
+				return n, nil
+			}
+			continue
+		}
+		return n, err
+	}
+}
+
+func (c *wsConn) Write(p []byte) (int, error) {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if err := c.ws.WriteMessage(websocket.BinaryMessage, p); err != nil {
+		return 0, err
+	}
+	return len(p), nil
+}
+
+func (c *wsConn) Close() error                      { return c.ws.Close() }
+func (c *wsConn) LocalAddr() net.Addr               { return c.ws.LocalAddr() }
+func (c *wsConn) RemoteAddr() net.Addr              { return c.ws.RemoteAddr() }
+func (c *wsConn) SetDeadline(t time.Time) error     { return c.ws.UnderlyingConn().SetDeadline(t) }
+func (c *wsConn) SetReadDeadline(t time.Time) error { return c.ws.UnderlyingConn().SetReadDeadline(t) }
+func (c *wsConn) SetWriteDeadline(t time.Time) error {
+	return c.ws.UnderlyingConn().SetWriteDeadline(t)
+}
+
+// ConnectionState exposes the TLS state of the HTTPS connection under the WebSocket.
+func (c *wsConn) ConnectionState() tls.ConnectionState {
+	if c.tls == nil {
+		return tls.ConnectionState{}
+	}
+	return *c.tls
+}
+
+// chanListener is a net.Listener fed from a channel, so connections can be
+// prepared (TLS handshake, WebSocket upgrade) before mochi sees them.
+type chanListener struct {
+	addr net.Addr
+	ch   chan net.Conn
+	done chan struct{}
+	once sync.Once
+}
+
+func newChanListener(addr net.Addr) *chanListener {
+	return &chanListener{addr: addr, ch: make(chan net.Conn), done: make(chan struct{})}
+}
+
+func (l *chanListener) deliver(c net.Conn) bool {
+	select {
+	case l.ch <- c:
+		return true
+	case <-l.done:
+		return false
+	}
+}
+
+func (l *chanListener) Accept() (net.Conn, error) {
+	select {
+	case c := <-l.ch:
+		return c, nil
+	case <-l.done:
+		return nil, net.ErrClosed
+	}
+}
+
+func (l *chanListener) Close() error {
+	l.once.Do(func() { close(l.done) })
+	return nil
+}
+
+func (l *chanListener) Addr() net.Addr { return l.addr }

@@ -1,0 +1,112 @@
+package hub
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/hilrun/hilrun/rig/iothub"
+)
+
+// Message is one device-to-cloud message as the hub received it (TEL-*).
+type Message struct {
+	Seq        uint64             `json:"seq"`
+	Identity   iothub.Identity    `json:"identity"`
+	ConnID     uint64             `json:"conn"`
+	Topic      string             `json:"topic"` // raw topic as sent
+	QoS        byte               `json:"qos"`
+	PacketID   uint16             `json:"packetId"`
+	Dup        bool               `json:"dup"`
+	Retain     bool               `json:"retain"`
+	Properties iothub.PropertyBag `json:"properties"`
+	Payload    []byte             `json:"payload"`
+	Received   time.Time          `json:"received"`
+	Will       bool               `json:"will,omitempty"`
+}
+
+type telemetryStore struct {
+	mu    sync.Mutex
+	limit int
+	seq   uint64
+	msgs  []Message
+}
+
+func newTelemetryStore(limit int) *telemetryStore { return &telemetryStore{limit: limit} }
+
+func (s *telemetryStore) add(m Message) Message {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.seq++
+	m.Seq = s.seq
+	if s.limit > 0 && len(s.msgs) >= s.limit {
+		n := max(1, s.limit/10)
+		s.msgs = append(s.msgs[:0], s.msgs[n:]...)
+	}
+	s.msgs = append(s.msgs, m)
+	return m
+}
+
+func (s *telemetryStore) list(match func(*Message) bool) []Message {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []Message
+	for i := range s.msgs {
+		if match == nil || match(&s.msgs[i]) {
+			out = append(out, s.msgs[i])
+		}
+	}
+	return out
+}
+
+// Telemetry returns the messages received from an identity, oldest first.
+func (h *Hub) Telemetry(id iothub.Identity) []Message {
+	return h.telem.list(func(m *Message) bool { return m.Identity == id })
+}
+
+// AllTelemetry returns every stored message with Seq > after.
+func (h *Hub) AllTelemetry(after uint64) []Message {
+	return h.telem.list(func(m *Message) bool { return m.Seq > after })
+}
+
+// WaitTelemetry waits for the first message from id with Seq > after that
+// satisfies match (nil matches any). The error says how many messages from
+// the identity were seen instead.
+func (h *Hub) WaitTelemetry(ctx context.Context, id iothub.Identity, after uint64, match func(Message) bool) (Message, error) {
+	var found Message
+	err := h.waitFor(ctx, func() bool {
+		for _, m := range h.telem.list(func(m *Message) bool { return m.Identity == id && m.Seq > after }) {
+			if match == nil || match(m) {
+				found = m
+				return true
+			}
+		}
+		return false
+	})
+	if err != nil {
+		seen := h.telem.list(func(m *Message) bool { return m.Identity == id && m.Seq > after })
+		return Message{}, fmt.Errorf("waiting for telemetry from %s: %w; %d other message(s) seen", id, err, len(seen))
+	}
+	return found, nil
+}
+
+// WaitTelemetryCount waits until at least n messages from id have Seq > after.
+func (h *Hub) WaitTelemetryCount(ctx context.Context, id iothub.Identity, after uint64, n int) ([]Message, error) {
+	var got []Message
+	err := h.waitFor(ctx, func() bool {
+		got = h.telem.list(func(m *Message) bool { return m.Identity == id && m.Seq > after })
+		return len(got) >= n
+	})
+	if err != nil {
+		return got, fmt.Errorf("waiting for %d telemetry messages from %s: %w; saw %d", n, id, err, len(got))
+	}
+	return got, nil
+}
+
+// LastTelemetrySeq is the sequence number of the newest stored message, a
+// starting point for WaitTelemetry.
+func (h *Hub) LastTelemetrySeq() uint64 {
+	h.telem.mu.Lock()
+	defer h.telem.mu.Unlock()
+	return h.telem.seq
+}
