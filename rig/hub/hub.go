@@ -404,3 +404,8 @@ func (h *Hub) WaitConnected(ctx context.Context, id iothub.Identity) error {
 func (h *Hub) WaitDisconnected(ctx context.Context, id iothub.Identity) error {
 	return h.waitFor(ctx, func() bool { return !h.Connected(id) })
 }
+
+// Wait blocks until cond returns true or ctx ends. cond is re-checked
+// whenever hub state changes (trace entry, telemetry, twin, C2D), so
+// callers never poll with sleeps.
+func (h *Hub) Wait(ctx context.Context, cond func() bool) error { return h.waitFor(ctx, cond) }

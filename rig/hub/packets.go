@@ -43,6 +43,11 @@ func (k *hooks) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.Packet
 		if pk.FixedHeader.Qos == 2 {
 			return violation("CONN-020", "PUBLISH with QoS 2 on %q; IoT Hub closes the connection", pk.TopicName)
 		}
+		if strings.ContainsAny(pk.TopicName, "+#") {
+			// MQTT 3.1.1 §4.7.1: wildcards never appear in a topic name; a
+			// space in a property bag must be %20, not '+' (TEL-002).
+			return violation("TEL-002", "PUBLISH topic %q contains an MQTT wildcard character", pk.TopicName)
+		}
 		t, err := iothub.CheckDevicePublish(c.identity, pk.TopicName)
 		if err != nil {
 			return violation(reqOf(err, "TEL-001"), "PUBLISH to %q not allowed: %v", pk.TopicName, err)
@@ -70,6 +75,14 @@ func (k *hooks) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.Packet
 		h.mu.Unlock()
 		added := map[string]bool{}
 		for _, f := range pk.Filters {
+			if _, ok := have[f.Filter]; !ok {
+				added[f.Filter] = true
+			}
+		}
+		if existing+len(added) > iothub.MaxSubscriptions {
+			return violation("CONN-019", "%d active subscriptions would exceed the limit of %d", existing+len(added), iothub.MaxSubscriptions)
+		}
+		for _, f := range pk.Filters {
 			class, err := iothub.ClassifySubscribe(c.identity, f.Filter)
 			switch class {
 			case iothub.FilterRejected:
@@ -77,12 +90,6 @@ func (k *hooks) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.Packet
 			case iothub.FilterTolerated:
 				h.warn(c, "CONN-018", fmt.Sprintf("undocumented filter %q (accepted by IoT Hub)", f.Filter))
 			}
-			if _, ok := have[f.Filter]; !ok {
-				added[f.Filter] = true
-			}
-		}
-		if existing+len(added) > iothub.MaxSubscriptions {
-			return violation("CONN-019", "%d active subscriptions would exceed the limit of %d", existing+len(added), iothub.MaxSubscriptions)
 		}
 	case packets.Puback:
 		h.completeC2D(c, pk.PacketID)

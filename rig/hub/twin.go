@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/mochi-mqtt/server/v2/packets"
-
 	"github.com/hilrun/hilrun/rig/iothub"
 	"github.com/hilrun/hilrun/rig/iothub/twin"
 )
@@ -296,4 +294,27 @@ func (h *Hub) ReportedOf(id iothub.Identity) (twin.Section, int64) {
 	return twin.Clone(t.Reported), t.ReportedVersion
 }
 
-var _ = packets.Publish
+// PatchTwin applies a service-side twin PATCH (tags and desired merge) with
+// optional If-Match etag, and returns the updated twin.
+func (h *Hub) PatchTwin(id iothub.Identity, p TwinPatch, ifMatch string) (Twin, error) {
+	if _, err := h.patchTwin(id, p.Tags, p.Properties.Desired, false, ifMatch); err != nil {
+		return Twin{}, err
+	}
+	return h.GetTwin(id)
+}
+
+// ReplaceTwin applies a service-side twin PUT: tags and desired are replaced.
+func (h *Hub) ReplaceTwin(id iothub.Identity, p TwinPatch, ifMatch string) (Twin, error) {
+	tags := p.Tags
+	if tags == nil {
+		tags = twin.Section{}
+	}
+	desired := p.Properties.Desired
+	if desired == nil {
+		desired = twin.Section{}
+	}
+	if _, err := h.patchTwin(id, tags, desired, true, ifMatch); err != nil {
+		return Twin{}, err
+	}
+	return h.GetTwin(id)
+}

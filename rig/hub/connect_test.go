@@ -1,0 +1,381 @@
+package hub_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/mochi-mqtt/server/v2/packets"
+
+	"github.com/hilrun/hilrun/certs"
+	"github.com/hilrun/hilrun/rig/hub"
+	"github.com/hilrun/hilrun/rig/hub/hubtest"
+	"github.com/hilrun/hilrun/rig/iothub"
+)
+
+func dev(id string) iothub.Identity {
+	i, err := iothub.ParseClientID(id)
+	if err != nil {
+		panic(err)
+	}
+	return i
+}
+
+// connack runs a raw CONNECT and returns the CONNACK return code.
+func connack(t *testing.T, h *hubtest.Hub, d hubtest.Device) byte {
+	t.Helper()
+	_, pk := h.RawConnect(d)
+	return pk.ReasonCode
+}
+
+func TestConnectSAS(t *testing.T) {
+	h := hubtest.Start(t)
+	d := h.AddSASDevice("Dev-Mixed.Case_1")
+	keys := d.Authentication.SymmetricKey
+	id := dev("Dev-Mixed.Case_1")
+	other := hub.NewKey()
+	dpol, err := h.Registry().Policy("device")
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc, _ := h.Registry().Policy("service")
+	policyToken := func(p hub.Policy) string {
+		tok, err := iothub.NewSASToken(h.Host(), p.PrimaryKey, time.Now().Add(time.Hour), p.KeyName)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tok
+	}
+	cases := []struct {
+		name, req string
+		d         hubtest.Device
+		want      byte
+	}{
+		{"primary key", "CONN-009", hubtest.Device{Identity: id, Key: keys.PrimaryKey}, 0},
+		{"secondary key", "CONN-009", hubtest.Device{Identity: id, Key: keys.SecondaryKey}, 0},
+		{"wrong key", "CONN-009", hubtest.Device{Identity: id, Key: other}, 5},
+		{"expired se", "CONN-010", hubtest.Device{Identity: id, Key: keys.PrimaryKey, TokenExpiry: time.Now().Add(-time.Second)}, 5},
+		{"policy with DeviceConnect (skn)", "CONN-007", hubtest.Device{Identity: id, Password: policyToken(dpol)}, 0},
+		{"policy without DeviceConnect", "CONN-007", hubtest.Device{Identity: id, Password: policyToken(svc)}, 5},
+		{"not a SAS token", "CONN-007", hubtest.Device{Identity: id, Password: "hunter2"}, 4},
+		{"case-folded client id", "CONN-005", hubtest.Device{Identity: dev("dev-mixed.case_1"), Key: keys.PrimaryKey}, 5},
+		{"username for another hub", "CONN-006", hubtest.Device{Identity: id, Key: keys.PrimaryKey,
+			Username: "other.azure-devices.net/Dev-Mixed.Case_1/?api-version=2021-04-12"}, 5},
+		{"username for another device", "CONN-006", hubtest.Device{Identity: id, Key: keys.PrimaryKey,
+			Username: hubtest.Host + "/someone-else/?api-version=2021-04-12"}, 5},
+		{"malformed username", "CONN-006", hubtest.Device{Identity: id, Key: keys.PrimaryKey, Username: "no-slashes"}, 4},
+		{"unknown device", "CONN-005", hubtest.Device{Identity: dev("ghost"), Key: keys.PrimaryKey}, 5},
+	}
+	for _, c := range cases {
+		t.Run(c.req+" "+c.name, func(t *testing.T) {
+			if got := connack(t, h, c.d); got != c.want {
+				t.Fatalf("CONNACK %d, want %d\n%s", got, c.want, h.TraceSummary(c.d.Identity.ClientID()))
+			}
+		})
+	}
+
+	t.Run("CONN-005 disabled device refused", func(t *testing.T) {
+		h.AddSASDevice("off")
+		doff, _ := h.Registry().Get(dev("off"))
+		if err := h.Registry().SetStatus(dev("off"), hub.StatusDisabled); err != nil {
+			t.Fatal(err)
+		}
+		if got := connack(t, h, hubtest.Device{Identity: dev("off"), Key: doff.Authentication.SymmetricKey.PrimaryKey}); got != 5 {
+			t.Fatalf("CONNACK %d, want 5", got)
+		}
+	})
+
+	t.Run("CONN-011 keys and signatures never reach the trace", func(t *testing.T) {
+		var b bytes.Buffer
+		if err := h.Trace().WriteJSON(&b, nil); err != nil {
+			t.Fatal(err)
+		}
+		tok := h.Token(hubtest.Device{Identity: id, Key: keys.PrimaryKey})
+		st, _ := iothub.ParseSASToken(tok)
+		for _, secret := range []string{keys.PrimaryKey, keys.SecondaryKey, st.Signature, url.QueryEscape(st.Signature)} {
+			if strings.Contains(b.String(), secret) {
+				t.Fatalf("trace contains a secret")
+			}
+		}
+		if !strings.Contains(b.String(), "REDACTED") {
+			t.Fatalf("trace does not show the redacted password")
+		}
+	})
+}
+
+func TestConnectRecordsUsernameFacts(t *testing.T) {
+	// CONN-006: model-id and DeviceClientType are recorded from the Username.
+	h := hubtest.Start(t)
+	d := h.AddSASDevice("pnp")
+	u := iothub.FormatUsername(h.Host(), dev("pnp"), "2021-04-12", url.Values{"model-id": {"dtmi:com:example:Thermostat;1"}})
+	h.Connect(hubtest.Device{Identity: dev("pnp"), Key: d.Authentication.SymmetricKey.PrimaryKey, Username: u})
+	var connect hub.Entry
+	for _, e := range h.Trace().ForClient("pnp") {
+		if e.Type == "CONNECT" {
+			connect = e
+		}
+	}
+	if !strings.Contains(connect.Username, "model-id=dtmi") {
+		t.Fatalf("CONNECT username not recorded: %+v", connect)
+	}
+	if strings.Contains(connect.Password, "sig=") && !strings.Contains(connect.Password, "REDACTED") {
+		t.Fatalf("password not redacted: %q", connect.Password)
+	}
+}
+
+func TestConnectX509(t *testing.T) {
+	h := hubtest.Start(t)
+	self1, err := certs.SelfSigned(certs.LeafOptions{CommonName: "thumb"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	self2, _ := certs.SelfSigned(certs.LeafOptions{CommonName: "thumb"})
+	stranger, _ := certs.SelfSigned(certs.LeafOptions{CommonName: "thumb"})
+	if _, err := h.Registry().Add(hub.Device{DeviceID: "thumb", Authentication: hub.Authentication{Type: hub.AuthSelfSigned,
+		X509Thumbprint: &hub.X509Thumbprint{PrimaryThumbprint: certs.Thumbprint(self1.Cert), SecondaryThumbprint: certs.Thumbprint(self2.Cert)}}}); err != nil {
+		t.Fatal(err)
+	}
+	root, _ := certs.NewRoot("device root", certs.ECDSAP256)
+	inter, _ := root.NewIntermediate("device intermediate", certs.ECDSAP256)
+	otherRoot, _ := certs.NewRoot("rogue root", certs.ECDSAP256)
+	h.Registry().AddCA(root.Cert)
+	for _, id := range []string{"ca-dev", "ca-dev/mod1"} {
+		i := dev(id)
+		if _, err := h.Registry().Add(hub.Device{DeviceID: i.DeviceID, ModuleID: i.ModuleID, Authentication: hub.Authentication{Type: hub.AuthCA}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	leaf := func(ca *certs.CA, cn string) *certs.Leaf {
+		l, err := ca.IssueClient(certs.LeafOptions{CommonName: cn})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return l
+	}
+	sasDev := h.AddSASDevice("sas-only")
+	_ = sasDev
+	cases := []struct {
+		name, req, id string
+		cert          *certs.Leaf
+		password      string
+		want          byte
+	}{
+		{"thumbprint primary", "CONN-014", "thumb", self1, "", 0},
+		{"thumbprint secondary", "CONN-014", "thumb", self2, "", 0},
+		{"thumbprint unknown", "CONN-014", "thumb", stranger, "", 5},
+		{"thumbprint identity without certificate", "CONN-012", "thumb", nil, "", 5},
+		{"CA-signed via intermediate", "CONN-013", "ca-dev", leaf(inter, "ca-dev"), "", 0},
+		{"CA-signed module CN dev/mod", "MOD-006", "ca-dev/mod1", leaf(inter, "ca-dev/mod1"), "", 0},
+		{"CA-signed CN mismatch", "CONN-015", "ca-dev", leaf(inter, "someone"), "", 5},
+		{"CA-signed by unregistered root", "CONN-013", "ca-dev", leaf(otherRoot, "ca-dev"), "", 5},
+		{"SAS identity with only a certificate", "CONN-007", "sas-only", self1, "", 5},
+	}
+	for _, c := range cases {
+		t.Run(c.req+" "+c.name, func(t *testing.T) {
+			d := hubtest.Device{Identity: dev(c.id), Cert: c.cert, Password: c.password}
+			if got := connack(t, h, d); got != c.want {
+				t.Fatalf("CONNACK %d, want %d\n%s", got, c.want, h.TraceSummary(c.id))
+			}
+		})
+	}
+	t.Run("CONN-012 TLS facts record the client certificate", func(t *testing.T) {
+		var opened *hub.Entry
+		for _, e := range h.Trace().ForClient("thumb") {
+			if e.Type == hub.EventConnOpened {
+				opened = &e
+				break
+			}
+		}
+		if opened == nil || opened.TLS == nil || opened.TLS.ClientCertThumbprint == "" || opened.Extra != "auth="+hub.MethodX509Thumb {
+			t.Fatalf("conn-opened entry lacks certificate facts: %+v", opened)
+		}
+	})
+}
+
+func TestTakeoverClosesOldConnectionWithoutDisconnect(t *testing.T) {
+	// CONN-016: one live connection per identity; the older one is closed
+	// by TCP, never by an MQTT DISCONNECT packet.
+	h := hubtest.Start(t)
+	d := h.AddSASDevice("twin-brother")
+	dd := hubtest.Device{Identity: dev("twin-brother"), Key: d.Authentication.SymmetricKey.PrimaryKey}
+	old, ack := h.RawConnect(dd)
+	if ack.ReasonCode != 0 {
+		t.Fatalf("first CONNACK %d", ack.ReasonCode)
+	}
+	_, ack2 := h.RawConnect(dd)
+	if ack2.ReasonCode != 0 {
+		t.Fatalf("second CONNACK %d", ack2.ReasonCode)
+	}
+	pk, err := old.Read(5 * time.Second)
+	if err == nil {
+		t.Fatalf("old connection received packet type %d; IoT Hub sends nothing, it closes TCP", pk.FixedHeader.Type)
+	}
+	ctx := hubtest.Context(t, 5*time.Second)
+	e, err := h.WaitEntry(ctx, "twin-brother", func(e hub.Entry) bool { return e.Type == hub.EventConnClosed })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e.Requirement != "CONN-016" {
+		t.Fatalf("close reason %q [%s], want CONN-016", e.Reason, e.Requirement)
+	}
+	for _, e := range h.Trace().ForClient("twin-brother") {
+		if e.Dir == hub.DirOut && e.Type == "DISCONNECT" {
+			t.Fatalf("hub sent DISCONNECT")
+		}
+	}
+	if !h.Connected(dev("twin-brother")) {
+		t.Fatalf("new connection not live")
+	}
+}
+
+func TestKeepAliveEnforced(t *testing.T) {
+	// CONN-023: no packet within 1.5 × keep-alive → the hub drops the connection.
+	h := hubtest.Start(t)
+	d := h.AddSASDevice("sleepy")
+	r, ack := h.RawConnect(hubtest.Device{Identity: dev("sleepy"), Key: d.Authentication.SymmetricKey.PrimaryKey, KeepAlive: time.Second})
+	if ack.ReasonCode != 0 {
+		t.Fatal("connect refused")
+	}
+	start := time.Now()
+	r.ExpectClosed(5 * time.Second)
+	if el := time.Since(start); el < time.Second {
+		t.Fatalf("closed after %s, before 1.5 × keep-alive", el)
+	}
+	e, err := h.WaitEntry(hubtest.Context(t, 5*time.Second), "sleepy", func(e hub.Entry) bool { return e.Type == hub.EventConnClosed })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e.Requirement != "CONN-023" {
+		t.Fatalf("close entry %q [%s], want CONN-023", e.Reason, e.Requirement)
+	}
+}
+
+func TestPingKeepsConnectionAlive(t *testing.T) {
+	// CONN-023 counterpart: PINGREQ within the keep-alive keeps the session.
+	h := hubtest.Start(t)
+	d := h.AddSASDevice("pinger")
+	r, _ := h.RawConnect(hubtest.Device{Identity: dev("pinger"), Key: d.Authentication.SymmetricKey.PrimaryKey, KeepAlive: time.Second})
+	for i := 0; i < 3; i++ {
+		r.Send(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Pingreq}})
+		r.Expect(packets.Pingresp, 2*time.Second)
+	}
+}
+
+func TestSASExpiryDropsConnection(t *testing.T) {
+	// RECON-006: a connection whose token expires is dropped by the hub.
+	h := hubtest.Start(t)
+	d := h.AddSASDevice("short-lived")
+	r, ack := h.RawConnect(hubtest.Device{Identity: dev("short-lived"), Key: d.Authentication.SymmetricKey.PrimaryKey,
+		TokenExpiry: time.Now().Add(1500 * time.Millisecond)})
+	if ack.ReasonCode != 0 {
+		t.Fatalf("CONNACK %d", ack.ReasonCode)
+	}
+	go func() { // keep the connection alive by pings so only the token can end it
+		for i := 0; i < 10; i++ {
+			time.Sleep(300 * time.Millisecond) // pacing of a keep-alive generator, not synchronisation
+			var b bytes.Buffer
+			_ = (&packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Pingreq}}).PingreqEncode(&b)
+			if _, err := r.Conn.Write(b.Bytes()); err != nil {
+				return
+			}
+		}
+	}()
+	e, err := h.WaitEntry(hubtest.Context(t, 6*time.Second), "short-lived", func(e hub.Entry) bool { return e.Type == hub.EventConnClosed })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e.Requirement != "RECON-006" {
+		t.Fatalf("closed for %q [%s], want RECON-006", e.Reason, e.Requirement)
+	}
+}
+
+func TestConnectRefusedByFault(t *testing.T) {
+	// RECON-003 support: a window of CONNACK 3 for one identity.
+	h := hubtest.Start(t)
+	d := h.AddSASDevice("refused")
+	dd := hubtest.Device{Identity: dev("refused"), Key: d.Authentication.SymmetricKey.PrimaryKey}
+	h.RefuseConnects(dev("refused"), 3, time.Hour)
+	if got := connack(t, h, dd); got != 3 {
+		t.Fatalf("CONNACK %d, want 3", got)
+	}
+	h.RefuseConnects(dev("refused"), 3, 0)
+	if got := connack(t, h, dd); got != 0 {
+		t.Fatalf("CONNACK %d after the window, want 0", got)
+	}
+}
+
+func TestWillDeliveredAsTelemetry(t *testing.T) {
+	// CONN-021: the Will becomes telemetry tagged iothub-MessageType=Will on
+	// an ungraceful loss, and does not fire after DISCONNECT (CONN-022).
+	h := hubtest.Start(t)
+	d := h.AddSASDevice("mortal")
+	id := dev("mortal")
+	will := &hubtest.Will{Topic: iothub.TelemetryTopic(id, iothub.PropertyBag{{Name: "reason", Value: "gone"}}), Payload: []byte(`{"bye":1}`), QoS: 1}
+	dd := hubtest.Device{Identity: id, Key: d.Authentication.SymmetricKey.PrimaryKey, Will: will}
+
+	r, _ := h.RawConnect(dd)
+	r.Send(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Disconnect}})
+	_ = r.Conn.Close()
+	if err := h.WaitDisconnected(hubtest.Context(t, 5*time.Second), id); err != nil {
+		t.Fatal(err)
+	}
+
+	r2, _ := h.RawConnect(dd)
+	_ = r2.Conn.Close() // TCP gone, no DISCONNECT
+	m, err := h.WaitTelemetry(hubtest.Context(t, 5*time.Second), id, 0, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v, _ := m.Properties.Get(iothub.PropMessageType); v != "Will" || !m.Will || string(m.Payload) != `{"bye":1}` {
+		t.Fatalf("will telemetry = %+v", m)
+	}
+	if v, _ := m.Properties.Get("reason"); v != "gone" {
+		t.Fatalf("will property bag lost: %+v", m.Properties)
+	}
+	if n := len(h.Telemetry(id)); n != 1 {
+		t.Fatalf("%d telemetry messages, want only the one Will (none after DISCONNECT)", n)
+	}
+
+	t.Run("CONN-021 will on a foreign topic is refused", func(t *testing.T) {
+		bad := dd
+		bad.Will = &hubtest.Will{Topic: "devices/other/messages/events/", QoS: 0}
+		if got := connack(t, h, bad); got == 0 {
+			t.Fatal("CONNECT with a foreign Will topic accepted")
+		}
+	})
+}
+
+func TestTLSFactsAndVersions(t *testing.T) {
+	// CONN-004: TLS 1.2+ only; the trace records version, cipher and SNI.
+	h := hubtest.Start(t)
+	d := h.AddSASDevice("tls")
+	h.Connect(hubtest.Device{Identity: dev("tls"), Key: d.Authentication.SymmetricKey.PrimaryKey})
+	var facts *hub.TLSFacts
+	for _, e := range h.Trace().ForClient("tls") {
+		if e.Type == hub.EventConnOpened {
+			facts = e.TLS
+		}
+	}
+	if facts == nil || facts.ServerName != h.Host() || facts.Version == "" || facts.CipherSuite == "" || len(facts.OfferedVersions) == 0 {
+		t.Fatalf("TLS facts incomplete: %+v", facts)
+	}
+	old := h.TLSConfig()
+	old.MaxVersion = 0x0302 // TLS 1.1
+	old.MinVersion = 0x0301
+	c, err := tlsDial(h.MQTTAddr(), old)
+	if err == nil {
+		c.Close()
+		t.Fatal("TLS 1.1 handshake accepted")
+	}
+	failed := h.Trace().Entries(func(e *hub.Entry) bool { return e.Type == hub.EventTLSFailed })
+	if len(failed) == 0 {
+		t.Fatal("failed handshake not traced")
+	}
+	b, _ := json.Marshal(failed[len(failed)-1])
+	if !strings.Contains(string(b), "TLS 1.1") {
+		t.Fatalf("failed handshake entry lacks offered versions: %s", b)
+	}
+}

@@ -1,0 +1,168 @@
+package iothub
+
+import (
+	"net/url"
+	"slices"
+	"strings"
+)
+
+// DefaultAPIVersion is the api-version the reference firmware sends, the one
+// the nanoFramework client uses (CONN-006).
+const DefaultAPIVersion = "2021-04-12"
+
+// KnownAPIVersions lists the api-version values accepted without a warning by
+// default: the three seen in the service documentation and client code
+// (CONN-006, MOD-002) plus 2020-09-30.
+var KnownAPIVersions = []string{"2018-06-30", "2017-11-08-preview", "2021-04-12", "2020-09-30"}
+
+// IsKnownAPIVersion reports whether v is in KnownAPIVersions.
+func IsKnownAPIVersion(v string) bool { return slices.Contains(KnownAPIVersions, v) }
+
+// Username is a parsed MQTT CONNECT Username (CONN-006, MOD-002).
+type Username struct {
+	// Host is the hub host name as sent (no case folding).
+	Host     string
+	Identity Identity
+	// HasQuery is true when a non-empty query followed "/?".
+	HasQuery bool
+	// Query holds the decoded query parameters; never nil.
+	Query url.Values
+
+	// Convenience copies of the first value of the "api-version",
+	// "model-id" and "DeviceClientType" parameters ("" when absent).
+	APIVersion       string
+	ModelID          string
+	DeviceClientType string
+}
+
+// ParseUsername parses a CONNECT Username of one of these shapes:
+//
+//	{host}/{deviceId}/?{query}
+//	{host}/{deviceId}/{moduleId}/?{query}
+//	{host}/{deviceId}/            (and the module form; HasQuery false)
+//
+// IDs cannot contain '/', but may contain '?', '=' and other query
+// characters (CONN-024), so segments are split on '/' only: the host ends at
+// the first '/', the device ID at the next one, and what follows is either
+// the query (when it starts with '?'), nothing, or a module ID ended by '/'.
+// A module ID that itself starts with '?' is therefore read as a query; that
+// case is inherently ambiguous on the wire.
+//
+// Query parameters are split on '&' and the first '=' and decoded with
+// query-string rules; empty parameters are skipped. Whether api-version is
+// present or known is left to the caller (CONN-006 treats those as
+// warnings).
+func ParseUsername(s string) (Username, error) {
+	const op = "parse username"
+	host, rest, ok := strings.Cut(s, "/")
+	if !ok {
+		return Username{}, newError(op, s, "CONN-006", "no '/' after the host name; expected {host}/{deviceId}/?api-version=...")
+	}
+	if why := checkHost(host); why != "" {
+		return Username{}, newError(op, s, "CONN-006", "host "+why)
+	}
+	dev, rest, ok := strings.Cut(rest, "/")
+	if !ok {
+		return Username{}, newError(op, s, "CONN-006", "device id is not followed by '/'")
+	}
+	if rule, why := checkID(dev); why != "" {
+		return Username{}, newError(op, s, rule, "device id "+why)
+	}
+	u := Username{Host: host, Identity: Identity{DeviceID: dev}}
+	if rest != "" && rest[0] != '?' {
+		mod, after, ok := strings.Cut(rest, "/")
+		if !ok {
+			return Username{}, newError(op, s, "MOD-002", "text after the device id is neither a query ('?...') nor a module id followed by '/'")
+		}
+		if rule, why := checkID(mod); why != "" {
+			return Username{}, newError(op, s, rule, "module id "+why)
+		}
+		if after != "" && after[0] != '?' {
+			return Username{}, newError(op, s, "MOD-002", "unexpected path segment after the module id")
+		}
+		u.Identity.ModuleID = mod
+		rest = after
+	}
+	q, err := parseQuery(strings.TrimPrefix(rest, "?"))
+	if err != "" {
+		return Username{}, newError(op, s, "CONN-006", err)
+	}
+	u.Query = q
+	u.HasQuery = len(rest) > 1
+	u.APIVersion = q.Get("api-version")
+	u.ModelID = q.Get("model-id")
+	u.DeviceClientType = q.Get("DeviceClientType")
+	return u, nil
+}
+
+// FormatUsername builds a CONNECT Username for id on host (CONN-006,
+// MOD-002): "{host}/{clientId}/?api-version={apiVersion}" followed by the
+// extra parameters (e.g. DeviceClientType, model-id) sorted by key and
+// encoded with url.Values rules. An "api-version" key in extra is ignored
+// when apiVersion is set. With an empty apiVersion the parameter is left
+// out, and with no parameters at all the result ends in "/" without '?'.
+func FormatUsername(host string, id Identity, apiVersion string, extra url.Values) string {
+	var sb strings.Builder
+	sb.WriteString(host)
+	sb.WriteByte('/')
+	sb.WriteString(id.ClientID())
+	sb.WriteByte('/')
+	sep := byte('?')
+	if apiVersion != "" {
+		sb.WriteString("?api-version=")
+		sb.WriteString(url.QueryEscape(apiVersion))
+		sep = '&'
+	}
+	rest := extra
+	if apiVersion != "" && extra.Has("api-version") {
+		rest = make(url.Values, len(extra))
+		for k, v := range extra {
+			if k != "api-version" {
+				rest[k] = v
+			}
+		}
+	}
+	if enc := rest.Encode(); enc != "" {
+		sb.WriteByte(sep)
+		sb.WriteString(enc)
+	}
+	return sb.String()
+}
+
+// parseQuery decodes a query string like url.ParseQuery, but keeps ';' as an
+// ordinary character. It returns a reason on failure.
+func parseQuery(s string) (url.Values, string) {
+	q := url.Values{}
+	for piece := range strings.SplitSeq(s, "&") {
+		if piece == "" {
+			continue
+		}
+		rawKey, rawValue, _ := strings.Cut(piece, "=")
+		k, err := url.QueryUnescape(rawKey)
+		if err != nil {
+			return nil, "query parameter name " + quote(rawKey) + " is not validly percent-encoded"
+		}
+		v, err := url.QueryUnescape(rawValue)
+		if err != nil {
+			return nil, "value of query parameter " + quote(k) + " is not validly percent-encoded"
+		}
+		q[k] = append(q[k], v)
+	}
+	return q, ""
+}
+
+// checkHost returns "" when h is plausible as a host name, or the reason it
+// is not. Only characters that cannot appear in a DNS name or "name:port"
+// are refused; whether h is the right host is for the caller to decide.
+func checkHost(h string) string {
+	if h == "" {
+		return "is empty"
+	}
+	for i := 0; i < len(h); i++ {
+		c := h[i]
+		if !(isUnreserved(c) || c == ':' || c == '[' || c == ']') {
+			return "contains " + describeByte(c)
+		}
+	}
+	return ""
+}
