@@ -167,3 +167,10 @@ func (t *Trace) WriteJSON(w io.Writer, match func(*Entry) bool) error {
 	enc.SetIndent("", "  ")
 	return enc.Encode(t.Entries(match))
 }
+
+// LastSeq is the sequence number of the newest entry (0 when empty).
+func (t *Trace) LastSeq() uint64 {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.seq
+}

@@ -175,6 +175,7 @@ func (h *Hub) Connect(d Device) paho.Client {
 
 // Dial connects and returns the CONNECT error, if any.
 func (h *Hub) Dial(d Device) (paho.Client, error) {
+	since := h.Trace().LastSeq()
 	c := paho.NewClient(h.ClientOptions(d))
 	tok := c.Connect()
 	if !tok.WaitTimeout(10 * time.Second) {
@@ -184,7 +185,20 @@ func (h *Hub) Dial(d Device) (paho.Client, error) {
 		return c, err
 	}
 	h.t.Cleanup(func() { c.Disconnect(50) })
+	h.waitOpened(d.Identity.ClientID(), since)
 	return c, nil
+}
+
+// waitOpened waits until the hub has registered the connection that the
+// CONNACK just accepted (the hub finishes its bookkeeping right after
+// sending CONNACK).
+func (h *Hub) waitOpened(clientID string, since uint64) {
+	h.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := h.WaitEntry(ctx, clientID, func(e hub.Entry) bool { return e.Seq > since && e.Type == hub.EventConnOpened }); err != nil {
+		h.t.Fatalf("hub did not register the connection of %s: %v", clientID, err)
+	}
 }
 
 // Wait waits for a paho token with a deadline, failing the test on error.

@@ -187,7 +187,12 @@ func (h *Hub) ConnectPacket(d Device) packets.Packet {
 // RawConnect dials, sends CONNECT for d and returns the client and CONNACK.
 func (h *Hub) RawConnect(d Device) (*Raw, packets.Packet) {
 	h.t.Helper()
+	since := h.Trace().LastSeq()
 	r := h.DialRaw(h.deviceTLS(d))
 	r.Send(h.ConnectPacket(d))
-	return r, r.Expect(packets.Connack, 5*time.Second)
+	ack := r.Expect(packets.Connack, 5*time.Second)
+	if ack.ReasonCode == 0 {
+		h.waitOpened(d.Identity.ClientID(), since)
+	}
+	return r, ack
 }
