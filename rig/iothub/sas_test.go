@@ -280,3 +280,13 @@ func TestRedactSAS(t *testing.T) {
 		t.Error("signature survived redaction")
 	}
 }
+
+func TestParseSASTokenErrorRedacted(t *testing.T) {
+	// Fuzz regression: long input whose quoted form is truncated.
+	in := strings.Repeat("0", 150) + " sig=secret"
+	_, err := ParseSASToken(in)
+	var e *Error
+	if !errors.As(err, &e) || e.Input != RedactSAS(in) || strings.Contains(err.Error(), "secret") {
+		t.Errorf("err = %v", err)
+	}
+}
