@@ -1,0 +1,306 @@
+package agentproto
+
+// Operation names (host → device requests).
+const (
+	OpHello        = "hello"         // → Hello
+	OpConfigure    = "configure"     // Config (merged into the current configuration) → Status
+	OpTrustClear   = "trust.clear"   // remove every trusted root
+	OpTrustAdd     = "trust.add"     // Cert{PEM} one root per call (frames are small)
+	OpCertSet      = "cert.set"      // Cert{PEM, KeyPEM} device certificate (chain in PEM) and key
+	OpOpen         = "client.open"   // start connecting (with retries per the retry policy)
+	OpClose        = "client.close"  // CloseArgs; stop and disconnect
+	OpStatus       = "status"        // → Status
+	OpTelemetry    = "telemetry.send" // TelemetryArgs → TelemetryResult (after PUBACK for QoS 1)
+	OpTwinGet      = "twin.get"      // → TwinResult
+	OpTwinReport   = "twin.report"   // ReportArgs → ReportResult
+	OpMethodDefine = "method.define" // MethodBehaviour
+	OpRotate       = "creds.rotate"  // RotateArgs: new SAS key, or new certificate
+	OpClockGet     = "clock.get"     // → Clock
+	OpClockSet     = "clock.set"     // Clock
+	OpReset        = "reset"         // firmware restarts (a hello event follows)
+	OpEcho         = "echo"          // EchoArgs → EchoArgs (round-trip benchmark)
+)
+
+// Event names (device → host).
+const (
+	EvHello      = "hello"           // Hello, sent at every boot
+	EvConn       = "conn"            // ConnEvent
+	EvTelemetry  = "telemetry.acked" // TelemetryResult
+	EvC2D        = "c2d"             // C2DEvent
+	EvDesired    = "twin.desired"    // DesiredEvent
+	EvResync     = "twin.resync"     // ResyncEvent
+	EvMethod     = "method.invoked"  // MethodEvent
+	EvCreds      = "creds.renewed"   // CredsEvent
+	EvLog        = "log"             // LogEvent
+	EvClockSync  = "clock.synced"    // Clock
+)
+
+// Capabilities a board may declare in Hello.Caps; specs for features the
+// board lacks are reported not applicable.
+const (
+	CapSAS          = "sas"
+	CapX509         = "x509"
+	CapModules      = "modules"
+	CapPnP          = "pnp"
+	CapDPS          = "dps"
+	CapOTA          = "ota"
+	CapWebSockets   = "websockets"
+	CapCleanSession = "clean-session" // can use CleanSession 0 (persistent sessions)
+	CapC2D          = "c2d"
+	CapMethods      = "methods"
+	CapTwin         = "twin"
+	CapSNTP         = "sntp"
+	CapCertRotation = "cert-rotation"
+	CapTrustUpdate  = "trust-update"
+	CapWill         = "will"
+	CapDefects      = "defects" // virtual board: accepts defect switches
+)
+
+// Hello identifies the firmware and what it can do.
+type Hello struct {
+	Proto     int      `json:"proto"`
+	Firmware  string   `json:"fw"`
+	FWVersion string   `json:"fwVersion"`
+	Build     string   `json:"build"` // build hash
+	Client    string   `json:"client"`
+	ClientVer string   `json:"clientVersion"`
+	Board     string   `json:"board"`
+	Caps      []string `json:"caps"`
+	Defects   []string `json:"defects,omitempty"` // active defect switches (virtual board)
+	BootCount int      `json:"boot"`
+	MaxFrame  int      `json:"maxFrame"`
+}
+
+// Config is the device configuration. configure merges non-zero fields.
+type Config struct {
+	Hub      *HubConfig      `json:"hub,omitempty"`
+	Identity *IdentityConfig `json:"identity,omitempty"`
+	Auth     *AuthConfig     `json:"auth,omitempty"`
+	MQTT     *MQTTConfig     `json:"mqtt,omitempty"`
+	Retry    *RetryConfig    `json:"retry,omitempty"`
+	ModelID  string          `json:"modelId,omitempty"`
+	WiFi     *WiFiConfig     `json:"wifi,omitempty"`
+	SNTP     *SNTPConfig     `json:"sntp,omitempty"`
+	Twin     *TwinConfig     `json:"twin,omitempty"`
+	Defects  []string        `json:"defects,omitempty"` // virtual board only
+}
+
+// HubConfig says where the hub is.
+type HubConfig struct {
+	Host      string `json:"host,omitempty"`      // FQDN (SNI, Username, sr)
+	Port      int    `json:"port,omitempty"`      // 8883, or 443 for WebSocket
+	Transport string `json:"transport,omitempty"` // "mqtts" (default) or "wss"
+	Address   string `json:"address,omitempty"`   // dial this host:port instead of Host:Port (lab networks, proxies)
+}
+
+// IdentityConfig names the device (and module).
+type IdentityConfig struct {
+	DeviceID string `json:"deviceId"`
+	ModuleID string `json:"moduleId,omitempty"`
+}
+
+// AuthConfig selects SAS or X.509.
+type AuthConfig struct {
+	Type          string  `json:"type"`                    // "sas" or "x509"
+	Key           string  `json:"key,omitempty"`           // SAS key, base64 (never echoed back)
+	TokenTTL      int     `json:"tokenTtlS,omitempty"`     // seconds; default 3600
+	RenewFraction float64 `json:"renewFraction,omitempty"` // renew after this fraction of the TTL; default 0.8
+}
+
+// MQTTConfig tunes the MQTT session.
+type MQTTConfig struct {
+	KeepAlive    int   `json:"keepAliveS,omitempty"` // default 60
+	CleanSession *bool `json:"cleanSession,omitempty"`
+	QoS          *int  `json:"qos,omitempty"` // telemetry default QoS (1)
+	Will         *Will `json:"will,omitempty"`
+}
+
+// Will asks the client to register a Will on its telemetry topic.
+type Will struct {
+	Payload    string            `json:"payload"`
+	Properties map[string]string `json:"props,omitempty"`
+}
+
+// RetryConfig is the reconnect policy: exponential backoff with jitter and
+// a cap, as the official SDKs use (RECON-001/002).
+type RetryConfig struct {
+	InitialMS int `json:"initialMs,omitempty"` // default 1000
+	MaxMS     int `json:"maxMs,omitempty"`     // default 60000
+	JitterPct int `json:"jitterPct,omitempty"` // default 20
+}
+
+// WiFiConfig is for real boards; secrets are never echoed back.
+type WiFiConfig struct {
+	SSID     string `json:"ssid"`
+	Password string `json:"password,omitempty"`
+}
+
+// SNTPConfig points the board at a time server.
+type SNTPConfig struct {
+	Server string `json:"server"` // host:port
+}
+
+// TwinConfig tunes twin handling.
+type TwinConfig struct {
+	TimeoutMS int `json:"timeoutMs,omitempty"` // twin request timeout; default 20000
+}
+
+// Cert carries PEM material.
+type Cert struct {
+	PEM    string `json:"pem"`
+	KeyPEM string `json:"keyPem,omitempty"`
+}
+
+// CloseArgs controls client.close.
+type CloseArgs struct {
+	Graceful bool `json:"graceful"` // send DISCONNECT (default true on the wire is the firmware's choice)
+}
+
+// Status is the device's view of its connection.
+type Status struct {
+	State        string `json:"state"` // idle, connecting, connected, backoff, stopped
+	Reason       string `json:"reason,omitempty"`
+	Connects     int    `json:"connects"`
+	DesiredVer   int64  `json:"desiredVersion"`
+	ClockUnixMS  int64  `json:"clockUnixMs"`
+	ClockSynced  bool   `json:"clockSynced"`
+	TokenExpires int64  `json:"tokenExpires,omitempty"` // se of the current token
+}
+
+// Connection states in Status and ConnEvent.
+const (
+	StateIdle       = "idle"
+	StateConnecting = "connecting"
+	StateConnected  = "connected"
+	StateBackoff    = "backoff"
+	StateStopped    = "stopped" // unrecoverable (e.g. not authorized); no further attempts
+)
+
+// TelemetryArgs sends one message. Payload or Gen.
+type TelemetryArgs struct {
+	Payload    string            `json:"payload,omitempty"`
+	Gen        *Gen              `json:"gen,omitempty"`
+	Properties map[string]string `json:"props,omitempty"` // application properties
+	MessageID  string            `json:"messageId,omitempty"`
+	ContentType string           `json:"contentType,omitempty"`
+	QoS        *int              `json:"qos,omitempty"`
+	Wait       bool              `json:"wait,omitempty"` // respond only after PUBACK (QoS 1)
+}
+
+// Gen asks for a generated payload of Size bytes from Seed, so large
+// messages need not cross the UART (see Generate).
+type Gen struct {
+	Size int    `json:"size"`
+	Seed uint32 `json:"seed"`
+}
+
+// TelemetryResult reports a send.
+type TelemetryResult struct {
+	Ref    uint64 `json:"ref"`    // device-local message number
+	Acked  bool   `json:"acked"`  // PUBACK seen (QoS 1)
+	Size   int    `json:"size"`
+	Error  string `json:"error,omitempty"`
+}
+
+// TwinResult is the twin as the device holds it after a GET.
+type TwinResult struct {
+	Desired         map[string]any `json:"desired"`
+	Reported        map[string]any `json:"reported"`
+	DesiredVersion  int64          `json:"desiredVersion"`
+	ReportedVersion int64          `json:"reportedVersion"`
+	Status          int            `json:"status"`
+}
+
+// ReportArgs sends a reported-properties patch.
+type ReportArgs struct {
+	Patch map[string]any `json:"patch"`
+}
+
+// ReportResult is the hub's answer to a reported patch.
+type ReportResult struct {
+	Status  int   `json:"status"`
+	Version int64 `json:"version"`
+}
+
+// MethodBehaviour defines how a named method answers. Name "*" sets the
+// behaviour for methods without their own definition.
+type MethodBehaviour struct {
+	Name    string `json:"name"`
+	Status  int    `json:"status"`
+	Payload string `json:"payload,omitempty"` // JSON text; empty for no body
+	DelayMS int    `json:"delayMs,omitempty"`
+	Fail    bool   `json:"fail,omitempty"` // the handler "throws": the firmware answers its error status
+	Silent  bool   `json:"silent,omitempty"`
+}
+
+// RotateArgs replaces credentials; the client reconnects with them.
+type RotateArgs struct {
+	Key    string `json:"key,omitempty"`
+	PEM    string `json:"pem,omitempty"`
+	KeyPEM string `json:"keyPem,omitempty"`
+}
+
+// Clock is the device's real-time clock.
+type Clock struct {
+	UnixMS int64 `json:"unixMs"`
+	Synced bool  `json:"synced,omitempty"`
+}
+
+// EchoArgs is echoed back unchanged.
+type EchoArgs struct {
+	Data string `json:"data"`
+}
+
+// ConnEvent reports a connection state change.
+type ConnEvent struct {
+	State   string `json:"state"`
+	Reason  string `json:"reason,omitempty"`
+	Attempt int    `json:"attempt,omitempty"`
+	NextMS  int    `json:"nextMs,omitempty"` // backoff before the next attempt
+	Session bool   `json:"sessionPresent,omitempty"`
+}
+
+// C2DEvent reports a received cloud-to-device message.
+type C2DEvent struct {
+	Topic      string            `json:"topic"`
+	Properties map[string]string `json:"props"`
+	Payload    string            `json:"payload,omitempty"` // first 512 bytes
+	Size       int               `json:"size"`
+	SHA256     string            `json:"sha256"`
+	Dup        bool              `json:"dup,omitempty"`
+	Duplicate  bool              `json:"duplicate,omitempty"` // message id seen before (C2D-004)
+}
+
+// DesiredEvent reports a desired-properties patch and whether it was applied.
+type DesiredEvent struct {
+	Version int64          `json:"version"`
+	Applied bool           `json:"applied"`
+	Reason  string         `json:"reason,omitempty"` // e.g. "stale: version <= 7"
+	Patch   map[string]any `json:"patch,omitempty"`
+}
+
+// ResyncEvent reports the twin GET after a (re)connect (TWIN-010).
+type ResyncEvent struct {
+	DesiredVersion  int64 `json:"desiredVersion"`
+	ReportedVersion int64 `json:"reportedVersion"`
+}
+
+// MethodEvent reports an invocation and the answer given.
+type MethodEvent struct {
+	Name   string `json:"name"`
+	RID    string `json:"rid"`
+	Status int    `json:"status"`
+	Size   int    `json:"size"`
+}
+
+// CredsEvent reports a token renewal or credential change.
+type CredsEvent struct {
+	Kind   string `json:"kind"` // "sas-renewal", "key-rotated", "cert-rotated"
+	Expiry int64  `json:"se,omitempty"`
+}
+
+// LogEvent carries a firmware log line worth structuring.
+type LogEvent struct {
+	Level string `json:"level"`
+	Msg   string `json:"msg"`
+}
