@@ -74,7 +74,7 @@ func TestHubCommandServesDevicesFromReadyFile(t *testing.T) {
 		t.Fatal(err)
 	}
 	tok, _ := iothub.NewSASToken(iothub.DeviceResourceURI(cs.HostName, cs.Identity()), cs.SharedAccessKey, time.Now().Add(time.Hour), "")
-	opts := paho.NewClientOptions().AddBroker("ssl://"+info.MQTTAddr).SetClientID(cs.DeviceID).
+	opts := paho.NewClientOptions().AddBroker("ssl://" + info.MQTTAddr).SetClientID(cs.DeviceID).
 		SetUsername(iothub.FormatUsername(cs.HostName, cs.Identity(), iothub.DefaultAPIVersion, nil)).SetPassword(tok).
 		SetTLSConfig(&tls.Config{RootCAs: certs.PoolOf(roots...), ServerName: cs.HostName}).SetProtocolVersion(4).SetAutoReconnect(false)
 	c := paho.NewClient(opts)

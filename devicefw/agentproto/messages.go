@@ -2,37 +2,37 @@ package agentproto
 
 // Operation names (host → device requests).
 const (
-	OpHello        = "hello"         // → Hello
-	OpConfigure    = "configure"     // Config (merged into the current configuration) → Status
-	OpTrustClear   = "trust.clear"   // remove every trusted root
-	OpTrustAdd     = "trust.add"     // Cert{PEM} one root per call (frames are small)
-	OpCertSet      = "cert.set"      // Cert{PEM, KeyPEM} device certificate (chain in PEM) and key
-	OpOpen         = "client.open"   // start connecting (with retries per the retry policy)
-	OpClose        = "client.close"  // CloseArgs; stop and disconnect
-	OpStatus       = "status"        // → Status
+	OpHello        = "hello"          // → Hello
+	OpConfigure    = "configure"      // Config (merged into the current configuration) → Status
+	OpTrustClear   = "trust.clear"    // remove every trusted root
+	OpTrustAdd     = "trust.add"      // Cert{PEM} one root per call (frames are small)
+	OpCertSet      = "cert.set"       // Cert{PEM, KeyPEM} device certificate (chain in PEM) and key
+	OpOpen         = "client.open"    // start connecting (with retries per the retry policy)
+	OpClose        = "client.close"   // CloseArgs; stop and disconnect
+	OpStatus       = "status"         // → Status
 	OpTelemetry    = "telemetry.send" // TelemetryArgs → TelemetryResult (after PUBACK for QoS 1)
-	OpTwinGet      = "twin.get"      // → TwinResult
-	OpTwinReport   = "twin.report"   // ReportArgs → ReportResult
-	OpMethodDefine = "method.define" // MethodBehaviour
-	OpRotate       = "creds.rotate"  // RotateArgs: new SAS key, or new certificate
-	OpClockGet     = "clock.get"     // → Clock
-	OpClockSet     = "clock.set"     // Clock
-	OpReset        = "reset"         // firmware restarts (a hello event follows)
-	OpEcho         = "echo"          // EchoArgs → EchoArgs (round-trip benchmark)
+	OpTwinGet      = "twin.get"       // → TwinResult
+	OpTwinReport   = "twin.report"    // ReportArgs → ReportResult
+	OpMethodDefine = "method.define"  // MethodBehaviour
+	OpRotate       = "creds.rotate"   // RotateArgs: new SAS key, or new certificate
+	OpClockGet     = "clock.get"      // → Clock
+	OpClockSet     = "clock.set"      // Clock
+	OpReset        = "reset"          // firmware restarts (a hello event follows)
+	OpEcho         = "echo"           // EchoArgs → EchoArgs (round-trip benchmark)
 )
 
 // Event names (device → host).
 const (
-	EvHello      = "hello"           // Hello, sent at every boot
-	EvConn       = "conn"            // ConnEvent
-	EvTelemetry  = "telemetry.acked" // TelemetryResult
-	EvC2D        = "c2d"             // C2DEvent
-	EvDesired    = "twin.desired"    // DesiredEvent
-	EvResync     = "twin.resync"     // ResyncEvent
-	EvMethod     = "method.invoked"  // MethodEvent
-	EvCreds      = "creds.renewed"   // CredsEvent
-	EvLog        = "log"             // LogEvent
-	EvClockSync  = "clock.synced"    // Clock
+	EvHello     = "hello"           // Hello, sent at every boot
+	EvConn      = "conn"            // ConnEvent
+	EvTelemetry = "telemetry.acked" // TelemetryResult
+	EvC2D       = "c2d"             // C2DEvent
+	EvDesired   = "twin.desired"    // DesiredEvent
+	EvResync    = "twin.resync"     // ResyncEvent
+	EvMethod    = "method.invoked"  // MethodEvent
+	EvCreds     = "creds.renewed"   // CredsEvent
+	EvLog       = "log"             // LogEvent
+	EvClockSync = "clock.synced"    // Clock
 )
 
 // Capabilities a board may declare in Hello.Caps; specs for features the
@@ -178,13 +178,13 @@ const (
 
 // TelemetryArgs sends one message. Payload or Gen.
 type TelemetryArgs struct {
-	Payload    string            `json:"payload,omitempty"`
-	Gen        *Gen              `json:"gen,omitempty"`
-	Properties map[string]string `json:"props,omitempty"` // application properties
-	MessageID  string            `json:"messageId,omitempty"`
-	ContentType string           `json:"contentType,omitempty"`
-	QoS        *int              `json:"qos,omitempty"`
-	Wait       bool              `json:"wait,omitempty"` // respond only after PUBACK (QoS 1)
+	Payload     string            `json:"payload,omitempty"`
+	Gen         *Gen              `json:"gen,omitempty"`
+	Properties  map[string]string `json:"props,omitempty"` // application properties
+	MessageID   string            `json:"messageId,omitempty"`
+	ContentType string            `json:"contentType,omitempty"`
+	QoS         *int              `json:"qos,omitempty"`
+	Wait        bool              `json:"wait,omitempty"` // respond only after PUBACK (QoS 1)
 }
 
 // Gen asks for a generated payload of Size bytes from Seed, so large
@@ -196,10 +196,10 @@ type Gen struct {
 
 // TelemetryResult reports a send.
 type TelemetryResult struct {
-	Ref    uint64 `json:"ref"`    // device-local message number
-	Acked  bool   `json:"acked"`  // PUBACK seen (QoS 1)
-	Size   int    `json:"size"`
-	Error  string `json:"error,omitempty"`
+	Ref   uint64 `json:"ref"`   // device-local message number
+	Acked bool   `json:"acked"` // PUBACK seen (QoS 1)
+	Size  int    `json:"size"`
+	Error string `json:"error,omitempty"`
 }
 
 // TwinResult is the twin as the device holds it after a GET.
