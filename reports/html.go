@@ -1,0 +1,225 @@
+package reports
+
+import (
+	"bytes"
+	"fmt"
+	"html/template"
+	"strings"
+	"time"
+)
+
+func fmtOffset(d time.Duration) string { return fmt.Sprintf("+%.3fs", d.Seconds()) }
+
+func fmtWall(d time.Duration) string {
+	if d <= 0 {
+		return "–"
+	}
+	return d.Round(time.Millisecond).String()
+}
+
+type htmlArea struct {
+	Code    string
+	Sum     AreaSummary
+	Reqs    []RequirementResult
+	HasSpec bool
+}
+
+type htmlFailure struct {
+	Anchor string
+	Spec   SpecResult
+}
+
+type htmlView struct {
+	R        *Report
+	OK       bool
+	Why      []string
+	Areas    []htmlArea
+	Failures []htmlFailure
+	anchors  map[string]string
+}
+
+func newHTMLView(r *Report) *htmlView {
+	v := &htmlView{R: r, anchors: map[string]string{}}
+	v.OK, v.Why = r.Verdict()
+	sums := map[string]AreaSummary{}
+	for _, a := range r.Summary.Areas {
+		sums[a.Area] = a
+	}
+	for _, code := range r.Areas() {
+		a := htmlArea{Code: code, Sum: sums[code]}
+		for _, q := range r.Requirements {
+			if q.Area == code {
+				a.Reqs = append(a.Reqs, q)
+			}
+		}
+		v.Areas = append(v.Areas, a)
+	}
+	for i, s := range r.Specs {
+		if s.Status != SpecFailed {
+			continue
+		}
+		anchor := fmt.Sprintf("spec-%d", i+1)
+		if _, seen := v.anchors[s.Name]; !seen {
+			v.anchors[s.Name] = anchor
+		}
+		v.Failures = append(v.Failures, htmlFailure{Anchor: anchor, Spec: s})
+	}
+	return v
+}
+
+var htmlFuncs = template.FuncMap{
+	"offset": fmtOffset,
+	"wall":   fmtWall,
+	"secs":   func(d time.Duration) string { return fmt.Sprintf("%.3f s", d.Seconds()) },
+	"join":   strings.Join,
+	"first":  firstLine,
+	"time": func(t time.Time) string {
+		if t.IsZero() {
+			return "–"
+		}
+		return t.UTC().Format("2006-01-02 15:04:05Z")
+	},
+	"count":  func(m map[Status]int, s string) int { return m[Status(s)] },
+	"scount": func(m map[SpecStatus]int, s string) int { return m[SpecStatus(s)] },
+	"isin":   func(d string) bool { return d == DirIn },
+	"isout":  func(d string) bool { return d == DirOut },
+	"showqos": func(e WireEntry) bool {
+		return e.Dir != DirEvent && (e.Type == "PUBLISH" || e.QoS > 0)
+	},
+}
+
+var htmlTmpl = template.Must(template.New("report").Funcs(htmlFuncs).Parse(htmlSource))
+
+func writeHTML(buf *bytes.Buffer, r *Report) error {
+	v := newHTMLView(r)
+	return htmlTmpl.Execute(buf, v)
+}
+
+// AnchorFor is used by the template to link a requirement's failed spec.
+func (v *htmlView) AnchorFor(name string) string { return v.anchors[name] }
+
+const htmlSource = `<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>hilrun conformance report {{.R.Run.ID}}</title>
+<style>
+:root { --pass:#1a7f37; --fail:#cf222e; --na:#6e7781; --nc:#9a6700; --line:#d0d7de; --bg2:#f6f8fa; }
+body { font: 14px/1.45 -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; margin: 0 auto; max-width: 1200px; padding: 1.5em; color: #1f2328; }
+h1 { font-size: 1.6em; margin: 0 0 .3em; } h2 { border-bottom: 1px solid var(--line); padding-bottom: .2em; margin-top: 2em; }
+table { border-collapse: collapse; width: 100%; margin: .5em 0 1em; }
+th, td { border: 1px solid var(--line); padding: .3em .5em; text-align: left; vertical-align: top; }
+th { background: var(--bg2); }
+td.n { text-align: right; font-variant-numeric: tabular-nums; }
+code, pre { font: 12px/1.4 ui-monospace, SFMono-Regular, Menlo, Consolas, monospace; }
+pre { background: var(--bg2); padding: .6em; overflow-x: auto; white-space: pre-wrap; word-break: break-word; }
+.verdict { display: inline-block; padding: .2em .8em; border-radius: 1em; color: #fff; font-weight: 600; }
+.ok { background: var(--pass); } .nok { background: var(--fail); }
+.st { font-weight: 600; white-space: nowrap; }
+.st-pass, .st-passed { color: var(--pass); } .st-fail, .st-failed { color: var(--fail); }
+.st-not-applicable, .st-skipped { color: var(--na); } .st-not-covered { color: var(--nc); }
+dl.meta { display: grid; grid-template-columns: max-content 1fr; gap: .2em 1em; }
+dl.meta dt { font-weight: 600; } dl.meta dd { margin: 0; }
+.failure { border: 1px solid var(--fail); border-left-width: 4px; padding: .2em 1em 1em; margin: 1em 0; }
+table.seq td { border: none; border-bottom: 1px dotted var(--line); }
+table.seq th.dev, table.seq th.hub { width: 42%; text-align: center; }
+table.seq td.t { width: 6em; color: var(--na); white-space: nowrap; font: 12px ui-monospace, monospace; }
+table.seq td.arrow { width: 4em; text-align: center; color: #0969da; font-weight: 700; white-space: nowrap; }
+table.seq td.dev { text-align: right; } table.seq td.hub { text-align: left; }
+table.seq td.ev { text-align: center; font-style: italic; color: #57606a; background: #fff8c5; }
+.pkt { font-weight: 600; } .topic { font: 12px ui-monospace, monospace; word-break: break-all; }
+.note { color: #57606a; font-size: 12px; }
+</style>
+</head>
+<body>
+<h1>hilrun conformance report</h1>
+<p>{{if .OK}}<span class="verdict ok">PASS</span>{{else}}<span class="verdict nok">FAIL</span>{{end}}
+ {{.R.Board.Firmware.Name}} {{.R.Board.Firmware.Version}} on {{.R.Board.Profile}} — {{count .R.Summary.Requirements "pass"}} requirements passed, {{count .R.Summary.Requirements "fail"}} failed, {{count .R.Summary.Requirements "not-applicable"}} not applicable, {{count .R.Summary.Requirements "not-covered"}} not covered.</p>
+{{if .Why}}<ul>{{range .Why}}<li>{{.}}</li>{{end}}</ul>{{end}}
+
+<h2>Run</h2>
+<dl class="meta">
+<dt>Run ID</dt><dd><code>{{.R.Run.ID}}</code></dd>
+<dt>Started</dt><dd>{{time .R.Run.Started}}</dd>
+<dt>Finished</dt><dd>{{time .R.Run.Finished}}</dd>
+<dt>Wall time</dt><dd>{{wall .R.Run.Wall}}</dd>
+<dt>hilrun</dt><dd>{{.R.Run.Version}}</dd>
+<dt>Reference hub</dt><dd>{{.R.Run.HubVersion}}</dd>
+<dt>Host</dt><dd>{{.R.Run.Host}}</dd>
+<dt>Command</dt><dd><code>{{join .R.Run.Command " "}}</code></dd>
+<dt>Strict timing</dt><dd>{{.R.Run.Strict}}</dd>
+{{with .R.Run.LabelFilter}}<dt>Label filter</dt><dd><code>{{.}}</code></dd>{{end}}
+{{with .R.Run.Defects}}<dt>Defect switches</dt><dd><code>{{join . ", "}}</code></dd>{{end}}
+{{if .R.Run.Interrupted}}<dt>Interrupted</dt><dd class="st st-fail">yes — {{.R.Run.InterruptReason}}</dd>{{end}}
+</dl>
+
+<h2>Board</h2>
+<dl class="meta">
+<dt>Profile</dt><dd>{{.R.Board.Profile}}{{with .R.Board.Port}} on <code>{{.}}</code>{{end}}</dd>
+<dt>Firmware</dt><dd>{{.R.Board.Firmware.Name}} {{.R.Board.Firmware.Version}}{{with .R.Board.Firmware.Build}} (build <code>{{.}}</code>){{end}}</dd>
+<dt>Device client</dt><dd>{{.R.Board.Firmware.Client}} {{.R.Board.Firmware.ClientVersion}}</dd>
+<dt>Board</dt><dd>{{.R.Board.Firmware.Board}}</dd>
+<dt>Capabilities</dt><dd>{{join .R.Board.Firmware.Caps ", "}}</dd>
+</dl>
+
+<h2>Summary</h2>
+<table>
+<thead><tr><th>Area</th><th>MUST passed / covered / total</th><th>pass</th><th>fail</th><th>not applicable</th><th>not covered</th></tr></thead>
+<tbody>
+{{range .Areas}}{{if .Reqs}}<tr><td><a href="#area-{{.Code}}">{{.Code}}</a></td><td class="n">{{.Sum.MustPassed}} / {{.Sum.MustCovered}} / {{.Sum.Must}}</td>
+<td class="n st-pass">{{count .Sum.Counts "pass"}}</td><td class="n st-fail">{{count .Sum.Counts "fail"}}</td>
+<td class="n">{{count .Sum.Counts "not-applicable"}}</td><td class="n">{{count .Sum.Counts "not-covered"}}</td></tr>
+{{end}}{{end}}
+</tbody>
+</table>
+<p>Specs: {{scount .R.Summary.Specs "passed"}} passed, {{scount .R.Summary.Specs "failed"}} failed, {{scount .R.Summary.Specs "skipped"}} skipped, {{scount .R.Summary.Specs "not-applicable"}} not applicable.</p>
+{{with .R.Summary.Unmapped}}<p class="st st-fail">Specs naming requirement IDs the catalog does not know:</p><ul>{{range .}}<li><code>{{.}}</code></li>{{end}}</ul>{{end}}
+
+{{if .Failures}}
+<h2>Failures</h2>
+{{range .Failures}}{{$s := .Spec}}
+<div class="failure" id="{{.Anchor}}">
+<h3>{{$s.Name}}</h3>
+<p>Requirements: {{range $i, $id := $s.Requirements}}{{if $i}}, {{end}}<a href="#req-{{$id}}">{{$id}}</a>{{end}} · duration {{secs $s.Duration}}{{with $s.Location}} · at <code>{{.}}</code>{{end}}</p>
+<pre>{{$s.Failure}}</pre>
+{{if $s.Wire}}
+<h4>Wire trace</h4>
+<table class="seq">
+<thead><tr><th>t</th><th class="dev">device</th><th></th><th class="hub">hub</th></tr></thead>
+<tbody>
+{{range $s.Wire}}
+{{if isin .Dir}}<tr><td class="t">{{offset .Offset}}</td><td class="dev">{{template "pkt" .}}</td><td class="arrow">──▶</td><td></td></tr>
+{{else if isout .Dir}}<tr><td class="t">{{offset .Offset}}</td><td></td><td class="arrow">◀──</td><td class="hub">{{template "pkt" .}}</td></tr>
+{{else}}<tr><td class="t">{{offset .Offset}}</td><td class="ev" colspan="3">hub: {{.Type}}{{with .Topic}} <span class="topic">{{.}}</span>{{end}}{{with .Note}} — {{.}}{{end}}{{with .Payload}} <code>{{.}}</code>{{end}}</td></tr>
+{{end}}{{end}}
+</tbody>
+</table>
+{{end}}
+{{if $s.Console}}
+<h4>Console</h4>
+<pre>{{range $s.Console}}{{offset .Offset}} {{with .Stream}}{{.}} {{end}}{{.Text}}
+{{end}}</pre>
+{{end}}
+</div>
+{{end}}
+{{end}}
+
+<h2>Requirements</h2>
+{{range .Areas}}{{if .Reqs}}
+<h3 id="area-{{.Code}}">{{.Code}}</h3>
+<table>
+<thead><tr><th>ID</th><th>Severity</th><th>Title</th><th>Status</th><th>Specs</th></tr></thead>
+<tbody>
+{{range .Reqs}}<tr id="req-{{.ID}}"><td><code>{{.ID}}</code></td><td>{{.Severity}}</td><td>{{.Title}}</td><td class="st st-{{.Status}}">{{.Status}}</td>
+<td>{{range .Specs}}<div><span class="st st-{{.Status}}">{{.Status}}</span> {{if eq .Status "failed"}}<a href="#{{$.AnchorFor .Name}}">{{.Name}}</a> — {{first .Failure}}{{else}}{{.Name}}{{end}}</div>{{end}}</td></tr>
+{{end}}
+</tbody>
+</table>
+{{end}}{{end}}
+
+<p class="note">Generated by hilrun {{.R.Run.Version}} · report schema {{.R.SchemaVersion}} · secrets redacted.</p>
+</body>
+</html>
+{{define "pkt"}}<span class="pkt">{{.Type}}</span>{{with .Topic}} <span class="topic">{{.}}</span>{{end}}{{if showqos .}} <span class="note">qos {{.QoS}}</span>{{end}}{{with .Flags}} <span class="note">[{{.}}]</span>{{end}}{{with .Payload}}<br><code>{{.}}</code>{{end}}{{with .Note}}<br><span class="note">{{.}}</span>{{end}}{{end}}
+`

@@ -1,0 +1,214 @@
+package reports
+
+import (
+	"bytes"
+	"encoding/xml"
+	"fmt"
+	"strings"
+)
+
+// JUnit XML, in the shape Jenkins, GitLab and the common GitHub Actions
+// reporters read: <testsuites> → one <testsuite> per area → one <testcase>
+// per spec. Requirement IDs appear in the test name ("[CONN-003] …") and as
+// <property name="requirement">.
+
+type junitSuites struct {
+	XMLName  xml.Name     `xml:"testsuites"`
+	Name     string       `xml:"name,attr"`
+	Tests    int          `xml:"tests,attr"`
+	Failures int          `xml:"failures,attr"`
+	Errors   int          `xml:"errors,attr"`
+	Skipped  int          `xml:"skipped,attr"`
+	Time     string       `xml:"time,attr"`
+	Suites   []junitSuite `xml:"testsuite"`
+}
+
+type junitSuite struct {
+	Name       string          `xml:"name,attr"`
+	Tests      int             `xml:"tests,attr"`
+	Failures   int             `xml:"failures,attr"`
+	Errors     int             `xml:"errors,attr"`
+	Skipped    int             `xml:"skipped,attr"`
+	Time       string          `xml:"time,attr"`
+	Timestamp  string          `xml:"timestamp,attr,omitempty"`
+	Hostname   string          `xml:"hostname,attr,omitempty"`
+	Properties []junitProperty `xml:"properties>property,omitempty"`
+	Cases      []junitCase     `xml:"testcase"`
+}
+
+type junitProperty struct {
+	Name  string `xml:"name,attr"`
+	Value string `xml:"value,attr"`
+}
+
+type junitCase struct {
+	Name       string          `xml:"name,attr"`
+	Classname  string          `xml:"classname,attr"`
+	Time       string          `xml:"time,attr"`
+	File       string          `xml:"file,attr,omitempty"`
+	Properties []junitProperty `xml:"properties>property,omitempty"`
+	Failure    *junitFailure   `xml:"failure,omitempty"`
+	Skipped    *junitSkipped   `xml:"skipped,omitempty"`
+	SystemOut  string          `xml:"system-out,omitempty"`
+}
+
+type junitFailure struct {
+	Message string `xml:"message,attr"`
+	Type    string `xml:"type,attr"`
+	Body    string `xml:",chardata"`
+}
+
+type junitSkipped struct {
+	Message string `xml:"message,attr,omitempty"`
+}
+
+func seconds(d interface{ Seconds() float64 }) string { return fmt.Sprintf("%.3f", d.Seconds()) }
+
+func writeJUnit(buf *bytes.Buffer, r *Report) error {
+	top := junitSuites{Name: "hilrun", Time: seconds(r.Run.Wall)}
+	props := []junitProperty{
+		{"run.id", r.Run.ID},
+		{"hilrun.version", r.Run.Version},
+		{"hub.version", r.Run.HubVersion},
+		{"board.profile", r.Board.Profile},
+		{"firmware", strings.TrimSpace(r.Board.Firmware.Name + " " + r.Board.Firmware.Version)},
+		{"client", strings.TrimSpace(r.Board.Firmware.Client + " " + r.Board.Firmware.ClientVersion)},
+		{"strict", fmt.Sprint(r.Run.Strict)},
+	}
+	if r.Run.Interrupted {
+		props = append(props, junitProperty{"interrupted", r.Run.InterruptReason})
+	}
+	for _, area := range r.Areas() {
+		s := junitSuite{Name: area, Hostname: r.Run.Host, Properties: props}
+		if !r.Run.Started.IsZero() {
+			s.Timestamp = r.Run.Started.UTC().Format("2006-01-02T15:04:05")
+		}
+		var total float64
+		for _, sp := range r.Specs {
+			if sp.Area != area {
+				continue
+			}
+			total += sp.Duration.Seconds()
+			c := junitCase{
+				Name:      caseName(sp),
+				Classname: "hilrun." + area,
+				Time:      seconds(sp.Duration),
+				File:      fileOf(sp.Location),
+			}
+			for _, id := range sp.Requirements {
+				c.Properties = append(c.Properties, junitProperty{"requirement", id})
+			}
+			switch sp.Status {
+			case SpecFailed:
+				s.Failures++
+				c.Failure = &junitFailure{Message: firstLine(sp.Failure), Type: "failure", Body: failureBody(sp)}
+			case SpecNotApplicable:
+				s.Skipped++
+				c.Skipped = &junitSkipped{Message: "not applicable: the board lacks a capability this spec needs"}
+			case SpecSkipped:
+				s.Skipped++
+				c.Skipped = &junitSkipped{Message: "skipped"}
+			}
+			if len(sp.Console) > 0 {
+				c.SystemOut = consoleText(sp.Console)
+			}
+			s.Cases = append(s.Cases, c)
+			s.Tests++
+		}
+		if s.Tests == 0 {
+			continue // an area no spec touches has nothing to run
+		}
+		s.Time = fmt.Sprintf("%.3f", total)
+		top.Tests += s.Tests
+		top.Failures += s.Failures
+		top.Skipped += s.Skipped
+		top.Suites = append(top.Suites, s)
+	}
+	buf.WriteString(xml.Header)
+	enc := xml.NewEncoder(buf)
+	enc.Indent("", "  ")
+	if err := enc.Encode(top); err != nil {
+		return err
+	}
+	buf.WriteByte('\n')
+	return nil
+}
+
+func caseName(sp SpecResult) string {
+	if len(sp.Requirements) == 0 {
+		return sp.Name
+	}
+	return "[" + strings.Join(sp.Requirements, " ") + "] " + sp.Name
+}
+
+func fileOf(loc string) string {
+	// "path/file.go:123" → "path/file.go"
+	if i := strings.LastIndexByte(loc, ':'); i > 0 {
+		if strings.Trim(loc[i+1:], "0123456789") == "" {
+			return loc[:i]
+		}
+	}
+	return ""
+}
+
+func failureBody(sp SpecResult) string {
+	var b strings.Builder
+	b.WriteString(sp.Failure)
+	if sp.Location != "" {
+		b.WriteString("\n\nat " + sp.Location)
+	}
+	if len(sp.Wire) > 0 {
+		b.WriteString("\n\nwire trace (device ↔ hub):\n")
+		b.WriteString(wireText(sp.Wire))
+	}
+	return b.String()
+}
+
+// wireText renders a wire excerpt as aligned text lines.
+func wireText(w []WireEntry) string {
+	var b strings.Builder
+	for _, e := range w {
+		fmt.Fprintf(&b, "%10s  %-7s %-12s", fmtOffset(e.Offset), arrow(e.Dir), e.Type)
+		if e.Topic != "" {
+			b.WriteString(" " + e.Topic)
+		}
+		if e.Dir != DirEvent && (e.Type == "PUBLISH" || e.QoS > 0) {
+			fmt.Fprintf(&b, " qos=%d", e.QoS)
+		}
+		if e.Flags != "" {
+			b.WriteString(" [" + e.Flags + "]")
+		}
+		if e.Payload != "" {
+			b.WriteString(" " + e.Payload)
+		}
+		if e.Note != "" {
+			b.WriteString("  // " + e.Note)
+		}
+		b.WriteByte('\n')
+	}
+	return b.String()
+}
+
+func consoleText(lines []ConsoleLine) string {
+	var b strings.Builder
+	for _, l := range lines {
+		fmt.Fprintf(&b, "%10s ", fmtOffset(l.Offset))
+		if l.Stream != "" {
+			b.WriteString(l.Stream + " ")
+		}
+		b.WriteString(l.Text)
+		b.WriteByte('\n')
+	}
+	return b.String()
+}
+
+func arrow(dir string) string {
+	switch dir {
+	case DirIn:
+		return "dev→hub"
+	case DirOut:
+		return "hub→dev"
+	default:
+		return "hub"
+	}
+}

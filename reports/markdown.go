@@ -1,0 +1,88 @@
+package reports
+
+import (
+	"bytes"
+	"fmt"
+	"strings"
+)
+
+// writeMarkdown renders the GitHub Actions step summary. GitHub renders
+// HTML inside step summaries, so every report-supplied text is escaped.
+func writeMarkdown(buf *bytes.Buffer, r *Report) error {
+	ok, why := r.Verdict()
+	verdict := "✅ **PASS**"
+	if !ok {
+		verdict = "❌ **FAIL**"
+	}
+	fw := r.Board.Firmware
+	fmt.Fprintf(buf, "## hilrun conformance: %s\n\n", verdict)
+	fmt.Fprintf(buf, "%s %s (%s %s) on board profile %s · wall time %s · run `%s`\n\n",
+		md(orDash(fw.Name)), md(fw.Version), md(fw.Client), md(fw.ClientVersion),
+		md(orDash(r.Board.Profile)), fmtWall(r.Run.Wall), mdCode(r.Run.ID))
+	if r.Run.Interrupted {
+		fmt.Fprintf(buf, "> **Run interrupted:** %s\n\n", md(r.Run.InterruptReason))
+	}
+	c := r.Summary.Requirements
+	fmt.Fprintf(buf, "Requirements: %d pass, %d fail, %d not applicable, %d not covered. Specs: %d passed, %d failed, %d skipped, %d not applicable.\n\n",
+		c[Pass], c[Fail], c[NotApplicable], c[NotCovered],
+		r.Summary.Specs[SpecPassed], r.Summary.Specs[SpecFailed], r.Summary.Specs[SpecSkipped], r.Summary.Specs[SpecNotApplicable])
+
+	buf.WriteString("| Area | MUST passed / covered / total | pass | fail | n/a | not covered |\n")
+	buf.WriteString("|---|---:|---:|---:|---:|---:|\n")
+	for _, a := range r.Summary.Areas {
+		fmt.Fprintf(buf, "| %s | %d / %d / %d | %d | %d | %d | %d |\n", md(a.Area),
+			a.MustPassed, a.MustCovered, a.Must,
+			a.Counts[Pass], a.Counts[Fail], a.Counts[NotApplicable], a.Counts[NotCovered])
+	}
+	buf.WriteByte('\n')
+
+	var failing []RequirementResult
+	for _, q := range r.Requirements {
+		if q.Status == Fail {
+			failing = append(failing, q)
+		}
+	}
+	if len(failing) > 0 {
+		buf.WriteString("### Failing requirements\n\n")
+		for _, q := range failing {
+			fmt.Fprintf(buf, "- **%s** (%s) %s — %s\n", md(q.ID), md(q.Severity), md(q.Title), md(firstFailure(q.Specs)))
+		}
+		buf.WriteByte('\n')
+	}
+	if !ok && len(failing) == 0 && len(why) > 0 {
+		buf.WriteString("### Why the run failed\n\n")
+		for _, w := range why {
+			fmt.Fprintf(buf, "- %s\n", md(w))
+		}
+		buf.WriteByte('\n')
+	}
+	if len(r.Summary.Unmapped) > 0 {
+		buf.WriteString("### Specs naming unknown requirement IDs\n\n")
+		for _, u := range r.Summary.Unmapped {
+			fmt.Fprintf(buf, "- %s\n", md(u))
+		}
+		buf.WriteByte('\n')
+	}
+	buf.WriteString("Full report: `report.html` (artifact), machine-readable `report.json`, `junit.xml`.\n")
+	return nil
+}
+
+var mdEscaper = strings.NewReplacer(
+	"&", "&amp;", "<", "&lt;", ">", "&gt;", "|", "\\|", "`", "\\`", "*", "\\*", "_", "\\_",
+	"[", "\\[", "]", "\\]", "\r", " ", "\n", " ",
+)
+
+// md escapes text for a single Markdown line or table cell.
+func md(s string) string { return mdEscaper.Replace(s) }
+
+// mdCode makes s safe inside a `code span`.
+func mdCode(s string) string {
+	return strings.NewReplacer("`", "'", "\n", " ", "\r", " ").Replace(s)
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "–"
+	}
+	return s
+}

@@ -1,0 +1,487 @@
+// Package reports is the model and the writers of a hilrun conformance run's
+// report.
+//
+// A runner (the Ginkgo-driven `hilrun run`) collects one SpecResult per spec
+// and calls Build with the run metadata, the board's identity and the
+// requirement catalog; Build derives each requirement's status and the run
+// summary. Write then produces a report directory with four files:
+//
+//	report.json   the machine-readable report (schema in SCHEMA.md)
+//	junit.xml     JUnit XML for CI test tabs (one testsuite per area)
+//	report.html   a self-contained page for humans (no scripts, no external assets)
+//	summary.md    Markdown for a GitHub Actions step summary
+//
+// Load reads report.json back and Render regenerates the other three from
+// it (`hilrun report`). Every free-text field is passed through Redact on the
+// way out, so SAS signatures, shared access keys and private keys never reach
+// a report even if a spec or a console line captured one.
+//
+// The package deliberately does not import the catalog or the rig: callers
+// hand it plain values (RequirementRef, BoardInfo, WireEntry, ConsoleLine).
+package reports
+
+import (
+	"cmp"
+	"encoding/json"
+	"fmt"
+	"math"
+	"slices"
+	"strings"
+	"time"
+)
+
+// SchemaVersion is the report.json schema version written by this package.
+const SchemaVersion = 1
+
+// Status is a requirement's outcome.
+type Status string
+
+// Requirement statuses.
+const (
+	Pass          Status = "pass"
+	Fail          Status = "fail"
+	NotApplicable Status = "not-applicable"
+	NotCovered    Status = "not-covered"
+)
+
+// Statuses lists the requirement statuses in display order.
+var Statuses = []Status{Pass, Fail, NotApplicable, NotCovered}
+
+// SpecStatus is a spec's outcome.
+type SpecStatus string
+
+// Spec statuses. Skipped means the spec did not run for a reason other than
+// a missing capability (label filter, pending, interrupted run).
+const (
+	SpecPassed        SpecStatus = "passed"
+	SpecFailed        SpecStatus = "failed"
+	SpecSkipped       SpecStatus = "skipped"
+	SpecNotApplicable SpecStatus = "not-applicable"
+)
+
+// SpecStatuses lists the spec statuses in display order.
+var SpecStatuses = []SpecStatus{SpecPassed, SpecFailed, SpecSkipped, SpecNotApplicable}
+
+// Severities as used in RequirementRef.Severity.
+const (
+	Must   = "MUST"
+	Should = "SHOULD"
+)
+
+// Wire trace directions, relative to the hub (same values as rig/hub).
+const (
+	DirIn    = "in"    // device → hub
+	DirOut   = "out"   // hub → device
+	DirEvent = "event" // something the hub decided or observed
+)
+
+// RunMeta describes the run.
+type RunMeta struct {
+	ID              string        `json:"id"`
+	Started         time.Time     `json:"started"`
+	Finished        time.Time     `json:"finished"`
+	Wall            time.Duration `json:"-"` // JSON: wallMs
+	Version         string        `json:"hilrunVersion"`
+	Host            string        `json:"host"`
+	Command         []string      `json:"command"`
+	Strict          bool          `json:"strict"`
+	LabelFilter     string        `json:"labelFilter,omitempty"`
+	Defects         []string      `json:"defects,omitempty"` // defect switches active on the virtual board
+	HubVersion      string        `json:"hubVersion"`
+	Interrupted     bool          `json:"interrupted"`
+	InterruptReason string        `json:"interruptReason,omitempty"`
+}
+
+// BoardInfo identifies the device under test.
+type BoardInfo struct {
+	Profile  string        `json:"profile"` // board profile name, e.g. "sim", "esp32"
+	Port     string        `json:"port,omitempty"`
+	Firmware FirmwareHello `json:"firmware"`
+}
+
+// FirmwareHello is what the firmware said about itself (agent protocol hello).
+type FirmwareHello struct {
+	Name          string   `json:"name"`
+	Version       string   `json:"version"`
+	Build         string   `json:"build,omitempty"` // build hash
+	Client        string   `json:"client"`          // device client library
+	ClientVersion string   `json:"clientVersion"`
+	Board         string   `json:"board"`
+	Caps          []string `json:"caps"`
+}
+
+// RequirementRef is the slice of a catalog entry a report needs.
+type RequirementRef struct {
+	ID       string `json:"id"`
+	Title    string `json:"title"`
+	Area     string `json:"area"`
+	Severity string `json:"severity"` // Must or Should
+}
+
+// WireEntry is one packet or hub event of a wire-trace excerpt.
+type WireEntry struct {
+	Offset  time.Duration `json:"-"`    // JSON: offsetMs; since the spec started
+	Dir     string        `json:"dir"`  // DirIn, DirOut or DirEvent
+	Type    string        `json:"type"` // CONNECT, PUBLISH, ... or an event kind
+	Topic   string        `json:"topic,omitempty"`
+	QoS     int           `json:"qos"`
+	Flags   string        `json:"flags,omitempty"`   // e.g. "dup retain", "clean", "session-present"
+	Payload string        `json:"payload,omitempty"` // short summary, never the full payload
+	Note    string        `json:"note,omitempty"`    // reason, requirement ID, return code …
+}
+
+// ConsoleLine is one line of the board's console log.
+type ConsoleLine struct {
+	Offset time.Duration `json:"-"`                // JSON: offsetMs; since the spec started
+	Stream string        `json:"stream,omitempty"` // e.g. "rx" (from the board), "tx", "agent"
+	Text   string        `json:"text"`
+}
+
+// SpecResult is the outcome of one spec.
+type SpecResult struct {
+	Name         string        `json:"name"`
+	Requirements []string      `json:"requirements"`   // IDs the spec covers
+	Area         string        `json:"area,omitempty"` // defaults to the first requirement's prefix
+	Status       SpecStatus    `json:"status"`
+	Duration     time.Duration `json:"-"` // JSON: durationMs
+	Failure      string        `json:"failure,omitempty"`
+	Location     string        `json:"location,omitempty"` // file:line of the failing expectation
+	Wire         []WireEntry   `json:"wire,omitempty"`
+	Console      []ConsoleLine `json:"console,omitempty"`
+}
+
+// RequirementResult is a requirement's row in the report.
+type RequirementResult struct {
+	RequirementRef
+	Status Status       `json:"status"`
+	Specs  []SpecResult `json:"specs"`
+}
+
+// AreaSummary counts one area's requirements.
+type AreaSummary struct {
+	Area        string         `json:"area"`
+	Counts      map[Status]int `json:"counts"`
+	Must        int            `json:"must"`        // MUST requirements in the area
+	MustCovered int            `json:"mustCovered"` // … with at least one spec that ran or was not applicable
+	MustPassed  int            `json:"mustPassed"`
+	MustFailed  int            `json:"mustFailed"`
+}
+
+// Summary is the run's roll-up.
+type Summary struct {
+	Verdict      bool               `json:"verdict"`
+	Why          []string           `json:"why,omitempty"`
+	Requirements map[Status]int     `json:"requirements"`
+	Specs        map[SpecStatus]int `json:"specs"`
+	Areas        []AreaSummary      `json:"areas"`
+	// Unmapped lists "spec name: ID" pairs naming requirement IDs the
+	// catalog does not know (a suite bug; they do not affect the verdict).
+	Unmapped []string `json:"unmapped,omitempty"`
+}
+
+// Report is a whole run.
+type Report struct {
+	SchemaVersion int                 `json:"schemaVersion"`
+	Run           RunMeta             `json:"run"`
+	Board         BoardInfo           `json:"board"`
+	Requirements  []RequirementResult `json:"requirements"`
+	Specs         []SpecResult        `json:"specs"`
+	Summary       Summary             `json:"summary"`
+}
+
+// Build assembles a report. cat fixes the requirement rows and their order;
+// specs are kept in the order given. Wall is taken from Finished−Started when
+// meta.Wall is zero.
+func Build(meta RunMeta, board BoardInfo, cat []RequirementRef, specs []SpecResult) *Report {
+	if meta.Wall == 0 && !meta.Started.IsZero() && meta.Finished.After(meta.Started) {
+		meta.Wall = meta.Finished.Sub(meta.Started)
+	}
+	r := &Report{SchemaVersion: SchemaVersion, Run: meta, Board: board}
+	r.Specs = slices.Clone(specs)
+	for i := range r.Specs {
+		if r.Specs[i].Area == "" {
+			r.Specs[i].Area = specArea(r.Specs[i])
+		}
+	}
+	idx := make(map[string]int, len(cat))
+	for i, c := range cat {
+		idx[c.ID] = i
+		r.Requirements = append(r.Requirements, RequirementResult{RequirementRef: c, Specs: []SpecResult{}})
+	}
+	var unmapped []string
+	for _, s := range r.Specs {
+		for _, id := range s.Requirements {
+			i, ok := idx[id]
+			if !ok {
+				unmapped = append(unmapped, s.Name+": "+id)
+				continue
+			}
+			r.Requirements[i].Specs = append(r.Requirements[i].Specs, s)
+		}
+	}
+	for i := range r.Requirements {
+		r.Requirements[i].Status = RequirementStatus(r.Requirements[i].Specs)
+	}
+	r.Summary = r.summarize()
+	r.Summary.Unmapped = unmapped
+	return r
+}
+
+func specArea(s SpecResult) string {
+	if len(s.Requirements) > 0 {
+		if a, _, ok := strings.Cut(s.Requirements[0], "-"); ok {
+			return a
+		}
+	}
+	return "OTHER"
+}
+
+// RequirementStatus applies the status rule to the specs covering one
+// requirement:
+//
+//   - no spec → not-covered
+//   - any spec failed → fail
+//   - otherwise, at least one spec passed → pass (skipped specs do not count)
+//   - otherwise, every spec not applicable (the board lacks the capability)
+//     → not-applicable
+//   - otherwise (specs only skipped, or skipped and not applicable) →
+//     not-covered
+func RequirementStatus(specs []SpecResult) Status {
+	if len(specs) == 0 {
+		return NotCovered
+	}
+	var passed, na int
+	for _, s := range specs {
+		switch s.Status {
+		case SpecFailed:
+			return Fail
+		case SpecPassed:
+			passed++
+		case SpecNotApplicable:
+			na++
+		}
+	}
+	switch {
+	case passed > 0:
+		return Pass
+	case na == len(specs):
+		return NotApplicable
+	default:
+		return NotCovered
+	}
+}
+
+// Verdict decides the run's exit status: ok when every applicable MUST
+// requirement that is covered passed and no requirement (MUST or SHOULD)
+// failed. An interrupted run is never ok. why lists the reasons, one line
+// each, in catalog order.
+func (r *Report) Verdict() (ok bool, why []string) {
+	for _, q := range r.Requirements {
+		if q.Status == Fail {
+			why = append(why, fmt.Sprintf("%s (%s) failed: %s", q.ID, q.Severity, firstFailure(q.Specs)))
+		}
+	}
+	if r.Run.Interrupted {
+		reason := r.Run.InterruptReason
+		if reason == "" {
+			reason = "no reason recorded"
+		}
+		why = append(why, "run interrupted: "+reason)
+	}
+	return len(why) == 0, why
+}
+
+func firstFailure(specs []SpecResult) string {
+	for _, s := range specs {
+		if s.Status == SpecFailed {
+			return s.Name + ": " + firstLine(s.Failure)
+		}
+	}
+	return ""
+}
+
+func firstLine(s string) string {
+	s = strings.TrimSpace(s)
+	if i := strings.IndexByte(s, '\n'); i >= 0 {
+		s = strings.TrimSpace(s[:i])
+	}
+	return s
+}
+
+func (r *Report) summarize() Summary {
+	sum := Summary{Requirements: map[Status]int{}, Specs: map[SpecStatus]int{}}
+	for _, st := range Statuses {
+		sum.Requirements[st] = 0
+	}
+	for _, st := range SpecStatuses {
+		sum.Specs[st] = 0
+	}
+	for _, s := range r.Specs {
+		sum.Specs[s.Status]++
+	}
+	areaIdx := map[string]int{}
+	for _, q := range r.Requirements {
+		sum.Requirements[q.Status]++
+		i, ok := areaIdx[q.Area]
+		if !ok {
+			i = len(sum.Areas)
+			areaIdx[q.Area] = i
+			a := AreaSummary{Area: q.Area, Counts: map[Status]int{}}
+			for _, st := range Statuses {
+				a.Counts[st] = 0
+			}
+			sum.Areas = append(sum.Areas, a)
+		}
+		a := &sum.Areas[i]
+		a.Counts[q.Status]++
+		if q.Severity == Must {
+			a.Must++
+			if q.Status != NotCovered {
+				a.MustCovered++
+			}
+			switch q.Status {
+			case Pass:
+				a.MustPassed++
+			case Fail:
+				a.MustFailed++
+			}
+		}
+	}
+	sum.Verdict, sum.Why = r.Verdict()
+	return sum
+}
+
+// Failed returns the failed specs in report order.
+func (r *Report) Failed() []SpecResult {
+	var out []SpecResult
+	for _, s := range r.Specs {
+		if s.Status == SpecFailed {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// Areas returns the requirement areas in report order.
+func (r *Report) Areas() []string {
+	var out []string
+	for _, q := range r.Requirements {
+		if !slices.Contains(out, q.Area) {
+			out = append(out, q.Area)
+		}
+	}
+	// Areas that only specs mention (unmapped IDs) come last, sorted.
+	var extra []string
+	for _, s := range r.Specs {
+		if !slices.Contains(out, s.Area) && !slices.Contains(extra, s.Area) {
+			extra = append(extra, s.Area)
+		}
+	}
+	slices.SortFunc(extra, cmp.Compare)
+	return append(out, extra...)
+}
+
+// JSON encodings: durations are written as fractional milliseconds.
+
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+func fromMs(f float64) time.Duration { return time.Duration(math.Round(f * float64(time.Millisecond))) }
+
+type runMetaJSON RunMeta
+
+// MarshalJSON writes Wall as wallMs.
+func (m RunMeta) MarshalJSON() ([]byte, error) {
+	return json.Marshal(struct {
+		runMetaJSON
+		WallMs float64 `json:"wallMs"`
+	}{runMetaJSON(m), ms(m.Wall)})
+}
+
+// UnmarshalJSON reads wallMs into Wall.
+func (m *RunMeta) UnmarshalJSON(b []byte) error {
+	var v struct {
+		runMetaJSON
+		WallMs float64 `json:"wallMs"`
+	}
+	if err := json.Unmarshal(b, &v); err != nil {
+		return err
+	}
+	*m = RunMeta(v.runMetaJSON)
+	m.Wall = fromMs(v.WallMs)
+	return nil
+}
+
+type specJSON SpecResult
+
+// MarshalJSON writes Duration as durationMs.
+func (s SpecResult) MarshalJSON() ([]byte, error) {
+	if s.Requirements == nil {
+		s.Requirements = []string{}
+	}
+	return json.Marshal(struct {
+		specJSON
+		DurationMs float64 `json:"durationMs"`
+	}{specJSON(s), ms(s.Duration)})
+}
+
+// UnmarshalJSON reads durationMs into Duration.
+func (s *SpecResult) UnmarshalJSON(b []byte) error {
+	var v struct {
+		specJSON
+		DurationMs float64 `json:"durationMs"`
+	}
+	if err := json.Unmarshal(b, &v); err != nil {
+		return err
+	}
+	*s = SpecResult(v.specJSON)
+	s.Duration = fromMs(v.DurationMs)
+	return nil
+}
+
+type wireJSON WireEntry
+
+// MarshalJSON writes Offset as offsetMs.
+func (w WireEntry) MarshalJSON() ([]byte, error) {
+	return json.Marshal(struct {
+		wireJSON
+		OffsetMs float64 `json:"offsetMs"`
+	}{wireJSON(w), ms(w.Offset)})
+}
+
+// UnmarshalJSON reads offsetMs into Offset.
+func (w *WireEntry) UnmarshalJSON(b []byte) error {
+	var v struct {
+		wireJSON
+		OffsetMs float64 `json:"offsetMs"`
+	}
+	if err := json.Unmarshal(b, &v); err != nil {
+		return err
+	}
+	*w = WireEntry(v.wireJSON)
+	w.Offset = fromMs(v.OffsetMs)
+	return nil
+}
+
+type consoleJSON ConsoleLine
+
+// MarshalJSON writes Offset as offsetMs.
+func (c ConsoleLine) MarshalJSON() ([]byte, error) {
+	return json.Marshal(struct {
+		consoleJSON
+		OffsetMs float64 `json:"offsetMs"`
+	}{consoleJSON(c), ms(c.Offset)})
+}
+
+// UnmarshalJSON reads offsetMs into Offset.
+func (c *ConsoleLine) UnmarshalJSON(b []byte) error {
+	var v struct {
+		consoleJSON
+		OffsetMs float64 `json:"offsetMs"`
+	}
+	if err := json.Unmarshal(b, &v); err != nil {
+		return err
+	}
+	*c = ConsoleLine(v.consoleJSON)
+	c.Offset = fromMs(v.OffsetMs)
+	return nil
+}
