@@ -1,0 +1,828 @@
+package sim
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	paho "github.com/eclipse/paho.mqtt.golang"
+
+	"github.com/hilrun/hilrun/devicefw/agentproto"
+	"github.com/hilrun/hilrun/rig/iothub"
+)
+
+// Defaults where the configuration leaves a value open. They follow the
+// Azure IoT C SDK (device-sdk-behaviours.md §4) unless noted.
+const (
+	defaultTokenTTL      = time.Hour
+	defaultRenewFraction = 0.8
+	defaultKeepAlive     = 60 * time.Second
+	defaultRetryInitial  = time.Second
+	defaultRetryMax      = 60 * time.Second
+	defaultJitterPct     = 20
+	defaultTwinTimeout   = 20 * time.Second
+	connectTimeout       = 10 * time.Second
+	subackTimeout        = 10 * time.Second
+	telemetryAckTimeout  = 4 * time.Minute  // RECON-005: the SDK operation timeout
+	throttledMinBackoff  = 10 * time.Second // RECON-003
+	resyncAttempts       = 3
+
+	// reconnect-no-backoff: the tight loop is still bounded.
+	noBackoffDelay       = 50 * time.Millisecond
+	noBackoffMaxAttempts = 40
+
+	// deviceClientType goes into the Username (CONN-006, like the SDKs).
+	deviceClientType = FirmwareName + "/" + FirmwareVersion + " (paho.mqtt.golang v1.5.1)"
+	// unknownMethodStatus answers methods with no behaviour defined and no
+	// "*" fallback (METH-010). The official SDKs differ: the C# SDK answers
+	// 501, the azure-sdk-for-c sample 404 with "{}", nanoFramework nothing.
+	// The firmware follows azure-sdk-for-c, the SDK embedded devices build on.
+	unknownMethodStatus = 404
+	maxSeenC2D          = 512
+)
+
+// errLost completes operations whose connection went away.
+var errLost = errors.New("connection lost")
+
+// connConfig is a snapshot of what one connection attempt needs.
+type connConfig struct {
+	host, addr, transport string
+	id                    iothub.Identity
+	authType, key         string
+	ttl                   time.Duration
+	renewFraction         float64
+	cert                  *tls.Certificate
+	trust                 []*x509.Certificate
+	keepAlive             time.Duration
+	clean                 bool
+	qos                   byte
+	will                  *agentproto.Will
+	retryInitial          time.Duration
+	retryMax              time.Duration
+	jitterPct             int
+	modelID               string
+	twinTimeout           time.Duration
+}
+
+// session is one client.open … client.close lifetime: the reconnect loop.
+type session struct {
+	ctx      context.Context
+	cancel   context.CancelFunc
+	graceful bool          // how to end the connection when ctx ends
+	kick     chan string   // reconnect now with new credentials (reason)
+	done     chan struct{} // closed when the loop has ended
+	store    paho.Store    // kept across connections for CleanSession 0 (TEL-004)
+	connects int           // successful connections in this session
+}
+
+// conn is one established MQTT connection.
+type conn struct {
+	gen     uint64
+	cli     paho.Client
+	netConn net.Conn
+	lost    chan struct{} // closed when the connection is gone
+	once    sync.Once
+}
+
+func (c *conn) markLost() { c.once.Do(func() { close(c.lost) }) }
+
+type twinResp struct {
+	status  int
+	version int64
+	hasVer  bool
+	body    []byte
+	err     error
+}
+
+type pendingTwin struct {
+	rid  string
+	gen  uint64
+	sent time.Time
+	ch   chan twinResp
+}
+
+// deviceClient is the IoT Hub device client: paho.mqtt.golang with an own
+// reconnect loop, so that backoff, credentials and the stop rules are the
+// firmware's (RECON-001..008).
+type deviceClient struct {
+	fw *Firmware
+
+	mu       sync.Mutex
+	state    string
+	reason   string
+	connects int
+	sess     *session
+	cur      *conn
+	gen      uint64
+	tokenExp int64
+	quiet    bool // shutting down: no more events
+
+	desired     map[string]any
+	desiredVer  int64
+	reportedVer int64
+
+	ridSeq   uint64
+	pending  map[string]*pendingTwin
+	order    []string // pending rids, oldest first (twin-any-rid)
+	telRef   uint64
+	seenC2D  map[string]bool
+	seenList []string
+}
+
+func newDeviceClient(fw *Firmware) *deviceClient {
+	return &deviceClient{fw: fw, state: agentproto.StateIdle, pending: map[string]*pendingTwin{}, seenC2D: map[string]bool{}}
+}
+
+// on reports whether a defect switch is active. It must not be called with dc.mu held.
+func (dc *deviceClient) on(name string) bool {
+	dc.mu.Lock()
+	defer dc.mu.Unlock()
+	return dc.fw.defects.on(name)
+}
+
+func (dc *deviceClient) status() agentproto.Status {
+	dc.mu.Lock()
+	defer dc.mu.Unlock()
+	return agentproto.Status{State: dc.state, Reason: dc.reason, Connects: dc.connects, DesiredVer: dc.desiredVer,
+		ClockUnixMS: dc.fw.rtc.Now().UnixMilli(), ClockSynced: dc.fw.rtc.Synced(), TokenExpires: dc.tokenExp}
+}
+
+// setStateLocked records a state change and emits the conn event.
+func (dc *deviceClient) setStateLocked(ev agentproto.ConnEvent) {
+	dc.state, dc.reason = ev.State, ev.Reason
+	if !dc.quiet {
+		dc.fw.emit(agentproto.EvConn, ev)
+	}
+}
+
+func (dc *deviceClient) setState(ev agentproto.ConnEvent) {
+	dc.mu.Lock()
+	defer dc.mu.Unlock()
+	dc.setStateLocked(ev)
+}
+
+func (dc *deviceClient) emit(name string, data any) {
+	dc.mu.Lock()
+	quiet := dc.quiet
+	dc.mu.Unlock()
+	if !quiet {
+		dc.fw.emit(name, data)
+	}
+}
+
+// snapshot reads the configuration for one attempt.
+func (dc *deviceClient) snapshot() (connConfig, *agentproto.Error) {
+	n := dc.fw.nvs
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	c := n.Config
+	var cc connConfig
+	if c.Hub == nil || c.Hub.Host == "" {
+		return cc, agentproto.Errorf(agentproto.ErrBadArgs, "no hub configured (configure {\"hub\":{\"host\":...}})")
+	}
+	if c.Identity == nil || c.Identity.DeviceID == "" {
+		return cc, agentproto.Errorf(agentproto.ErrBadArgs, "no identity configured")
+	}
+	if c.Auth == nil {
+		return cc, agentproto.Errorf(agentproto.ErrBadArgs, "no auth configured")
+	}
+	cc.host = c.Hub.Host
+	cc.transport = c.Hub.Transport
+	if cc.transport == "" {
+		cc.transport = "mqtts"
+	}
+	port := c.Hub.Port
+	if port == 0 {
+		port = 8883
+		if cc.transport == "wss" {
+			port = 443
+		}
+	}
+	cc.addr = c.Hub.Address
+	if cc.addr == "" {
+		cc.addr = net.JoinHostPort(cc.host, strconv.Itoa(port))
+	}
+	cc.id = iothub.Identity{DeviceID: c.Identity.DeviceID, ModuleID: c.Identity.ModuleID}
+	cc.authType, cc.key = c.Auth.Type, c.Auth.Key
+	cc.ttl = time.Duration(c.Auth.TokenTTL) * time.Second
+	if cc.ttl <= 0 {
+		cc.ttl = defaultTokenTTL
+	}
+	cc.renewFraction = c.Auth.RenewFraction
+	if cc.renewFraction <= 0 {
+		cc.renewFraction = defaultRenewFraction
+	}
+	if cc.authType == "x509" {
+		if n.Cert == nil {
+			return cc, agentproto.Errorf(agentproto.ErrBadArgs, "auth x509 needs a device certificate (cert.set)")
+		}
+		cc.cert = n.Cert
+	}
+	cc.trust = append([]*x509.Certificate(nil), n.Trust...)
+	cc.keepAlive, cc.clean, cc.qos = defaultKeepAlive, false, 1
+	if m := c.MQTT; m != nil {
+		if m.KeepAlive > 0 {
+			cc.keepAlive = time.Duration(m.KeepAlive) * time.Second
+		}
+		if m.CleanSession != nil {
+			cc.clean = *m.CleanSession
+		}
+		if m.QoS != nil && (*m.QoS == 0 || *m.QoS == 1) {
+			cc.qos = byte(*m.QoS)
+		}
+		cc.will = m.Will
+	}
+	cc.retryInitial, cc.retryMax, cc.jitterPct = defaultRetryInitial, defaultRetryMax, defaultJitterPct
+	if r := c.Retry; r != nil {
+		if r.InitialMS > 0 {
+			cc.retryInitial = time.Duration(r.InitialMS) * time.Millisecond
+		}
+		if r.MaxMS > 0 {
+			cc.retryMax = time.Duration(r.MaxMS) * time.Millisecond
+		}
+		if r.JitterPct > 0 && r.JitterPct <= 100 {
+			cc.jitterPct = r.JitterPct
+		}
+	}
+	if cc.retryMax < cc.retryInitial {
+		cc.retryMax = cc.retryInitial
+	}
+	cc.modelID = c.ModelID
+	cc.twinTimeout = defaultTwinTimeout
+	if c.Twin != nil && c.Twin.TimeoutMS > 0 {
+		cc.twinTimeout = time.Duration(c.Twin.TimeoutMS) * time.Millisecond
+	}
+	return cc, nil
+}
+
+// open starts the reconnect loop (idempotent while it runs).
+func (dc *deviceClient) open() *agentproto.Error {
+	if _, err := dc.snapshot(); err != nil {
+		return err
+	}
+	dc.mu.Lock()
+	defer dc.mu.Unlock()
+	if dc.sess != nil {
+		select {
+		case <-dc.sess.done:
+		default:
+			return nil // already running
+		}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	s := &session{ctx: ctx, cancel: cancel, kick: make(chan string, 1), done: make(chan struct{}), store: paho.NewOrderedMemoryStore()}
+	dc.sess = s
+	go dc.loop(s)
+	return nil
+}
+
+// close stops the loop; graceful sends DISCONNECT (CONN-022).
+func (dc *deviceClient) close(graceful bool) {
+	dc.mu.Lock()
+	s := dc.sess
+	dc.sess = nil
+	if s != nil {
+		s.graceful = graceful
+	}
+	dc.mu.Unlock()
+	if s == nil {
+		return
+	}
+	s.cancel()
+	select {
+	case <-s.done:
+	case <-time.After(10 * time.Second):
+		dc.fw.logf("W", "client loop did not stop within 10 s")
+	}
+	dc.mu.Lock()
+	defer dc.mu.Unlock()
+	reason := "client.close"
+	if !graceful {
+		reason = "client.close (no DISCONNECT)"
+	}
+	dc.setStateLocked(agentproto.ConnEvent{State: agentproto.StateIdle, Reason: reason})
+}
+
+// shutdown ends everything when the firmware stops (reset, power off): the
+// TCP connection just dies, as on a rebooting board.
+func (dc *deviceClient) shutdown() {
+	dc.mu.Lock()
+	dc.quiet = true
+	s := dc.sess
+	dc.sess = nil
+	dc.mu.Unlock()
+	if s == nil {
+		return
+	}
+	s.graceful = false
+	s.cancel()
+	select {
+	case <-s.done:
+	case <-time.After(10 * time.Second):
+	}
+}
+
+// current returns the live connection, if any.
+func (dc *deviceClient) current() *conn {
+	dc.mu.Lock()
+	defer dc.mu.Unlock()
+	return dc.cur
+}
+
+// backoff is the delay before attempt n (1-based): exponential from the
+// initial delay, capped, minus up to jitterPct percent so that the gaps
+// never line up exactly (RECON-001).
+func backoff(cc connConfig, n int) time.Duration {
+	d := cc.retryInitial
+	for i := 1; i < n && d < cc.retryMax; i++ {
+		d *= 2
+	}
+	d = min(d, cc.retryMax)
+	if cc.jitterPct > 0 {
+		d -= time.Duration(rand.Float64() * float64(cc.jitterPct) / 100 * float64(d))
+	}
+	return max(d, time.Millisecond)
+}
+
+// unrecoverable classifies a failed attempt (RECON-004): refused
+// credentials or identity, and a server that fails TLS verification.
+func unrecoverable(rc byte, err error) bool {
+	switch rc {
+	case 1, 2, 4, 5:
+		return true
+	}
+	var ua x509.UnknownAuthorityError
+	var he x509.HostnameError
+	var ci x509.CertificateInvalidError
+	return errors.As(err, &ua) || errors.As(err, &he) || errors.As(err, &ci)
+}
+
+// loop connects, keeps the connection and reconnects until the session ends.
+func (dc *deviceClient) loop(s *session) {
+	defer close(s.done)
+	attempt := 0
+	renewKind := ""
+	for {
+		if s.ctx.Err() != nil {
+			return
+		}
+		select {
+		case <-s.kick: // this attempt uses the new credentials anyway
+		default:
+		}
+		cc, cerr := dc.snapshot()
+		if cerr != nil {
+			dc.setState(agentproto.ConnEvent{State: agentproto.StateStopped, Reason: cerr.Msg})
+			return
+		}
+		attempt++
+		dc.setState(agentproto.ConnEvent{State: agentproto.StateConnecting, Attempt: attempt})
+		c, session, exp, rc, err := dc.connect(s, cc)
+		if err != nil {
+			if s.ctx.Err() != nil {
+				return
+			}
+			reason := err.Error()
+			if rc != 0 {
+				reason = fmt.Sprintf("CONNACK %d: %v", rc, err)
+			}
+			noBackoff := dc.on(DefNoBackoff)
+			if unrecoverable(rc, err) && !dc.on(DefRetryAfterAuth) {
+				dc.setState(agentproto.ConnEvent{State: agentproto.StateStopped, Reason: reason, Attempt: attempt})
+				return
+			}
+			delay := backoff(cc, attempt)
+			if rc == 3 {
+				delay = max(delay, min(throttledMinBackoff, cc.retryMax))
+			}
+			if noBackoff {
+				if attempt >= noBackoffMaxAttempts {
+					dc.setState(agentproto.ConnEvent{State: agentproto.StateStopped, Attempt: attempt,
+						Reason: fmt.Sprintf("gave up after %d attempts: %s", attempt, reason)})
+					return
+				}
+				delay = noBackoffDelay
+			}
+			dc.setState(agentproto.ConnEvent{State: agentproto.StateBackoff, Reason: reason, Attempt: attempt, NextMS: int(delay.Milliseconds())})
+			if !sleepCtx(s.ctx, delay) {
+				return
+			}
+			continue
+		}
+		attempt = 0
+		s.connects++
+		// Subscriptions and the resync GET go out before "connected" is
+		// reported and before operations may use the connection, so no
+		// twin request precedes the SUBSCRIBE (TWIN-001).
+		get := dc.afterConnect(s, c, cc, session)
+		dc.mu.Lock()
+		dc.connects++
+		dc.cur = c
+		if !exp.IsZero() {
+			dc.tokenExp = exp.Unix()
+		}
+		dc.setStateLocked(agentproto.ConnEvent{State: agentproto.StateConnected, Session: session})
+		dc.mu.Unlock()
+		if get != nil {
+			go dc.resync(s, c, cc, get)
+		}
+		if renewKind != "" {
+			ev := agentproto.CredsEvent{Kind: renewKind}
+			if !exp.IsZero() {
+				ev.Expiry = exp.Unix()
+			}
+			dc.emit(agentproto.EvCreds, ev)
+			renewKind = ""
+		}
+		// Renewal timer (RECON-006): reconnect with a fresh token at the
+		// configured fraction of its lifetime, or (defect) only after it
+		// has expired.
+		var renew <-chan time.Time
+		renewTimer := time.NewTimer(time.Hour)
+		renewTimer.Stop()
+		if !exp.IsZero() {
+			// Renew when (1 - renewFraction) of the TTL is left.
+			life := exp.Sub(dc.fw.rtc.Now())
+			at := life - time.Duration((1-cc.renewFraction)*float64(cc.ttl))
+			if dc.on(DefRenewLate) {
+				at = life + time.Second
+			}
+			renewTimer.Reset(max(at, 0))
+			renew = renewTimer.C
+		}
+
+		reason := ""
+		select {
+		case <-c.lost:
+			reason = "connection lost"
+		case <-s.ctx.Done():
+			renewTimer.Stop()
+			dc.drop(c, s.graceful && !dc.on(DefNoDisconnect))
+			return
+		case <-renew:
+			renewKind = "sas-renewal"
+			reason = "SAS token renewal"
+		case k := <-s.kick:
+			reason = "credentials rotated (" + k + ")"
+		}
+		renewTimer.Stop()
+		dc.mu.Lock()
+		if dc.cur == c {
+			dc.cur = nil
+		}
+		dc.mu.Unlock()
+		dc.failPending(c.gen)
+		select {
+		case <-c.lost:
+			// Lost: back off before the next attempt (RECON-001).
+			c.cli.Disconnect(0)
+			attempt = 1
+			delay := backoff(cc, attempt)
+			if dc.on(DefNoBackoff) {
+				delay = noBackoffDelay
+			}
+			dc.setState(agentproto.ConnEvent{State: agentproto.StateBackoff, Reason: reason, Attempt: attempt, NextMS: int(delay.Milliseconds())})
+			if !sleepCtx(s.ctx, delay) {
+				return
+			}
+		default:
+			// Deliberate reconnect: DISCONNECT, then connect at once.
+			dc.drop(c, !dc.on(DefNoDisconnect))
+			dc.setState(agentproto.ConnEvent{State: agentproto.StateConnecting, Reason: reason})
+		}
+	}
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+// drop ends a connection: with DISCONNECT, or by closing TCP under paho.
+func (dc *deviceClient) drop(c *conn, graceful bool) {
+	c.markLost()
+	if graceful {
+		c.cli.Disconnect(250)
+		return
+	}
+	if c.netConn != nil {
+		_ = c.netConn.Close()
+	}
+	c.cli.Disconnect(0)
+}
+
+// username builds the CONNECT Username (CONN-006, PNP-001).
+func (dc *deviceClient) username(cc connConfig) string {
+	extra := url.Values{"DeviceClientType": {deviceClientType}}
+	if cc.modelID != "" {
+		extra.Set("model-id", cc.modelID)
+	}
+	u := iothub.FormatUsername(cc.host, cc.id, iothub.DefaultAPIVersion, extra)
+	if dc.on(DefUsernameNoHost) {
+		u = strings.TrimPrefix(u, cc.host+"/")
+	}
+	return u
+}
+
+// token builds a fresh SAS token from the firmware's RTC (CONN-007..010).
+func (dc *deviceClient) token(cc connConfig) (string, time.Time, error) {
+	now := dc.fw.rtc.Now()
+	exp := now.Add(cc.ttl)
+	if dc.on(DefTokenExpired) {
+		exp = now.Add(-time.Hour)
+		if exp.Unix() < 1 {
+			exp = time.Unix(1, 0)
+		}
+	}
+	key := cc.key
+	if dc.on(DefTokenWrongKey) {
+		key = wrongKey(key)
+	}
+	tok, err := iothub.NewSASToken(iothub.DeviceResourceURI(cc.host, cc.id), key, exp, "")
+	return tok, time.Unix(exp.Unix(), 0), err
+}
+
+// wrongKey derives a valid-looking key that is not the device key.
+func wrongKey(key string) string {
+	b, err := base64.StdEncoding.DecodeString(key)
+	if err != nil || len(b) == 0 {
+		b = []byte("hilrun")
+	}
+	out := make([]byte, len(b))
+	for i := range b {
+		out[i] = b[i] ^ 0x5a
+	}
+	return base64.StdEncoding.EncodeToString(out)
+}
+
+func (dc *deviceClient) willTopic(cc connConfig) string {
+	if dc.on(DefWillWrongTopic) {
+		return "devices/" + cc.id.DeviceID + "/messages/will"
+	}
+	var bag iothub.PropertyBag
+	if cc.will != nil {
+		for _, k := range sortedKeys(cc.will.Properties) {
+			bag = append(bag, iothub.Property{Name: k, Value: cc.will.Properties[k]})
+		}
+	}
+	return iothub.TelemetryTopic(cc.id, bag)
+}
+
+// connect makes one connection attempt.
+func (dc *deviceClient) connect(s *session, cc connConfig) (c *conn, session bool, exp time.Time, rc byte, err error) {
+	username := dc.username(cc)
+	password := ""
+	if cc.authType == "sas" {
+		password, exp, err = dc.token(cc)
+		if err != nil {
+			return nil, false, time.Time{}, 0, fmt.Errorf("SAS token: %w", err)
+		}
+	}
+	clientID := cc.id.ClientID()
+	if dc.on(DefClientIDLowercase) {
+		clientID = strings.ToLower(clientID)
+	}
+	tlsc := &tls.Config{ServerName: cc.host, MinVersion: tls.VersionTLS12, RootCAs: x509.NewCertPool()}
+	for _, r := range cc.trust {
+		tlsc.RootCAs.AddCert(r)
+	}
+	if cc.cert != nil {
+		cert := cc.cert
+		// Present the certificate whatever CAs the hub lists (thumbprint certificates are self-signed).
+		tlsc.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return cert, nil }
+	}
+	dc.mu.Lock()
+	dc.gen++
+	c = &conn{gen: dc.gen, lost: make(chan struct{})}
+	dc.mu.Unlock()
+	var nmu sync.Mutex
+	broker := &url.URL{Scheme: "ssl", Host: cc.addr}
+	if cc.transport == "wss" {
+		broker = &url.URL{Scheme: "wss", Host: cc.addr, Path: "/$iothub/websocket"}
+	}
+	o := paho.NewClientOptions().AddBroker(broker.String()).SetClientID(clientID).SetProtocolVersion(4).
+		SetCleanSession(cc.clean).SetAutoReconnect(false).SetConnectRetry(false).
+		SetKeepAlive(cc.keepAlive).SetPingTimeout(min(cc.keepAlive, 10*time.Second)).
+		SetConnectTimeout(connectTimeout).SetWriteTimeout(connectTimeout).SetOrderMatters(false).
+		SetAutoAckDisabled(true).SetTLSConfig(tlsc).
+		SetCredentialsProvider(func() (string, string) { return username, password }).
+		SetDefaultPublishHandler(func(_ paho.Client, m paho.Message) { dc.onMessage(c, m) }).
+		SetConnectionLostHandler(func(_ paho.Client, err error) {
+			dc.fw.logf("W", "connection lost: %v", err)
+			c.markLost()
+		}).
+		SetCustomOpenConnectionFn(func(u *url.URL, _ paho.ClientOptions) (net.Conn, error) {
+			var nc net.Conn
+			var err error
+			if u.Scheme == "wss" {
+				nc, err = paho.NewWebsocket(u.String(), tlsc, connectTimeout, nil, nil)
+			} else {
+				nc, err = tls.DialWithDialer(&net.Dialer{Timeout: connectTimeout}, "tcp", u.Host, tlsc)
+			}
+			if err == nil {
+				nmu.Lock()
+				c.netConn = nc
+				nmu.Unlock()
+			}
+			return nc, err
+		})
+	if !cc.clean {
+		o.SetStore(s.store)
+	}
+	if cc.will != nil {
+		o.SetBinaryWill(dc.willTopic(cc), []byte(cc.will.Payload), 1, false)
+	}
+	cli := paho.NewClient(o)
+	c.cli = cli
+	tok := cli.Connect()
+	select {
+	case <-tok.Done():
+	case <-time.After(connectTimeout + 5*time.Second):
+		cli.Disconnect(0)
+		return nil, false, exp, 0, errors.New("connect timed out")
+	case <-s.ctx.Done():
+		go func() { <-tok.Done(); cli.Disconnect(0) }()
+		return nil, false, exp, 0, s.ctx.Err()
+	}
+	ct := tok.(*paho.ConnectToken)
+	if err := tok.Error(); err != nil {
+		return nil, false, exp, ct.ReturnCode(), err
+	}
+	nmu.Lock()
+	defer nmu.Unlock()
+	return c, ct.SessionPresent(), exp, 0, nil
+}
+
+// afterConnect restores subscriptions where the session is gone and sends
+// the twin GET of the resync flow (CONN-017, TWIN-001, TWIN-010, RECON-008);
+// it returns the pending GET, nil when none was sent.
+func (dc *deviceClient) afterConnect(s *session, c *conn, cc connConfig, sessionPresent bool) *pendingTwin {
+	needSub := !sessionPresent
+	if dc.on(DefNoResubscribe) && s.connects > 1 {
+		needSub = false
+	}
+	doResync := !(dc.on(DefNoTwinResync) && s.connects > 1)
+	var get *pendingTwin
+	if doResync && dc.on(DefTwinGetBeforeSub) {
+		get, _ = dc.twinPublish(c, iothub.TwinGetTopic, nil)
+		doResync = false
+	}
+	if needSub {
+		filters := map[string]byte{iothub.TwinResponseFilter: 0, iothub.TwinDesiredFilter: 0}
+		if dc.on(DefSubscribeWildcard) {
+			filters["$iothub/methods/POST/+"] = 0
+		} else {
+			filters[iothub.MethodsFilter] = 0
+		}
+		if !cc.id.IsModule() && !dc.on(DefNoC2DSubscribe) {
+			filters[iothub.C2DFilter(cc.id.DeviceID)] = 1 // modules have none (MOD-010)
+		}
+		tok := c.cli.SubscribeMultiple(filters, nil)
+		if !tok.WaitTimeout(subackTimeout) {
+			dc.fw.logf("W", "no SUBACK within %s", subackTimeout)
+		} else if err := tok.Error(); err != nil {
+			dc.fw.logf("W", "subscribe: %v", err)
+		}
+	}
+	if doResync {
+		get, _ = dc.twinPublish(c, iothub.TwinGetTopic, nil)
+	}
+	return get
+}
+
+// resync fetches the whole twin after a connect (TWIN-010), retrying 429
+// and 5xx answers with backoff (TWIN-005).
+func (dc *deviceClient) resync(s *session, c *conn, cc connConfig, first *pendingTwin) {
+	for try := 1; try <= resyncAttempts; try++ {
+		p := first
+		first = nil
+		if p == nil {
+			var err *agentproto.Error
+			if p, err = dc.twinPublish(c, iothub.TwinGetTopic, nil); err != nil {
+				return
+			}
+		}
+		r, aerr := dc.twinAwait(s.ctx, p, cc.twinTimeout)
+		if aerr == nil && r.status >= 200 && r.status < 300 {
+			res, err := dc.applyTwinDocument(r)
+			if err != nil {
+				dc.fw.logf("E", "twin resync: %v", err)
+				return
+			}
+			dc.emit(agentproto.EvResync, agentproto.ResyncEvent{DesiredVersion: res.DesiredVersion, ReportedVersion: res.ReportedVersion})
+			return
+		}
+		if aerr != nil && errors.Is(r.err, errLost) || s.ctx.Err() != nil {
+			return
+		}
+		if aerr == nil && r.status != 429 && r.status < 500 {
+			dc.fw.logf("E", "twin resync answered %d; not retried", r.status)
+			return
+		}
+		d := backoff(cc, try)
+		if aerr == nil && r.status == 429 {
+			d = max(d, min(throttledMinBackoff, cc.retryMax))
+		}
+		select {
+		case <-c.lost:
+			return
+		case <-s.ctx.Done():
+			return
+		case <-time.After(d):
+		}
+	}
+}
+
+// twinPublish sends a twin request with a fresh $rid (TWIN-002, TWIN-003, TWIN-006).
+func (dc *deviceClient) twinPublish(c *conn, topicOf func(string) string, body []byte) (*pendingTwin, *agentproto.Error) {
+	dc.mu.Lock()
+	dc.ridSeq++
+	rid := strconv.FormatUint(dc.ridSeq, 10)
+	p := &pendingTwin{rid: rid, gen: c.gen, sent: time.Now(), ch: make(chan twinResp, 1)}
+	dc.pending[rid] = p
+	dc.order = append(dc.order, rid)
+	dc.mu.Unlock()
+	tok := c.cli.Publish(topicOf(rid), 0, false, body)
+	if !tok.WaitTimeout(connectTimeout) || tok.Error() != nil {
+		dc.forget(rid)
+		return nil, agentproto.Errorf(agentproto.ErrNotConnected, "twin request not sent: %v", tok.Error())
+	}
+	return p, nil
+}
+
+func (dc *deviceClient) forget(rid string) {
+	dc.mu.Lock()
+	defer dc.mu.Unlock()
+	dc.forgetLocked(rid)
+}
+
+func (dc *deviceClient) forgetLocked(rid string) {
+	delete(dc.pending, rid)
+	for i, r := range dc.order {
+		if r == rid {
+			dc.order = append(dc.order[:i], dc.order[i+1:]...)
+			break
+		}
+	}
+}
+
+// twinAwait waits for the response to p, bounded (TWIN-019).
+func (dc *deviceClient) twinAwait(ctx context.Context, p *pendingTwin, timeout time.Duration) (twinResp, *agentproto.Error) {
+	t := time.NewTimer(timeout)
+	defer t.Stop()
+	select {
+	case r := <-p.ch:
+		if r.err != nil {
+			return r, agentproto.Errorf(agentproto.ErrNotConnected, "twin request $rid=%s: %v", p.rid, r.err)
+		}
+		return r, nil
+	case <-t.C:
+		dc.forget(p.rid)
+		return twinResp{}, agentproto.Errorf(agentproto.ErrTimeout, "no twin response for $rid=%s within %s", p.rid, timeout)
+	case <-ctx.Done():
+		dc.forget(p.rid)
+		return twinResp{err: ctx.Err()}, agentproto.Errorf(agentproto.ErrTimeout, "twin request $rid=%s: %v", p.rid, ctx.Err())
+	}
+}
+
+// failPending completes requests sent on a connection that is gone.
+func (dc *deviceClient) failPending(gen uint64) {
+	dc.mu.Lock()
+	defer dc.mu.Unlock()
+	for rid, p := range dc.pending {
+		if p.gen == gen {
+			p.ch <- twinResp{err: errLost}
+			dc.forgetLocked(rid)
+		}
+	}
+}
+
+// sortedKeys returns map keys in order (deterministic property bags).
+func sortedKeys(m map[string]string) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	for i := 1; i < len(out); i++ {
+		for j := i; j > 0 && out[j] < out[j-1]; j-- {
+			out[j], out[j-1] = out[j-1], out[j]
+		}
+	}
+	return out
+}

@@ -1,0 +1,488 @@
+package sim
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/tls"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	paho "github.com/eclipse/paho.mqtt.golang"
+
+	"github.com/hilrun/hilrun/devicefw/agentproto"
+	"github.com/hilrun/hilrun/rig/iothub"
+	"github.com/hilrun/hilrun/rig/iothub/twin"
+)
+
+// onMessage routes every inbound PUBLISH (one default handler: with
+// CleanSession 0 queued messages arrive before SUBACK).
+func (dc *deviceClient) onMessage(c *conn, m paho.Message) {
+	t, err := iothub.ParseTopic(m.Topic())
+	if err != nil {
+		dc.fw.logf("W", "inbound PUBLISH on unexpected topic %q: %v", m.Topic(), err)
+		m.Ack()
+		return
+	}
+	switch t.Kind {
+	case iothub.TopicC2D:
+		dc.onC2D(m, t)
+	case iothub.TopicTwinResponse:
+		m.Ack()
+		dc.onTwinResponse(t, m.Payload())
+	case iothub.TopicTwinDesired:
+		m.Ack()
+		dc.onDesired(m.Payload())
+	case iothub.TopicMethodRequest:
+		m.Ack()
+		dc.onMethod(c, t, m.Payload())
+	default:
+		m.Ack()
+		dc.fw.logf("W", "inbound PUBLISH of kind %s ignored", t.Kind)
+	}
+}
+
+// onC2D reports a cloud-to-device message and completes it with PUBACK
+// (C2D-002, C2D-003), flagging redeliveries of a known $.mid (C2D-004).
+func (dc *deviceClient) onC2D(m paho.Message, t iothub.Topic) {
+	payload := m.Payload()
+	sum := sha256.Sum256(payload)
+	ev := agentproto.C2DEvent{Topic: m.Topic(), Properties: t.Properties.Map(), Size: len(payload),
+		SHA256: hex.EncodeToString(sum[:]), Dup: m.Duplicate()}
+	if ev.Properties == nil {
+		ev.Properties = map[string]string{}
+	}
+	if n := min(len(payload), 512); n > 0 {
+		ev.Payload = string(payload[:n])
+	}
+	dc.mu.Lock()
+	if mid, ok := t.Properties.Get(iothub.PropMessageID); ok && mid != "" {
+		if dc.seenC2D[mid] && !dc.fw.defects.on(DefC2DNoDedup) {
+			ev.Duplicate = true
+		}
+		if !dc.seenC2D[mid] {
+			dc.seenC2D[mid] = true
+			dc.seenList = append(dc.seenList, mid)
+			if len(dc.seenList) > maxSeenC2D {
+				delete(dc.seenC2D, dc.seenList[0])
+				dc.seenList = dc.seenList[1:]
+			}
+		}
+	}
+	noAck := dc.fw.defects.on(DefNoC2DPuback)
+	dc.mu.Unlock()
+	dc.emit(agentproto.EvC2D, ev)
+	if !noAck {
+		m.Ack()
+	}
+}
+
+// onTwinResponse hands a response to the request with the same $rid
+// (TWIN-003); responses nobody waits for are dropped.
+func (dc *deviceClient) onTwinResponse(t iothub.Topic, body []byte) {
+	dc.mu.Lock()
+	var p *pendingTwin
+	if dc.fw.defects.on(DefTwinAnyRID) {
+		if len(dc.order) > 0 {
+			p = dc.pending[dc.order[0]]
+		}
+	} else {
+		p = dc.pending[t.RID]
+	}
+	if p != nil {
+		dc.forgetLocked(p.rid)
+	}
+	dc.mu.Unlock()
+	if p == nil {
+		dc.fw.logf("W", "twin response for unknown $rid=%q ignored", t.RID)
+		return
+	}
+	p.ch <- twinResp{status: t.Status, version: t.Version, hasVer: t.HasVersion, body: append([]byte(nil), body...)}
+}
+
+// applyTwinDocument takes a GET response as the held twin (TWIN-004).
+func (dc *deviceClient) applyTwinDocument(r twinResp) (agentproto.TwinResult, error) {
+	desired, dv, reported, rv, err := twin.ParseDeviceDocument(r.body)
+	if err != nil {
+		return agentproto.TwinResult{}, err
+	}
+	dc.mu.Lock()
+	if dv >= dc.desiredVer || dc.fw.defects.on(DefStaleDesired) {
+		dc.desired, dc.desiredVer = twin.Clone(desired), dv
+	}
+	dc.reportedVer = rv
+	dc.mu.Unlock()
+	return agentproto.TwinResult{Desired: jsonable(desired), Reported: jsonable(reported), DesiredVersion: dv, ReportedVersion: rv, Status: r.status}, nil
+}
+
+// jsonable turns json.Number leaves into plain JSON values for events.
+func jsonable(s twin.Section) map[string]any {
+	if s == nil {
+		return map[string]any{}
+	}
+	b, err := json.Marshal(s)
+	if err != nil {
+		return map[string]any{}
+	}
+	var out map[string]any
+	_ = json.Unmarshal(b, &out)
+	return out
+}
+
+// onDesired applies a desired patch only when its $version is newer than
+// the held one (TWIN-009, TWIN-010).
+func (dc *deviceClient) onDesired(body []byte) {
+	patch, v, err := twin.ParseDesiredPatch(body)
+	if err != nil {
+		dc.fw.logf("E", "desired patch: %v", err)
+		return
+	}
+	ev := agentproto.DesiredEvent{Version: v, Patch: jsonable(patch)}
+	dc.mu.Lock()
+	if v > dc.desiredVer || dc.fw.defects.on(DefStaleDesired) {
+		if dc.desired == nil {
+			dc.desired = twin.Section{}
+		}
+		twin.Merge(dc.desired, patch)
+		dc.desiredVer = v
+		ev.Applied = true
+	} else {
+		ev.Reason = "stale: version " + strconv.FormatInt(v, 10) + " <= " + strconv.FormatInt(dc.desiredVer, 10)
+	}
+	dc.mu.Unlock()
+	dc.emit(agentproto.EvDesired, ev)
+}
+
+// onMethod answers a direct method per the behaviour stored in NVS (exact
+// name, else "*", else 404) on $iothub/methods/res/{status}/?$rid={rid}
+// (METH-002..012).
+func (dc *deviceClient) onMethod(c *conn, t iothub.Topic, body []byte) {
+	n := dc.fw.nvs
+	n.mu.Lock()
+	b, ok := n.Methods[t.MethodName]
+	if !ok {
+		b, ok = n.Methods["*"]
+	}
+	n.mu.Unlock()
+	dc.mu.Lock()
+	unknownSilent := dc.fw.defects.on(DefMethodUnknownSilent)
+	ridUpper := dc.fw.defects.on(DefMethodRIDUpper)
+	statusText := dc.fw.defects.on(DefMethodStatusText)
+	dc.mu.Unlock()
+	status, payload, silent := unknownMethodStatus, []byte("{}"), false
+	if ok {
+		status, payload, silent = b.Status, []byte(b.Payload), b.Silent
+		if status == 0 {
+			status = 200
+		}
+		if b.Fail {
+			// The handler "throws": an error status and a JSON body (METH-011).
+			if status < 400 {
+				status = 500
+			}
+			payload = []byte(`{"error":"handler failed"}`)
+		}
+		if b.DelayMS > 0 {
+			select {
+			case <-time.After(time.Duration(b.DelayMS) * time.Millisecond):
+			case <-c.lost:
+				return
+			}
+		}
+	} else if unknownSilent {
+		silent = true
+	}
+	ev := agentproto.MethodEvent{Name: t.MethodName, RID: t.RID, Size: len(body)}
+	if silent {
+		dc.emit(agentproto.EvMethod, ev) // status 0: called, not answered
+		return
+	}
+	rid := t.RID
+	if ridUpper {
+		// nanoFramework: Convert.ToInt32(rid, 16) and {rid:X}; a non-hex rid throws.
+		v, err := strconv.ParseUint(rid, 16, 32)
+		if err != nil {
+			dc.fw.logf("E", "method %s: $rid %q is not hex; no response", t.MethodName, rid)
+			dc.emit(agentproto.EvMethod, ev)
+			return
+		}
+		rid = strings.ToUpper(strconv.FormatUint(v, 16))
+	}
+	topic := iothub.MethodResponseTopic(status, rid)
+	if statusText {
+		text := strings.ReplaceAll(http.StatusText(status), " ", "")
+		if text == "" {
+			text = "Status" + strconv.Itoa(status)
+		}
+		topic = "$iothub/methods/res/" + text + "/?$rid=" + rid
+	}
+	tok := c.cli.Publish(topic, 0, false, payload)
+	if !tok.WaitTimeout(connectTimeout) || tok.Error() != nil {
+		dc.fw.logf("W", "method %s response not sent: %v", t.MethodName, tok.Error())
+		return
+	}
+	ev.Status = status
+	dc.emit(agentproto.EvMethod, ev)
+}
+
+// sendTelemetry publishes one device-to-cloud message (TEL-001..010).
+func (dc *deviceClient) sendTelemetry(ctx context.Context, a agentproto.TelemetryArgs) (any, *agentproto.Error) {
+	cc, cerr := dc.snapshot()
+	if cerr != nil {
+		return nil, cerr
+	}
+	payload := []byte(a.Payload)
+	if a.Gen != nil {
+		if a.Gen.Size < 0 || a.Gen.Size > 4*iothub.MaxTelemetryBytes {
+			return nil, agentproto.Errorf(agentproto.ErrBadArgs, "gen.size %d outside 0..%d", a.Gen.Size, 4*iothub.MaxTelemetryBytes)
+		}
+		payload = agentproto.Generate(a.Gen.Size, a.Gen.Seed)
+	}
+	qos := cc.qos
+	if a.QoS != nil {
+		if *a.QoS != 0 && *a.QoS != 1 {
+			return nil, agentproto.Errorf(agentproto.ErrBadArgs, "qos %d: IoT Hub takes 0 or 1 (CONN-020)", *a.QoS)
+		}
+		qos = byte(*a.QoS)
+	}
+	var bag iothub.PropertyBag
+	if a.MessageID != "" {
+		bag = append(bag, iothub.Property{Name: iothub.PropMessageID, Value: a.MessageID})
+	}
+	if a.ContentType != "" {
+		bag = append(bag, iothub.Property{Name: iothub.PropContentType, Value: a.ContentType},
+			iothub.Property{Name: iothub.PropContentEncoding, Value: "utf-8"})
+	}
+	for _, k := range sortedKeys(a.Properties) {
+		bag = append(bag, iothub.Property{Name: k, Value: a.Properties[k]})
+	}
+	size := iothub.MessageSize(payload, bag)
+	dc.mu.Lock()
+	d := dc.fw.defects
+	oversize, wrongTopic, raw := d.on(DefOversizeTelemetry), d.on(DefTelemetryWrongTopic), d.on(DefBagNotEncoded)
+	fakeQoS0, qos2, retain := d.on(DefTelemetryQoS0), d.on(DefTelemetryQoS2), d.on(DefTelemetryRetain)
+	dc.mu.Unlock()
+	if size > iothub.MaxTelemetryBytes && !oversize {
+		return nil, agentproto.Errorf(agentproto.ErrBadArgs, "message of %d bytes exceeds IoT Hub's %d-byte limit; not sent (TEL-005)", size, iothub.MaxTelemetryBytes)
+	}
+	c := dc.current()
+	if c == nil {
+		return nil, agentproto.Errorf(agentproto.ErrNotConnected, "no hub connection (state %s)", dc.status().State)
+	}
+	topic := iothub.TelemetryTopic(cc.id, bag)
+	if raw {
+		topic = iothub.TelemetryTopic(cc.id, nil) + rawBag(bag)
+	}
+	if wrongTopic {
+		topic = strings.Replace(topic, "/messages/events/", "/messages/event/", 1)
+	}
+	wireQoS := qos
+	switch {
+	case qos2:
+		wireQoS = 2
+	case fakeQoS0:
+		wireQoS = 0
+	}
+	dc.mu.Lock()
+	dc.telRef++
+	ref := dc.telRef
+	dc.mu.Unlock()
+	res := agentproto.TelemetryResult{Ref: ref, Size: size}
+	tok := c.cli.Publish(topic, wireQoS, retain, payload)
+	if fakeQoS0 && qos == 1 {
+		// Defect: the QoS 0 send is reported as acknowledged (TEL-003).
+		tok.WaitTimeout(connectTimeout)
+		res.Acked = true
+		dc.emit(agentproto.EvTelemetry, res)
+		return res, nil
+	}
+	if wireQoS == 0 {
+		if a.Wait {
+			tok.WaitTimeout(connectTimeout)
+			if err := tok.Error(); err != nil {
+				res.Error = err.Error()
+			}
+		}
+		return res, nil // QoS 0 is never acknowledged (TEL-003)
+	}
+	acked := make(chan bool, 1)
+	go func() {
+		t := time.NewTimer(telemetryAckTimeout)
+		defer t.Stop()
+		select {
+		case <-tok.Done():
+			ok := tok.Error() == nil
+			if ok {
+				ack := res
+				ack.Acked = true
+				dc.emit(agentproto.EvTelemetry, ack)
+			}
+			acked <- ok
+		case <-c.lost:
+			acked <- false
+		case <-t.C:
+			acked <- false
+		}
+	}()
+	if !a.Wait {
+		return res, nil
+	}
+	select {
+	case ok := <-acked:
+		res.Acked = ok
+		if !ok {
+			res.Error = "no PUBACK: connection lost or timed out"
+			if err := tok.Error(); err != nil {
+				res.Error = err.Error()
+			}
+		}
+	case <-ctx.Done():
+		res.Error = ctx.Err().Error()
+	}
+	return res, nil
+}
+
+// rawBag writes a property bag without percent-encoding (defect propbag-not-encoded).
+func rawBag(bag iothub.PropertyBag) string {
+	parts := make([]string, len(bag))
+	for i, p := range bag {
+		parts[i] = p.Name + "=" + p.Value
+	}
+	return strings.Join(parts, "&")
+}
+
+// twinGetOp fetches the full twin over the connection.
+func (dc *deviceClient) twinGetOp(ctx context.Context) (any, *agentproto.Error) {
+	cc, cerr := dc.snapshot()
+	if cerr != nil {
+		return nil, cerr
+	}
+	c := dc.current()
+	if c == nil {
+		return nil, agentproto.Errorf(agentproto.ErrNotConnected, "no hub connection")
+	}
+	p, err := dc.twinPublish(c, iothub.TwinGetTopic, nil)
+	if err != nil {
+		return nil, err
+	}
+	r, err := dc.twinAwait(ctx, p, cc.twinTimeout)
+	if err != nil {
+		return nil, err
+	}
+	if r.status < 200 || r.status > 299 {
+		return nil, agentproto.Errorf(agentproto.ErrRejected, "twin GET answered status %d", r.status)
+	}
+	res, perr := dc.applyTwinDocument(r)
+	if perr != nil {
+		return nil, agentproto.Errorf(agentproto.ErrInternal, "twin document: %v", perr)
+	}
+	return res, nil
+}
+
+// report sends a reported-properties PATCH and waits for its status (TWIN-006..008).
+func (dc *deviceClient) report(ctx context.Context, patch map[string]any) (any, *agentproto.Error) {
+	cc, cerr := dc.snapshot()
+	if cerr != nil {
+		return nil, cerr
+	}
+	if patch == nil {
+		return nil, agentproto.Errorf(agentproto.ErrBadArgs, "twin.report needs a patch object")
+	}
+	if dc.on(DefReportedDollarKey) {
+		p := make(map[string]any, len(patch)+1)
+		for k, v := range patch {
+			p[k] = v
+		}
+		p["$lastUpdated"] = dc.fw.rtc.Now().UTC().Format("2006-01-02T15:04:05.000Z")
+		patch = p
+	}
+	body, jerr := json.Marshal(patch)
+	if jerr != nil {
+		return nil, agentproto.Errorf(agentproto.ErrBadArgs, "patch: %v", jerr)
+	}
+	c := dc.current()
+	if c == nil {
+		return nil, agentproto.Errorf(agentproto.ErrNotConnected, "no hub connection")
+	}
+	p, err := dc.twinPublish(c, iothub.TwinReportedTopic, body)
+	if err != nil {
+		return nil, err
+	}
+	r, err := dc.twinAwait(ctx, p, cc.twinTimeout)
+	if err != nil {
+		return nil, err
+	}
+	if r.status < 200 || r.status > 299 {
+		return nil, agentproto.Errorf(agentproto.ErrRejected, "reported PATCH answered status %d: %s", r.status, truncate(string(r.body), 200))
+	}
+	dc.mu.Lock()
+	if r.hasVer {
+		dc.reportedVer = r.version
+	}
+	dc.mu.Unlock()
+	return agentproto.ReportResult{Status: r.status, Version: r.version}, nil
+}
+
+func truncate(s string, n int) string {
+	if len(s) > n {
+		return s[:n] + "..."
+	}
+	return s
+}
+
+// rotate installs new credentials and reconnects with them (CERT-006, CERT-007).
+func (dc *deviceClient) rotate(a agentproto.RotateArgs) *agentproto.Error {
+	kind := ""
+	n := dc.fw.nvs
+	switch {
+	case a.Key != "":
+		if k, err := base64.StdEncoding.DecodeString(a.Key); err != nil || len(k) == 0 {
+			return agentproto.Errorf(agentproto.ErrBadArgs, "creds.rotate key must be base64")
+		}
+		n.mu.Lock()
+		if n.Config.Auth == nil || n.Config.Auth.Type != "sas" {
+			n.mu.Unlock()
+			return agentproto.Errorf(agentproto.ErrBadArgs, "creds.rotate key needs auth type sas")
+		}
+		auth := *n.Config.Auth
+		auth.Key = a.Key
+		n.Config.Auth = &auth
+		n.mu.Unlock()
+		kind = "key-rotated"
+	case a.PEM != "":
+		cert, err := tls.X509KeyPair([]byte(a.PEM), []byte(a.KeyPEM))
+		if err != nil {
+			return agentproto.Errorf(agentproto.ErrBadArgs, "creds.rotate certificate: %v", err)
+		}
+		n.mu.Lock()
+		n.Cert = &cert
+		n.mu.Unlock()
+		kind = "cert-rotated"
+	default:
+		return agentproto.Errorf(agentproto.ErrBadArgs, "creds.rotate needs key, or pem and keyPem")
+	}
+	dc.fw.changed(changedNVS)
+	dc.emit(agentproto.EvCreds, agentproto.CredsEvent{Kind: kind})
+	dc.mu.Lock()
+	s := dc.sess
+	dc.mu.Unlock()
+	if s == nil {
+		return nil
+	}
+	select {
+	case <-s.done:
+		// The loop had stopped (e.g. not authorized): new credentials are a
+		// new chance.
+		return dc.open()
+	default:
+	}
+	select {
+	case s.kick <- kind:
+	default:
+	}
+	return nil
+}

@@ -1,0 +1,153 @@
+// Package suites holds hilrun's conformance specs (Ginkgo v2 / Gomega),
+// one file per area, compiled into the hilrun binary. Every spec is declared
+// with Conformance, which labels it with the requirement IDs it covers and
+// their area; Run executes the selected specs against one board and builds
+// the report.
+//
+// A spec stays short because fixtures.Session owns setup and teardown. A
+// spec checks the hub-side wire evidence (raw topics, flags, ordering) — the
+// firmware's own events only tell it when to look.
+package suites
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+
+	"github.com/hilrun/hilrun/fixtures"
+	"github.com/hilrun/hilrun/fixtures/catalog"
+	"github.com/hilrun/hilrun/rig/hub"
+)
+
+// notApplicable prefixes the Skip message of specs whose capability the
+// board did not declare; the report counts them as not applicable.
+const notApplicable = "not applicable: "
+
+// SpecTimeout bounds one spec, so a hung board fails a spec instead of the run.
+var specTimeout = 90 * time.Second
+
+var (
+	envMu   sync.Mutex
+	env     *fixtures.Env
+	current *fixtures.Session // the session of the running spec (specs run serially)
+)
+
+func setEnv(e *fixtures.Env) {
+	envMu.Lock()
+	env = e
+	envMu.Unlock()
+}
+
+// Conformance declares a spec covering the given requirement IDs. The
+// first ID's area is the spec's area; all IDs become labels, so
+// `--label-filter TWIN-010` selects the specs of one requirement.
+func Conformance(text string, reqs []string, body func(ctx SpecContext), decorators ...any) bool {
+	labels := append([]string(nil), reqs...)
+	for _, r := range reqs {
+		area := areaOf(r)
+		if !containsString(labels, area) {
+			labels = append(labels, area)
+		}
+	}
+	args := append([]any{Label(labels...), SpecTimeout(specTimeout)}, decorators...)
+	args = append(args, body)
+	return It(fmt.Sprintf("%s [%s]", text, strings.Join(reqs, ",")), args...)
+}
+
+func areaOf(id string) string {
+	if i := strings.LastIndexByte(id, '-'); i > 0 {
+		return id[:i]
+	}
+	return id
+}
+
+func containsString(ss []string, s string) bool {
+	for _, x := range ss {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+// NewSession starts the spec's session. The capabilities the spec needs
+// come from the catalog entries of the spec's requirement labels (plus
+// extra); if the board lacks one the spec is skipped as not applicable.
+func NewSession(ctx context.Context, o fixtures.SessionOptions, extra ...string) *fixtures.Session {
+	GinkgoHelper()
+	e := env
+	Expect(e).NotTo(BeNil(), "suites.Run sets up the environment; specs cannot run under plain `go test`")
+	needs := append([]string(nil), extra...)
+	cat := catalog.MustLoad()
+	for _, l := range CurrentSpecReport().Labels() {
+		if r, ok := cat.Get(l); ok && r.Capability != "" {
+			needs = append(needs, r.Capability)
+		}
+	}
+	for _, c := range needs {
+		if !e.Has(c) {
+			Skip(notApplicable + "board does not declare capability " + c)
+		}
+	}
+	if o.Name == "" {
+		o.Name = strings.ToLower(areaOf(firstRequirement()))
+	}
+	s, err := e.NewSession(ctx, o)
+	if s != nil {
+		current = s
+		DeferCleanup(func(ctx SpecContext) { s.Close(ctx) })
+	}
+	Expect(err).NotTo(HaveOccurred(), "session setup")
+	return s
+}
+
+func firstRequirement() string {
+	cat := catalog.MustLoad()
+	for _, l := range CurrentSpecReport().Labels() {
+		if _, ok := cat.Get(l); ok {
+			return l
+		}
+	}
+	return "spec"
+}
+
+// Env is the running environment (for specs that need the hub or board
+// directly).
+func Env() *fixtures.Env { return env }
+
+// must fails the spec with err's message (which carries the evidence).
+func must[T any](v T, err error) T {
+	GinkgoHelper()
+	Expect(err).NotTo(HaveOccurred())
+	return v
+}
+
+// publishes returns the device's PUBLISH packets in tr whose topic has prefix.
+func publishes(tr []hub.Entry, prefix string) []hub.Entry {
+	var out []hub.Entry
+	for _, e := range tr {
+		if e.Dir == hub.DirIn && e.Type == "PUBLISH" && strings.HasPrefix(e.Topic, prefix) {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// packets returns the entries of one packet type and direction.
+func packets(tr []hub.Entry, dir, typ string) []hub.Entry {
+	var out []hub.Entry
+	for _, e := range tr {
+		if e.Dir == dir && e.Type == typ {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// traceText renders a trace for failure messages.
+func traceText(tr []hub.Entry) string { return "wire trace:\n" + fixtures.FormatTrace(tr, 30) }
