@@ -102,7 +102,9 @@ func NewSession(ctx context.Context, o fixtures.SessionOptions, extra ...string)
 		current = s
 		DeferCleanup(func(ctx SpecContext) { s.Close(ctx) })
 	}
-	Expect(err).NotTo(HaveOccurred(), "session setup")
+	if err != nil {
+		Fail("session setup: " + err.Error())
+	}
 	return s
 }
 

@@ -14,7 +14,7 @@ import (
 func main() {
 	if err := newRootCmd().Execute(); err != nil {
 		fmt.Fprintln(os.Stderr, "hilrun:", err)
-		os.Exit(1)
+		os.Exit(exitCode(err))
 	}
 }
 
@@ -29,7 +29,7 @@ and checks what crosses the wire against a numbered requirement catalog.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newHubCmd(), newCertsCmd(), newVersionCmd(), newSimFirmwareCmd())
+	root.AddCommand(newHubCmd(), newCertsCmd(), newVersionCmd(), newSimFirmwareCmd(), newRunCmd())
 	return root
 }
 

@@ -49,7 +49,20 @@ const (
 )
 
 // Defects is the catalog.
-var Defects = []Defect{
+// Defects is the catalog: the first switches plus the per-area lists that
+// the conformance specs added (defects_*.go), kept apart so that work on
+// different areas does not collide.
+var Defects = concatDefects(coreDefects, connTelDefects, c2dMethodDefects, twinDefects)
+
+func concatDefects(lists ...[]Defect) []Defect {
+	var out []Defect
+	for _, l := range lists {
+		out = append(out, l...)
+	}
+	return out
+}
+
+var coreDefects = []Defect{
 	{DefUsernameNoHost, "CONN-006", "CONNECT Username omits the hub host: \"{deviceId}/?api-version=...\""},
 	{DefClientIDLowercase, "CONN-005", "CONNECT ClientId is the device ID lower-cased"},
 	{DefTokenExpired, "CONN-010", "SAS tokens carry an se one hour before the RTC time (at least 1)"},

@@ -1,0 +1,155 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/hilrun/hilrun/devicefw/sim"
+	"github.com/hilrun/hilrun/fixtures"
+	"github.com/hilrun/hilrun/reports"
+	"github.com/hilrun/hilrun/rig/board"
+	"github.com/hilrun/hilrun/suites"
+)
+
+// exitError carries a process exit status through cobra.
+type exitError struct {
+	code int
+	msg  string
+}
+
+func (e *exitError) Error() string { return e.msg }
+
+type runOptions struct {
+	board       string
+	port        string
+	baud        int
+	labelFilter string
+	focus       []string
+	out         string
+	strict      bool
+	defects     []string
+	image       string
+}
+
+func newRunCmd() *cobra.Command {
+	o := runOptions{}
+	cmd := &cobra.Command{
+		Use:   "run",
+		Short: "Run the conformance suite against a board (default: the virtual board)",
+		Long: `Run drives a board through the conformance specs against the embedded
+reference hub and writes a report directory (report.json, junit.xml,
+report.html, summary.md, console.log).
+
+Without flags it uses the virtual board: the reference firmware built into
+this binary, behind a pseudo-terminal. Exit status 0 means every applicable
+MUST requirement that was run passed; 1 means at least one failed (or the run
+was interrupted); 2 means the run could not start.`,
+		Example: `  hilrun run
+  hilrun run --label-filter TWIN
+  hilrun run --defect twin-no-resync --label-filter TWIN-010
+  hilrun run --board serial --port /dev/ttyUSB0 --strict`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error { return runRun(cmd, o) },
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.board, "board", "sim", "board profile: sim (virtual board) or serial (a board already running instrumented firmware on --port)")
+	f.StringVar(&o.port, "port", "", "serial port of a real board, e.g. /dev/ttyUSB0")
+	f.IntVar(&o.baud, "baud", 115200, "serial baud rate of a real board")
+	f.StringVar(&o.labelFilter, "label-filter", "", "run only specs whose labels match (requirement IDs and areas, e.g. \"TWIN && !TWIN-018\")")
+	f.StringSliceVar(&o.focus, "focus", nil, "run only specs whose text matches this regular expression (repeatable)")
+	f.StringVar(&o.out, "out", "", "report directory (default out/run-<time>)")
+	f.BoolVar(&o.strict, "strict", false, "real-world timings (for real boards); the default compresses time on the virtual board")
+	f.StringArrayVar(&o.defects, "defect", nil, "switch on a defect in the virtual board's firmware (repeatable; see devicefw/sim/DEFECTS.md)")
+	f.StringVar(&o.image, "image", "", "virtual board: firmware executable to flash instead of the one built into hilrun")
+	return cmd
+}
+
+func runRun(cmd *cobra.Command, o runOptions) error {
+	if err := sim.ValidateDefects(o.defects); err != nil {
+		return &exitError{2, err.Error()}
+	}
+	opts := fixtures.Options{Strict: o.strict, Defects: o.defects, Log: cmd.ErrOrStderr()}
+	switch o.board {
+	case "sim":
+		if o.port != "" {
+			return &exitError{2, "--port is for real boards; the virtual board makes its own port (use --board serial)"}
+		}
+		if o.image != "" {
+			opts.Image = &board.Image{Path: o.image}
+		}
+	case "serial":
+		if o.port == "" {
+			return &exitError{2, "--board serial needs --port (e.g. --port /dev/ttyUSB0)"}
+		}
+		if len(o.defects) > 0 {
+			return &exitError{2, "--defect works only with the virtual board (--board sim)"}
+		}
+		opts.Board = board.NewSerial(board.SerialConfig{Port: o.port, Baud: o.baud})
+	default:
+		return &exitError{2, fmt.Sprintf("unknown board profile %q: use sim or serial", o.board)}
+	}
+	if o.out == "" {
+		o.out = filepath.Join("out", "run-"+time.Now().Format("20060102-150405"))
+	}
+	ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	out := cmd.OutOrStdout()
+	rep, err := suites.Run(ctx, suites.RunOptions{Env: opts, LabelFilter: o.labelFilter, Focus: o.focus, OutDir: o.out,
+		Progress: out, Command: os.Args, Version: version})
+	if rep == nil {
+		return &exitError{2, err.Error()}
+	}
+	printSummary(cmd, rep, o.out)
+	if err != nil {
+		return &exitError{2, err.Error()}
+	}
+	if ok, why := rep.Verdict(); !ok {
+		return &exitError{1, "conformance run failed: " + strings.Join(why, "; ")}
+	}
+	return nil
+}
+
+func printSummary(cmd *cobra.Command, rep *reports.Report, dir string) {
+	w := cmd.OutOrStdout()
+	s := rep.Summary
+	fmt.Fprintf(w, "\n%d specs: %d passed, %d failed, %d not applicable, %d skipped — %.1fs wall\n",
+		len(rep.Specs), s.Specs[reports.SpecPassed], s.Specs[reports.SpecFailed], s.Specs[reports.SpecNotApplicable], s.Specs[reports.SpecSkipped], rep.Run.Wall.Seconds())
+	fmt.Fprintf(w, "requirements: %d pass, %d fail, %d not applicable, %d not covered\n",
+		s.Requirements[reports.Pass], s.Requirements[reports.Fail], s.Requirements[reports.NotApplicable], s.Requirements[reports.NotCovered])
+	for _, a := range s.Areas {
+		if a.MustCovered == 0 && a.MustFailed == 0 {
+			continue
+		}
+		fmt.Fprintf(w, "  %-6s MUST covered %d/%d, passed %d, failed %d\n", a.Area, a.MustCovered, a.Must, a.MustPassed, a.MustFailed)
+	}
+	if rep.Run.Interrupted {
+		fmt.Fprintf(w, "run interrupted: %s\n", rep.Run.InterruptReason)
+	}
+	ok, _ := rep.Verdict()
+	verdict := "PASS"
+	if !ok {
+		verdict = "FAIL"
+	}
+	fmt.Fprintf(w, "verdict: %s — report: %s\n", verdict, filepath.Join(dir, reports.HTMLFile))
+}
+
+// exitCode maps an error from a command to the process exit status.
+func exitCode(err error) int {
+	var ee *exitError
+	if errors.As(err, &ee) {
+		return ee.code
+	}
+	if errors.Is(err, context.Canceled) {
+		return 1
+	}
+	return 1
+}

@@ -1,0 +1,209 @@
+package suites
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	. "github.com/onsi/ginkgo/v2"
+	"github.com/onsi/ginkgo/v2/formatter"
+	"github.com/onsi/ginkgo/v2/types"
+	. "github.com/onsi/gomega"
+
+	"github.com/hilrun/hilrun/fixtures"
+	"github.com/hilrun/hilrun/fixtures/catalog"
+	"github.com/hilrun/hilrun/reports"
+	"github.com/hilrun/hilrun/rig/hub"
+)
+
+// RunOptions select what to run and where the report goes.
+type RunOptions struct {
+	Env         fixtures.Options
+	LabelFilter string   // Ginkgo label filter, e.g. "TWIN || METH-003"
+	Focus       []string // regular expressions on spec text
+	OutDir      string   // report directory (created)
+	Progress    io.Writer
+	Command     []string
+	Version     string
+}
+
+var (
+	ranOnce   bool
+	resultsMu sync.Mutex
+	results   []reports.SpecResult
+	suiteRep  *types.Report
+	progress  io.Writer = io.Discard
+)
+
+// Run executes the selected specs against one board and writes the report
+// directory. Ginkgo runs a suite once per process, so Run may be called
+// only once; multi-board runs use one process per board.
+//
+// A report is written whatever happens: when the board cannot be brought up,
+// the report says why and every requirement is not covered; when the run is
+// interrupted (Ctrl-C, suite timeout) the specs finished so far are kept.
+func Run(ctx context.Context, o RunOptions) (*reports.Report, error) {
+	if ranOnce {
+		return nil, errors.New("suites.Run: a process runs the suite once (Ginkgo restriction); start another process")
+	}
+	ranOnce = true
+	if o.Progress != nil {
+		progress = o.Progress
+	}
+	if err := os.MkdirAll(o.OutDir, 0o755); err != nil {
+		return nil, fmt.Errorf("report directory: %w", err)
+	}
+	meta := reports.RunMeta{ID: time.Now().UTC().Format("20060102T150405Z"), Started: time.Now(), Version: o.Version,
+		Command: o.Command, Strict: o.Env.Strict, LabelFilter: o.LabelFilter, Defects: o.Env.Defects, HubVersion: hub.Version}
+	meta.Host, _ = os.Hostname()
+	cat := catalog.MustLoad()
+	var refs []reports.RequirementRef
+	for _, r := range cat.All() {
+		refs = append(refs, reports.RequirementRef{ID: r.ID, Title: r.Title, Area: r.Area, Severity: string(r.Severity)})
+	}
+	var binfo reports.BoardInfo
+	finish := func(interrupt string) (*reports.Report, error) {
+		meta.Finished = time.Now()
+		meta.Wall = meta.Finished.Sub(meta.Started)
+		if interrupt != "" {
+			meta.Interrupted, meta.InterruptReason = true, interrupt
+		}
+		resultsMu.Lock()
+		specs := append([]reports.SpecResult(nil), results...)
+		resultsMu.Unlock()
+		rep := reports.Build(meta, binfo, refs, specs)
+		if err := reports.Write(o.OutDir, rep); err != nil {
+			return rep, fmt.Errorf("write report: %w", err)
+		}
+		return rep, nil
+	}
+
+	e, err := fixtures.Start(ctx, o.Env)
+	if err != nil {
+		rep, werr := finish("environment: " + err.Error())
+		return rep, errors.Join(err, werr)
+	}
+	defer e.Close()
+	info := e.Board.Info()
+	binfo = reports.BoardInfo{Profile: info.Profile, Port: info.Port, Firmware: reports.FirmwareHello{
+		Name: e.Hello.Firmware, Version: e.Hello.FWVersion, Build: e.Hello.Build, Client: e.Hello.Client,
+		ClientVersion: e.Hello.ClientVer, Board: e.Hello.Board, Caps: e.Hello.Caps}}
+	setEnv(e)
+	defer setEnv(nil)
+
+	// Ginkgo's own console reporter goes to a log file; the user sees one
+	// line per spec from reportSpec.
+	glog, err := os.Create(filepath.Join(o.OutDir, "ginkgo.log"))
+	if err == nil {
+		formatter.ColorableStdOut = glog
+		defer glog.Close()
+	}
+	RegisterFailHandler(Fail)
+	sc, rc := GinkgoConfiguration()
+	sc.LabelFilter = o.LabelFilter
+	sc.FocusStrings = o.Focus
+	sc.RandomSeed = 1
+	sc.Timeout = 2 * time.Hour
+	rc.NoColor = true
+	rc.Succinct = true
+	RunSpecs(testingT{}, "hilrun conformance", sc, rc)
+
+	interrupt := ""
+	if suiteRep != nil {
+		for _, r := range suiteRep.SpecialSuiteFailureReasons {
+			if strings.Contains(r, "Interrupted") || strings.Contains(r, "Timeout") {
+				interrupt = r
+			}
+		}
+	}
+	if n := len(e.Agent.Faults()); n > 0 {
+		fmt.Fprintf(progress, "rig faults: %d (see the console log); results may be unreliable\n", n)
+	}
+	writeConsoleLog(o.OutDir, e)
+	return finish(interrupt)
+}
+
+func writeConsoleLog(dir string, e *fixtures.Env) {
+	f, err := os.Create(filepath.Join(dir, "console.log"))
+	if err != nil {
+		return
+	}
+	defer f.Close()
+	_ = e.Console.WriteLog(f)
+}
+
+// testingT satisfies Ginkgo's GinkgoTestingT outside `go test`.
+type testingT struct{}
+
+func (testingT) Fail() {}
+
+var _ = ReportAfterEach(func(r SpecReport) {
+	res, keep := specResult(r)
+	if s := current; s != nil && res.Status == reports.SpecFailed {
+		res.Wire, res.Console = s.Evidence(40)
+	}
+	current = nil
+	if !keep {
+		return
+	}
+	resultsMu.Lock()
+	results = append(results, res)
+	resultsMu.Unlock()
+	mark := map[reports.SpecStatus]string{reports.SpecPassed: "PASS", reports.SpecFailed: "FAIL",
+		reports.SpecNotApplicable: "N/A ", reports.SpecSkipped: "SKIP"}[res.Status]
+	fmt.Fprintf(progress, "%s  %-70s %6.2fs\n", mark, res.Name, res.Duration.Seconds())
+	if res.Status == reports.SpecFailed {
+		msg := res.Failure
+		if i := strings.IndexByte(msg, '\n'); i > 0 {
+			msg = msg[:i]
+		}
+		fmt.Fprintf(progress, "      %s\n", msg)
+	}
+})
+
+var _ = ReportAfterSuite("hilrun report", func(r Report) { suiteRep = &r })
+
+// specResult converts a Ginkgo spec report; keep is false for specs the
+// filters left out (they are not part of this run).
+func specResult(r SpecReport) (reports.SpecResult, bool) {
+	cat := catalog.MustLoad()
+	var reqs []string
+	for _, l := range r.Labels() {
+		if _, ok := cat.Get(l); ok {
+			reqs = append(reqs, l)
+		}
+	}
+	res := reports.SpecResult{Name: r.LeafNodeText, Requirements: reqs, Duration: r.RunTime}
+	if len(reqs) > 0 {
+		res.Area = areaOf(reqs[0])
+	}
+	switch r.State {
+	case types.SpecStatePassed:
+		res.Status = reports.SpecPassed
+	case types.SpecStateSkipped, types.SpecStatePending:
+		if r.Failure.Message == "" {
+			return res, false
+		}
+		res.Status = reports.SpecSkipped
+		if strings.HasPrefix(r.Failure.Message, notApplicable) {
+			res.Status = reports.SpecNotApplicable
+		}
+		res.Failure = r.Failure.Message
+	default:
+		res.Status = reports.SpecFailed
+		res.Failure = r.Failure.Message
+		if r.Failure.Location.FileName != "" {
+			res.Location = fmt.Sprintf("%s:%d", filepath.Base(r.Failure.Location.FileName), r.Failure.Location.LineNumber)
+		}
+		if r.State != types.SpecStateFailed {
+			res.Failure = r.State.String() + ": " + res.Failure
+		}
+	}
+	return res, true
+}
