@@ -22,3 +22,23 @@ var _ = Describe("connect", func() {
 		Expect(strings.Count(connect.Username, "/?")).To(Equal(1))
 	})
 })
+
+var _ = Describe("connect with X.509", func() {
+	Conformance("a CA-signed device presents its certificate chain and no SAS token", []string{"CONN-012", "CONN-013"}, func(ctx SpecContext) {
+		s := NewSession(ctx, fixtures.SessionOptions{Auth: fixtures.AuthX509CA})
+		tr := s.Trace(s.Start())
+		tlsFacts := must(s.WaitTrace(ctx, s.Start(), "TLS handshake with a client certificate", func(e hub.Entry) bool {
+			return e.Type == hub.EventTLS && e.TLS != nil && e.TLS.ClientCertSubject != ""
+		}))
+		Expect(tlsFacts.TLS.ClientCertSubject).To(ContainSubstring(s.ID.DeviceID), "CONN-013\n%s", traceText(tr))
+		connect := must(s.WaitTrace(ctx, s.Start(), "CONNECT", func(e hub.Entry) bool { return e.Dir == hub.DirIn && e.Type == "CONNECT" }))
+		Expect(connect.Password).To(BeEmpty(), "CONN-012: no SAS token alongside the certificate\n%s", traceText(tr))
+	})
+
+	Conformance("a self-signed device authenticates by thumbprint", []string{"CONN-014"}, func(ctx SpecContext) {
+		s := NewSession(ctx, fixtures.SessionOptions{Auth: fixtures.AuthX509Self})
+		must(s.WaitTrace(ctx, s.Start(), "CONNACK 0 for the thumbprint identity", func(e hub.Entry) bool {
+			return e.Dir == hub.DirOut && e.Type == "CONNACK" && e.ReturnCode == 0
+		}))
+	})
+})

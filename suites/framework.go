@@ -125,7 +125,9 @@ func Env() *fixtures.Env { return env }
 // must fails the spec with err's message (which carries the evidence).
 func must[T any](v T, err error) T {
 	GinkgoHelper()
-	Expect(err).NotTo(HaveOccurred())
+	if err != nil {
+		Fail(err.Error())
+	}
 	return v
 }
 
