@@ -173,9 +173,10 @@ func (r *Registry) Add(d Device) (Device, error) {
 	d.ConnectionState = "Disconnected"
 	stored := d
 	r.devices[id.ClientID()] = &stored
+	out := stored // copy under the lock: a connection may update the stored record at once
 	r.mu.Unlock()
 	r.changed()
-	return stored, nil
+	return out, nil
 }
 
 func normaliseAuth(a *Authentication) error {

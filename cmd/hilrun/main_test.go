@@ -1,0 +1,133 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/hilrun/hilrun/reports"
+)
+
+// asHilrunEnv makes the test binary behave as the hilrun command, so tests
+// can run it as a child process (and the virtual board can run it as its
+// firmware, `hilrun sim-firmware`) without a separate build.
+const asHilrunEnv = "HILRUN_TEST_AS_HILRUN"
+
+func TestMain(m *testing.M) {
+	if os.Getenv(asHilrunEnv) == "1" {
+		if err := newRootCmd().Execute(); err != nil {
+			os.Stderr.WriteString("hilrun: " + err.Error() + "\n")
+			os.Exit(exitCode(err))
+		}
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+// hilrun runs the test binary as `hilrun args...` and returns its combined
+// output and exit status.
+func hilrun(t *testing.T, args ...string) (string, int) {
+	t.Helper()
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := exec.Command(exe, args...)
+	c.Env = append(os.Environ(), asHilrunEnv+"=1")
+	var out bytes.Buffer
+	c.Stdout, c.Stderr = &out, &out
+	err = c.Run()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	return out.String(), code
+}
+
+// TestRunDefaultVirtualBoard is `hilrun run` on a fresh clone: the whole
+// suite on the virtual board, exit 0, and a report listing every catalog
+// requirement with a status.
+func TestRunDefaultVirtualBoard(t *testing.T) {
+	dir := t.TempDir()
+	out, code := hilrun(t, "run", "--out", dir)
+	if code != 0 {
+		t.Fatalf("hilrun run exited %d:\n%s", code, out)
+	}
+	rep, err := reports.Load(filepath.Join(dir, reports.JSONFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Requirements) != 152 {
+		t.Errorf("report lists %d requirements, want all 152", len(rep.Requirements))
+	}
+	for _, f := range []string{reports.JSONFile, reports.JUnitFile, reports.HTMLFile, reports.MarkdownFile, "console.log"} {
+		if _, err := os.Stat(filepath.Join(dir, f)); err != nil {
+			t.Errorf("report file %s: %v", f, err)
+		}
+	}
+	if !strings.Contains(out, "verdict: PASS") {
+		t.Errorf("no verdict line in output:\n%s", out)
+	}
+}
+
+// TestRunDefectFailsWithExitOne: a defect switch makes its requirement fail
+// and the exit status says so.
+func TestRunDefectFailsWithExitOne(t *testing.T) {
+	dir := t.TempDir()
+	out, code := hilrun(t, "run", "--out", dir, "--defect", "username-no-host", "--label-filter", "CONN-006")
+	if code != 1 {
+		t.Fatalf("exit %d, want 1:\n%s", code, out)
+	}
+	rep, err := reports.Load(filepath.Join(dir, reports.JSONFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range rep.Requirements {
+		if r.ID == "CONN-006" && r.Status != reports.Fail {
+			t.Errorf("CONN-006 status %s, want fail", r.Status)
+		}
+	}
+	b, _ := os.ReadFile(filepath.Join(dir, reports.JSONFile))
+	if bytes.Contains(b, []byte("SharedAccessKey=")) {
+		t.Error("report contains a SharedAccessKey")
+	}
+}
+
+func TestRunRejectsUnknownDefect(t *testing.T) {
+	out, code := hilrun(t, "run", "--defect", "no-such-defect", "--out", t.TempDir())
+	if code != 2 || !strings.Contains(out, "DEFECTS.md") {
+		t.Fatalf("exit %d, want 2 with a pointer to DEFECTS.md:\n%s", code, out)
+	}
+}
+
+// TestSelftest is the meta-test of the suite: every defect switch is caught
+// by a spec of its requirement, the clean firmware passes every spec, and
+// every spec is failed by at least one defect.
+func TestSelftest(t *testing.T) {
+	if testing.Short() {
+		t.Skip("meta-test runs the suite once per defect")
+	}
+	dir := t.TempDir()
+	out, code := hilrun(t, "selftest", "--out", dir)
+	if code != 0 {
+		t.Fatalf("selftest exited %d:\n%s", code, out)
+	}
+	var res selftestResult
+	b, err := os.ReadFile(filepath.Join(dir, "selftest.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(b, &res); err != nil {
+		t.Fatal(err)
+	}
+	if !res.OK || !res.CleanPassed || len(res.Unfailable) > 0 {
+		t.Fatalf("selftest result %+v", res)
+	}
+	t.Logf("%s", selftestMarkdown(res))
+}

@@ -1,0 +1,276 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/hilrun/hilrun/devicefw/sim"
+	"github.com/hilrun/hilrun/reports"
+)
+
+// The self-test is the meta-test of the suite: a spec earns its place only
+// when some defect switch in the virtual board's firmware makes it fail.
+// For every defect it runs the specs of the defect's requirement with the
+// defect on and requires a failure; it runs everything clean and requires a
+// pass; and it requires every spec to be failed by at least one defect.
+//
+// Each run is a separate hilrun process (Ginkgo runs a suite once per
+// process), started from this executable.
+
+type selftestOptions struct {
+	defects []string
+	jobs    int
+	out     string
+}
+
+// selftestResult is written as selftest.json.
+type selftestResult struct {
+	OK           bool            `json:"ok"`
+	Wall         float64         `json:"wallSeconds"`
+	CleanPassed  bool            `json:"cleanPassed"`
+	CleanFailed  []string        `json:"cleanFailed,omitempty"`
+	Specs        int             `json:"specs"`
+	Defects      []defectOutcome `json:"defects"`
+	Unfailable   []string        `json:"unfailableSpecs,omitempty"`
+	RunnerErrors []string        `json:"runnerErrors,omitempty"`
+}
+
+type defectOutcome struct {
+	Defect      string   `json:"defect"`
+	Requirement string   `json:"requirement"`
+	Caught      bool     `json:"caught"`
+	CaughtBy    []string `json:"caughtBy"`
+	Ran         int      `json:"specsRun"`
+	Seconds     float64  `json:"seconds"`
+	Error       string   `json:"error,omitempty"`
+}
+
+func newSelftestCmd() *cobra.Command {
+	o := selftestOptions{}
+	cmd := &cobra.Command{
+		Use:   "selftest",
+		Short: "Prove every spec can fail: run each defect switch against the specs of its requirement",
+		Long: `selftest is the suite's meta-test. It runs the whole suite on a clean
+virtual board (everything must pass), then, for every defect switch of the
+reference firmware (devicefw/sim/DEFECTS.md), the specs labelled with the
+defect's requirement with that defect on (at least one must fail). Finally
+every spec must have been failed by at least one defect. It prints the
+sensitivity table (defect → specs that caught it) and writes selftest.json
+and selftest.md to --out.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error { return runSelftest(cmd, o) },
+	}
+	f := cmd.Flags()
+	f.StringArrayVar(&o.defects, "defect", nil, "only these defects (default: all)")
+	f.IntVar(&o.jobs, "jobs", 2, "runs in parallel")
+	f.StringVar(&o.out, "out", "", "output directory (default out/selftest-<time>)")
+	return cmd
+}
+
+func runSelftest(cmd *cobra.Command, o selftestOptions) error {
+	if err := sim.ValidateDefects(o.defects); err != nil {
+		return &exitError{2, err.Error()}
+	}
+	if o.out == "" {
+		o.out = filepath.Join("out", "selftest-"+time.Now().Format("20060102-150405"))
+	}
+	if o.jobs < 1 {
+		o.jobs = 1
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		return &exitError{2, err.Error()}
+	}
+	w := cmd.OutOrStdout()
+	start := time.Now()
+	ctx := cmd.Context()
+	res := selftestResult{}
+
+	fmt.Fprintln(w, "selftest: clean run of the whole suite")
+	clean, err := selfRun(ctx, exe, filepath.Join(o.out, "clean"), nil, "")
+	if err != nil {
+		return &exitError{2, fmt.Sprintf("clean run: %v", err)}
+	}
+	res.Specs = len(clean.Specs)
+	res.CleanPassed = true
+	for _, s := range clean.Specs {
+		if s.Status == reports.SpecFailed {
+			res.CleanPassed = false
+			res.CleanFailed = append(res.CleanFailed, s.Name)
+		}
+	}
+	fmt.Fprintf(w, "selftest: clean run: %d specs, passed=%v (%.1fs)\n", len(clean.Specs), res.CleanPassed, clean.Run.Wall.Seconds())
+
+	defects := sim.Defects
+	if len(o.defects) > 0 {
+		defects = nil
+		for _, d := range sim.Defects {
+			if slices.Contains(o.defects, d.Name) {
+				defects = append(defects, d)
+			}
+		}
+	}
+	res.Defects = make([]defectOutcome, len(defects))
+	failedBy := map[string][]string{} // spec → defects that failed it
+	var mu sync.Mutex
+	sem := make(chan struct{}, o.jobs)
+	var wg sync.WaitGroup
+	for i, d := range defects {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			t0 := time.Now()
+			out := defectOutcome{Defect: d.Name, Requirement: d.Requirement, CaughtBy: []string{}}
+			rep, err := selfRun(ctx, exe, filepath.Join(o.out, d.Name), []string{d.Name}, d.Requirement)
+			out.Seconds = time.Since(t0).Seconds()
+			if err != nil {
+				out.Error = err.Error()
+			} else {
+				out.Ran = len(rep.Specs)
+				for _, s := range rep.Specs {
+					if s.Status == reports.SpecFailed {
+						out.CaughtBy = append(out.CaughtBy, s.Name)
+					}
+				}
+				out.Caught = len(out.CaughtBy) > 0
+			}
+			mu.Lock()
+			res.Defects[i] = out
+			for _, s := range out.CaughtBy {
+				failedBy[s] = append(failedBy[s], d.Name)
+			}
+			verdict := "caught"
+			if !out.Caught {
+				verdict = "NOT CAUGHT"
+				if out.Error != "" {
+					verdict += " (" + out.Error + ")"
+				}
+			}
+			fmt.Fprintf(w, "selftest: %-30s %-10s %s by %d of %d specs (%.1fs)\n", d.Name, d.Requirement, verdict, len(out.CaughtBy), out.Ran, out.Seconds)
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	for _, s := range clean.Specs {
+		if s.Status == reports.SpecPassed && len(failedBy[s.Name]) == 0 {
+			res.Unfailable = append(res.Unfailable, s.Name)
+		}
+	}
+	sort.Strings(res.Unfailable)
+	res.OK = res.CleanPassed && len(res.Unfailable) == 0
+	for _, d := range res.Defects {
+		if !d.Caught {
+			res.OK = false
+		}
+	}
+	res.Wall = time.Since(start).Seconds()
+	if err := writeSelftest(o.out, res); err != nil {
+		return err
+	}
+	fmt.Fprint(w, selftestMarkdown(res))
+	if !res.OK {
+		return &exitError{1, "selftest failed: see " + filepath.Join(o.out, "selftest.md")}
+	}
+	return nil
+}
+
+// selfRun runs `hilrun run` in a child process and loads its report. A
+// failing verdict is expected with defects on; only a missing report is an
+// error.
+func selfRun(ctx context.Context, exe, dir string, defects []string, labelFilter string) (*reports.Report, error) {
+	args := []string{"run", "--out", dir}
+	for _, d := range defects {
+		args = append(args, "--defect", d)
+	}
+	if labelFilter != "" {
+		args = append(args, "--label-filter", labelFilter)
+	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
+	defer cancel()
+	c := exec.CommandContext(ctx, exe, args...)
+	var buf bytes.Buffer
+	c.Stdout, c.Stderr = &buf, &buf
+	err := c.Run()
+	_ = os.MkdirAll(dir, 0o755)
+	_ = os.WriteFile(filepath.Join(dir, "output.txt"), buf.Bytes(), 0o644)
+	rep, lerr := reports.Load(filepath.Join(dir, reports.JSONFile))
+	if lerr != nil {
+		return nil, fmt.Errorf("no report (%v); run exited with %v; output:\n%s", lerr, err, tail(buf.String(), 20))
+	}
+	return rep, nil
+}
+
+func tail(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+func writeSelftest(dir string, res selftestResult) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	b, _ := json.MarshalIndent(res, "", "  ")
+	if err := os.WriteFile(filepath.Join(dir, "selftest.json"), b, 0o644); err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(dir, "selftest.md"), []byte(selftestMarkdown(res)), 0o644)
+}
+
+func selftestMarkdown(res selftestResult) string {
+	var b strings.Builder
+	verdict := "PASS"
+	if !res.OK {
+		verdict = "FAIL"
+	}
+	fmt.Fprintf(&b, "\n## Suite self-test: %s\n\nclean run: %d specs, all passed: %v; %d defects; %.1fs wall\n\n", verdict, res.Specs, res.CleanPassed, len(res.Defects), res.Wall)
+	if len(res.CleanFailed) > 0 {
+		fmt.Fprintf(&b, "specs failing on the clean firmware:\n")
+		for _, s := range res.CleanFailed {
+			fmt.Fprintf(&b, "- %s\n", s)
+		}
+		b.WriteString("\n")
+	}
+	b.WriteString("| defect | requirement | caught | by specs |\n|---|---|---|---|\n")
+	for _, d := range res.Defects {
+		caught := "yes"
+		if !d.Caught {
+			caught = "**NO**"
+			if d.Error != "" {
+				caught += " (" + firstLine(d.Error) + ")"
+			}
+		}
+		fmt.Fprintf(&b, "| `%s` | %s | %s | %s |\n", d.Defect, d.Requirement, caught, strings.Join(d.CaughtBy, "; "))
+	}
+	if len(res.Unfailable) > 0 {
+		b.WriteString("\nspecs no defect makes fail (each needs a defect switch):\n")
+		for _, s := range res.Unfailable {
+			fmt.Fprintf(&b, "- %s\n", s)
+		}
+	}
+	return b.String()
+}
+
+func firstLine(s string) string {
+	if i := strings.IndexByte(s, '\n'); i >= 0 {
+		return s[:i]
+	}
+	return s
+}
+
