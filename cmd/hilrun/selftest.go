@@ -273,4 +273,3 @@ func firstLine(s string) string {
 	}
 	return s
 }
-

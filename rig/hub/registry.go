@@ -247,9 +247,10 @@ func (r *Registry) Put(d Device, ifMatch string) (Device, bool, error) {
 	d.Etag = newEtag()
 	stored := d
 	r.devices[id.ClientID()] = &stored
+	out := stored // copy under the lock (see Add)
 	r.mu.Unlock()
 	r.changed()
-	return stored, false, nil
+	return out, false, nil
 }
 
 // ErrPreconditionFailed is returned when an If-Match etag does not match.
