@@ -131,3 +131,32 @@ func TestSelftest(t *testing.T) {
 	}
 	t.Logf("%s", selftestMarkdown(res))
 }
+
+// TestConsoleVirtualBoard drives `hilrun console` with a script on stdin:
+// decoded frames, agent calls and hub-side commands, secrets redacted.
+func TestConsoleVirtualBoard(t *testing.T) {
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := exec.Command(exe, "console")
+	c.Env = append(os.Environ(), asHilrunEnv+"=1")
+	c.Stdin = strings.NewReader("hello\n:open\ntelemetry.send {\"payload\":\"hi\",\"wait\":true}\n:invoke reboot {}\n:trace\nno.such.op\n:quit\n")
+	outb, err := c.CombinedOutput()
+	out := string(outb)
+	if err != nil {
+		t.Fatalf("console: %v\n%s", err, out)
+	}
+	for _, want := range []string{`# hello → {"proto":1,"fw":"hilrun-sim"`, `"ev":"conn"`, `# telemetry.send → {"ref":1,"acked":true`,
+		"# method reboot → status 404", "dev→hub PUBLISH     devices/HIL-console-001/messages/events/", "unknown_op", `"key":"<redacted>"`} {
+		if !strings.Contains(out, want) {
+			t.Errorf("console output lacks %q", want)
+		}
+	}
+	if strings.Contains(out, "SharedAccessKey=") {
+		t.Error("console output shows a key")
+	}
+	if t.Failed() {
+		t.Log(out)
+	}
+}
