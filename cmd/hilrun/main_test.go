@@ -160,3 +160,22 @@ func TestConsoleVirtualBoard(t *testing.T) {
 		t.Log(out)
 	}
 }
+
+func TestReportReRenders(t *testing.T) {
+	dir := t.TempDir()
+	if out, code := hilrun(t, "run", "--out", dir, "--label-filter", "CONN-005"); code != 0 {
+		t.Fatalf("run: %d\n%s", code, out)
+	}
+	if err := os.Remove(filepath.Join(dir, reports.HTMLFile)); err != nil {
+		t.Fatal(err)
+	}
+	if out, code := hilrun(t, "report", dir); code != 0 {
+		t.Fatalf("report: %d\n%s", code, out)
+	}
+	if _, err := os.Stat(filepath.Join(dir, reports.HTMLFile)); err != nil {
+		t.Fatal("report.html not re-rendered")
+	}
+	if out, code := hilrun(t, "report", t.TempDir()); code != 2 || !strings.Contains(out, "run directory") {
+		t.Fatalf("report of an empty dir: %d\n%s", code, out)
+	}
+}
