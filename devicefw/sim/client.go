@@ -92,6 +92,8 @@ type conn struct {
 	netConn net.Conn
 	lost    chan struct{} // closed when the connection is gone
 	once    sync.Once
+
+	c2dTaken int // C2D deliveries received on this connection (guarded by deviceClient.mu)
 }
 
 func (c *conn) markLost() { c.once.Do(func() { close(c.lost) }) }
@@ -137,6 +139,8 @@ type deviceClient struct {
 	telRef   uint64
 	seenC2D  map[string]bool
 	seenList []string
+
+	lastMethodRID string // method-reply-last-rid
 }
 
 func newDeviceClient(fw *Firmware) *deviceClient {
@@ -372,6 +376,12 @@ func (dc *deviceClient) loop(s *session) {
 	defer close(s.done)
 	attempt := 0
 	renewKind := ""
+	var overlap *conn // reconnect-overlap: the old connection, closed after the next CONNACK
+	defer func() {
+		if overlap != nil {
+			dc.drop(overlap, false)
+		}
+	}()
 	for {
 		if s.ctx.Err() != nil {
 			return
@@ -421,6 +431,10 @@ func (dc *deviceClient) loop(s *session) {
 		}
 		attempt = 0
 		s.connects++
+		if overlap != nil {
+			dc.drop(overlap, true)
+			overlap = nil
+		}
 		// Subscriptions and the resync GET go out before "connected" is
 		// reported and before operations may use the connection, so no
 		// twin request precedes the SUBSCRIBE (TWIN-001).
@@ -497,7 +511,11 @@ func (dc *deviceClient) loop(s *session) {
 			}
 		default:
 			// Deliberate reconnect: DISCONNECT, then connect at once.
-			dc.drop(c, !dc.on(DefNoDisconnect))
+			if dc.on(DefReconnectOverlap) {
+				overlap = c
+			} else {
+				dc.drop(c, !dc.on(DefNoDisconnect))
+			}
 			dc.setState(agentproto.ConnEvent{State: agentproto.StateConnecting, Reason: reason})
 		}
 	}
@@ -554,7 +572,7 @@ func (dc *deviceClient) token(cc connConfig) (string, time.Time, error) {
 	if dc.on(DefTokenWrongKey) {
 		key = wrongKey(key)
 	}
-	tok, err := iothub.NewSASToken(iothub.DeviceResourceURI(cc.host, cc.id), key, exp, "")
+	tok, err := iothub.NewSASToken(dc.resourceURI(cc), key, exp, "")
 	return tok, time.Unix(exp.Unix(), 0), err
 }
 
@@ -594,6 +612,7 @@ func (dc *deviceClient) connect(s *session, cc connConfig) (c *conn, session boo
 			return nil, false, time.Time{}, 0, fmt.Errorf("SAS token: %w", err)
 		}
 	}
+	password = dc.passwordDefects(cc, password)
 	clientID := cc.id.ClientID()
 	if dc.on(DefClientIDLowercase) {
 		clientID = strings.ToLower(clientID)
@@ -603,7 +622,7 @@ func (dc *deviceClient) connect(s *session, cc connConfig) (c *conn, session boo
 		tlsc.RootCAs.AddCert(r)
 	}
 	if cc.cert != nil {
-		cert := cc.cert
+		cert := dc.clientCert(cc.cert)
 		// Present the certificate whatever CAs the hub lists (thumbprint certificates are self-signed).
 		tlsc.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return cert, nil }
 	}
@@ -616,9 +635,9 @@ func (dc *deviceClient) connect(s *session, cc connConfig) (c *conn, session boo
 	if cc.transport == "wss" {
 		broker = &url.URL{Scheme: "wss", Host: cc.addr, Path: "/$iothub/websocket"}
 	}
-	o := paho.NewClientOptions().AddBroker(broker.String()).SetClientID(clientID).SetProtocolVersion(4).
+	o := paho.NewClientOptions().AddBroker(broker.String()).SetClientID(clientID).SetProtocolVersion(dc.protocolVersion()).
 		SetCleanSession(cc.clean).SetAutoReconnect(false).SetConnectRetry(false).
-		SetKeepAlive(cc.keepAlive).SetPingTimeout(min(cc.keepAlive, 10*time.Second)).
+		SetKeepAlive(dc.keepAlive(cc)).SetPingTimeout(min(cc.keepAlive, 10*time.Second)).
 		SetConnectTimeout(connectTimeout).SetWriteTimeout(connectTimeout).SetOrderMatters(false).
 		SetAutoAckDisabled(true).SetTLSConfig(tlsc).
 		SetCredentialsProvider(func() (string, string) { return username, password }).
@@ -633,7 +652,7 @@ func (dc *deviceClient) connect(s *session, cc connConfig) (c *conn, session boo
 			if u.Scheme == "wss" {
 				nc, err = paho.NewWebsocket(u.String(), tlsc, connectTimeout, nil, nil)
 			} else {
-				nc, err = tls.DialWithDialer(&net.Dialer{Timeout: connectTimeout}, "tcp", u.Host, tlsc)
+				nc, err = dc.dial(u.Host, tlsc)
 			}
 			if err == nil {
 				nmu.Lock()
@@ -687,12 +706,19 @@ func (dc *deviceClient) afterConnect(s *session, c *conn, cc connConfig, session
 		filters := map[string]byte{iothub.TwinResponseFilter: 0, iothub.TwinDesiredFilter: 0}
 		if dc.on(DefSubscribeWildcard) {
 			filters["$iothub/methods/POST/+"] = 0
+		} else if dc.on(DefMethodSubPerName) {
+			dc.fw.nvs.mu.Lock()
+			for name := range dc.fw.nvs.Methods {
+				filters["$iothub/methods/POST/"+name+"/#"] = 0
+			}
+			dc.fw.nvs.mu.Unlock()
 		} else {
 			filters[iothub.MethodsFilter] = 0
 		}
 		if !cc.id.IsModule() && !dc.on(DefNoC2DSubscribe) {
 			filters[iothub.C2DFilter(cc.id.DeviceID)] = 1 // modules have none (MOD-010)
 		}
+		dc.extraFilters(filters)
 		tok := c.cli.SubscribeMultiple(filters, nil)
 		if !tok.WaitTimeout(subackTimeout) {
 			dc.fw.logf("W", "no SUBACK within %s", subackTimeout)

@@ -30,7 +30,7 @@ func (dc *deviceClient) onMessage(c *conn, m paho.Message) {
 	}
 	switch t.Kind {
 	case iothub.TopicC2D:
-		dc.onC2D(m, t)
+		dc.onC2D(c, m, t)
 	case iothub.TopicTwinResponse:
 		m.Ack()
 		dc.onTwinResponse(t, m.Payload())
@@ -48,10 +48,27 @@ func (dc *deviceClient) onMessage(c *conn, m paho.Message) {
 
 // onC2D reports a cloud-to-device message and completes it with PUBACK
 // (C2D-002, C2D-003), flagging redeliveries of a known $.mid (C2D-004).
-func (dc *deviceClient) onC2D(m paho.Message, t iothub.Topic) {
+func (dc *deviceClient) onC2D(c *conn, m paho.Message, t iothub.Topic) {
 	payload := m.Payload()
+	dc.mu.Lock()
+	d := dc.fw.defects
+	c.c2dTaken++
+	if d.on(DefC2DInboxLimit) && c.c2dTaken > c2dInboxLimit {
+		// Defect: the inbound queue is full; the delivery is lost unacknowledged.
+		dc.mu.Unlock()
+		dc.fw.logf("W", "C2D inbox full (%d); delivery dropped", c2dInboxLimit)
+		return
+	}
+	if d.on(DefC2DTruncate) && len(payload) > c2dTruncateBytes {
+		payload = payload[:c2dTruncateBytes] // defect: fixed receive buffer
+	}
+	props := t.Properties.Map()
+	if d.on(DefC2DBagNotDecoded) {
+		props = rawBagMap(m.Topic())
+	}
+	dc.mu.Unlock()
 	sum := sha256.Sum256(payload)
-	ev := agentproto.C2DEvent{Topic: m.Topic(), Properties: t.Properties.Map(), Size: len(payload),
+	ev := agentproto.C2DEvent{Topic: m.Topic(), Properties: props, Size: len(payload),
 		SHA256: hex.EncodeToString(sum[:]), Dup: m.Duplicate()}
 	if ev.Properties == nil {
 		ev.Properties = map[string]string{}
@@ -79,6 +96,21 @@ func (dc *deviceClient) onC2D(m paho.Message, t iothub.Topic) {
 	if !noAck {
 		m.Ack()
 	}
+}
+
+// rawBagMap reads a C2D topic's property bag without percent-decoding
+// (defect c2d-bag-not-decoded).
+func rawBagMap(topic string) map[string]string {
+	out := map[string]string{}
+	_, bag, ok := strings.Cut(topic, "/messages/devicebound/")
+	if !ok || bag == "" {
+		return out
+	}
+	for _, piece := range strings.Split(bag, "&") {
+		k, v, _ := strings.Cut(piece, "=")
+		out[k] = v
+	}
+	return out
 }
 
 // onTwinResponse hands a response to the request with the same $rid
@@ -161,23 +193,50 @@ func (dc *deviceClient) onDesired(body []byte) {
 // name, else "*", else 404) on $iothub/methods/res/{status}/?$rid={rid}
 // (METH-002..012).
 func (dc *deviceClient) onMethod(c *conn, t iothub.Topic, body []byte) {
-	n := dc.fw.nvs
-	n.mu.Lock()
-	b, ok := n.Methods[t.MethodName]
-	if !ok {
-		b, ok = n.Methods["*"]
-	}
-	n.mu.Unlock()
 	dc.mu.Lock()
 	unknownSilent := dc.fw.defects.on(DefMethodUnknownSilent)
 	ridUpper := dc.fw.defects.on(DefMethodRIDUpper)
 	statusText := dc.fw.defects.on(DefMethodStatusText)
+	md := dc.fw.defects
+	caseFold, emptyIgnored, bodyText := md.on(DefMethodNameCaseFold), md.on(DefMethodEmptyBody), md.on(DefMethodBodyNotJSON)
+	late, limit64K, puback := md.on(DefMethodReplyLate), md.on(DefMethodRequest64K), md.on(DefMethodRequestPuback)
+	lastRID, failNoReply := md.on(DefMethodReplyLastRID), md.on(DefMethodFailNoReply)
+	dc.lastMethodRID = t.RID
 	dc.mu.Unlock()
+	n := dc.fw.nvs
+	n.mu.Lock()
+	b, ok := n.Methods[t.MethodName]
+	if !ok && caseFold {
+		for name, mb := range n.Methods { // defect: case-insensitive lookup
+			if strings.EqualFold(name, t.MethodName) {
+				b, ok = mb, true
+				break
+			}
+		}
+	}
+	if !ok {
+		b, ok = n.Methods["*"]
+	}
+	n.mu.Unlock()
+	if puback && c.netConn != nil {
+		_, _ = c.netConn.Write([]byte{0x40, 0x02, 0x00, 0x00}) // defect: PUBACK for a QoS 0 request
+	}
+	if emptyIgnored && len(body) == 0 || limit64K && len(body) > methodRequestLimitBytes {
+		dc.fw.logf("E", "method %s: request body of %d bytes not handled; no response", t.MethodName, len(body))
+		dc.emit(agentproto.EvMethod, agentproto.MethodEvent{Name: t.MethodName, RID: t.RID, Size: len(body)})
+		return
+	}
 	status, payload, silent := unknownMethodStatus, []byte("{}"), false
 	if ok {
 		status, payload, silent = b.Status, []byte(b.Payload), b.Silent
 		if status == 0 {
 			status = 200
+		}
+		if len(payload) == 0 && bodyText {
+			payload = []byte("OK") // defect: not JSON
+		}
+		if b.Fail && failNoReply {
+			silent = true
 		}
 		if b.Fail {
 			// The handler "throws": an error status and a JSON body (METH-011).
@@ -201,7 +260,19 @@ func (dc *deviceClient) onMethod(c *conn, t iothub.Topic, body []byte) {
 		dc.emit(agentproto.EvMethod, ev) // status 0: called, not answered
 		return
 	}
+	if late {
+		select {
+		case <-time.After(methodReplyLateDelay * time.Millisecond):
+		case <-c.lost:
+			return
+		}
+	}
 	rid := t.RID
+	if lastRID {
+		dc.mu.Lock()
+		rid = dc.lastMethodRID // defect: one shared rid slot
+		dc.mu.Unlock()
+	}
 	if ridUpper {
 		// nanoFramework: Convert.ToInt32(rid, 16) and {rid:X}; a non-hex rid throws.
 		v, err := strconv.ParseUint(rid, 16, 32)
@@ -251,7 +322,7 @@ func (dc *deviceClient) sendTelemetry(ctx context.Context, a agentproto.Telemetr
 	}
 	var bag iothub.PropertyBag
 	if a.MessageID != "" {
-		bag = append(bag, iothub.Property{Name: iothub.PropMessageID, Value: a.MessageID})
+		bag = append(bag, iothub.Property{Name: iothub.PropMessageID, Value: dc.messageID(a.MessageID)})
 	}
 	if a.ContentType != "" {
 		bag = append(bag, iothub.Property{Name: iothub.PropContentType, Value: a.ContentType},
