@@ -277,6 +277,9 @@ type DesiredEvent struct {
 	Applied bool           `json:"applied"`
 	Reason  string         `json:"reason,omitempty"` // e.g. "stale: version <= 7"
 	Patch   map[string]any `json:"patch,omitempty"`
+	// Desired is the desired state the device holds after the patch
+	// (TWIN-009, TWIN-017); omitted when too large for one frame.
+	Desired map[string]any `json:"desired,omitempty"`
 }
 
 // ResyncEvent reports the twin GET after a (re)connect (TWIN-010).

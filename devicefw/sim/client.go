@@ -286,6 +286,9 @@ func (dc *deviceClient) open() *agentproto.Error {
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &session{ctx: ctx, cancel: cancel, kick: make(chan string, 1), done: make(chan struct{}), store: paho.NewOrderedMemoryStore()}
 	dc.sess = s
+	// The held twin is the previous session's (possibly another
+	// identity's): this session's resync GET is the only source (TWIN-010).
+	dc.desired, dc.desiredVer, dc.reportedVer = nil, 0, 0
 	go dc.loop(s)
 	return nil
 }
@@ -784,7 +787,11 @@ func (dc *deviceClient) twinPublish(c *conn, topicOf func(string) string, body [
 	dc.pending[rid] = p
 	dc.order = append(dc.order, rid)
 	dc.mu.Unlock()
-	tok := c.cli.Publish(topicOf(rid), 0, false, body)
+	topic := topicOf(rid)
+	if body == nil && strings.HasPrefix(topic, "$iothub/twin/GET/") && dc.on(DefTwinGetWithBody) {
+		body = []byte("{}")
+	}
+	tok := c.cli.Publish(topic, 0, false, body)
 	if !tok.WaitTimeout(connectTimeout) || tok.Error() != nil {
 		dc.forget(rid)
 		return nil, agentproto.Errorf(agentproto.ErrNotConnected, "twin request not sent: %v", tok.Error())

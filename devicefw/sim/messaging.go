@@ -138,9 +138,15 @@ func (dc *deviceClient) onTwinResponse(t iothub.Topic, body []byte) {
 
 // applyTwinDocument takes a GET response as the held twin (TWIN-004).
 func (dc *deviceClient) applyTwinDocument(r twinResp) (agentproto.TwinResult, error) {
+	if len(r.body) > twinDocBufferBytes && dc.on(DefTwinDesired4K) {
+		return agentproto.TwinResult{}, errTwinBuffer(len(r.body))
+	}
 	desired, dv, reported, rv, err := twin.ParseDeviceDocument(r.body)
 	if err != nil {
 		return agentproto.TwinResult{}, err
+	}
+	if len(desired) == 0 && dc.on(DefTwinEmptyDesired) {
+		return agentproto.TwinResult{}, errEmptyDesired
 	}
 	dc.mu.Lock()
 	if dv >= dc.desiredVer || dc.fw.defects.on(DefStaleDesired) {
@@ -168,12 +174,28 @@ func jsonable(s twin.Section) map[string]any {
 // onDesired applies a desired patch only when its $version is newer than
 // the held one (TWIN-009, TWIN-010).
 func (dc *deviceClient) onDesired(body []byte) {
+	if len(body) > twinDocBufferBytes && dc.on(DefTwinDesired4K) {
+		dc.fw.logf("E", "desired patch dropped: %v", errTwinBuffer(len(body)))
+		return
+	}
 	patch, v, err := twin.ParseDesiredPatch(body)
 	if err != nil {
 		dc.fw.logf("E", "desired patch: %v", err)
 		return
 	}
-	ev := agentproto.DesiredEvent{Version: v, Patch: jsonable(patch)}
+	ev := agentproto.DesiredEvent{Version: v}
+	if len(body) <= maxEventDoc {
+		ev.Patch = jsonable(patch)
+	}
+	if dc.on(DefTwinMetadataKept) {
+		if raw, err := twin.ParseObject(body); err == nil {
+			delete(raw, twin.VersionKey)
+			patch = raw
+		}
+	}
+	if dc.on(DefTwinDesiredNullIgnored) {
+		patch = dropNulls(patch)
+	}
 	dc.mu.Lock()
 	if v > dc.desiredVer || dc.fw.defects.on(DefStaleDesired) {
 		if dc.desired == nil {
@@ -185,9 +207,16 @@ func (dc *deviceClient) onDesired(body []byte) {
 	} else {
 		ev.Reason = "stale: version " + strconv.FormatInt(v, 10) + " <= " + strconv.FormatInt(dc.desiredVer, 10)
 	}
+	if twin.Size(dc.desired) <= maxEventDoc {
+		ev.Desired = jsonable(dc.desired)
+	}
 	dc.mu.Unlock()
 	dc.emit(agentproto.EvDesired, ev)
 }
+
+// maxEventDoc bounds the twin documents copied into a twin.desired event,
+// so that the event fits one agent frame (agentproto.MaxFrame).
+const maxEventDoc = 1500
 
 // onMethod answers a direct method per the behaviour stored in NVS (exact
 // name, else "*", else 404) on $iothub/methods/res/{status}/?$rid={rid}
@@ -463,6 +492,14 @@ func (dc *deviceClient) report(ctx context.Context, patch map[string]any) (any, 
 	if patch == nil {
 		return nil, agentproto.Errorf(agentproto.ErrBadArgs, "twin.report needs a patch object")
 	}
+	// Patches that break the per-patch limits never leave the device
+	// (TWIN-011..014, TWIN-016); the section size (TWIN-015) is the hub's.
+	if verr := twin.ValidateReported(patch); verr != nil && !dc.localCheckSkipped(verr) {
+		return nil, agentproto.Errorf(agentproto.ErrBadArgs, "reported patch not sent: %v", verr)
+	}
+	if dc.on(DefTwinReportNullDropped) {
+		patch = dropNulls(patch)
+	}
 	if dc.on(DefReportedDollarKey) {
 		p := make(map[string]any, len(patch)+1)
 		for k, v := range patch {
@@ -483,9 +520,24 @@ func (dc *deviceClient) report(ctx context.Context, patch map[string]any) (any, 
 	if err != nil {
 		return nil, err
 	}
+	if dc.on(DefTwinReportNoWait) {
+		dc.forget(p.rid)
+		return agentproto.ReportResult{Status: 204}, nil
+	}
 	r, err := dc.twinAwait(ctx, p, cc.twinTimeout)
 	if err != nil {
 		return nil, err
+	}
+	for try := 1; r.status == 400 && try <= twin400Resends && dc.on(DefTwin400Resent); try++ {
+		if !sleepCtx(ctx, backoff(cc, try)) {
+			break
+		}
+		if p, err = dc.twinPublish(c, iothub.TwinReportedTopic, body); err != nil {
+			return nil, err
+		}
+		if r, err = dc.twinAwait(ctx, p, cc.twinTimeout); err != nil {
+			return nil, err
+		}
 	}
 	if r.status < 200 || r.status > 299 {
 		return nil, agentproto.Errorf(agentproto.ErrRejected, "reported PATCH answered status %d: %s", r.status, truncate(string(r.body), 200))

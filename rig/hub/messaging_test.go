@@ -142,6 +142,7 @@ func TestTopicRulesClose(t *testing.T) {
 		{"QoS 2 publish", "CONN-020", func(c paho.Client) { c.Publish("devices/rules/messages/events/", 2, false, "x") }},
 		{"other device's telemetry topic", "TEL-001", func(c paho.Client) { c.Publish("devices/other/messages/events/", 1, false, "x") }},
 		{"'+' in a property bag", "TEL-002", func(c paho.Client) { c.Publish("devices/rules/messages/events/a+b=c", 1, false, "x") }},
+		{"badly percent-encoded property bag", "TEL-002", func(c paho.Client) { c.Publish("devices/rules/messages/events/k=100%", 1, false, "x") }},
 		{"free-form topic", "TEL-001", func(c paho.Client) { c.Publish("sensors/temperature", 1, false, "x") }},
 		{"subscribe outside the documented filters", "CONN-018", func(c paho.Client) { c.Subscribe("devices/rules/#", 1, nil) }},
 		{"subscribe with + wildcard", "CONN-018", func(c paho.Client) { c.Subscribe("$iothub/methods/POST/+", 1, nil) }},

@@ -124,7 +124,11 @@ func FuzzParseSASToken(f *testing.F) {
 		tok, err := ParseSASToken(s)
 		if err != nil {
 			var e *Error
-			if !errors.As(err, &e) || e.Input != RedactSAS(s) {
+			want := RedactSAS(s)
+			if !strings.HasPrefix(s, sasPrefix) {
+				want = "(password not shown)" // may be a raw key (CONN-011)
+			}
+			if !errors.As(err, &e) || e.Input != want {
 				t.Fatalf("error does not carry the redacted input: %#v", err)
 			}
 			return

@@ -45,7 +45,8 @@ func TestCheckDevicePublish(t *testing.T) {
 		{"nul", dev, "devices/dev1/messages/events/a=\x00", TopicTelemetry, "MQTT-4.7.3-2"},
 		{"empty", dev, "", TopicUnknown, "MQTT-4.7.3-1"},
 		{"unknown", dev, "hello/world", TopicUnknown, "none"},
-		{"bad bag", dev, "devices/dev1/messages/events/a=%zz", TopicTelemetry, "TEL-001"},
+		{"bad bag", dev, "devices/dev1/messages/events/a=%zz", TopicTelemetry, "TEL-002"},
+		{"bad bag from module", mod, "devices/dev1/modules/mod1/messages/events/a=%zz", TopicTelemetry, "TEL-002"},
 		{"no trailing slash", dev, "devices/dev1/messages/events", TopicUnknown, "TEL-001"},
 	}
 	for _, tt := range tests {

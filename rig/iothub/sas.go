@@ -47,7 +47,10 @@ func ParseSASToken(password string) (SASToken, error) {
 	}
 	rest, ok := strings.CutPrefix(password, sasPrefix)
 	if !ok {
-		return fail("CONN-007", "does not start with "+strconv.Quote(sasPrefix))
+		// Not a token, so RedactSAS cannot know what to hide: it may be the
+		// raw device key sent as password (CONN-011). Echo nothing.
+		return SASToken{}, newError(op, "(password not shown)", "CONN-007",
+			"does not start with "+strconv.Quote(sasPrefix))
 	}
 	var t SASToken
 	var seen [4]bool // sr, sig, se, skn

@@ -283,10 +283,16 @@ func TestRedactSAS(t *testing.T) {
 
 func TestParseSASTokenErrorRedacted(t *testing.T) {
 	// Fuzz regression: long input whose quoted form is truncated.
-	in := strings.Repeat("0", 150) + " sig=secret"
+	in := sasPrefix + strings.Repeat("0", 150) + " sig=secret"
 	_, err := ParseSASToken(in)
 	var e *Error
 	if !errors.As(err, &e) || e.Input != RedactSAS(in) || strings.Contains(err.Error(), "secret") {
 		t.Errorf("err = %v", err)
+	}
+	// A password that is no token at all may be the raw key (CONN-011):
+	// nothing of it is echoed.
+	key := "xZZ6p67aCNq9Zr8hTeqHqm4kaYd1mwWR6+JQBVyrzBY="
+	if _, err := ParseSASToken(key); err == nil || strings.Contains(err.Error(), key[:8]) {
+		t.Errorf("bare key as password: err = %v", err)
 	}
 }

@@ -242,6 +242,12 @@ func parseDeviceTopic(t *Topic, rest string) error {
 	}
 	bag, err := ParsePropertyBag(rest)
 	if err != nil {
+		// A badly encoded bag breaks the bag rule (TEL-002), not the topic
+		// rule (TEL-001, MOD-004) of the topic it ends. C2D bags are the
+		// hub's own text: their errors stay with the C2D topic rule.
+		if t.Kind == TopicTelemetry {
+			rule = err.(*Error).Rule
+		}
 		return topicError(t.Raw, rule, "property bag: "+err.(*Error).Reason)
 	}
 	t.Properties = bag

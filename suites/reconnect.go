@@ -1,0 +1,160 @@
+package suites
+
+import (
+	"context"
+	"fmt"
+	"regexp"
+	"slices"
+	"strconv"
+	"time"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+
+	"github.com/hilrun/hilrun/fixtures"
+	"github.com/hilrun/hilrun/rig/hub"
+)
+
+var _ = Describe("reconnect", func() {
+	Conformance("after a drop the device reconnects on its own, spacing refused attempts with backoff", []string{"RECON-001"}, func(ctx SpecContext) {
+		s := NewSession(ctx, fixtures.SessionOptions{})
+		t := s.Env.Timing
+		m := s.Mark()
+		// Refuse reconnects (CONNACK 3, server unavailable) for a while, then
+		// let the device back in.
+		window := 5 * t.RetryInitial
+		s.Env.Hub.RefuseConnects(s.ID, 3, window)
+		Expect(s.Env.Hub.Drop(s.ID, false, "RECON-001: connection lost")).To(Succeed())
+		must(s.WaitTrace(ctx, m, "RECON-001: a reconnect attempt (refused with CONNACK 3)", isConnack(3)))
+		up := must(s.WaitTrace(ctx, m, "RECON-001: a reconnect accepted after the refusals", isConnack(0)))
+		tr := s.Trace(m)
+		closed := must(s.WaitTrace(ctx, m, "the dropped connection's close", func(e hub.Entry) bool { return e.Type == hub.EventConnClosed }))
+		// Gaps: drop → first attempt, then attempt → attempt, up to the accepted one.
+		at := []time.Duration{closed.Mono}
+		for _, e := range packets(tr, hub.DirIn, "CONNECT") {
+			if e.Seq < up.Seq {
+				at = append(at, e.Mono)
+			}
+		}
+		var gaps []time.Duration
+		for i := 1; i < len(at); i++ {
+			gaps = append(gaps, at[i]-at[i-1])
+		}
+		// Backoff starts at the configured initial delay, less at most the
+		// configured 20 % jitter, and does not shrink from one attempt to the
+		// next beyond that jitter.
+		floor := t.RetryInitial * 8 / 10
+		for i, g := range gaps {
+			Expect(g).To(BeNumerically(">=", floor), "RECON-001: reconnect attempt %d came %s after the previous attempt (or the drop); backoff starts at %s (gaps %v)\n%s", i+1, g.Round(time.Millisecond), t.RetryInitial, roundAll(gaps), traceText(tr))
+			if i > 0 {
+				Expect(g).To(BeNumerically(">=", gaps[i-1]*3/4), "RECON-001: the backoff shrank (gaps %v)\n%s", roundAll(gaps), traceText(tr))
+			}
+		}
+	})
+
+	Conformance("after CONNACK not-authorized (key reset on the hub) the device stops retrying", []string{"RECON-004"}, func(ctx SpecContext) {
+		s := NewSession(ctx, fixtures.SessionOptions{})
+		m := s.Mark()
+		// A key reset on the hub: the device's key no longer verifies.
+		_, _, err := s.Env.Hub.Registry().Put(hub.Device{DeviceID: s.ID.DeviceID}, "")
+		Expect(err).NotTo(HaveOccurred())
+		Expect(s.Env.Hub.Drop(s.ID, false, "RECON-004: key reset")).To(Succeed())
+		refused := must(s.WaitTrace(ctx, m, "CONNECT refused with 5 not authorized", func(e hub.Entry) bool {
+			return e.Type == hub.EventConnRejected && e.ReturnCode == 5
+		}))
+		// A device retrying with its normal backoff would try again within
+		// the configured ceiling: watch that long (at least Timing.Quiet);
+		// this wait is expected to time out.
+		window := max(s.Env.Timing.Quiet, s.Env.Timing.RetryMax)
+		qctx, cancel := context.WithTimeout(ctx, window)
+		defer cancel()
+		if again, err := s.WaitTrace(qctx, fixtures.Marks{Trace: refused.Seq}, "no CONNECT", func(e hub.Entry) bool { return e.Dir == hub.DirIn && e.Type == "CONNECT" }); err == nil {
+			Fail(fmt.Sprintf("RECON-004: the device tried again %s after being refused as not authorized; it must stop (or retry very slowly)\n%s",
+				again.Time.Sub(refused.Time).Round(time.Millisecond), traceText(s.Trace(m))))
+		}
+	})
+
+	Conformance("the SAS token is renewed by a new connection before its se", []string{"RECON-006"}, func(ctx SpecContext) {
+		ttl := 4 * time.Second
+		s := NewSession(ctx, fixtures.SessionOptions{TokenTTL: ttl})
+		first := must(s.WaitTrace(ctx, s.Start(), "CONNECT", isConnect))
+		se1 := tokenExpiry(first)
+		Expect(se1).NotTo(BeZero(), "no se in the first token")
+		// The renewal must come before se1; give up a little after it.
+		wctx, cancel := context.WithDeadline(ctx, se1.Add(2*time.Second))
+		defer cancel()
+		renewed := must(s.WaitTrace(wctx, fixtures.Marks{Trace: first.Seq}, "RECON-006: a new CONNECT with a fresh token before the first token's se", isConnect))
+		tr := s.Trace(s.Start())
+		Expect(renewed.Time.Before(se1)).To(BeTrue(), "RECON-006: the new CONNECT came at %s, after the token's se %s\n%s",
+			renewed.Time.Format(time.TimeOnly+".000"), se1.Format(time.TimeOnly), traceText(tr))
+		Expect(tokenExpiry(renewed).After(se1)).To(BeTrue(), "RECON-006: the new token's se must be later than %s\n%s", se1, traceText(tr))
+		for _, e := range tr {
+			Expect(e.Type == hub.EventConnClosed && e.Requirement == "RECON-006").To(BeFalse(), "RECON-006: the hub dropped the connection for an expired token\n%s", traceText(tr))
+		}
+		must(s.WaitTrace(ctx, fixtures.Marks{Trace: renewed.Seq}, "CONNACK 0 for the renewed token", isConnack(0)))
+	})
+
+	Conformance("after a reconnect without a session the subscriptions are restored", []string{"RECON-008"}, func(ctx SpecContext) {
+		clean := true
+		s := NewSession(ctx, fixtures.SessionOptions{CleanSession: &clean})
+		before := subscribedFilters(s.Trace(s.Start()))
+		Expect(before).NotTo(BeEmpty(), "the device subscribed nothing on its first connection\n%s", traceText(s.Trace(s.Start())))
+		m := s.Mark()
+		Expect(s.Env.Hub.Drop(s.ID, false, "RECON-008: connection lost")).To(Succeed())
+		up := must(s.WaitTrace(ctx, m, "the reconnect's CONNACK 0", isConnack(0)))
+		Expect(up.Session).To(BeFalse(), "CleanSession 1: no session is kept")
+		must(s.WaitTrace(ctx, m, "RECON-008: SUBSCRIBE on the new connection", func(e hub.Entry) bool {
+			return e.Dir == hub.DirIn && e.Type == "SUBSCRIBE" && e.ConnID == up.ConnID
+		}))
+		var after []hub.Entry
+		for _, e := range s.Trace(m) {
+			if e.ConnID == up.ConnID {
+				after = append(after, e)
+			}
+		}
+		Expect(subscribedFilters(after)).To(Equal(before), "RECON-008: the new connection must subscribe again to what the first one had\n%s", traceText(s.Trace(s.Start())))
+	})
+})
+
+func isConnect(e hub.Entry) bool { return e.Dir == hub.DirIn && e.Type == "CONNECT" }
+
+func isConnack(rc byte) func(hub.Entry) bool {
+	return func(e hub.Entry) bool { return e.Dir == hub.DirOut && e.Type == "CONNACK" && e.ReturnCode == rc }
+}
+
+var seParam = regexp.MustCompile(`(?:^|[ &])se=([0-9]+)`)
+
+// tokenExpiry reads se from a CONNECT's (redacted) SAS password.
+func tokenExpiry(connect hub.Entry) time.Time {
+	sm := seParam.FindStringSubmatch(connect.Password)
+	if sm == nil {
+		return time.Time{}
+	}
+	n, err := strconv.ParseInt(sm[1], 10, 64)
+	if err != nil {
+		return time.Time{}
+	}
+	return time.Unix(n, 0)
+}
+
+// subscribedFilters returns the sorted filters of the device's SUBSCRIBEs in tr.
+func subscribedFilters(tr []hub.Entry) []string {
+	var out []string
+	for _, e := range packets(tr, hub.DirIn, "SUBSCRIBE") {
+		for _, f := range e.Filters {
+			if !slices.Contains(out, f.Filter) {
+				out = append(out, f.Filter)
+			}
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+func roundAll(ds []time.Duration) []time.Duration {
+	out := make([]time.Duration, len(ds))
+	for i, d := range ds {
+		out[i] = d.Round(time.Millisecond)
+	}
+	return out
+}
