@@ -60,6 +60,8 @@ type conn struct {
 	telemLimit  *rate.Limiter
 	afterAck    []func()
 	c2dInflight map[uint16]*c2dMessage
+	will        *mqtt.Will // declared in CONNECT (CONN-021)
+	willSent    bool
 }
 
 func (c *conn) setClose(reason, req string) {
@@ -92,7 +94,7 @@ func (k *hooks) Provides(b byte) bool {
 	return bytes.Contains([]byte{
 		mqtt.OnConnect, mqtt.OnConnectAuthenticate, mqtt.OnACLCheck, mqtt.OnSessionEstablish,
 		mqtt.OnSessionEstablished, mqtt.OnDisconnect, mqtt.OnPacketRead, mqtt.OnPacketEncode,
-		mqtt.OnPacketSent, mqtt.OnPacketProcessed, mqtt.OnSubscribed, mqtt.OnUnsubscribed,
+		mqtt.OnPacketProcessed, mqtt.OnSubscribed, mqtt.OnUnsubscribed,
 		mqtt.OnPublish, mqtt.OnWill,
 	}, []byte{b})
 }
@@ -262,6 +264,7 @@ func (h *Hub) authenticate(c *conn, pk packets.Packet) (packets.Code, string, st
 		if pk.Connect.WillRetain {
 			h.warn(c, "CONN-021", "Will has RETAIN set; IoT Hub never retains")
 		}
+		c.will = &mqtt.Will{TopicName: pk.Connect.WillTopic, Payload: append([]byte(nil), pk.Connect.WillPayload...), Qos: pk.Connect.WillQos}
 	}
 
 	dev, err := h.reg.Get(id)
@@ -510,7 +513,16 @@ func (k *hooks) OnDisconnect(cl *mqtt.Client, err error, expire bool) {
 	}
 	reason, req := c.closeReason, c.closeReq
 	graceful := c.graceful
+	will := c.will
 	c.mu.Unlock()
+	// mochi fires the Will only when its read loop ends with an error; when
+	// the hub itself stops the client between two packets the loop ends
+	// cleanly and mochi drops the Will. Without a DISCONNECT from the device
+	// the loss is unclean all the same, so the Will goes out (CONN-021,
+	// MQTT 3.1.1 §3.1.2.5).
+	if will != nil && !graceful && c.established {
+		h.deliverWill(c, *will)
+	}
 	if reason == "" {
 		reason = describeDisconnect(err, graceful, c.keepAlive)
 		if strings.Contains(reason, "keep-alive") {
@@ -545,20 +557,25 @@ func describeDisconnect(err error, graceful bool, ka uint16) string {
 // A connection taken over by a newer one does not fire its Will: MQTT
 // 3.1.1 §3.1.2.5 lists no such case.
 func (k *hooks) OnWill(cl *mqtt.Client, will mqtt.Will) (mqtt.Will, error) {
-	h := k.h
-	c := h.connOf(cl)
-	if c == nil {
-		return will, nil
+	if c := k.h.connOf(cl); c != nil {
+		k.h.deliverWill(c, will)
 	}
+	return will, nil
+}
+
+// deliverWill stores the Will as telemetry once per connection, unless the
+// connection was taken over.
+func (h *Hub) deliverWill(c *conn, will mqtt.Will) {
 	c.mu.Lock()
-	taken := c.takenOver
+	skip := c.takenOver || c.willSent
+	c.willSent = true
 	c.mu.Unlock()
-	if taken {
-		return will, nil
+	if skip {
+		return
 	}
 	t, err := iothub.ParseTopic(will.TopicName)
 	if err != nil {
-		return will, nil
+		return
 	}
 	props := append(iothub.PropertyBag(nil), t.Properties...)
 	props = props.Set(iothub.PropMessageType, "Will")
@@ -566,5 +583,4 @@ func (k *hooks) OnWill(cl *mqtt.Client, will mqtt.Will) (mqtt.Will, error) {
 		Properties: props, Payload: append([]byte(nil), will.Payload...), Received: time.Now(), Will: true})
 	h.trace.add(Entry{ConnID: c.id, ClientID: c.clientID, Dir: DirEvent, Type: EventWill, Topic: will.TopicName,
 		Requirement: "CONN-021", Reason: "connection lost without DISCONNECT; Will delivered as telemetry", Extra: fmt.Sprintf("message %d", msg.Seq)})
-	return will, nil
 }

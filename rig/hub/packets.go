@@ -1,6 +1,7 @@
 package hub
 
 import (
+	"bytes"
 	"fmt"
 	"strings"
 	"time"
@@ -250,15 +251,17 @@ func (h *Hub) subscribed(c *conn, filter string) bool {
 // OnPacketEncode suppresses DISCONNECT: an MQTT 3.1.1 server never sends
 // one, and IoT Hub just closes TCP (CONN-016). mochi writes DISCONNECT on
 // takeover; an oversize limit makes WritePacket skip it.
+//
+// It also records the outbound packet, here rather than in OnPacketSent:
+// mochi calls OnPacketSent after the bytes are on the socket, so a fast
+// device answer (a PUBACK, a method response) could be traced before the
+// packet it answers. Recording before the write keeps cause before effect
+// in the trace; the bytes are encoded here the way WritePacket encodes them.
 func (k *hooks) OnPacketEncode(cl *mqtt.Client, pk packets.Packet) packets.Packet {
 	if pk.FixedHeader.Type == packets.Disconnect {
 		pk.Mods.MaxSize = 1
+		return pk
 	}
-	return pk
-}
-
-// OnPacketSent records every outbound packet with its bytes.
-func (k *hooks) OnPacketSent(cl *mqtt.Client, pk packets.Packet, b []byte) {
 	h := k.h
 	c := h.connOf(cl)
 	e := Entry{Dir: DirOut, Type: packetName(pk.FixedHeader.Type)}
@@ -268,12 +271,47 @@ func (k *hooks) OnPacketSent(cl *mqtt.Client, pk packets.Packet, b []byte) {
 		e.ClientID, e.Remote = cl.ID, cl.Net.Remote
 	}
 	fillEntry(&e, pk)
-	if pk.FixedHeader.Type != packets.Publish {
-		e.Raw = append([]byte(nil), b...)
-	} else if n := len(b) - len(pk.Payload); n > 0 && n <= len(b) {
-		e.Raw = append([]byte(nil), b[:n]...) // header and topic; the payload is in Payload
+	if b := encodeForTrace(pk); b != nil {
+		if pk.FixedHeader.Type != packets.Publish {
+			e.Raw = b
+		} else if n := len(b) - len(pk.Payload); n > 0 && n <= len(b) {
+			e.Raw = b[:n:n] // header and topic; the payload is in Payload
+		}
 	}
 	h.trace.add(e)
+	return pk
+}
+
+// encodeForTrace encodes an outbound packet as WritePacket will.
+func encodeForTrace(pk packets.Packet) []byte {
+	var buf bytes.Buffer
+	var err error
+	switch pk.FixedHeader.Type {
+	case packets.Connack:
+		err = pk.ConnackEncode(&buf)
+	case packets.Publish:
+		err = pk.PublishEncode(&buf)
+	case packets.Puback:
+		err = pk.PubackEncode(&buf)
+	case packets.Pubrec:
+		err = pk.PubrecEncode(&buf)
+	case packets.Pubrel:
+		err = pk.PubrelEncode(&buf)
+	case packets.Pubcomp:
+		err = pk.PubcompEncode(&buf)
+	case packets.Suback:
+		err = pk.SubackEncode(&buf)
+	case packets.Unsuback:
+		err = pk.UnsubackEncode(&buf)
+	case packets.Pingresp:
+		err = pk.PingrespEncode(&buf)
+	default:
+		return nil
+	}
+	if err != nil {
+		return nil
+	}
+	return buf.Bytes()
 }
 
 // send writes a hub-originated packet to a device connection.
