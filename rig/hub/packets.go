@@ -2,6 +2,7 @@ package hub
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -106,6 +107,16 @@ func (k *hooks) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.Packet
 // when it names one.
 func reqOf(err error, def string) string {
 	if err == nil {
+		return def
+	}
+	// The wire-convention package names the rule it applied; trust that
+	// over text, which quotes device input (a property value "X-1" would
+	// otherwise pass for a requirement ID).
+	var ie *iothub.Error
+	if errors.As(err, &ie) {
+		if ie.Rule != "" {
+			return ie.Rule
+		}
 		return def
 	}
 	for _, f := range strings.FieldsFunc(err.Error(), func(r rune) bool {
