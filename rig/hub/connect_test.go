@@ -379,3 +379,35 @@ func TestTLSFactsAndVersions(t *testing.T) {
 		t.Fatalf("failed handshake entry lacks offered versions: %s", b)
 	}
 }
+
+// TestWillOnHubSideDrop: when the hub itself closes a connection (Drop, a
+// violation), the device sent no DISCONNECT, so its Will must go out every
+// time — also when the close lands between two packets, where mochi's read
+// loop ends cleanly and drops the Will on its own (CONN-021).
+func TestWillOnHubSideDrop(t *testing.T) {
+	h := hubtest.Start(t)
+	d := h.AddSASDevice("dropped")
+	id := dev("dropped")
+	will := &hubtest.Will{Topic: iothub.TelemetryTopic(id, nil), Payload: []byte(`{"bye":1}`), QoS: 0}
+	dd := hubtest.Device{Identity: id, Key: d.Authentication.SymmetricKey.PrimaryKey, Will: will}
+	const rounds = 20
+	for i := 0; i < rounds; i++ {
+		r, _ := h.RawConnect(dd)
+		if err := h.WaitConnected(hubtest.Context(t, 5*time.Second), id); err != nil {
+			t.Fatal(err)
+		}
+		if err := h.Drop(id, i%2 == 0, "test drop"); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := h.WaitTelemetryCount(hubtest.Context(t, 5*time.Second), id, 0, i+1); err != nil {
+			t.Fatalf("round %d: Will not delivered after a hub-side drop: %v", i, err)
+		}
+		_ = r.Conn.Close()
+		if err := h.WaitDisconnected(hubtest.Context(t, 5*time.Second), id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := len(h.Telemetry(id)); n != rounds {
+		t.Fatalf("%d Will messages for %d drops: each must fire exactly once", n, rounds)
+	}
+}
