@@ -52,42 +52,21 @@ func Redact(s string) string {
 // redactField replaces the value after every case-insensitive occurrence of
 // name, up to (not including) one of stop, whitespace, a quote, '<' or '>'.
 func redactField(s, name, stop string) string {
-	lower := asciiLower(s)
-	var b strings.Builder
-	last := 0
-	for i := 0; ; {
-		j := strings.Index(lower[i:], name)
-		if j < 0 {
-			break
-		}
-		start := i + j + len(name)
-		end := start
-		for end < len(s) && !isStop(s[end], stop) {
-			end++
-		}
-		b.WriteString(s[last:start])
-		if s[start:end] != "" && s[start:end] != Redacted {
-			b.WriteString(Redacted)
-		} else {
-			b.WriteString(s[start:end])
-		}
-		last, i = end, end
-		if i >= len(s) {
-			break
-		}
-	}
-	if last == 0 {
-		return s
-	}
-	b.WriteString(s[last:])
-	return b.String()
+	return redactAfter(s, name, func(lower string, i int) bool { return isStop(s[i], stop) })
 }
 
 // redactEncodedSig handles "sig%3D<value>" where the value runs to "%26"
 // (an encoded '&'), a raw '&', whitespace, a quote or the end.
 func redactEncodedSig(s string) string {
+	return redactAfter(s, "sig%3d", func(lower string, i int) bool {
+		return isStop(s[i], "&") || strings.HasPrefix(lower[i:], "%26")
+	})
+}
+
+// redactAfter replaces the value after every case-insensitive occurrence of
+// name (given in lower case); the value ends where stopAt says so.
+func redactAfter(s, name string, stopAt func(lower string, i int) bool) string {
 	lower := asciiLower(s)
-	const name = "sig%3d"
 	var b strings.Builder
 	last := 0
 	for i := 0; ; {
@@ -97,7 +76,7 @@ func redactEncodedSig(s string) string {
 		}
 		start := i + j + len(name)
 		end := start
-		for end < len(s) && !isStop(s[end], "&") && !strings.HasPrefix(lower[end:], "%26") {
+		for end < len(s) && !stopAt(lower, end) {
 			end++
 		}
 		b.WriteString(s[last:start])
