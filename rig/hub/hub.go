@@ -131,6 +131,7 @@ type Hub struct {
 
 	changedMu sync.Mutex
 	changedCh chan struct{}
+	watched   bool // someone holds changedCh; otherwise notify has nothing to wake
 
 	closeOnce sync.Once
 	closed    chan struct{}
@@ -349,16 +350,22 @@ func (h *Hub) SetTLSVersions(min, max uint16) {
 }
 
 // notify wakes everyone waiting for hub state to change.
+// Every traced packet notifies, so the common case (nobody waiting) must
+// not allocate.
 func (h *Hub) notify() {
 	h.changedMu.Lock()
-	close(h.changedCh)
-	h.changedCh = make(chan struct{})
+	if h.watched {
+		close(h.changedCh)
+		h.changedCh = make(chan struct{})
+		h.watched = false
+	}
 	h.changedMu.Unlock()
 }
 
 func (h *Hub) changed() <-chan struct{} {
 	h.changedMu.Lock()
 	defer h.changedMu.Unlock()
+	h.watched = true
 	return h.changedCh
 }
 
