@@ -14,6 +14,7 @@ const (
 	OpTwinGet      = "twin.get"       // → TwinResult
 	OpTwinReport   = "twin.report"    // ReportArgs → ReportResult
 	OpMethodDefine = "method.define"  // MethodBehaviour
+	OpMethodClear  = "method.clear"   // forget every method.define (unknown methods answer as unregistered)
 	OpRotate       = "creds.rotate"   // RotateArgs: new SAS key, or new certificate
 	OpClockGet     = "clock.get"      // → Clock
 	OpClockSet     = "clock.set"      // Clock

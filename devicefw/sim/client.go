@@ -723,11 +723,20 @@ func (dc *deviceClient) afterConnect(s *session, c *conn, cc connConfig, session
 		}
 		dc.extraFilters(filters)
 		tok := c.cli.SubscribeMultiple(filters, nil)
-		if !tok.WaitTimeout(subackTimeout) {
+		// A connection lost before its SUBACK must not hold the client for
+		// the whole SUBACK timeout (close and reconnect wait on this).
+		t := time.NewTimer(subackTimeout)
+		select {
+		case <-tok.Done():
+			if err := tok.Error(); err != nil {
+				dc.fw.logf("W", "subscribe: %v", err)
+			}
+		case <-c.lost:
+			dc.fw.logf("W", "connection lost before SUBACK")
+		case <-t.C:
 			dc.fw.logf("W", "no SUBACK within %s", subackTimeout)
-		} else if err := tok.Error(); err != nil {
-			dc.fw.logf("W", "subscribe: %v", err)
 		}
+		t.Stop()
 	}
 	if doResync {
 		get, _ = dc.twinPublish(c, iothub.TwinGetTopic, nil)

@@ -115,6 +115,12 @@ func (fw *Firmware) dispatch(ctx context.Context, op string, raw json.RawMessage
 		fw.nvs.mu.Unlock()
 		fw.changed(changedNVS)
 		return nil, nil
+	case agentproto.OpMethodClear:
+		fw.nvs.mu.Lock()
+		fw.nvs.Methods = nil
+		fw.nvs.mu.Unlock()
+		fw.changed(changedNVS)
+		return nil, nil
 	case agentproto.OpRotate:
 		var a agentproto.RotateArgs
 		if err := decodeArgs(raw, &a); err != nil {
