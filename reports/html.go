@@ -29,12 +29,21 @@ type htmlFailure struct {
 	Spec   SpecResult
 }
 
+// htmlTiming is a spec with timing evidence: series it judged, or a wire
+// excerpt with more than one CONNECT (a reconnection timeline).
+type htmlTiming struct {
+	Anchor  string
+	Failure string // the spec's anchor in Failures, when it failed
+	Spec    SpecResult
+}
+
 type htmlView struct {
 	R        *Report
 	OK       bool
 	Why      []string
 	Areas    []htmlArea
 	Failures []htmlFailure
+	Timing   []htmlTiming
 	anchors  map[string]string
 }
 
@@ -55,14 +64,17 @@ func newHTMLView(r *Report) *htmlView {
 		v.Areas = append(v.Areas, a)
 	}
 	for i, s := range r.Specs {
-		if s.Status != SpecFailed {
-			continue
+		failAnchor := ""
+		if s.Status == SpecFailed {
+			failAnchor = fmt.Sprintf("spec-%d", i+1)
+			if _, seen := v.anchors[s.Name]; !seen {
+				v.anchors[s.Name] = failAnchor
+			}
+			v.Failures = append(v.Failures, htmlFailure{Anchor: failAnchor, Spec: s})
 		}
-		anchor := fmt.Sprintf("spec-%d", i+1)
-		if _, seen := v.anchors[s.Name]; !seen {
-			v.anchors[s.Name] = anchor
+		if len(s.Series) > 0 || ConnectCount(s.Wire) > 1 {
+			v.Timing = append(v.Timing, htmlTiming{Anchor: fmt.Sprintf("timing-%d", i+1), Failure: failAnchor, Spec: s})
 		}
-		v.Failures = append(v.Failures, htmlFailure{Anchor: anchor, Spec: s})
 	}
 	return v
 }
@@ -86,6 +98,11 @@ var htmlFuncs = template.FuncMap{
 	"showqos": func(e WireEntry) bool {
 		return e.Dir != DirEvent && (e.Type == "PUBLISH" || e.QoS > 0)
 	},
+	"timeline":    TimelineSVG,
+	"seriesSVG":   SeriesSVG,
+	"figures":     SeriesFigures,
+	"msv":         fmtMsValue,
+	"hasTimeline": func(w []WireEntry) bool { return ConnectCount(w) > 1 },
 }
 
 var htmlTmpl = template.Must(template.New("report").Funcs(htmlFuncs).Parse(htmlSource))
@@ -130,6 +147,11 @@ table.seq td.dev { text-align: right; } table.seq td.hub { text-align: left; }
 table.seq td.ev { text-align: center; font-style: italic; color: #57606a; background: #fff8c5; }
 .pkt { font-weight: 600; } .topic { font: 12px ui-monospace, monospace; word-break: break-all; }
 .note { color: #57606a; font-size: 12px; }
+.timing { border: 1px solid var(--line); border-left-width: 4px; padding: .2em 1em 1em; margin: 1em 0; }
+svg.timeline { display: block; max-width: 100%; height: auto; margin: .3em 0; }
+svg.series { display: block; max-width: 100%; height: auto; }
+.series-box { display: flex; flex-wrap: wrap; gap: 1em; align-items: flex-start; margin: .5em 0; }
+table.figures { width: auto; margin: 0; } table.figures td { padding: .15em .5em; }
 </style>
 </head>
 <body>
@@ -183,23 +205,32 @@ table.seq td.ev { text-align: center; font-style: italic; color: #57606a; backgr
 <h3>{{$s.Name}}</h3>
 <p>Requirements: {{range $i, $id := $s.Requirements}}{{if $i}}, {{end}}<a href="#req-{{$id}}">{{$id}}</a>{{end}} · duration {{secs $s.Duration}}{{with $s.Location}} · at <code>{{.}}</code>{{end}}</p>
 <pre>{{$s.Failure}}</pre>
+{{template "timing" $s}}
 {{if $s.Wire}}
 <h4>Wire trace</h4>
-<table class="seq">
-<thead><tr><th>t</th><th class="dev">device</th><th></th><th class="hub">hub</th></tr></thead>
-<tbody>
-{{range $s.Wire}}
-{{if isin .Dir}}<tr><td class="t">{{offset .Offset}}</td><td class="dev">{{template "pkt" .}}</td><td class="arrow">──▶</td><td></td></tr>
-{{else if isout .Dir}}<tr><td class="t">{{offset .Offset}}</td><td></td><td class="arrow">◀──</td><td class="hub">{{template "pkt" .}}</td></tr>
-{{else}}<tr><td class="t">{{offset .Offset}}</td><td class="ev" colspan="3">hub: {{.Type}}{{with .Topic}} <span class="topic">{{.}}</span>{{end}}{{with .Note}} — {{.}}{{end}}{{with .Payload}} <code>{{.}}</code>{{end}}</td></tr>
-{{end}}{{end}}
-</tbody>
-</table>
+{{template "wire" $s.Wire}}
 {{end}}
 {{if $s.Console}}
 <h4>Console</h4>
 <pre>{{range $s.Console}}{{offset .Offset}} {{with .Stream}}{{.}} {{end}}{{.Text}}
 {{end}}</pre>
+{{end}}
+</div>
+{{end}}
+{{end}}
+
+{{if .Timing}}
+<h2 id="timing">Reconnection and backoff</h2>
+<p class="note">Specs with timing evidence: the gaps between attempts a spec judged, with the fitted figures (growth factor before the cap, the cap, jitter spread around the fitted curve), and a reconnection timeline wherever the wire excerpt holds more than one CONNECT. Hover a mark for its time and note.</p>
+{{range .Timing}}{{$s := .Spec}}
+<div class="timing" id="{{.Anchor}}">
+<h3><span class="st st-{{$s.Status}}">{{$s.Status}}</span> {{$s.Name}}</h3>
+<p>Requirements: {{range $i, $id := $s.Requirements}}{{if $i}}, {{end}}<a href="#req-{{$id}}">{{$id}}</a>{{end}} · duration {{secs $s.Duration}}{{with .Failure}} · <a href="#{{.}}">failure details</a>{{end}}</p>
+{{if .Failure}}<p class="note">Timeline and series are shown with the failure.</p>{{else}}
+{{template "timing" $s}}
+{{if $s.Wire}}<details><summary>Wire trace ({{len $s.Wire}} entries)</summary>
+{{template "wire" $s.Wire}}
+</details>{{end}}
 {{end}}
 </div>
 {{end}}
@@ -221,5 +252,29 @@ table.seq td.ev { text-align: center; font-style: italic; color: #57606a; backgr
 <p class="note">Generated by hilrun {{.R.Run.Version}} · report schema {{.R.SchemaVersion}} · secrets redacted.</p>
 </body>
 </html>
+{{define "timing"}}{{if hasTimeline .Wire}}
+<h4>Reconnection timeline</h4>
+{{timeline .Wire}}
+{{end}}{{range .Series}}
+<h4>Series: {{.Name}}</h4>
+<div class="series-box">
+{{seriesSVG .}}
+<table class="figures"><tbody>
+<tr><td>gaps (ms)</td><td><code>{{range $i, $g := .GapsMs}}{{if $i}}, {{end}}{{msv $g}}{{end}}</code></td></tr>
+{{range figures .}}<tr><td>{{.Label}}</td><td class="n">{{.Value}}</td></tr>
+{{end}}</tbody></table>
+</div>
+{{end}}{{end}}
+{{define "wire"}}<table class="seq">
+<thead><tr><th>t</th><th class="dev">device</th><th></th><th class="hub">hub</th></tr></thead>
+<tbody>
+{{range .}}
+{{if isin .Dir}}<tr><td class="t">{{offset .Offset}}</td><td class="dev">{{template "pkt" .}}</td><td class="arrow">──▶</td><td></td></tr>
+{{else if isout .Dir}}<tr><td class="t">{{offset .Offset}}</td><td></td><td class="arrow">◀──</td><td class="hub">{{template "pkt" .}}</td></tr>
+{{else}}<tr><td class="t">{{offset .Offset}}</td><td class="ev" colspan="3">hub: {{.Type}}{{with .Topic}} <span class="topic">{{.}}</span>{{end}}{{with .Note}} — {{.}}{{end}}{{with .Payload}} <code>{{.}}</code>{{end}}</td></tr>
+{{end}}{{end}}
+</tbody>
+</table>
+{{end}}
 {{define "pkt"}}<span class="pkt">{{.Type}}</span>{{with .Topic}} <span class="topic">{{.}}</span>{{end}}{{if showqos .}} <span class="note">qos {{.QoS}}</span>{{end}}{{with .Flags}} <span class="note">[{{.}}]</span>{{end}}{{with .Payload}}<br><code>{{.}}</code>{{end}}{{with .Note}}<br><span class="note">{{.}}</span>{{end}}{{end}}
 `

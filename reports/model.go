@@ -139,15 +139,26 @@ type ConsoleLine struct {
 
 // SpecResult is the outcome of one spec.
 type SpecResult struct {
-	Name         string        `json:"name"`
-	Requirements []string      `json:"requirements"`   // IDs the spec covers
-	Area         string        `json:"area,omitempty"` // defaults to the first requirement's prefix
-	Status       SpecStatus    `json:"status"`
-	Duration     time.Duration `json:"-"` // JSON: durationMs
-	Failure      string        `json:"failure,omitempty"`
-	Location     string        `json:"location,omitempty"` // file:line of the failing expectation
-	Wire         []WireEntry   `json:"wire,omitempty"`
-	Console      []ConsoleLine `json:"console,omitempty"`
+	Name         string         `json:"name"`
+	Requirements []string       `json:"requirements"`   // IDs the spec covers
+	Area         string         `json:"area,omitempty"` // defaults to the first requirement's prefix
+	Status       SpecStatus     `json:"status"`
+	Duration     time.Duration  `json:"-"` // JSON: durationMs
+	Failure      string         `json:"failure,omitempty"`
+	Location     string         `json:"location,omitempty"` // file:line of the failing expectation
+	Wire         []WireEntry    `json:"wire,omitempty"`
+	Console      []ConsoleLine  `json:"console,omitempty"`
+	Series       []SeriesResult `json:"series,omitempty"` // timing series the spec judged (fixtures/series)
+}
+
+// SeriesResult is a timing series a spec judged, e.g. the gaps between a
+// device's CONNECT attempts, with the figures fitted to it
+// (fixtures/series.Figures.Map: n, firstGapMs, minGapMs, maxGapMs,
+// growthFactor, capMs, plateauGaps, jitterSpread).
+type SeriesResult struct {
+	Name    string             `json:"name"`
+	GapsMs  []float64          `json:"gapsMs"`
+	Figures map[string]float64 `json:"figures,omitempty"`
 }
 
 // RequirementResult is a requirement's row in the report.

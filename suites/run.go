@@ -2,11 +2,13 @@ package suites
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -145,8 +147,18 @@ func (testingT) Fail() {}
 
 var _ = ReportAfterEach(func(r SpecReport) {
 	res, keep := specResult(r)
-	if s := current; s != nil && res.Status == reports.SpecFailed {
-		res.Wire, res.Console = s.Evidence(40)
+	if s := current; s != nil {
+		// RECON specs keep a longer wire excerpt, passed or not: the
+		// report draws their reconnection timeline from it.
+		recon := slices.ContainsFunc(r.Labels(), func(l string) bool { return strings.HasPrefix(l, "RECON") })
+		switch {
+		case res.Status == reports.SpecFailed && recon:
+			res.Wire, res.Console = s.Evidence(60)
+		case res.Status == reports.SpecFailed:
+			res.Wire, res.Console = s.Evidence(40)
+		case recon && res.Status == reports.SpecPassed:
+			res.Wire, _ = s.Evidence(60)
+		}
 	}
 	current = nil
 	if !keep {
@@ -204,6 +216,29 @@ func specResult(r SpecReport) (reports.SpecResult, bool) {
 		if r.State != types.SpecStateFailed {
 			res.Failure = r.State.String() + ": " + res.Failure
 		}
+	}
+	// Timing series attached with fixtures/series.Record. In process the
+	// entry holds the reports.SeriesResult itself; otherwise (a report
+	// rehydrated from JSON) its JSON form is decoded.
+	for _, e := range r.ReportEntries {
+		name, ok := strings.CutPrefix(e.Name, "series:")
+		if !ok {
+			continue
+		}
+		sr, ok := e.Value.GetRawValue().(reports.SeriesResult)
+		if !ok {
+			raw := []byte(e.Value.AsJSON)
+			if len(raw) == 0 {
+				raw, _ = json.Marshal(e.Value.GetRawValue())
+			}
+			if json.Unmarshal(raw, &sr) != nil {
+				continue
+			}
+		}
+		if sr.Name == "" {
+			sr.Name = name
+		}
+		res.Series = append(res.Series, sr)
 	}
 	return res, true
 }
