@@ -89,7 +89,7 @@ func runConsole(cmd *cobra.Command, o consoleOptions) error {
 			return &exitError{2, err.Error()}
 		}
 		fmt.Fprintf(out, "# virtual board on %s, hub %s, device %s configured; type :open to connect, :help for help\n",
-			e.Board.Info().Port, e.Hub.MQTTAddr(), s.ID)
+			e.Board.Info().Port, e.Net.Addr(), s.ID)
 	} else {
 		fmt.Fprintf(out, "# %s on %s; type agent operations (hello, status, …), :quit to leave\n", e.Board.Info().Name, e.Board.Info().Port)
 	}
