@@ -11,44 +11,45 @@ import (
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 
+	"github.com/hilrun/hilrun/devicefw/agentproto"
 	"github.com/hilrun/hilrun/fixtures"
+	"github.com/hilrun/hilrun/fixtures/series"
 	"github.com/hilrun/hilrun/rig/hub"
 )
 
 var _ = Describe("reconnect", func() {
 	Conformance("after a drop the device reconnects on its own, spacing refused attempts with backoff", []string{"RECON-001"}, func(ctx SpecContext) {
-		s := NewSession(ctx, fixtures.SessionOptions{})
-		t := s.Env.Timing
+		// A short policy: CONNACK 3 is throttling, whose longer minimum
+		// delay (RECON-003) the device caps at the policy's maximum.
+		initial, ceiling := 100*time.Millisecond, 400*time.Millisecond
+		s := NewSession(ctx, fixtures.SessionOptions{Retry: &agentproto.RetryConfig{
+			InitialMS: int(initial / time.Millisecond), MaxMS: int(ceiling / time.Millisecond), JitterPct: 20}})
 		m := s.Mark()
-		// Refuse reconnects (CONNACK 3, server unavailable) for a while, then
-		// let the device back in.
-		window := 5 * t.RetryInitial
-		s.Env.Hub.RefuseConnects(s.ID, 3, window)
+		// Refuse reconnects (CONNACK 3, server unavailable) for about two
+		// attempts, then let the device back in.
+		s.Env.Hub.RefuseConnects(s.ID, 3, initial+ceiling+ceiling/2)
 		Expect(s.Env.Hub.Drop(s.ID, false, "RECON-001: connection lost")).To(Succeed())
 		must(s.WaitTrace(ctx, m, "RECON-001: a reconnect attempt (refused with CONNACK 3)", isConnack(3)))
 		up := must(s.WaitTrace(ctx, m, "RECON-001: a reconnect accepted after the refusals", isConnack(0)))
-		tr := s.Trace(m)
 		closed := must(s.WaitTrace(ctx, m, "the dropped connection's close", func(e hub.Entry) bool { return e.Type == hub.EventConnClosed }))
-		// Gaps: drop → first attempt, then attempt → attempt, up to the accepted one.
+		tr := s.Trace(m)
+		// The drop, then every CONNECT up to the accepted one.
 		at := []time.Duration{closed.Mono}
 		for _, e := range packets(tr, hub.DirIn, "CONNECT") {
 			if e.Seq < up.Seq {
 				at = append(at, e.Mono)
 			}
 		}
-		var gaps []time.Duration
-		for i := 1; i < len(at); i++ {
-			gaps = append(gaps, at[i]-at[i-1])
-		}
+		att := series.FromOffsets("drop, then CONNECTs (refused with CONNACK 3, then accepted)", at...)
+		series.Record(att)
+		Expect(att).To(series.HaveAtLeastPoints(3), "RECON-001: a refused attempt and an accepted one after the drop\n%s", traceText(tr))
 		// Backoff starts at the configured initial delay, less at most the
 		// configured 20 % jitter, and does not shrink from one attempt to the
 		// next beyond that jitter.
-		floor := t.RetryInitial * 8 / 10
-		for i, g := range gaps {
-			Expect(g).To(BeNumerically(">=", floor), "RECON-001: reconnect attempt %d came %s after the previous attempt (or the drop); backoff starts at %s (gaps %v)\n%s", i+1, g.Round(time.Millisecond), t.RetryInitial, roundAll(gaps), traceText(tr))
-			if i > 0 {
-				Expect(g).To(BeNumerically(">=", gaps[i-1]*3/4), "RECON-001: the backoff shrank (gaps %v)\n%s", roundAll(gaps), traceText(tr))
-			}
+		Expect(att).To(series.HaveMinimumGap(initial*8/10), "RECON-001: no attempt may follow the previous one (or the drop) sooner than the initial delay %s less its jitter\n%s", initial, traceText(tr))
+		gaps := att.Gaps()
+		for i := 1; i < len(gaps); i++ {
+			Expect(gaps[i]).To(BeNumerically(">=", gaps[i-1]*3/4), "RECON-001: the backoff shrank (gaps %v)\n%s", roundAll(gaps), traceText(tr))
 		}
 	})
 

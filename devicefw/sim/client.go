@@ -16,6 +16,7 @@ import (
 	"time"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
+	"github.com/eclipse/paho.mqtt.golang/packets"
 
 	"github.com/hilrun/hilrun/devicefw/agentproto"
 	"github.com/hilrun/hilrun/rig/iothub"
@@ -83,6 +84,7 @@ type session struct {
 	done     chan struct{} // closed when the loop has ended
 	store    paho.Store    // kept across connections for CleanSession 0 (TEL-004)
 	connects int           // successful connections in this session
+	rses     reconSessionState
 }
 
 // conn is one established MQTT connection.
@@ -398,6 +400,7 @@ func (dc *deviceClient) loop(s *session) {
 			dc.setState(agentproto.ConnEvent{State: agentproto.StateStopped, Reason: cerr.Msg})
 			return
 		}
+		cc = dc.connConfigFor(s, cc)
 		attempt++
 		dc.setState(agentproto.ConnEvent{State: agentproto.StateConnecting, Attempt: attempt})
 		c, session, exp, rc, err := dc.connect(s, cc)
@@ -406,16 +409,16 @@ func (dc *deviceClient) loop(s *session) {
 				return
 			}
 			reason := err.Error()
-			if rc != 0 {
+			if rc != 0 && rc != packets.ErrNetworkError { // 0xFE: no CONNACK came (paho)
 				reason = fmt.Sprintf("CONNACK %d: %v", rc, err)
 			}
 			noBackoff := dc.on(DefNoBackoff)
-			if unrecoverable(rc, err) && !dc.on(DefRetryAfterAuth) {
+			if (unrecoverable(rc, err) && !dc.on(DefRetryAfterAuth)) || dc.stopOnEarlyLoss(rc) {
 				dc.setState(agentproto.ConnEvent{State: agentproto.StateStopped, Reason: reason, Attempt: attempt})
 				return
 			}
-			delay := backoff(cc, attempt)
-			if rc == 3 {
+			delay := dc.retryBackoff(cc, attempt)
+			if rc == 3 && !dc.on(DefIgnoreThrottling) {
 				delay = max(delay, min(throttledMinBackoff, cc.retryMax))
 			}
 			if noBackoff {
@@ -434,6 +437,7 @@ func (dc *deviceClient) loop(s *session) {
 		}
 		attempt = 0
 		s.connects++
+		s.rses.connected()
 		if overlap != nil {
 			dc.drop(overlap, true)
 			overlap = nil
@@ -503,10 +507,17 @@ func (dc *deviceClient) loop(s *session) {
 		case <-c.lost:
 			// Lost: back off before the next attempt (RECON-001).
 			c.cli.Disconnect(0)
-			attempt = 1
-			delay := backoff(cc, attempt)
+			if dc.stopAfterLoss(s, reason) {
+				return
+			}
+			attempt = s.rses.lossAttempt(cc) // RECON-009: short-lived connections escalate
+			delay := dc.retryBackoff(cc, attempt)
 			if dc.on(DefNoBackoff) {
 				delay = noBackoffDelay
+			}
+			delay, goOn := dc.afterLoss(s, delay)
+			if !goOn {
+				return
 			}
 			dc.setState(agentproto.ConnEvent{State: agentproto.StateBackoff, Reason: reason, Attempt: attempt, NextMS: int(delay.Milliseconds())})
 			if !sleepCtx(s.ctx, delay) {
@@ -640,7 +651,7 @@ func (dc *deviceClient) connect(s *session, cc connConfig) (c *conn, session boo
 	}
 	o := paho.NewClientOptions().AddBroker(broker.String()).SetClientID(clientID).SetProtocolVersion(dc.protocolVersion()).
 		SetCleanSession(cc.clean).SetAutoReconnect(false).SetConnectRetry(false).
-		SetKeepAlive(dc.keepAlive(cc)).SetPingTimeout(min(cc.keepAlive, 10*time.Second)).
+		SetKeepAlive(dc.keepAlive(cc)).SetPingTimeout(dc.pingTimeout(cc)).
 		SetConnectTimeout(connectTimeout).SetWriteTimeout(connectTimeout).SetOrderMatters(false).
 		SetAutoAckDisabled(true).SetTLSConfig(tlsc).
 		SetCredentialsProvider(func() (string, string) { return username, password }).

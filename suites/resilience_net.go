@@ -1,0 +1,296 @@
+package suites
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+
+	"github.com/hilrun/hilrun/devicefw/agentproto"
+	"github.com/hilrun/hilrun/fixtures"
+	"github.com/hilrun/hilrun/fixtures/series"
+	"github.com/hilrun/hilrun/rig/agent"
+	"github.com/hilrun/hilrun/rig/hub"
+	"github.com/hilrun/hilrun/rig/netem"
+)
+
+// RECON network-fault specs: the fault-injection proxy (rig/netem) between
+// board and hub resets, closes, blackholes, refuses and truncates the
+// device's connections; the hub trace and the proxy's events are the
+// evidence.
+var _ = Describe("reconnect after network faults", func() {
+	Conformance("after the link is reset (RST) or closed (FIN) under it, the device reconnects on its own", []string{"RECON-001"}, func(ctx SpecContext) {
+		s := NewSession(ctx, fixtures.SessionOptions{})
+		faults := []struct {
+			name string
+			do   func() int
+		}{{"TCP reset (RST)", s.Env.Net.Cut}, {"clean TCP close (FIN)", s.Env.Net.CloseAll}}
+		for _, f := range faults {
+			live := liveConn(s)
+			m := s.Mark()
+			Expect(f.do()).To(BeNumerically(">=", 1), "rig: no live connection for the %s", f.name)
+			reconnected(ctx, s, m, live, "RECON-001: after a "+f.name+" of the link")
+		}
+	})
+
+	Conformance("refused reconnect attempts are spaced by exponential backoff with jitter, capped at the configured maximum", []string{"RECON-001"}, func(ctx SpecContext) {
+		// The attempts fail instantly: the proxy resets every new TCP
+		// connection (the device sees ECONNRESET in its TLS handshake),
+		// so the gaps are the device's own delays. A hub refusal with
+		// CONNACK 3 would put CONNECTs on the wire but is throttling
+		// (RECON-003: a longer minimum delay, no growth to see).
+		initial, ceiling := 100*time.Millisecond, 400*time.Millisecond
+		s := NewSession(ctx, fixtures.SessionOptions{Retry: &agentproto.RetryConfig{
+			InitialMS: int(initial / time.Millisecond), MaxMS: int(ceiling / time.Millisecond), JitterPct: 20}})
+		net := s.Env.Net
+		live := liveConn(s)
+		m, nm := s.Mark(), net.Mark()
+		net.RefuseNew(true)
+		DeferCleanup(func() { net.RefuseNew(false) })
+		Expect(net.Cut()).To(BeNumerically(">=", 1), "rig: no live connection to cut")
+		cut := must(waitNet(ctx, net, nm, "the cut", func(e netem.Event) bool { return e.Kind == netem.EvCut }))
+		// The loss, then 8 refused attempts: growth 100 → 200 → 400 ms,
+		// then 5 gaps at the cap. Collecting stops early once a gap is
+		// clearly over the cap (the verdict is known) or at a deadline of
+		// twice the expected time.
+		const attempts = 8
+		times := []time.Time{cut.At}
+		wctx, cancel := context.WithTimeout(ctx, 2*(initial+2*initial+(attempts-2)*ceiling)+time.Second)
+		defer cancel()
+		after := cut.Seq
+		for len(times) < attempts+1 {
+			ev, err := net.WaitEventAfter(wctx, after, func(e netem.Event) bool { return e.Kind == netem.EvRefused })
+			if err != nil {
+				break
+			}
+			after = ev.Seq
+			times = append(times, ev.At)
+			if ev.At.Sub(times[len(times)-2]) > 2*ceiling {
+				break
+			}
+		}
+		net.RefuseNew(false)
+		att := series.Series{Name: "loss, then reconnect attempts reset by the network", Times: times}
+		series.Record(att)
+		evidence := netText(net.Events(), nm) + traceText(s.Trace(m))
+		Expect(att).To(series.HaveAtLeastPoints(3), "RECON-001: the device must try again while the network refuses it\n%s", evidence)
+		Expect(att).To(series.HaveMinimumGap(initial*8/10), "RECON-001: no attempt may follow the previous one (or the loss) sooner than the initial delay %s less its 20 %% jitter\n%s", initial, evidence)
+		Expect(att).To(series.StayUnder(ceiling, 0.1), "RECON-001: the delay must level off at the configured maximum %s\n%s", ceiling, evidence)
+		Expect(att).To(series.HaveAtLeastPoints(attempts+1), "RECON-001: the device must keep trying while the network refuses it\n%s", evidence)
+		// ×2 per attempt is configured; ×1.4 leaves room for the fit under jitter.
+		Expect(att).To(series.GrowAtLeast(1.4), "RECON-001: the delays must grow exponentially until the cap\n%s", evidence)
+		Expect(att).To(series.HaveJitter(0.005), "RECON-001: the delays must be randomised (20 %% jitter configured)\n%s", evidence)
+		// Connections are accepted again: the device gets in.
+		reconnected(ctx, s, m, live, "RECON-001: once the network accepts connections again")
+	})
+
+	Conformance("a dead link (no traffic, no reset) is noticed through keep-alive within 2 × keep-alive and the device reconnects", []string{"RECON-013"}, func(ctx SpecContext) {
+		// 2 s: the shortest keep-alive the hub times exactly (1.5 × 1 s
+		// comes out as 1 s in mochi's integer seconds, before any client
+		// pings). The link dies right after the connect's last packet.
+		ka := 2 * time.Second
+		s := NewSession(ctx, fixtures.SessionOptions{KeepAliveS: int(ka / time.Second)})
+		net := s.Env.Net
+		live := liveConn(s)
+		m, nm := s.Mark(), net.Mark()
+		net.Blackhole(true)
+		DeferCleanup(func() { net.Blackhole(false) })
+		on := must(waitNet(ctx, net, nm, "blackhole on", func(e netem.Event) bool { return e.Kind == netem.EvBlackholeOn }))
+		// Nothing passes now in either direction and nothing is closed; only
+		// the device's missing PINGRESP can tell. Its reconnect shows as a
+		// new TCP connection at the proxy (accepted; the hub is dialled once
+		// the blackhole ends).
+		limit := 2 * ka
+		dctx, cancel := context.WithDeadline(ctx, on.At.Add(limit))
+		defer cancel()
+		acc, err := net.WaitEventAfter(dctx, on.Seq, func(e netem.Event) bool { return e.Kind == netem.EvAccept })
+		if err != nil {
+			Fail(fmt.Sprintf("RECON-013: the link has been dead for %s (keep-alive %s) and the device has not opened a new connection; expected within 2 × keep-alive\n%s%s",
+				limit, ka, netText(net.Events(), nm), traceText(s.Trace(s.Start()))))
+		}
+		series.Record(series.Series{Name: "dead link (blackhole on), then the device's new connection", Times: []time.Time{on.At, acc.At}})
+		net.Blackhole(false)
+		reconnected(ctx, s, m, live, "RECON-013: after the dead link")
+	})
+
+	Conformance("an abrupt close during TLS, before CONNACK or in the middle of a PUBLISH is survived: the device reconnects and sends", []string{"RECON-010"}, func(ctx SpecContext) {
+		// A short retry policy keeps the five attempts quick; it also caps
+		// the throttled delay after the calibration's CONNACK 3.
+		s := NewSession(ctx, fixtures.SessionOptions{Retry: &agentproto.RetryConfig{InitialMS: 100, MaxMS: 400, JitterPct: 20}})
+		net, h := s.Env.Net, s.Env.Hub
+		m, nm0 := s.Mark(), net.Mark()
+		evidence := func() string { return netText(net.Events(), nm0) + traceText(s.Trace(m)) }
+
+		// Calibration: how many bytes the device sends up to the end of its
+		// CONNECT. The hub refuses one attempt (CONNACK 3) and closes it, so
+		// that connection carried the TLS handshake, the CONNECT and at
+		// most a closing alert.
+		nm := net.Mark()
+		h.RefuseConnects(s.ID, 3, s.Env.Timing.Event)
+		Expect(net.Cut()).To(BeNumerically(">=", 1), "rig: no live connection to cut")
+		must(s.WaitTrace(ctx, m, "the calibration attempt refused with CONNACK 3", isConnack(3)))
+		h.RefuseConnects(s.ID, 3, 0)
+		acc := must(waitNet(ctx, net, nm, "the calibration attempt's connection", func(e netem.Event) bool { return e.Kind == netem.EvAccept }))
+		end := must(waitNet(ctx, net, acc.Seq, "the end of the calibration connection", func(e netem.Event) bool { return e.Conn == acc.Conn && netEnded(e) }))
+		Expect(end.Up).To(BeNumerically(">", 256), "rig: the refused connection carried only %d bytes device→hub\n%s", end.Up, evidence())
+
+		// Each phase arms the proxy for the device's next connection and
+		// waits until it has been cut at exactly that byte.
+		phase := func(what string, n int64) {
+			GinkgoHelper()
+			pm := net.Mark()
+			net.DropAfter(n)
+			cut, err := waitNetFor(ctx, net, pm, 4*time.Second, func(e netem.Event) bool {
+				return e.Kind == netem.EvCut && strings.HasPrefix(e.Detail, "drop-after") && e.Up == n
+			})
+			if err != nil {
+				Fail(fmt.Sprintf("RECON-010: no new connection attempt came to be cut %s: after the previous cut the device did not try again (its state: %s)\n%s", what, deviceState(ctx, s), evidence()))
+			}
+			GinkgoWriter.Printf("cut %s: connection %d after %d bytes device→hub\n", what, cut.Conn, cut.Up)
+		}
+		// 64 bytes: inside the ClientHello.
+		phase("during the TLS handshake", 64)
+		// 64 bytes short of the calibrated count: the device has sent its
+		// CONNECT (a CONNECT record is far longer than 64 bytes plus a
+		// closing alert) and waits for a CONNACK that cannot come.
+		phase("after CONNECT, before CONNACK", end.Up-64)
+		Expect(packets(s.Trace(m), hub.DirOut, "CONNACK")).To(HaveLen(1), "rig: only the calibration's CONNACK 3 is expected so far\n%s", evidence())
+
+		// Mid-PUBLISH: this connection gets through, then a 64 KB message
+		// is cut at about half.
+		n := end.Up + 32<<10
+		pm, pnm := s.Mark(), net.Mark()
+		net.DropAfter(n)
+		up := reconnected(ctx, s, pm, 0, "RECON-010: after the cuts during TLS and before CONNACK")
+		one := 1
+		var res agentproto.TelemetryResult
+		lm := s.Mark()
+		must(0, s.Call(ctx, agentproto.OpTelemetry, agentproto.TelemetryArgs{Gen: &agentproto.Gen{Size: 64 << 10, Seed: 10}, QoS: &one}, &res))
+		if _, err := waitNetFor(ctx, net, pnm, 4*time.Second, func(e netem.Event) bool {
+			return e.Kind == netem.EvCut && e.Up == n
+		}); err != nil {
+			Fail(fmt.Sprintf("rig: the 64 KB telemetry was not cut at byte %d\n%s", n, evidence()))
+		}
+		net.Restore()
+		reconnected(ctx, s, lm, up.ConnID, "RECON-010: after a connection was cut in the middle of a PUBLISH")
+
+		// The device works: a telemetry send is acknowledged and arrives.
+		tm := s.Mark()
+		payload := `{"recon010":"after the cuts"}`
+		must(0, s.Call(ctx, agentproto.OpTelemetry, agentproto.TelemetryArgs{Payload: payload, QoS: &one, Wait: true}, &res))
+		Expect(res.Acked).To(BeTrue(), "RECON-010: a telemetry send after the reconnect must be acknowledged (%s)\n%s", res.Error, evidence())
+		must(s.WaitTelemetry(ctx, tm, func(msg hub.Message) bool { return string(msg.Payload) == payload }))
+		// No malformed packet after any of the cuts: the hub saw no violation.
+		for _, v := range s.Violations(m) {
+			Expect(v.Type).NotTo(Equal(hub.EventViolation), "RECON-010: the hub closed a connection for a violation after the cuts: %s %s\n%s", v.Requirement, v.Reason, evidence())
+		}
+	})
+})
+
+// liveConn is the hub connection number of the session's current
+// connection (its latest CONNACK 0).
+func liveConn(s *fixtures.Session) uint64 {
+	GinkgoHelper()
+	id := liveConnOf(s.Trace(s.Start()))
+	Expect(id).NotTo(BeZero(), "rig: the session has no accepted connection\n%s", traceText(s.Trace(s.Start())))
+	return id
+}
+
+func liveConnOf(tr []hub.Entry) uint64 {
+	var id uint64
+	for _, e := range tr {
+		if isConnack(0)(e) {
+			id = e.ConnID
+		}
+	}
+	return id
+}
+
+// reconnected waits until the device is back after a loss: the board
+// reports connected (or, failing the spec at once, idle or stopped) and the
+// hub has sent CONNACK 0 on a connection other than old (0: any) after a
+// CONNECT on it. It returns that CONNACK.
+func reconnected(ctx context.Context, s *fixtures.Session, m fixtures.Marks, old uint64, what string) hub.Entry {
+	GinkgoHelper()
+	ev, err := s.WaitEvent(ctx, m, agentproto.EvConn, func(e agent.Event) bool {
+		var c agentproto.ConnEvent
+		return e.Decode(&c) == nil && (c.State == agentproto.StateConnected || c.State == agentproto.StateIdle || c.State == agentproto.StateStopped)
+	})
+	if err != nil {
+		Fail(fmt.Sprintf("%s the device did not reconnect: %v\n%s", what, err, traceText(s.Trace(m))))
+	}
+	var c agentproto.ConnEvent
+	_ = ev.Decode(&c)
+	if c.State != agentproto.StateConnected {
+		Fail(fmt.Sprintf("%s the device went %s (%s) instead of reconnecting; no new connection on the wire:\n%s", what, c.State, c.Reason, traceText(s.Trace(m))))
+	}
+	up := must(s.WaitTrace(ctx, m, what+": CONNACK 0 on a new connection", func(e hub.Entry) bool { return isConnack(0)(e) && e.ConnID != old }))
+	var connect bool
+	for _, e := range s.Trace(m) {
+		connect = connect || (isConnect(e) && e.ConnID == up.ConnID)
+	}
+	Expect(connect).To(BeTrue(), "%s: CONNACK 0 without a CONNECT on connection %d\n%s", what, up.ConnID, traceText(s.Trace(m)))
+	return up
+}
+
+// waitNet waits (Timing.Event) for a proxy event after mark.
+func waitNet(ctx context.Context, p *netem.Proxy, mark uint64, what string, match func(netem.Event) bool) (netem.Event, error) {
+	ev, err := waitNetFor(ctx, p, mark, env.Timing.Event, match)
+	if err != nil {
+		return ev, fmt.Errorf("expected from the network proxy: %s; not seen within %s. Proxy events:\n%s", what, env.Timing.Event, netText(p.Events(), mark))
+	}
+	return ev, nil
+}
+
+func waitNetFor(ctx context.Context, p *netem.Proxy, mark uint64, d time.Duration, match func(netem.Event) bool) (netem.Event, error) {
+	wctx, cancel := context.WithTimeout(ctx, d)
+	defer cancel()
+	return p.WaitEventAfter(wctx, mark, match)
+}
+
+// netEnded reports whether e ends a proxied connection.
+func netEnded(e netem.Event) bool {
+	switch e.Kind {
+	case netem.EvClosed, netem.EvReset, netem.EvCut, netem.EvDialFailed:
+		return e.Conn != 0
+	}
+	return false
+}
+
+// netText renders the proxy's events after mark (the last 30) for failure
+// messages.
+func netText(evs []netem.Event, mark uint64) string {
+	var b strings.Builder
+	b.WriteString("network proxy events:\n")
+	var sel []netem.Event
+	for _, e := range evs {
+		if e.Seq > mark {
+			sel = append(sel, e)
+		}
+	}
+	if len(sel) > 30 {
+		sel = sel[len(sel)-30:]
+	}
+	if len(sel) == 0 {
+		b.WriteString("  (none)\n")
+	}
+	for _, e := range sel {
+		fmt.Fprintf(&b, "  +%7.3fs %s\n", e.At.Sub(sel[0].At).Seconds(), e)
+	}
+	return b.String()
+}
+
+// deviceState asks the board for its client state (for failure messages).
+func deviceState(ctx context.Context, s *fixtures.Session) string {
+	var st agentproto.Status
+	if err := s.Call(ctx, agentproto.OpStatus, nil, &st); err != nil {
+		return "unknown: " + err.Error()
+	}
+	if st.Reason != "" {
+		return st.State + " (" + st.Reason + ")"
+	}
+	return st.State
+}
