@@ -53,7 +53,7 @@ var _ = Describe("reconnect", func() {
 		}
 	})
 
-	Conformance("after CONNACK not-authorized (key reset on the hub) the device stops retrying", []string{"RECON-004"}, func(ctx SpecContext) {
+	Conformance("after CONNACK not-authorized (key reset on the hub) the device stops retrying and says why", []string{"RECON-004"}, func(ctx SpecContext) {
 		s := NewSession(ctx, fixtures.SessionOptions{})
 		m := s.Mark()
 		// A key reset on the hub: the device's key no longer verifies.
@@ -73,6 +73,19 @@ var _ = Describe("reconnect", func() {
 			Fail(fmt.Sprintf("RECON-004: the device tried again %s after being refused as not authorized; it must stop (or retry very slowly)\n%s",
 				again.Time.Sub(refused.Time).Round(time.Millisecond), traceText(s.Trace(m))))
 		}
+		// … and it reports why it went quiet: a stopped state with a reason
+		// (or a backoff of at least a minute, the "very slow cadence").
+		var st agentproto.Status
+		must(0, s.Call(ctx, agentproto.OpStatus, nil, &st))
+		reported := st.State == agentproto.StateStopped && st.Reason != ""
+		for _, ev := range s.Env.Agent.Events(m.Events) {
+			var c agentproto.ConnEvent
+			if ev.Name == agentproto.EvConn && ev.Decode(&c) == nil &&
+				(c.State == agentproto.StateStopped && c.Reason != "" || c.State == agentproto.StateBackoff && c.NextMS >= 60000) {
+				reported = true
+			}
+		}
+		Expect(reported).To(BeTrue(), "RECON-004: after the refusal the device must report that it stopped and why (conn event or status); status is %+v", st)
 	})
 
 	Conformance("the SAS token is renewed by a new connection before its se", []string{"RECON-006"}, func(ctx SpecContext) {

@@ -414,7 +414,11 @@ func (dc *deviceClient) loop(s *session) {
 			}
 			noBackoff := dc.on(DefNoBackoff)
 			if (unrecoverable(rc, err) && !dc.on(DefRetryAfterAuth)) || dc.stopOnEarlyLoss(rc) {
-				dc.setState(agentproto.ConnEvent{State: agentproto.StateStopped, Reason: reason, Attempt: attempt})
+				ev := agentproto.ConnEvent{State: agentproto.StateStopped, Reason: reason, Attempt: attempt}
+				if dc.on(DefStopUnreported) {
+					ev = agentproto.ConnEvent{State: agentproto.StateIdle} // defect: stops without saying why
+				}
+				dc.setState(ev)
 				return
 			}
 			delay := dc.retryBackoff(cc, attempt)

@@ -18,6 +18,7 @@ const (
 	DefCleanSessionAfterLoss = "clean-session-after-loss"
 	DefStopOnServerClose     = "stop-on-server-close"
 	DefIgnoreThrottling      = "ignore-throttling"
+	DefStopUnreported        = "stop-unreported"
 )
 
 // reconSessionDefects lists them; see Defects.
@@ -26,6 +27,7 @@ var reconSessionDefects = []Defect{
 	{DefDropInflight, "TEL-004", "unacknowledged QoS 1 messages are discarded when the connection is lost: nothing is sent again after the reconnect"},
 	{DefCleanSessionAfterLoss, "C2D-006", "after an unexpected loss the device reconnects with CleanSession 1, so the hub discards the persistent session and the C2D backlog queued meanwhile"},
 	{DefStopOnServerClose, "RECON-011", "a connection the hub closes within 5 s of its CONNACK is taken as a refusal: the client stops instead of retrying"},
+	{DefStopUnreported, "RECON-004", "after an unrecoverable refusal (CONNACK not authorized) the client stops but reports only \"idle\" with no reason: nobody learns why it went quiet"},
 	{DefIgnoreThrottling, "RECON-003", "after a throttling refusal (CONNACK 3) the next attempt follows the normal backoff instead of the throttled minimum"},
 }
 
