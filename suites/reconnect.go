@@ -63,29 +63,28 @@ var _ = Describe("reconnect", func() {
 		refused := must(s.WaitTrace(ctx, m, "CONNECT refused with 5 not authorized", func(e hub.Entry) bool {
 			return e.Type == hub.EventConnRejected && e.ReturnCode == 5
 		}))
-		// A device retrying with its normal backoff would try again within
-		// the configured ceiling: watch that long (at least Timing.Quiet);
-		// this wait is expected to time out.
-		window := max(s.Env.Timing.Quiet, s.Env.Timing.RetryMax)
-		qctx, cancel := context.WithTimeout(ctx, window)
-		defer cancel()
-		if again, err := s.WaitTrace(qctx, fixtures.Marks{Trace: refused.Seq}, "no CONNECT", func(e hub.Entry) bool { return e.Dir == hub.DirIn && e.Type == "CONNECT" }); err == nil {
-			Fail(fmt.Sprintf("RECON-004: the device tried again %s after being refused as not authorized; it must stop (or retry very slowly)\n%s",
-				again.Time.Sub(refused.Time).Round(time.Millisecond), traceText(s.Trace(m))))
-		}
-		// … and it reports why it went quiet: a stopped state with a reason
-		// (or a backoff of at least a minute, the "very slow cadence").
-		var st agentproto.Status
-		must(0, s.Call(ctx, agentproto.OpStatus, nil, &st))
-		reported := st.State == agentproto.StateStopped && st.Reason != ""
-		for _, ev := range s.Env.Agent.Events(m.Events) {
-			var c agentproto.ConnEvent
-			if ev.Name == agentproto.EvConn && ev.Decode(&c) == nil &&
-				(c.State == agentproto.StateStopped && c.Reason != "" || c.State == agentproto.StateBackoff && c.NextMS >= 60000) {
-				reported = true
-			}
-		}
-		Expect(reported).To(BeTrue(), "RECON-004: after the refusal the device must report that it stopped and why (conn event or status); status is %+v", st)
+		expectStoppedAndReported(ctx, s, m, refused)
+	})
+
+	Conformance("an authentication error injected by the hub (fault InvokeAuthError) stops the device, which says why; reopened later it works", []string{"RECON-004"}, func(ctx SpecContext) {
+		clean := true
+		s := NewSession(ctx, fixtures.SessionOptions{CleanSession: &clean})
+		m := s.Mark()
+		const duration = 1 // seconds of CONNACK 5 after the hub's close
+		must(0, s.Call(ctx, agentproto.OpTelemetry, agentproto.TelemetryArgs{Payload: `{"fault":"auth"}`, Properties: map[string]string{
+			hub.FaultPropType: hub.FaultInvokeAuthError, hub.FaultPropReason: "boom", hub.FaultPropDelay: "0", hub.FaultPropDuration: fmt.Sprint(duration)}}, nil))
+		// The device's first comeback falls into the window and is refused as not authorized.
+		refused := must(s.WaitTrace(ctx, m, "a reconnect refused with 5 not authorized during the auth-error window", isConnack(5)))
+		expectStoppedAndReported(ctx, s, m, refused)
+		// An operator (here: the host) reopens after the window, which the
+		// quiet watch above has already outlasted: the device works again.
+		Expect(time.Since(refused.Time)).To(BeNumerically(">", duration*time.Second), "the quiet watch must outlast the auth-error window")
+		must(0, s.Open(ctx))
+		om := s.Mark()
+		one := 1
+		var res agentproto.TelemetryResult
+		must(0, s.Call(ctx, agentproto.OpTelemetry, agentproto.TelemetryArgs{Payload: `{"after":"auth"}`, QoS: &one, Wait: true}, &res))
+		must(s.WaitTelemetry(ctx, om, func(msg hub.Message) bool { return string(msg.Payload) == `{"after":"auth"}` }))
 	})
 
 	Conformance("the SAS token is renewed by a new connection before its se", []string{"RECON-006"}, func(ctx SpecContext) {
@@ -171,4 +170,32 @@ func roundAll(ds []time.Duration) []time.Duration {
 		out[i] = d.Round(time.Millisecond)
 	}
 	return out
+}
+
+// expectStoppedAndReported checks RECON-004 after an unrecoverable refusal:
+// no further CONNECT within the device's retry ceiling (a device retrying
+// with its normal backoff would try again by then; this wait is expected to
+// time out), and the device reports that it stopped and why.
+func expectStoppedAndReported(ctx SpecContext, s *fixtures.Session, m fixtures.Marks, refused hub.Entry) {
+	GinkgoHelper()
+	window := max(s.Env.Timing.Quiet, s.Env.Timing.RetryMax)
+	qctx, cancel := context.WithTimeout(ctx, window)
+	defer cancel()
+	if again, err := s.WaitTrace(qctx, fixtures.Marks{Trace: refused.Seq}, "no CONNECT", isConnect); err == nil {
+		Fail(fmt.Sprintf("RECON-004: the device tried again %s after being refused as not authorized; it must stop (or retry very slowly)\n%s",
+			again.Time.Sub(refused.Time).Round(time.Millisecond), traceText(s.Trace(m))))
+	}
+	// … and says why it went quiet: a stopped state with a reason (or a
+	// backoff of at least a minute, the "very slow cadence").
+	var st agentproto.Status
+	must(0, s.Call(ctx, agentproto.OpStatus, nil, &st))
+	reported := st.State == agentproto.StateStopped && st.Reason != ""
+	for _, ev := range s.Env.Agent.Events(m.Events) {
+		var c agentproto.ConnEvent
+		if ev.Name == agentproto.EvConn && ev.Decode(&c) == nil &&
+			(c.State == agentproto.StateStopped && c.Reason != "" || c.State == agentproto.StateBackoff && c.NextMS >= 60000) {
+			reported = true
+		}
+	}
+	Expect(reported).To(BeTrue(), "RECON-004: after the refusal the device must report that it stopped and why (conn event or status); status is %+v", st)
 }
