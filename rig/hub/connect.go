@@ -233,6 +233,9 @@ func (h *Hub) authenticate(c *conn, pk packets.Packet) (packets.Code, string, st
 	c.identity = id
 	c.clean = pk.Connect.Clean
 	c.keepAlive = pk.Connect.Keepalive
+	if hc, ok := c.netConn.(*hubConn); ok && c.keepAlive > 0 {
+		hc.idleLimit.Store(int64(time.Duration(c.keepAlive) * 1500 * time.Millisecond))
+	}
 	if code, reason, ok := h.connectFault(id); ok {
 		return code, reason, "RECON-003"
 	}

@@ -34,6 +34,28 @@ type connInfo struct {
 type hubConn struct {
 	net.Conn
 	silent atomic.Bool
+	// idleLimit is 1.5 × the connection's keep-alive in nanoseconds, once
+	// CONNECT declared one (CONN-023). mochi computes the read deadline in
+	// whole seconds (ka + ka/2, so 1 s → 1 s and 3 s → 4 s); the hub
+	// replaces it with the exact figure IoT Hub applies.
+	idleLimit atomic.Int64
+}
+
+// SetDeadline is what mochi calls after every packet it reads.
+func (c *hubConn) SetDeadline(t time.Time) error {
+	return c.Conn.SetDeadline(c.keepAliveDeadline(t))
+}
+
+// SetReadDeadline applies the same correction.
+func (c *hubConn) SetReadDeadline(t time.Time) error {
+	return c.Conn.SetReadDeadline(c.keepAliveDeadline(t))
+}
+
+func (c *hubConn) keepAliveDeadline(t time.Time) time.Time {
+	if d := c.idleLimit.Load(); d > 0 && !t.IsZero() {
+		return time.Now().Add(time.Duration(d))
+	}
+	return t
 }
 
 func (c *hubConn) Write(p []byte) (int, error) {

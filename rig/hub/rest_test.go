@@ -172,6 +172,12 @@ func (e *restEnv) restConnect(d Device) paho.Client {
 	c := paho.NewClient(o)
 	restWait(e.t, c.Connect(), "connect "+id.ClientID())
 	e.t.Cleanup(func() { c.Disconnect(50) })
+	// paho returns at CONNACK; the hub registers the connection just after.
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := e.h.WaitConnected(ctx, id); err != nil {
+		e.t.Fatalf("hub never registered %s: %v", id, err)
+	}
 	return c
 }
 
