@@ -55,6 +55,13 @@ const (
 	CapTrustUpdate  = "trust-update"
 	CapWill         = "will"
 	CapDefects      = "defects" // virtual board: accepts defect switches
+
+	// Named by the requirement catalog for features no firmware here
+	// declares yet.
+	CapAWS        = "aws"         // AWS IoT Core shadow client (AWS-*)
+	CapFileUpload = "file-upload" // HTTPS file upload (FUP-*)
+	CapHeartbeat  = "heartbeat"   // solution-level heartbeat messages (TEL-013)
+	CapTracing    = "tracing"     // distributed tracing tracestate (TEL-014)
 )
 
 // Hello identifies the firmware and what it can do.
