@@ -149,6 +149,30 @@ type SpecResult struct {
 	Wire         []WireEntry    `json:"wire,omitempty"`
 	Console      []ConsoleLine  `json:"console,omitempty"`
 	Series       []SeriesResult `json:"series,omitempty"` // timing series the spec judged (fixtures/series)
+	Facts        []Fact         `json:"facts,omitempty"`  // board facts the spec noted (fixtures.NoteFact)
+}
+
+// Fact kinds: the rows of the report's "TLS and clock" section.
+const (
+	FactTLS        = "tls"        // handshake: version, cipher, SNI, versions and suites offered
+	FactRoot       = "root"       // a server root or chain the board accepted or refused
+	FactClock      = "clock"      // a clock scenario and the behaviour the board showed
+	FactTrustStore = "truststore" // what the board's trust store holds
+
+	// FactEntryPrefix prefixes the Ginkgo report entry carrying a Fact.
+	FactEntryPrefix = "fact:"
+)
+
+// Fact is one thing a spec observed about the board that a customer asks a
+// device maker for, e.g. {tls, version, TLS 1.3} or {root, DigiCert Global
+// Root G2 chain, accepted}. Good says whether it is what a conforming board
+// shows.
+type Fact struct {
+	Kind  string `json:"kind"`
+	Name  string `json:"name"`
+	Value string `json:"value"`
+	Good  bool   `json:"good"`
+	Spec  string `json:"spec,omitempty"` // set by Build: the spec that noted it
 }
 
 // SeriesResult is a timing series a spec judged, e.g. the gaps between a
@@ -197,8 +221,15 @@ type Report struct {
 	Board         BoardInfo           `json:"board"`
 	Requirements  []RequirementResult `json:"requirements"`
 	Specs         []SpecResult        `json:"specs"`
-	Summary       Summary             `json:"summary"`
+	// TLSClock is the "TLS and clock" section: every fact the specs noted,
+	// grouped by kind in FactKinds order, later notes of the same kind and
+	// name after earlier ones.
+	TLSClock []Fact  `json:"tlsClock,omitempty"`
+	Summary  Summary `json:"summary"`
 }
+
+// FactKinds is the order of the "TLS and clock" section.
+var FactKinds = []string{FactTLS, FactRoot, FactTrustStore, FactClock}
 
 // Build assembles a report. cat fixes the requirement rows and their order;
 // specs are kept in the order given. Wall is taken from Finished−Started when
@@ -214,6 +245,7 @@ func Build(meta RunMeta, board BoardInfo, cat []RequirementRef, specs []SpecResu
 			r.Specs[i].Area = specArea(r.Specs[i])
 		}
 	}
+	r.TLSClock = collectFacts(r.Specs)
 	idx := make(map[string]int, len(cat))
 	for i, c := range cat {
 		idx[c.ID] = i
@@ -495,4 +527,24 @@ func (c *ConsoleLine) UnmarshalJSON(b []byte) error {
 	*c = ConsoleLine(v.consoleJSON)
 	c.Offset = fromMs(v.OffsetMs)
 	return nil
+}
+
+// collectFacts gathers the specs' facts for the "TLS and clock" section,
+// kinds in FactKinds order (unknown kinds last), specs in run order.
+func collectFacts(specs []SpecResult) []Fact {
+	var out []Fact
+	rank := func(kind string) int {
+		if i := slices.Index(FactKinds, kind); i >= 0 {
+			return i
+		}
+		return len(FactKinds)
+	}
+	for _, s := range specs {
+		for _, f := range s.Facts {
+			f.Spec = s.Name
+			out = append(out, f)
+		}
+	}
+	slices.SortStableFunc(out, func(a, b Fact) int { return rank(a.Kind) - rank(b.Kind) })
+	return out
 }

@@ -221,19 +221,19 @@ func specResult(r SpecReport) (reports.SpecResult, bool) {
 	// entry holds the reports.SeriesResult itself; otherwise (a report
 	// rehydrated from JSON) its JSON form is decoded.
 	for _, e := range r.ReportEntries {
+		if strings.HasPrefix(e.Name, reports.FactEntryPrefix) {
+			if f, ok := entryValue[reports.Fact](e); ok {
+				res.Facts = append(res.Facts, f)
+			}
+			continue
+		}
 		name, ok := strings.CutPrefix(e.Name, "series:")
 		if !ok {
 			continue
 		}
-		sr, ok := e.Value.GetRawValue().(reports.SeriesResult)
+		sr, ok := entryValue[reports.SeriesResult](e)
 		if !ok {
-			raw := []byte(e.Value.AsJSON)
-			if len(raw) == 0 {
-				raw, _ = json.Marshal(e.Value.GetRawValue())
-			}
-			if json.Unmarshal(raw, &sr) != nil {
-				continue
-			}
+			continue
 		}
 		if sr.Name == "" {
 			sr.Name = name
@@ -241,4 +241,18 @@ func specResult(r SpecReport) (reports.SpecResult, bool) {
 		res.Series = append(res.Series, sr)
 	}
 	return res, true
+}
+
+// entryValue returns a report entry's value as a T: in process the entry
+// holds the T itself; a report rehydrated from JSON holds its JSON form.
+func entryValue[T any](e types.ReportEntry) (T, bool) {
+	if v, ok := e.Value.GetRawValue().(T); ok {
+		return v, true
+	}
+	var v T
+	raw := []byte(e.Value.AsJSON)
+	if len(raw) == 0 {
+		raw, _ = json.Marshal(e.Value.GetRawValue())
+	}
+	return v, json.Unmarshal(raw, &v) == nil
 }
