@@ -44,12 +44,14 @@ type htmlView struct {
 	Areas    []htmlArea
 	Failures []htmlFailure
 	Timing   []htmlTiming
+	Facts    []FactGroup
 	anchors  map[string]string
 }
 
 func newHTMLView(r *Report) *htmlView {
 	v := &htmlView{R: r, anchors: map[string]string{}}
 	v.OK, v.Why = r.Verdict()
+	v.Facts = r.FactGroups()
 	sums := map[string]AreaSummary{}
 	for _, a := range r.Summary.Areas {
 		sums[a.Area] = a
@@ -184,6 +186,17 @@ table.figures { width: auto; margin: 0; } table.figures td { padding: .15em .5em
 <dt>Board</dt><dd>{{.R.Board.Firmware.Board}}</dd>
 <dt>Capabilities</dt><dd>{{join .R.Board.Firmware.Caps ", "}}</dd>
 </dl>
+
+<h2 id="tls-clock">TLS and clock</h2>
+{{if .Facts}}<p class="note">What the board showed about TLS, server roots, its trust store and its clock, as noted by the specs that observed it (✗ marks a value a conforming board would not show).</p>
+<table>
+<thead><tr><th>Topic</th><th>Fact</th><th>Observed</th><th>Spec</th></tr></thead>
+<tbody>
+{{range .Facts}}{{$g := .}}{{range $i, $f := .Facts}}<tr>{{if not $i}}<td rowspan="{{len $g.Facts}}">{{$g.Title}}</td>{{end}}<td>{{$f.Name}}</td><td class="{{if $f.Good}}st-pass{{else}}st st-fail{{end}}">{{if not $f.Good}}✗ {{end}}{{$f.Value}}</td><td class="note">{{$f.Spec}}</td></tr>
+{{end}}{{end}}
+</tbody>
+</table>
+{{else}}<p class="note">No TLS or clock facts: the specs that observe them (CONN TLS, CERT, CLOCK) did not run.</p>{{end}}
 
 <h2>Summary</h2>
 <table>

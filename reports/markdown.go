@@ -56,6 +56,19 @@ func writeMarkdown(buf *bytes.Buffer, r *Report) error {
 		}
 		buf.WriteByte('\n')
 	}
+	if groups := r.FactGroups(); len(groups) > 0 {
+		buf.WriteString("### TLS and clock\n\n| Topic | Fact | Observed |\n|---|---|---|\n")
+		for _, g := range groups {
+			for _, f := range g.Facts {
+				mark := ""
+				if !f.Good {
+					mark = "❌ "
+				}
+				fmt.Fprintf(buf, "| %s | %s | %s%s |\n", md(g.Title), md(f.Name), mark, md(f.Value))
+			}
+		}
+		buf.WriteByte('\n')
+	}
 	if len(r.Summary.Unmapped) > 0 {
 		buf.WriteString("### Specs naming unknown requirement IDs\n\n")
 		for _, u := range r.Summary.Unmapped {

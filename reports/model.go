@@ -548,3 +548,33 @@ func collectFacts(specs []SpecResult) []Fact {
 	slices.SortStableFunc(out, func(a, b Fact) int { return rank(a.Kind) - rank(b.Kind) })
 	return out
 }
+
+// FactGroup is one topic of the "TLS and clock" section.
+type FactGroup struct {
+	Kind  string
+	Title string
+	Facts []Fact
+}
+
+var factTitles = map[string]string{
+	FactTLS:        "TLS handshake",
+	FactRoot:       "Server roots and chains",
+	FactTrustStore: "Trust store",
+	FactClock:      "Clock behaviour",
+}
+
+// FactGroups splits TLSClock by kind, in section order.
+func (r *Report) FactGroups() []FactGroup {
+	var out []FactGroup
+	for _, f := range r.TLSClock {
+		if n := len(out); n == 0 || out[n-1].Kind != f.Kind {
+			title := factTitles[f.Kind]
+			if title == "" {
+				title = f.Kind
+			}
+			out = append(out, FactGroup{Kind: f.Kind, Title: title})
+		}
+		out[len(out)-1].Facts = append(out[len(out)-1].Facts, f)
+	}
+	return out
+}
