@@ -21,6 +21,16 @@
 //   - [ParseCertificatesPEM], [ParsePrivateKeyPEM] and [ParseCA] read PEM
 //     material back.
 //
+// [Scenario] is the PKI of one TLS scenario: an old and a new root (the
+// Baltimore → DigiCert Global Root G2 migration), numbered intermediates
+// that roll over under one root, and hub server leaves that are valid,
+// expired, not yet valid or for the wrong host. [NewScenarioFromHub] makes
+// the hub's own root the old one, so a board that trusts the hub trusts it.
+//
+// The public roots themselves are embedded ([DigiCertGlobalRootG2],
+// [BaltimoreCyberTrustRoot]); [CheckCloudReadiness] judges a board's trust
+// store by their fingerprints.
+//
 // [HubPKI] bundles the PKI of the reference hub itself (root, intermediate
 // and a server leaf) and stores it in a directory; [LoadOrCreateHubPKI] is
 // the usual entry point for commands that need a stable hub identity across

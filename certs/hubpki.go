@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 )
@@ -53,8 +54,18 @@ type HubPKI struct {
 // all with keys of type kt ("" means ECDSAP256). See [HubServerOptions] for
 // the names the leaf covers.
 func NewHubPKI(host string, kt KeyType) (*HubPKI, error) {
+	return NewHubPKIWithNames(host, kt)
+}
+
+// NewHubPKIWithNames is NewHubPKI with extra names on the server leaf:
+// the host names and IP addresses real boards dial to reach the hub (the
+// inventory's advertise lists). Each name becomes a DNS or IP SAN.
+func NewHubPKIWithNames(host string, kt KeyType, names ...string) (*HubPKI, error) {
 	opts, err := HubServerOptions(host, kt)
 	if err != nil {
+		return nil, err
+	}
+	if err := AddServerNames(&opts, names...); err != nil {
 		return nil, err
 	}
 	root, err := NewRoot(HubRootCommonName, kt)
@@ -110,6 +121,27 @@ func HubServerOptions(host string, kt KeyType) (LeafOptions, error) {
 	addIP(net.IPv4(127, 0, 0, 1))
 	addIP(net.IPv6loopback)
 	return o, nil
+}
+
+// AddServerNames adds host names or IP addresses (no ports) to a server
+// leaf's SANs, without duplicates.
+func AddServerNames(o *LeafOptions, names ...string) error {
+	for _, n := range names {
+		h, err := normalizeHost(n)
+		if err != nil {
+			return err
+		}
+		if ip := net.ParseIP(h); ip != nil {
+			if !slices.ContainsFunc(o.IPAddresses, ip.Equal) {
+				o.IPAddresses = append(o.IPAddresses, ip)
+			}
+			continue
+		}
+		if !slices.ContainsFunc(o.DNSNames, func(d string) bool { return strings.EqualFold(d, h) }) {
+			o.DNSNames = append(o.DNSNames, h)
+		}
+	}
+	return nil
 }
 
 func normalizeHost(host string) (string, error) {

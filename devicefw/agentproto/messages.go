@@ -6,6 +6,7 @@ const (
 	OpConfigure    = "configure"      // Config (merged into the current configuration) → Status
 	OpTrustClear   = "trust.clear"    // remove every trusted root
 	OpTrustAdd     = "trust.add"      // Cert{PEM} one root per call (frames are small)
+	OpTrustList    = "trust.list"     // → TrustList: every root the device would accept (configured and built in)
 	OpCertSet      = "cert.set"       // Cert{PEM, KeyPEM} device certificate (chain in PEM) and key
 	OpOpen         = "client.open"    // start connecting (with retries per the retry policy)
 	OpClose        = "client.close"   // CloseArgs; stop and disconnect
@@ -157,7 +158,34 @@ type TwinConfig struct {
 type Cert struct {
 	PEM    string `json:"pem"`
 	KeyPEM string `json:"keyPem,omitempty"`
+	// Slot "secondary" (cert.set only) provisions a second device
+	// certificate, presented when the hub refuses the first one (CERT-006);
+	// "" sets the device certificate and forgets a secondary one.
+	Slot string `json:"slot,omitempty"`
 }
+
+// TrustList is the answer to trust.list: the roots the device accepts as
+// anchors for the server chain, with where each comes from. A firmware
+// that cannot list its built-in roots lists only the configured ones.
+type TrustList struct {
+	Roots []TrustedRoot `json:"roots"`
+}
+
+// TrustedRoot is one trust anchor.
+type TrustedRoot struct {
+	Subject string `json:"subject"` // RFC 4514 distinguished name
+	SHA256  string `json:"sha256"`  // fingerprint of the DER certificate, upper-case hex
+	Source  string `json:"source"`  // TrustConfigured or TrustFactory
+}
+
+// Sources of a TrustedRoot.
+const (
+	TrustConfigured = "configured" // added with trust.add (NVS)
+	TrustFactory    = "factory"    // built into the firmware image (certificate bundle)
+)
+
+// Certificate slots for Cert.Slot.
+const SlotSecondary = "secondary"
 
 // CloseArgs controls client.close.
 type CloseArgs struct {

@@ -52,6 +52,10 @@ type nvsFile struct {
 	KeyPEM  string                                `json:"keyPem,omitempty"`
 	Methods map[string]agentproto.MethodBehaviour `json:"methods,omitempty"`
 	Defects []string                              `json:"defects,omitempty"`
+
+	// The secondary device certificate (CERT-006).
+	Cert2PEM string `json:"cert2Pem,omitempty"`
+	Key2PEM  string `json:"key2Pem,omitempty"`
 }
 
 type rtcFile struct {
@@ -184,6 +188,13 @@ func loadNVS(path string) (*NVS, error) {
 		}
 		nvs.Cert = &c
 	}
+	if f.Cert2PEM != "" {
+		c, err := tls.X509KeyPair([]byte(f.Cert2PEM), []byte(f.Key2PEM))
+		if err != nil {
+			return nil, fmt.Errorf("%s: secondary device certificate: %w", path, err)
+		}
+		nvs.Cert2 = &c
+	}
 	nvs.Methods = f.Methods
 	if err := ValidateDefects(f.Defects); err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
@@ -204,8 +215,14 @@ func storeNVS(path string, nvs *NVS) error {
 	for _, c := range nvs.Trust {
 		f.Trust = append(f.Trust, string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Raw})))
 	}
-	cert := nvs.Cert
+	cert, cert2 := nvs.Cert, nvs.Cert2
 	nvs.mu.Unlock()
+	if cert2 != nil {
+		var err error
+		if f.Cert2PEM, f.Key2PEM, err = certPEMs(cert2); err != nil {
+			return fmt.Errorf("secondary device key: %w", err)
+		}
+	}
 	if cert != nil {
 		var chain strings.Builder
 		for _, der := range cert.Certificate {

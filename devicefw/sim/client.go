@@ -143,6 +143,9 @@ type deviceClient struct {
 	seenList []string
 
 	lastMethodRID string // method-reply-last-rid
+
+	cert certClientState // defects_cert.go
+	tls  tlsClientState  // defects_tls.go
 }
 
 func newDeviceClient(fw *Firmware) *deviceClient {
@@ -401,6 +404,9 @@ func (dc *deviceClient) loop(s *session) {
 			return
 		}
 		cc = dc.connConfigFor(s, cc)
+		if !dc.awaitClock(s, cc) { // CLOCK-001: UTC before TLS and tokens
+			return
+		}
 		attempt++
 		dc.setState(agentproto.ConnEvent{State: agentproto.StateConnecting, Attempt: attempt})
 		c, session, exp, rc, err := dc.connect(s, cc)
@@ -413,7 +419,7 @@ func (dc *deviceClient) loop(s *session) {
 				reason = fmt.Sprintf("CONNACK %d: %v", rc, err)
 			}
 			noBackoff := dc.on(DefNoBackoff)
-			if (unrecoverable(rc, err) && !dc.on(DefRetryAfterAuth)) || dc.stopOnEarlyLoss(rc) {
+			if (unrecoverable(rc, err) && !dc.useSecondaryCert(cc, rc) && !dc.on(DefRetryAfterAuth)) || dc.stopOnEarlyLoss(rc) {
 				ev := agentproto.ConnEvent{State: agentproto.StateStopped, Reason: reason, Attempt: attempt}
 				if dc.on(DefStopUnreported) {
 					ev = agentproto.ConnEvent{State: agentproto.StateIdle} // defect: stops without saying why
@@ -578,7 +584,7 @@ func (dc *deviceClient) username(cc connConfig) string {
 
 // token builds a fresh SAS token from the firmware's RTC (CONN-007..010).
 func (dc *deviceClient) token(cc connConfig) (string, time.Time, error) {
-	now := dc.fw.rtc.Now()
+	now := dc.tokenClock()
 	exp := now.Add(cc.ttl)
 	if dc.on(DefTokenExpired) {
 		exp = now.Add(-time.Hour)
@@ -635,12 +641,16 @@ func (dc *deviceClient) connect(s *session, cc connConfig) (c *conn, session boo
 	if dc.on(DefClientIDLowercase) {
 		clientID = strings.ToLower(clientID)
 	}
+	clientID = dc.moduleClientID(cc, clientID)
 	tlsc := &tls.Config{ServerName: cc.host, MinVersion: tls.VersionTLS12, RootCAs: x509.NewCertPool()}
 	for _, r := range cc.trust {
 		tlsc.RootCAs.AddCert(r)
 	}
+	dc.clockTLS(tlsc, cc) // certificates are checked at the RTC's time
+	dc.certTLS(tlsc, cc)
+	dc.tlsDefects(tlsc, cc) // factory bundle; TLS defect switches
 	if cc.cert != nil {
-		cert := dc.clientCert(cc.cert)
+		cert := dc.factoryCert(dc.clientCert(cc.cert))
 		// Present the certificate whatever CAs the hub lists (thumbprint certificates are self-signed).
 		tlsc.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return cert, nil }
 	}

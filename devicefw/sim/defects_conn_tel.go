@@ -139,6 +139,9 @@ func (dc *deviceClient) dial(addr string, tlsc *tls.Config) (net.Conn, error) {
 		nc, err = net.DialTimeout("tcp", addr, connectTimeout)
 	} else {
 		nc, err = tls.DialWithDialer(&net.Dialer{Timeout: connectTimeout}, "tcp", addr, tlsc)
+		if pc, perr := dc.afterTLSFailure(addr, err); pc != nil || err != nil { // defects_tls.go
+			nc, err = pc, perr
+		}
 	}
 	if err == nil && dc.on(DefNoPing) {
 		nc = noPingConn{nc}

@@ -39,6 +39,7 @@ func (fw *Firmware) dispatch(ctx context.Context, op string, raw json.RawMessage
 		fw.nvs.mu.Lock()
 		fw.nvs.Trust = nil
 		fw.nvs.mu.Unlock()
+		fw.client.trustReset()
 		fw.changed(changedNVS)
 		return nil, nil
 	case agentproto.OpTrustAdd:
@@ -50,12 +51,17 @@ func (fw *Firmware) dispatch(ctx context.Context, op string, raw json.RawMessage
 		if err != nil || len(cs) == 0 {
 			return nil, agentproto.Errorf(agentproto.ErrBadArgs, "trust.add needs a PEM certificate: %v", err)
 		}
+		if drop, n := fw.trustAddDropped(); drop {
+			return map[string]int{"roots": n}, nil // defect trust-single-root
+		}
 		fw.nvs.mu.Lock()
 		fw.nvs.Trust = append(fw.nvs.Trust, cs...)
 		n := len(fw.nvs.Trust)
 		fw.nvs.mu.Unlock()
 		fw.changed(changedNVS)
 		return map[string]int{"roots": n}, nil
+	case agentproto.OpTrustList:
+		return fw.trustList(), nil
 	case agentproto.OpCertSet:
 		var c agentproto.Cert
 		if err := decodeArgs(raw, &c); err != nil {
@@ -65,9 +71,9 @@ func (fw *Firmware) dispatch(ctx context.Context, op string, raw json.RawMessage
 		if err != nil {
 			return nil, agentproto.Errorf(agentproto.ErrBadArgs, "cert.set: %v", err)
 		}
-		fw.nvs.mu.Lock()
-		fw.nvs.Cert = &cert
-		fw.nvs.mu.Unlock()
+		if err := fw.setCert(c.Slot, &cert); err != nil {
+			return nil, err
+		}
 		fw.changed(changedNVS)
 		return nil, nil
 	case agentproto.OpOpen:

@@ -69,6 +69,7 @@ type NVS struct {
 	Config  agentproto.Config
 	Trust   []*x509.Certificate
 	Cert    *tls.Certificate
+	Cert2   *tls.Certificate // secondary device certificate (CERT-006)
 	Methods map[string]agentproto.MethodBehaviour
 	Defects []string
 }
@@ -80,11 +81,12 @@ type RTC struct {
 	offset time.Duration // RTC time = offset + time since base
 	base   time.Time
 	synced bool
+	set    chan struct{} // closed and replaced by Set (waiters for time)
 }
 
 // NewRTC returns a clock that reads 1970-01-01T00:00:00Z now.
 func NewRTC() *RTC {
-	return &RTC{base: time.Now(), offset: 0}
+	return &RTC{base: time.Now(), offset: 0, set: make(chan struct{})}
 }
 
 // Now returns the RTC time.
@@ -101,6 +103,20 @@ func (r *RTC) Set(t time.Time, synced bool) {
 	r.base = time.Now()
 	r.offset = t.Sub(time.Unix(0, 0))
 	r.synced = synced
+	if r.set != nil {
+		close(r.set)
+	}
+	r.set = make(chan struct{})
+}
+
+// Changed returns a channel closed at the next Set.
+func (r *RTC) Changed() <-chan struct{} {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.set == nil {
+		r.set = make(chan struct{})
+	}
+	return r.set
 }
 
 // Synced reports whether the clock was set or synced since power on.
@@ -123,6 +139,7 @@ type Firmware struct {
 
 	client *deviceClient
 	reset  chan struct{}
+	sntp   sntpState // the SNTP client's memory (kiss-o'-death hold-offs)
 }
 
 // Run boots the firmware on opts.UART and serves the agent protocol until
@@ -264,7 +281,7 @@ func decodeArgs(raw json.RawMessage, v any) *agentproto.Error {
 func (fw *Firmware) hello() agentproto.Hello {
 	caps := []string{agentproto.CapSAS, agentproto.CapX509, agentproto.CapModules, agentproto.CapWebSockets,
 		agentproto.CapCleanSession, agentproto.CapC2D, agentproto.CapMethods, agentproto.CapTwin,
-		agentproto.CapCertRotation, agentproto.CapTrustUpdate, agentproto.CapWill, agentproto.CapDefects}
+		agentproto.CapCertRotation, agentproto.CapTrustUpdate, agentproto.CapWill, agentproto.CapDefects, agentproto.CapSNTP}
 	fw.client.mu.Lock()
 	defects := fw.defects.list()
 	fw.client.mu.Unlock()

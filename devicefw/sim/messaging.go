@@ -561,6 +561,7 @@ func truncate(s string, n int) string {
 func (dc *deviceClient) rotate(a agentproto.RotateArgs) *agentproto.Error {
 	kind := ""
 	n := dc.fw.nvs
+	ignored := dc.rotationIgnored(a)
 	switch {
 	case a.Key != "":
 		if k, err := base64.StdEncoding.DecodeString(a.Key); err != nil || len(k) == 0 {
@@ -573,7 +574,9 @@ func (dc *deviceClient) rotate(a agentproto.RotateArgs) *agentproto.Error {
 		}
 		auth := *n.Config.Auth
 		auth.Key = a.Key
-		n.Config.Auth = &auth
+		if !ignored {
+			n.Config.Auth = &auth
+		}
 		n.mu.Unlock()
 		kind = "key-rotated"
 	case a.PEM != "":
@@ -582,7 +585,9 @@ func (dc *deviceClient) rotate(a agentproto.RotateArgs) *agentproto.Error {
 			return agentproto.Errorf(agentproto.ErrBadArgs, "creds.rotate certificate: %v", err)
 		}
 		n.mu.Lock()
-		n.Cert = &cert
+		if !ignored {
+			n.Cert = &cert
+		}
 		n.mu.Unlock()
 		kind = "cert-rotated"
 	default:

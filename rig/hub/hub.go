@@ -342,6 +342,15 @@ func (h *Hub) SetServerCertificate(c tls.Certificate) {
 	h.trace.add(Entry{Dir: DirEvent, Type: EventFault, Reason: "server certificate chain replaced"})
 }
 
+// ServerCertificate is the chain new handshakes get, so a spec that swaps
+// it can put it back.
+func (h *Hub) ServerCertificate() tls.Certificate { return *h.cert.Load() }
+
+// TLSVersions is the range of TLS versions the hub accepts.
+func (h *Hub) TLSVersions() (min, max uint16) {
+	return uint16(h.tlsMin.Load()), uint16(h.tlsMax.Load())
+}
+
 // SetTLSVersions limits the TLS versions the hub accepts (default 1.2–1.3).
 // Specs use it to offer only old versions and prove a device refuses them.
 func (h *Hub) SetTLSVersions(min, max uint16) {

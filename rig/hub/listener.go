@@ -1,6 +1,8 @@
 package hub
 
 import (
+	"bufio"
+	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -181,9 +183,10 @@ func (h *Hub) acceptTLS(ln net.Listener, transport string, out *chanListener) {
 func (h *Hub) handshake(raw net.Conn, transport string, out *chanListener) {
 	info := &connInfo{id: h.connSeq.Add(1), facts: &TLSFacts{Transport: transport}}
 	remote := raw.RemoteAddr().String()
-	tc := tls.Server(raw, h.tlsConfigFor(info))
 	deadline := time.Now().Add(h.cfg.HandshakeTimeout)
 	_ = raw.SetDeadline(deadline)
+	raw = h.detectPlaintext(raw, info.id, remote, transport)
+	tc := tls.Server(raw, h.tlsConfigFor(info))
 	if err := tc.Handshake(); err != nil {
 		reason := err.Error()
 		var ne net.Error
@@ -224,6 +227,41 @@ func (h *Hub) handshake(raw net.Conn, transport string, out *chanListener) {
 		_ = tc.Close()
 	}
 }
+
+// mqttConnectByte is the first byte of an MQTT CONNECT (packet type 1, no
+// flags); a TLS record starts with its content type, 0x16 for a handshake.
+const mqttConnectByte = 0x10
+
+// detectPlaintext peeks at the first bytes a client sends on a TLS port. If
+// they look like an MQTT CONNECT rather than a TLS record, it records an
+// EventPlaintext entry (CONN-002) that says only that: no bytes of the
+// packet, which would carry the credentials, reach the trace. The returned
+// conn replays the peeked bytes, so the TLS handshake then fails as usual.
+func (h *Hub) detectPlaintext(raw net.Conn, id uint64, remote, transport string) net.Conn {
+	br := bufio.NewReaderSize(raw, 512)
+	first, err := br.Peek(1)
+	if err != nil || first[0] != mqttConnectByte {
+		return &peekedConn{Conn: raw, r: br}
+	}
+	// Whatever arrived with the first byte (never blocking for more) tells
+	// whether the protocol name confirms it.
+	buf, _ := br.Peek(br.Buffered())
+	what := "first byte 0x10, an MQTT CONNECT, instead of a TLS record"
+	if bytes.Contains(buf, []byte("\x00\x04MQTT")) {
+		what = "an MQTT CONNECT (protocol name \"MQTT\") instead of a TLS ClientHello"
+	}
+	h.trace.add(Entry{ConnID: id, Remote: remote, Dir: DirEvent, Type: EventPlaintext, Requirement: "CONN-002",
+		Reason: fmt.Sprintf("plaintext MQTT on the TLS port (%s): %s; the packet is not recorded (it would carry the credentials)", transport, what)})
+	return &peekedConn{Conn: raw, r: br}
+}
+
+// peekedConn reads through the reader that peeked at the connection.
+type peekedConn struct {
+	net.Conn
+	r *bufio.Reader
+}
+
+func (c *peekedConn) Read(p []byte) (int, error) { return c.r.Read(p) }
 
 func (h *Hub) acceptPlain(ln net.Listener, out *chanListener) {
 	defer h.wg.Done()

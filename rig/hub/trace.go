@@ -20,6 +20,7 @@ const (
 const (
 	EventTLS          = "tls"           // handshake finished; TLS facts attached
 	EventTLSFailed    = "tls-failed"    // handshake failed or stalled
+	EventPlaintext    = "plaintext"     // plaintext MQTT on a TLS port (CONN-002); no packet bytes recorded
 	EventConnRejected = "conn-rejected" // CONNECT refused (Reason, ReturnCode)
 	EventConnOpened   = "conn-opened"   // CONNACK 0 sent, session established
 	EventConnClosed   = "conn-closed"   // connection ended (Reason)
@@ -27,6 +28,7 @@ const (
 	EventWarning      = "warning"       // tolerated deviation from the documentation (Requirement names the rule)
 	EventFault        = "fault"         // fault injection or throttling acted on the connection
 	EventWill         = "will"          // Will delivered as telemetry
+	EventSNTP         = "sntp"          // a query at the suite's time server (AddExternal; Remote is the client)
 )
 
 // maxTracePayload bounds how many payload bytes one trace entry keeps; the
@@ -135,6 +137,11 @@ func (t *Trace) add(e Entry) {
 		t.notify()
 	}
 }
+
+// AddExternal records an event observed outside the hub (e.g. an SNTP query
+// at the suite's time server) into the same ordered trace; Seq, Time and
+// Mono are assigned here.
+func (t *Trace) AddExternal(e Entry) { t.add(e) }
 
 // Entries returns a copy of all entries that match (nil matches all).
 func (t *Trace) Entries(match func(*Entry) bool) []Entry {

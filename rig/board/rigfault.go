@@ -1,0 +1,39 @@
+package board
+
+import (
+	"context"
+	"errors"
+	"fmt"
+)
+
+// ErrNoHello means the board did not send its agent hello after a reset:
+// the pre-flight health check failed. Wrapped in a RigFault.
+var ErrNoHello = errors.New("board: no hello after reset")
+
+// RigFault is a failure of the test rig (board not found, port gone, flasher
+// missing or failing, no hello after reset), as opposed to a verdict on the
+// firmware. A pool reports it per board and carries on with the others.
+type RigFault struct {
+	Board string // board id or name
+	Stage string // "find", "open", "flash", "reset", "preflight"
+	Err   error
+}
+
+func (e *RigFault) Error() string {
+	return fmt.Sprintf("rig fault on board %s (%s): %v", e.Board, e.Stage, e.Err)
+}
+
+func (e *RigFault) Unwrap() error { return e.Err }
+
+// IsRigFault reports whether err is (or wraps) a RigFault.
+func IsRigFault(err error) bool {
+	var rf *RigFault
+	return errors.As(err, &rf)
+}
+
+// Prechecker is implemented by boards that can run the pre-flight health
+// check themselves: reset the board and wait for the agent's hello. A
+// failure is a *RigFault wrapping ErrNoHello (or the reset error).
+type Prechecker interface {
+	Preflight(ctx context.Context) error
+}
