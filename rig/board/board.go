@@ -63,5 +63,10 @@ type Image struct {
 // condition esptool reports as "Chip was NOT reset".
 var ErrResetUnsupported = errors.New("board: reset lines not supported on this port")
 
+// ErrNoPowerControl is returned by PowerOff and PowerOn of a board without a
+// power switch. A reset through the EN pin is the nearest substitute: on an
+// ESP32 it is a chip reset that also restarts the RTC.
+var ErrNoPowerControl = errors.New("board: no power control (add a power switch to the board profile)")
+
 // ErrPoweredOff is returned by operations that need a running board.
 var ErrPoweredOff = errors.New("board: powered off")

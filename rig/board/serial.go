@@ -64,12 +64,12 @@ func (s *Serial) Reset(ctx context.Context) error {
 
 // PowerOff implements Board: no power control on a plain serial board.
 func (s *Serial) PowerOff(context.Context) error {
-	return errors.New("board: no power control on a serial board (add a power switch profile)")
+	return ErrNoPowerControl
 }
 
 // PowerOn implements Board.
 func (s *Serial) PowerOn(context.Context) error {
-	return errors.New("board: no power control on a serial board (add a power switch profile)")
+	return ErrNoPowerControl
 }
 
 // Close implements Board.

@@ -747,12 +747,12 @@ func (b *Board) Preflight(ctx context.Context) error {
 
 // PowerOff implements board.Board: no power control on USB serial boards.
 func (b *Board) PowerOff(context.Context) error {
-	return errors.New("board: no power control on this board (add a power switch profile)")
+	return board.ErrNoPowerControl
 }
 
 // PowerOn implements board.Board.
 func (b *Board) PowerOn(context.Context) error {
-	return errors.New("board: no power control on this board (add a power switch profile)")
+	return board.ErrNoPowerControl
 }
 
 // Close implements board.Board.
