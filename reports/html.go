@@ -81,7 +81,41 @@ func newHTMLView(r *Report) *htmlView {
 	return v
 }
 
+// reportCSS is the style sheet of report.html, shared by the merged report.
+const reportCSS = `:root { --pass:#1a7f37; --fail:#cf222e; --na:#6e7781; --nc:#9a6700; --line:#d0d7de; --bg2:#f6f8fa; }
+body { font: 14px/1.45 -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; margin: 0 auto; max-width: 1200px; padding: 1.5em; color: #1f2328; }
+h1 { font-size: 1.6em; margin: 0 0 .3em; } h2 { border-bottom: 1px solid var(--line); padding-bottom: .2em; margin-top: 2em; }
+table { border-collapse: collapse; width: 100%; margin: .5em 0 1em; }
+th, td { border: 1px solid var(--line); padding: .3em .5em; text-align: left; vertical-align: top; }
+th { background: var(--bg2); }
+td.n { text-align: right; font-variant-numeric: tabular-nums; }
+code, pre { font: 12px/1.4 ui-monospace, SFMono-Regular, Menlo, Consolas, monospace; }
+pre { background: var(--bg2); padding: .6em; overflow-x: auto; white-space: pre-wrap; word-break: break-word; }
+.verdict { display: inline-block; padding: .2em .8em; border-radius: 1em; color: #fff; font-weight: 600; }
+.ok { background: var(--pass); } .nok { background: var(--fail); }
+.st { font-weight: 600; white-space: nowrap; }
+.st-pass, .st-passed { color: var(--pass); } .st-fail, .st-failed { color: var(--fail); }
+.st-not-applicable, .st-skipped { color: var(--na); } .st-not-covered { color: var(--nc); }
+dl.meta { display: grid; grid-template-columns: max-content 1fr; gap: .2em 1em; }
+dl.meta dt { font-weight: 600; } dl.meta dd { margin: 0; }
+.failure { border: 1px solid var(--fail); border-left-width: 4px; padding: .2em 1em 1em; margin: 1em 0; }
+table.seq td { border: none; border-bottom: 1px dotted var(--line); }
+table.seq th.dev, table.seq th.hub { width: 42%; text-align: center; }
+table.seq td.t { width: 6em; color: var(--na); white-space: nowrap; font: 12px ui-monospace, monospace; }
+table.seq td.arrow { width: 4em; text-align: center; color: #0969da; font-weight: 700; white-space: nowrap; }
+table.seq td.dev { text-align: right; } table.seq td.hub { text-align: left; }
+table.seq td.ev { text-align: center; font-style: italic; color: #57606a; background: #fff8c5; }
+.pkt { font-weight: 600; } .topic { font: 12px ui-monospace, monospace; word-break: break-all; }
+.note { color: #57606a; font-size: 12px; }
+.timing { border: 1px solid var(--line); border-left-width: 4px; padding: .2em 1em 1em; margin: 1em 0; }
+svg.timeline { display: block; max-width: 100%; height: auto; margin: .3em 0; }
+svg.series { display: block; max-width: 100%; height: auto; }
+.series-box { display: flex; flex-wrap: wrap; gap: 1em; align-items: flex-start; margin: .5em 0; }
+table.figures { width: auto; margin: 0; } table.figures td { padding: .15em .5em; }
+`
+
 var htmlFuncs = template.FuncMap{
+	"css":    func() template.CSS { return reportCSS },
 	"offset": fmtOffset,
 	"wall":   fmtWall,
 	"secs":   func(d time.Duration) string { return fmt.Sprintf("%.3f s", d.Seconds()) },
@@ -123,38 +157,7 @@ const htmlSource = `<!DOCTYPE html>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>hilrun conformance report {{.R.Run.ID}}</title>
-<style>
-:root { --pass:#1a7f37; --fail:#cf222e; --na:#6e7781; --nc:#9a6700; --line:#d0d7de; --bg2:#f6f8fa; }
-body { font: 14px/1.45 -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; margin: 0 auto; max-width: 1200px; padding: 1.5em; color: #1f2328; }
-h1 { font-size: 1.6em; margin: 0 0 .3em; } h2 { border-bottom: 1px solid var(--line); padding-bottom: .2em; margin-top: 2em; }
-table { border-collapse: collapse; width: 100%; margin: .5em 0 1em; }
-th, td { border: 1px solid var(--line); padding: .3em .5em; text-align: left; vertical-align: top; }
-th { background: var(--bg2); }
-td.n { text-align: right; font-variant-numeric: tabular-nums; }
-code, pre { font: 12px/1.4 ui-monospace, SFMono-Regular, Menlo, Consolas, monospace; }
-pre { background: var(--bg2); padding: .6em; overflow-x: auto; white-space: pre-wrap; word-break: break-word; }
-.verdict { display: inline-block; padding: .2em .8em; border-radius: 1em; color: #fff; font-weight: 600; }
-.ok { background: var(--pass); } .nok { background: var(--fail); }
-.st { font-weight: 600; white-space: nowrap; }
-.st-pass, .st-passed { color: var(--pass); } .st-fail, .st-failed { color: var(--fail); }
-.st-not-applicable, .st-skipped { color: var(--na); } .st-not-covered { color: var(--nc); }
-dl.meta { display: grid; grid-template-columns: max-content 1fr; gap: .2em 1em; }
-dl.meta dt { font-weight: 600; } dl.meta dd { margin: 0; }
-.failure { border: 1px solid var(--fail); border-left-width: 4px; padding: .2em 1em 1em; margin: 1em 0; }
-table.seq td { border: none; border-bottom: 1px dotted var(--line); }
-table.seq th.dev, table.seq th.hub { width: 42%; text-align: center; }
-table.seq td.t { width: 6em; color: var(--na); white-space: nowrap; font: 12px ui-monospace, monospace; }
-table.seq td.arrow { width: 4em; text-align: center; color: #0969da; font-weight: 700; white-space: nowrap; }
-table.seq td.dev { text-align: right; } table.seq td.hub { text-align: left; }
-table.seq td.ev { text-align: center; font-style: italic; color: #57606a; background: #fff8c5; }
-.pkt { font-weight: 600; } .topic { font: 12px ui-monospace, monospace; word-break: break-all; }
-.note { color: #57606a; font-size: 12px; }
-.timing { border: 1px solid var(--line); border-left-width: 4px; padding: .2em 1em 1em; margin: 1em 0; }
-svg.timeline { display: block; max-width: 100%; height: auto; margin: .3em 0; }
-svg.series { display: block; max-width: 100%; height: auto; }
-.series-box { display: flex; flex-wrap: wrap; gap: 1em; align-items: flex-start; margin: .5em 0; }
-table.figures { width: auto; margin: 0; } table.figures td { padding: .15em .5em; }
-</style>
+<style>{{css}}</style>
 </head>
 <body>
 <h1>hilrun conformance report</h1>

@@ -48,6 +48,7 @@ type junitCase struct {
 	File       string          `xml:"file,attr,omitempty"`
 	Properties []junitProperty `xml:"properties>property,omitempty"`
 	Failure    *junitFailure   `xml:"failure,omitempty"`
+	Error      *junitFailure   `xml:"error,omitempty"` // the test could not run (merged reports: a rig fault)
 	Skipped    *junitSkipped   `xml:"skipped,omitempty"`
 	SystemOut  string          `xml:"system-out,omitempty"`
 }
@@ -89,31 +90,7 @@ func writeJUnit(buf *bytes.Buffer, r *Report) error {
 				continue
 			}
 			total += sp.Duration.Seconds()
-			c := junitCase{
-				Name:      caseName(sp),
-				Classname: "hilrun." + area,
-				Time:      seconds(sp.Duration),
-				File:      fileOf(sp.Location),
-			}
-			for _, id := range sp.Requirements {
-				c.Properties = append(c.Properties, junitProperty{"requirement", id})
-			}
-			switch sp.Status {
-			case SpecFailed:
-				s.Failures++
-				c.Failure = &junitFailure{Message: firstLine(sp.Failure), Type: "failure", Body: failureBody(sp)}
-			case SpecNotApplicable:
-				s.Skipped++
-				c.Skipped = &junitSkipped{Message: "not applicable: the board lacks a capability this spec needs"}
-			case SpecSkipped:
-				s.Skipped++
-				c.Skipped = &junitSkipped{Message: "skipped"}
-			}
-			if len(sp.Console) > 0 {
-				c.SystemOut = consoleText(sp.Console)
-			}
-			s.Cases = append(s.Cases, c)
-			s.Tests++
+			s.add(junitCaseOf(sp, "hilrun."+area))
 		}
 		if s.Tests == 0 {
 			continue // an area no spec touches has nothing to run
@@ -132,6 +109,45 @@ func writeJUnit(buf *bytes.Buffer, r *Report) error {
 	}
 	buf.WriteByte('\n')
 	return nil
+}
+
+// junitCaseOf converts one spec into a test case of class classname.
+func junitCaseOf(sp SpecResult, classname string) junitCase {
+	c := junitCase{
+		Name:      caseName(sp),
+		Classname: classname,
+		Time:      seconds(sp.Duration),
+		File:      fileOf(sp.Location),
+	}
+	for _, id := range sp.Requirements {
+		c.Properties = append(c.Properties, junitProperty{"requirement", id})
+	}
+	switch sp.Status {
+	case SpecFailed:
+		c.Failure = &junitFailure{Message: firstLine(sp.Failure), Type: "failure", Body: failureBody(sp)}
+	case SpecNotApplicable:
+		c.Skipped = &junitSkipped{Message: "not applicable: the board lacks a capability this spec needs"}
+	case SpecSkipped:
+		c.Skipped = &junitSkipped{Message: "skipped"}
+	}
+	if len(sp.Console) > 0 {
+		c.SystemOut = consoleText(sp.Console)
+	}
+	return c
+}
+
+// add appends a test case and counts it.
+func (s *junitSuite) add(c junitCase) {
+	switch {
+	case c.Failure != nil:
+		s.Failures++
+	case c.Error != nil:
+		s.Errors++
+	case c.Skipped != nil:
+		s.Skipped++
+	}
+	s.Cases = append(s.Cases, c)
+	s.Tests++
 }
 
 func caseName(sp SpecResult) string {

@@ -38,6 +38,12 @@ type runOptions struct {
 	strict      bool
 	defects     []string
 	image       string
+	// real boards (boards.go)
+	inventory string
+	hubListen string
+	advertise string
+	chip      string
+	noFlash   bool
 }
 
 func newRunCmd() *cobra.Command {
@@ -50,18 +56,18 @@ reference hub and writes a report directory (report.json, junit.xml,
 report.html, summary.md, console.log).
 
 Without flags it uses the virtual board: the reference firmware built into
-this binary, behind a pseudo-terminal. Exit status 0 means every applicable
-MUST requirement that was run passed; 1 means at least one failed (or the run
-was interrupted); 2 means the run could not start.`,
+this binary, behind a pseudo-terminal.`,
 		Example: `  hilrun run
   hilrun run --label-filter TWIN
   hilrun run --defect twin-no-resync --label-filter TWIN-010
-  hilrun run --board serial --port /dev/ttyUSB0 --strict`,
+  hilrun run --board serial --port /dev/ttyUSB0 --strict
+  hilrun run --board s3-devkit-1 --strict          # a board from ./hilrun.yaml (docs/inventory.md)
+  hilrun run --board esp32 --port /dev/ttyUSB0 --chip esp32s3 --image fw.bin --hub-listen 0.0.0.0:8883 --advertise 192.168.1.20 --strict`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return runRun(cmd, o) },
 	}
 	f := cmd.Flags()
-	f.StringVar(&o.board, "board", "sim", "board profile: sim (virtual board) or serial (a board already running instrumented firmware on --port)")
+	f.StringVar(&o.board, "board", "sim", "board: sim (virtual board), serial (a board already running instrumented firmware on --port), esp32 (with --port), or the id of a board in the inventory")
 	f.StringVar(&o.port, "port", "", "serial port of a real board, e.g. /dev/ttyUSB0")
 	f.IntVar(&o.baud, "baud", 115200, "serial baud rate of a real board")
 	f.StringVar(&o.labelFilter, "label-filter", "", "run only specs whose labels match (requirement IDs and areas, e.g. \"TWIN && !TWIN-018\")")
@@ -69,8 +75,13 @@ was interrupted); 2 means the run could not start.`,
 	f.StringVar(&o.out, "out", "", "report directory (default out/run-<time>)")
 	f.BoolVar(&o.strict, "strict", false, "real-world timings (for real boards); the default compresses time on the virtual board")
 	f.StringArrayVar(&o.defects, "defect", nil, "switch on a defect in the virtual board's firmware (repeatable; see devicefw/sim/DEFECTS.md)")
-	f.StringVar(&o.image, "image", "", "virtual board: firmware executable to flash instead of the one built into hilrun")
-	return cmd
+	f.StringVar(&o.image, "image", "", "firmware to flash: for the virtual board an executable instead of the one built into hilrun; for esp32 a merged image (esptool, at 0x0)")
+	f.StringVar(&o.inventory, "inventory", "", "board inventory (default ./hilrun.yaml if present; format: docs/inventory.md)")
+	f.StringVar(&o.hubListen, "hub-listen", "", "address the hub (behind its fault proxy) listens on for real boards, e.g. 0.0.0.0:8883 (default: inventory hub.listen, else loopback)")
+	f.StringVar(&o.advertise, "advertise", "", "host name or IP a real board dials to reach the hub; added to the hub certificate (default: inventory advertise)")
+	f.StringVar(&o.chip, "chip", "esp32", "with --board esp32: the chip (esp32, esp32s3, esp32c3, …)")
+	f.BoolVar(&o.noFlash, "no-flash", false, "inventory boards: do not flash the configured image (the pre-flight check still runs)")
+	return withPool(cmd) // --pool: pool.go
 }
 
 func runRun(cmd *cobra.Command, o runOptions) error {
@@ -78,7 +89,19 @@ func runRun(cmd *cobra.Command, o runOptions) error {
 		return &exitError{2, err.Error()}
 	}
 	opts := fixtures.Options{Strict: o.strict, Defects: o.defects, Log: cmd.ErrOrStderr()}
-	switch o.board {
+	rb, handled, err := resolveBoard(cmd, &o, &opts) // inventory ids and esp32: boards.go
+	if err != nil {
+		return err
+	}
+	if rb != nil {
+		defer rb.b.Close()
+	}
+	profile := o.board
+	if handled {
+		profile = "resolved"
+	}
+	switch profile {
+	case "resolved":
 	case "sim":
 		if o.port != "" {
 			return &exitError{2, "--port is for real boards; the virtual board makes its own port (use --board serial)"}
@@ -95,7 +118,7 @@ func runRun(cmd *cobra.Command, o runOptions) error {
 		}
 		opts.Board = board.NewSerial(board.SerialConfig{Port: o.port, Baud: o.baud})
 	default:
-		return &exitError{2, fmt.Sprintf("unknown board profile %q: use sim or serial", o.board)}
+		return &exitError{2, fmt.Sprintf("unknown board %q: use sim, serial, esp32, or a board id from the inventory", o.board)}
 	}
 	if o.out == "" {
 		o.out = filepath.Join("out", "run-"+time.Now().Format("20060102-150405"))
@@ -103,6 +126,9 @@ func runRun(cmd *cobra.Command, o runOptions) error {
 	ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	out := cmd.OutOrStdout()
+	if err := rb.prepare(ctx, cmd.ErrOrStderr()); err != nil { // flash, pre-flight (boards.go)
+		return err
+	}
 	rep, err := suites.Run(ctx, suites.RunOptions{Env: opts, LabelFilter: o.labelFilter, Focus: o.focus, OutDir: o.out,
 		Progress: out, Command: os.Args, Version: version})
 	if rep == nil {
@@ -110,6 +136,9 @@ func runRun(cmd *cobra.Command, o runOptions) error {
 	}
 	printSummary(cmd, rep, o.out)
 	if err != nil {
+		if _, ok := reports.RigFault(rep); ok {
+			return &exitError{exitRigFault, "rig fault: " + err.Error()}
+		}
 		return &exitError{2, err.Error()}
 	}
 	if ok, why := rep.Verdict(); !ok {

@@ -1,12 +1,10 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"sort"
@@ -202,17 +200,13 @@ func selfRun(ctx context.Context, exe, dir string, defects []string, labelFilter
 	if labelFilter != "" {
 		args = append(args, "--label-filter", labelFilter)
 	}
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
-	defer cancel()
-	c := exec.CommandContext(ctx, exe, args...)
-	var buf bytes.Buffer
-	c.Stdout, c.Stderr = &buf, &buf
-	err := c.Run()
-	_ = os.MkdirAll(dir, 0o755)
-	_ = os.WriteFile(filepath.Join(dir, "output.txt"), buf.Bytes(), 0o644)
+	res, err := childRun{Exe: exe, Args: args, Dir: dir, Timeout: 10 * time.Minute}.run(ctx)
+	if err != nil {
+		return nil, err
+	}
 	rep, lerr := reports.Load(filepath.Join(dir, reports.JSONFile))
 	if lerr != nil {
-		return nil, fmt.Errorf("no report (%v); run exited with %v; output:\n%s", lerr, err, tail(buf.String(), 20))
+		return nil, fmt.Errorf("no report (%v); run exited with status %d; output:\n%s", lerr, res.Code, res.Tail)
 	}
 	return rep, nil
 }
