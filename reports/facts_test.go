@@ -60,3 +60,26 @@ func TestFactsSection(t *testing.T) {
 		t.Error("report.html without facts does not say so")
 	}
 }
+
+func TestMergedFacts(t *testing.T) {
+	specs := []SpecResult{{Name: "tls spec", Requirements: []string{"CONN-001"}, Status: SpecPassed,
+		Facts: []Fact{{Kind: FactTLS, Name: "negotiated version", Value: "TLS 1.3", Good: true},
+			{Kind: FactClock, Name: "SNTP unreachable", Value: "connected with an se in 1970", Good: false}}}}
+	r := Build(RunMeta{ID: "f", Host: "h"}, BoardInfo{Profile: "sim"}, sampleCatalog(), specs)
+	m, err := Merge([]MergeInput{{Path: "a/report.json", ID: "a", Report: r}}, MergeOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(m.Boards[0].TLSClock) != 2 {
+		t.Fatalf("merged board has %d TLS and clock facts, want 2", len(m.Boards[0].TLSClock))
+	}
+	var html bytes.Buffer
+	if err := writeMergedHTML(&html, m, ""); err != nil {
+		t.Fatal(err)
+	}
+	for _, w := range []string{"TLS and clock", "TLS 1.3", "✗ connected with an se in 1970"} {
+		if !strings.Contains(html.String(), w) {
+			t.Errorf("merged report.html lacks %q", w)
+		}
+	}
+}

@@ -114,6 +114,8 @@ type MergedBoard struct {
 	SpecCounts   map[SpecStatus]int `json:"specCounts"`
 	// Specs are the board's spec results, as in its report.json.
 	Specs []SpecResult `json:"specs"`
+	// TLSClock is the board's "TLS and clock" section, as in its report.json.
+	TLSClock []Fact `json:"tlsClock,omitempty"`
 }
 
 // MatrixRow is one requirement across the boards.
@@ -244,7 +246,7 @@ func mergedBoard(in MergeInput) (MergedBoard, *Report) {
 		ID: id, Host: r.Run.Host, Profile: r.Board.Profile, Port: r.Board.Port, Firmware: r.Board.Firmware,
 		Source: in.Path, RunID: r.Run.ID, Started: r.Run.Started, Finished: r.Run.Finished, WallMs: ms(r.Run.Wall),
 		Version: r.Run.Version, HubVersion: r.Run.HubVersion, Strict: r.Run.Strict, LabelFilter: r.Run.LabelFilter,
-		Defects: r.Run.Defects, Requirements: map[Status]int{}, SpecCounts: map[SpecStatus]int{}, Specs: r.Specs,
+		Defects: r.Run.Defects, Requirements: map[Status]int{}, SpecCounts: map[SpecStatus]int{}, Specs: r.Specs, TLSClock: r.TLSClock,
 	}
 	if b.Profile == "" {
 		b.Profile = in.Profile

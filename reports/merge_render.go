@@ -301,6 +301,9 @@ td.c.st-pass { background: #dafbe1; } td.c.st-fail { background: #ffebe9; } td.c
 <dt>Board (hello)</dt><dd>{{dash .Firmware.Board}}</dd>
 <dt>Capabilities</dt><dd>{{join .Firmware.Caps ", "}}</dd>
 <dt>Run</dt><dd><code>{{dash .RunID}}</code>, {{time .Started}} → {{time .Finished}} ({{wallms .WallMs}}), hilrun {{dash .Version}}, strict {{.Strict}}{{with .LabelFilter}}, label filter <code>{{.}}</code>{{end}}{{with .Defects}}, defects <code>{{join . ", "}}</code>{{end}}</dd>
+{{if .TLSClock}}<dt>TLS and clock</dt><dd><table>
+{{range .TLSClock}}<tr><td>{{.Name}}</td><td class="{{if .Good}}st-pass{{else}}st st-fail{{end}}">{{if not .Good}}✗ {{end}}{{.Value}}</td></tr>
+{{end}}</table></dd>{{end}}
 {{with .Source}}<dt>Source</dt><dd><code>{{.}}</code></dd>{{end}}
 <dt>Specs</dt><dd>{{scount .SpecCounts "passed"}} passed, {{scount .SpecCounts "failed"}} failed, {{scount .SpecCounts "skipped"}} skipped, {{scount .SpecCounts "not-applicable"}} not applicable</dd>
 </dl>

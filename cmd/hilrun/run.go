@@ -165,7 +165,9 @@ func printSummary(cmd *cobra.Command, rep *reports.Report, dir string) {
 	}
 	ok, _ := rep.Verdict()
 	verdict := "PASS"
-	if !ok {
+	if _, rig := reports.RigFault(rep); rig {
+		verdict = "RIG FAULT (the board did not come up; nothing was judged)"
+	} else if !ok {
 		verdict = "FAIL"
 	}
 	fmt.Fprintf(w, "verdict: %s — report: %s\n", verdict, filepath.Join(dir, reports.HTMLFile))
