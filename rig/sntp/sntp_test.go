@@ -272,7 +272,6 @@ func TestWaitQueryDeadline(t *testing.T) {
 		_, err := s.WaitQuery(context.Background(), 1)
 		done <- err
 	}()
-	time.Sleep(10 * time.Millisecond) // let the waiter block (not synchronisation of the result)
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
