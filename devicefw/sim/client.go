@@ -663,16 +663,19 @@ func (dc *deviceClient) connect(s *session, cc connConfig) (c *conn, session boo
 	if cc.transport == "wss" {
 		broker = &url.URL{Scheme: "wss", Host: cc.addr, Path: "/$iothub/websocket"}
 	}
+	// The callbacks outlive this call when it gives up (timeout, cancel):
+	// they must not see the named result, which the error returns set to nil.
+	cur := c
 	o := paho.NewClientOptions().AddBroker(broker.String()).SetClientID(clientID).SetProtocolVersion(dc.protocolVersion()).
 		SetCleanSession(cc.clean).SetAutoReconnect(false).SetConnectRetry(false).
 		SetKeepAlive(dc.keepAlive(cc)).SetPingTimeout(dc.pingTimeout(cc)).
 		SetConnectTimeout(connectTimeout).SetWriteTimeout(connectTimeout).SetOrderMatters(false).
 		SetAutoAckDisabled(true).SetTLSConfig(tlsc).
 		SetCredentialsProvider(func() (string, string) { return username, password }).
-		SetDefaultPublishHandler(func(_ paho.Client, m paho.Message) { dc.onMessage(c, m) }).
+		SetDefaultPublishHandler(func(_ paho.Client, m paho.Message) { dc.onMessage(cur, m) }).
 		SetConnectionLostHandler(func(_ paho.Client, err error) {
 			dc.fw.logf("W", "connection lost: %v", err)
-			c.markLost()
+			cur.markLost()
 		}).
 		SetCustomOpenConnectionFn(func(u *url.URL, _ paho.ClientOptions) (net.Conn, error) {
 			var nc net.Conn
@@ -684,7 +687,7 @@ func (dc *deviceClient) connect(s *session, cc connConfig) (c *conn, session boo
 			}
 			if err == nil {
 				nmu.Lock()
-				c.netConn = nc
+				cur.netConn = nc
 				nmu.Unlock()
 			}
 			return nc, err
