@@ -100,6 +100,11 @@ type HubConfig struct {
 	Port      int    `json:"port,omitempty"`      // 8883, or 443 for WebSocket
 	Transport string `json:"transport,omitempty"` // "mqtts" (default) or "wss"
 	Address   string `json:"address,omitempty"`   // dial this host:port instead of Host:Port (lab networks, proxies)
+	// PlainAddress is where the hub host's plaintext MQTT port 1883 is on
+	// this rig: a trap recording attempts. Conforming firmware never dials
+	// it (IoT Hub has no plaintext MQTT); firmware that would fall back to
+	// 1883 must dial this instead so that the rig can see it.
+	PlainAddress string `json:"plainAddress,omitempty"`
 }
 
 // IdentityConfig names the device (and module).

@@ -58,6 +58,7 @@ var errLost = errors.New("connection lost")
 // connConfig is a snapshot of what one connection attempt needs.
 type connConfig struct {
 	host, addr, transport string
+	plainAddr             string // the rig's stand-in for the hub host's port 1883 (tls-fallback-1883)
 	id                    iothub.Identity
 	authType, key         string
 	ttl                   time.Duration
@@ -220,6 +221,10 @@ func (dc *deviceClient) snapshot() (connConfig, *agentproto.Error) {
 	cc.addr = c.Hub.Address
 	if cc.addr == "" {
 		cc.addr = net.JoinHostPort(cc.host, strconv.Itoa(port))
+	}
+	cc.plainAddr = c.Hub.PlainAddress
+	if cc.plainAddr == "" {
+		cc.plainAddr = net.JoinHostPort(cc.host, "1883")
 	}
 	cc.id = iothub.Identity{DeviceID: c.Identity.DeviceID, ModuleID: c.Identity.ModuleID}
 	cc.authType, cc.key = c.Auth.Type, c.Auth.Key
@@ -683,7 +688,7 @@ func (dc *deviceClient) connect(s *session, cc connConfig) (c *conn, session boo
 			if u.Scheme == "wss" {
 				nc, err = paho.NewWebsocket(u.String(), tlsc, connectTimeout, nil, nil)
 			} else {
-				nc, err = dc.dial(u.Host, tlsc)
+				nc, err = dc.dial(u.Host, tlsc, cc.plainAddr)
 			}
 			if err == nil {
 				nmu.Lock()

@@ -132,14 +132,14 @@ func (dc *deviceClient) keepAlive(cc connConfig) time.Duration {
 
 // dial opens the MQTT transport to addr: TLS (CONN-002), or with defects
 // plain TCP or a connection that swallows PINGREQ (CONN-023).
-func (dc *deviceClient) dial(addr string, tlsc *tls.Config) (net.Conn, error) {
+func (dc *deviceClient) dial(addr string, tlsc *tls.Config, plainAddr string) (net.Conn, error) {
 	var nc net.Conn
 	var err error
 	if dc.on(DefPlaintext) {
 		nc, err = net.DialTimeout("tcp", addr, connectTimeout)
 	} else {
 		nc, err = tls.DialWithDialer(&net.Dialer{Timeout: connectTimeout}, "tcp", addr, tlsc)
-		if pc, perr := dc.afterTLSFailure(addr, err); pc != nil || err != nil { // defects_tls.go
+		if pc, perr := dc.afterTLSFailure(addr, plainAddr, err); pc != nil || err != nil { // defects_tls.go
 			nc, err = pc, perr
 		}
 	}

@@ -26,6 +26,7 @@ const (
 	DefTLSAllowLegacy       = "tls-allow-legacy"
 	DefTLSWrongSNI          = "tls-wrong-sni"
 	DefTLSPlaintextFallback = "tls-plaintext-fallback"
+	DefTLSFallback1883      = "tls-fallback-1883"
 	DefTLSUnverifiedRetry   = "tls-unverified-after-failures"
 	DefBundleNoG2           = "trust-bundle-no-g2"
 )
@@ -38,6 +39,7 @@ var tlsDefects = []Defect{
 	{DefTLSAllowLegacy, "CONN-004", "the client offers and accepts TLS 1.0 and 1.1 besides 1.2 and 1.3"},
 	{DefTLSWrongSNI, "CONN-004", "the ClientHello's SNI names the parent domain, not the hub host (the certificate is still verified for the hub host)"},
 	{DefTLSPlaintextFallback, "CERT-004", "after a TLS handshake fails server verification, the same attempt retries as plaintext MQTT on the same endpoint (CONNECT with credentials in the clear)"},
+	{DefTLSFallback1883, "CERT-004", "after a TLS handshake fails server verification, the same attempt retries as plaintext MQTT on the hub host's port 1883 (on the rig: HubConfig.PlainAddress)"},
 	{DefTLSUnverifiedRetry, "CERT-004", "after three server verification failures in a row the client retries without verifying the server (until one connection succeeds)"},
 	{DefBundleNoG2, "CERT-001", "the factory trust bundle is the pre-2023 one: Baltimore CyberTrust Root only, no DigiCert Global Root G2"},
 }
@@ -176,7 +178,7 @@ func verificationFailed(err error) bool {
 // afterTLSFailure runs when the TLS dial of one attempt ended: it counts
 // verification failures in a row (tls-unverified-after-failures) and, for
 // tls-plaintext-fallback, redials the same endpoint without TLS.
-func (dc *deviceClient) afterTLSFailure(addr string, err error) (net.Conn, error) {
+func (dc *deviceClient) afterTLSFailure(addr, plainAddr string, err error) (net.Conn, error) {
 	if err == nil {
 		dc.tls.verifyFails.Store(0)
 		return nil, nil
@@ -185,10 +187,14 @@ func (dc *deviceClient) afterTLSFailure(addr string, err error) (net.Conn, error
 		return nil, err
 	}
 	dc.tls.verifyFails.Add(1)
-	if !dc.on(DefTLSPlaintextFallback) {
+	if dc.on(DefTLSFallback1883) {
+		// The classic fallback: plain MQTT on the hub host's port 1883
+		// (on the rig, PlainAddress stands for it).
+		addr = plainAddr
+	} else if !dc.on(DefTLSPlaintextFallback) {
 		return nil, err
 	}
-	dc.fw.logf("W", "TLS failed (%v): retrying without TLS", err)
+	dc.fw.logf("W", "TLS failed (%v): retrying without TLS on %s", err, addr)
 	nc, perr := net.DialTimeout("tcp", addr, connectTimeout)
 	if perr != nil {
 		return nil, fmt.Errorf("%w (plaintext fallback: %v)", err, perr)
