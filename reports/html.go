@@ -193,9 +193,9 @@ const htmlSource = `<!DOCTYPE html>
 <h2 id="tls-clock">TLS and clock</h2>
 {{if .Facts}}<p class="note">What the board showed about TLS, server roots, its trust store and its clock, as noted by the specs that observed it (✗ marks a value a conforming board would not show).</p>
 <table>
-<thead><tr><th>Topic</th><th>Fact</th><th>Observed</th><th>Spec</th></tr></thead>
+<thead><tr><th>Topic</th><th>Fact</th><th>Observed</th><th>Requirements</th></tr></thead>
 <tbody>
-{{range .Facts}}{{$g := .}}{{range $i, $f := .Facts}}<tr>{{if not $i}}<td rowspan="{{len $g.Facts}}">{{$g.Title}}</td>{{end}}<td>{{$f.Name}}</td><td class="{{if $f.Good}}st-pass{{else}}st st-fail{{end}}">{{if not $f.Good}}✗ {{end}}{{$f.Value}}</td><td class="note">{{$f.Spec}}</td></tr>
+{{range .Facts}}{{$g := .}}{{range $i, $f := .Facts}}<tr>{{if not $i}}<td rowspan="{{len $g.Facts}}">{{$g.Title}}</td>{{end}}<td>{{$f.Name}}</td><td class="{{if $f.Good}}st-pass{{else}}st st-fail{{end}}">{{if not $f.Good}}✗ {{end}}{{$f.Value}}</td><td class="note" title="{{$f.Spec}}">{{join $f.Requirements ", "}}</td></tr>
 {{end}}{{end}}
 </tbody>
 </table>

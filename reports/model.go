@@ -173,6 +173,8 @@ type Fact struct {
 	Value string `json:"value"`
 	Good  bool   `json:"good"`
 	Spec  string `json:"spec,omitempty"` // set by Build: the spec that noted it
+	// Requirements are that spec's requirement IDs (set by Build).
+	Requirements []string `json:"requirements,omitempty"`
 }
 
 // SeriesResult is a timing series a spec judged, e.g. the gaps between a
@@ -541,7 +543,7 @@ func collectFacts(specs []SpecResult) []Fact {
 	}
 	for _, s := range specs {
 		for _, f := range s.Facts {
-			f.Spec = s.Name
+			f.Spec, f.Requirements = s.Name, s.Requirements
 			out = append(out, f)
 		}
 	}
