@@ -147,6 +147,7 @@ type deviceClient struct {
 
 	cert certClientState // defects_cert.go
 	tls  tlsClientState  // defects_tls.go
+	toks tokenCache      // defects_tokens.go
 }
 
 func newDeviceClient(fw *Firmware) *deviceClient {
@@ -640,7 +641,9 @@ func (dc *deviceClient) connect(s *session, cc connConfig) (c *conn, session boo
 		if err != nil {
 			return nil, false, time.Time{}, 0, fmt.Errorf("SAS token: %w", err)
 		}
+		password, exp = dc.reuseToken(s, cc, password, exp) // token-reuse-* defects
 	}
+	token := password
 	password = dc.passwordDefects(cc, password)
 	clientID := cc.id.ClientID()
 	if dc.on(DefClientIDLowercase) {
@@ -680,6 +683,7 @@ func (dc *deviceClient) connect(s *session, cc connConfig) (c *conn, session boo
 		SetDefaultPublishHandler(func(_ paho.Client, m paho.Message) { dc.onMessage(cur, m) }).
 		SetConnectionLostHandler(func(_ paho.Client, err error) {
 			dc.fw.logf("W", "connection lost: %v", err)
+			dc.noteTokenLost(s)
 			cur.markLost()
 		}).
 		SetCustomOpenConnectionFn(func(u *url.URL, _ paho.ClientOptions) (net.Conn, error) {
@@ -716,6 +720,7 @@ func (dc *deviceClient) connect(s *session, cc connConfig) (c *conn, session boo
 		return nil, false, exp, 0, s.ctx.Err()
 	}
 	ct := tok.(*paho.ConnectToken)
+	dc.noteToken(s, cc, token, exp, ct.ReturnCode())
 	if err := tok.Error(); err != nil {
 		return nil, false, exp, ct.ReturnCode(), err
 	}
@@ -802,13 +807,13 @@ func (dc *deviceClient) resync(s *session, c *conn, cc connConfig, first *pendin
 		if aerr != nil && errors.Is(r.err, errLost) || s.ctx.Err() != nil {
 			return
 		}
-		if aerr == nil && r.status != 429 && r.status < 500 {
-			dc.fw.logf("E", "twin resync answered %d; not retried", r.status)
-			return
-		}
-		d := backoff(cc, try)
-		if aerr == nil && r.status == 429 {
-			d = max(d, min(throttledMinBackoff, cc.retryMax))
+		d := backoff(cc, try) // no answer in time (TWIN-019)
+		if aerr == nil {
+			var retry bool
+			if d, retry = dc.twinRetryDelay(cc, r.status, try); !retry {
+				dc.fw.logf("E", "twin resync answered %d; not retried", r.status)
+				return
+			}
 		}
 		select {
 		case <-c.lost:
@@ -816,6 +821,65 @@ func (dc *deviceClient) resync(s *session, c *conn, cc connConfig, first *pendin
 		case <-s.ctx.Done():
 			return
 		case <-time.After(d):
+		}
+	}
+}
+
+// twinRetryAttempts bounds the tries of one twin request answered 429 or
+// 5xx (TWIN-005).
+const twinRetryAttempts = 6
+
+// twinRetryDelay says whether a twin request answered with status is tried
+// again and after how long (TWIN-005): the status segment is an integer;
+// 429 and every 5xx are retried with the backoff of attempt try, after 429
+// no sooner than the throttled minimum (RECON-003, capped at the retry
+// maximum); any other status is final.
+func (dc *deviceClient) twinRetryDelay(cc connConfig, status, try int) (time.Duration, bool) {
+	throttled, server := status == 429, status >= 500 && status <= 599
+	if dc.on(DefTwinStatusAsText) {
+		// Defect: the segment is classified as text by its first character.
+		throttled, server = false, strconv.Itoa(status)[0] == '5'
+	}
+	if dc.on(DefTwin5xxGivesUp) {
+		server = false
+	}
+	if !throttled && !server {
+		return 0, false
+	}
+	if dc.on(DefTwinRetryImmediately) {
+		return 0, true
+	}
+	d := backoff(cc, try)
+	if throttled && !dc.on(DefTwin429NormalBackoff) {
+		d = max(d, min(throttledMinBackoff, cc.retryMax))
+	}
+	return d, true
+}
+
+// twinAwaitRetrying waits for the answer to p and, while it is 429 or 5xx,
+// sends the request again (fresh $rid, current connection) after
+// twinRetryDelay, at most twinRetryAttempts tries in all (TWIN-005). It
+// returns the last answer.
+func (dc *deviceClient) twinAwaitRetrying(ctx context.Context, cc connConfig, p *pendingTwin, topicOf func(string) string, body []byte) (twinResp, *agentproto.Error) {
+	for try := 1; ; try++ {
+		r, err := dc.twinAwait(ctx, p, cc.twinTimeout)
+		if err != nil || try >= twinRetryAttempts {
+			return r, err
+		}
+		d, retry := dc.twinRetryDelay(cc, r.status, try)
+		if !retry {
+			return r, nil
+		}
+		dc.fw.logf("W", "twin request $rid=%s answered %d; retrying in %s", p.rid, r.status, d.Round(time.Millisecond))
+		if !sleepCtx(ctx, d) {
+			return r, nil
+		}
+		c := dc.current()
+		if c == nil {
+			return r, agentproto.Errorf(agentproto.ErrNotConnected, "no hub connection for the retry of $rid=%s", p.rid)
+		}
+		if p, err = dc.twinPublish(c, topicOf, body); err != nil {
+			return r, err
 		}
 	}
 }

@@ -469,7 +469,7 @@ func (dc *deviceClient) twinGetOp(ctx context.Context) (any, *agentproto.Error) 
 	if err != nil {
 		return nil, err
 	}
-	r, err := dc.twinAwait(ctx, p, cc.twinTimeout)
+	r, err := dc.twinAwaitRetrying(ctx, cc, p, iothub.TwinGetTopic, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -524,7 +524,7 @@ func (dc *deviceClient) report(ctx context.Context, patch map[string]any) (any, 
 		dc.forget(p.rid)
 		return agentproto.ReportResult{Status: 204}, nil
 	}
-	r, err := dc.twinAwait(ctx, p, cc.twinTimeout)
+	r, err := dc.twinAwaitRetrying(ctx, cc, p, iothub.TwinReportedTopic, body)
 	if err != nil {
 		return nil, err
 	}

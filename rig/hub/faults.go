@@ -39,7 +39,16 @@ type faultState struct {
 	mu     sync.Mutex
 	refuse map[string]refusal // by ClientID; "" applies to every identity
 	silent map[string]bool    // by ClientID
-	timers []*time.Timer
+	// twinFail: the next twin requests of an identity answered with an
+	// error status (TWIN-005), by ClientID.
+	twinFail map[string]twinFailure
+	timers   []*time.Timer
+}
+
+// twinFailure is a pending FailTwinRequests fault.
+type twinFailure struct {
+	status int
+	left   int
 }
 
 // RefuseConnects makes the hub answer CONNECTs from id (or everyone, when
@@ -68,6 +77,52 @@ func (h *Hub) RefuseConnects(id iothub.Identity, returnCode byte, d time.Duratio
 	h.faults.mu.Unlock()
 	h.trace.add(Entry{ClientID: id.ClientID(), Dir: DirEvent, Type: EventFault,
 		Reason: fmt.Sprintf("refusing CONNECT with return code %d for %s", returnCode, d)})
+}
+
+// FailTwinRequests makes the hub answer the next n twin requests of id (GET
+// and reported PATCH alike, on any connection) with status on
+// $iothub/twin/res/{status}/?$rid={rid}, as IoT Hub does when it throttles
+// (429) or fails internally (500, 503): the twin is not changed and the
+// body is an IoT Hub error object. Status must be 4xx or 5xx; n <= 0 clears
+// the fault. TWIN-005 specs (and RECON-003 for 429) use it: the reference
+// hub's throttling (Limits.TwinOpsPerSecond) cannot be switched on for one
+// identity at run time.
+func (h *Hub) FailTwinRequests(id iothub.Identity, status int, n int) error {
+	if status < 400 || status > 599 {
+		return fmt.Errorf("FailTwinRequests: status %d is not an error status (4xx or 5xx)", status)
+	}
+	h.faults.mu.Lock()
+	if h.faults.twinFail == nil {
+		h.faults.twinFail = map[string]twinFailure{}
+	}
+	if n > 0 {
+		h.faults.twinFail[id.ClientID()] = twinFailure{status: status, left: n}
+	} else {
+		delete(h.faults.twinFail, id.ClientID())
+	}
+	h.faults.mu.Unlock()
+	h.trace.add(Entry{ClientID: id.ClientID(), Dir: DirEvent, Type: EventFault, Requirement: "TWIN-005",
+		Reason: fmt.Sprintf("answering the next %d twin requests with status %d", max(n, 0), status)})
+	return nil
+}
+
+// twinFault takes one pending FailTwinRequests answer for c's identity: the
+// status and how many remain after this one.
+func (h *Hub) twinFault(c *conn) (status, left int, ok bool) {
+	key := c.identity.ClientID()
+	h.faults.mu.Lock()
+	defer h.faults.mu.Unlock()
+	f, ok := h.faults.twinFail[key]
+	if !ok {
+		return 0, 0, false
+	}
+	f.left--
+	if f.left <= 0 {
+		delete(h.faults.twinFail, key)
+	} else {
+		h.faults.twinFail[key] = f
+	}
+	return f.status, f.left, true
 }
 
 // connectFault reports an active refusal for id.

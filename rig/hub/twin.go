@@ -54,13 +54,32 @@ func (h *Hub) twinReply(c *conn, status int, rid string, version int64, hasVersi
 	_ = h.send(c, publishPacket(topic, body, twinQoS, 0, false))
 }
 
+// twinFailed answers a twin request with the status of a pending
+// FailTwinRequests fault (TWIN-005), leaving the twin unchanged; false when
+// no fault is pending. The body is an IoT Hub error object (429001
+// ThrottlingException, 500001 ServerError, 503001 ServiceUnavailable, …).
+func (h *Hub) twinFailed(c *conn, what, rid string) bool {
+	status, left, ok := h.twinFault(c)
+	if !ok {
+		return false
+	}
+	h.fault(c, "TWIN-005", fmt.Sprintf("%s $rid=%s answered %d by fault injection (%d more)", what, rid, status, left))
+	body, _ := json.Marshal(map[string]any{"errorCode": status*1000 + 1, "message": fmt.Sprintf("%s failed with status %d (fault injection)", what, status)})
+	h.twinReply(c, status, rid, 0, false, body)
+	return true
+}
+
 func (h *Hub) twinThrottled(c *conn) bool {
 	return c.twinLimit != nil && !c.twinLimit.Allow()
 }
 
 // twinGet answers $iothub/twin/GET (TWIN-002, TWIN-004): 200 with the
-// device view of the twin, 429 when throttled (TWIN-005).
+// device view of the twin, 429 when throttled, or the status of a
+// FailTwinRequests fault (TWIN-005).
 func (h *Hub) twinGet(c *conn, rid string) {
+	if h.twinFailed(c, "twin GET", rid) {
+		return
+	}
 	if h.twinThrottled(c) {
 		h.fault(c, "TWIN-005", "twin GET throttled: 429")
 		h.twinReply(c, 429, rid, 0, false, nil)
@@ -79,8 +98,12 @@ func (h *Hub) twinGet(c *conn, rid string) {
 
 // twinReported applies a reported-properties PATCH (TWIN-006..016): 204 with
 // the new version, 400 for a body that is not a valid patch or would grow
-// the section past 8 KB, 429 when throttled.
+// the section past 8 KB, 429 when throttled, or the status of a
+// FailTwinRequests fault (TWIN-005; the patch is then not applied).
 func (h *Hub) twinReported(c *conn, rid string, body []byte) {
+	if h.twinFailed(c, "reported PATCH", rid) {
+		return
+	}
 	if h.twinThrottled(c) {
 		h.fault(c, "TWIN-005", "reported PATCH throttled: 429")
 		h.twinReply(c, 429, rid, 0, false, nil)
