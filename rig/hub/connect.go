@@ -237,7 +237,14 @@ func (h *Hub) authenticate(c *conn, pk packets.Packet) (packets.Code, string, st
 		hc.idleLimit.Store(int64(time.Duration(c.keepAlive) * 1500 * time.Millisecond))
 	}
 	if code, reason, ok := h.connectFault(id); ok {
-		return code, reason, "RECON-003"
+		// Server unavailable (3) is throttling, whose retry spacing RECON-003
+		// judges; an authentication refusal (4, 5) is final for the device
+		// until something changes (RECON-004).
+		req := "RECON-003"
+		if code == packets.ErrMalformedUsername || code == packets.ErrBadUsernameOrPassword {
+			req = "RECON-004"
+		}
+		return code, reason, req
 	}
 	if !pk.Connect.UsernameFlag {
 		return packets.ErrMalformedUsername, "no Username; IoT Hub needs {host}/{deviceId}/?api-version=...", "CONN-006"
