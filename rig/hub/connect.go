@@ -1,7 +1,6 @@
 package hub
 
 import (
-	"bytes"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -90,19 +89,29 @@ type hooks struct {
 
 func (k *hooks) ID() string { return "hilrun-iothub" }
 
-func (k *hooks) Provides(b byte) bool {
-	return bytes.Contains([]byte{
+// Provides is asked before every hook call, several times per packet.
+func (k *hooks) Provides(b byte) bool { return provided[b] }
+
+// provided is the set of hook events the hub implements.
+var provided = func() (set [256]bool) {
+	for _, b := range []byte{
 		mqtt.OnConnect, mqtt.OnConnectAuthenticate, mqtt.OnACLCheck, mqtt.OnSessionEstablish,
 		mqtt.OnSessionEstablished, mqtt.OnDisconnect, mqtt.OnPacketRead, mqtt.OnPacketEncode,
 		mqtt.OnPacketProcessed, mqtt.OnSubscribed, mqtt.OnUnsubscribed,
 		mqtt.OnPublish, mqtt.OnWill,
-	}, []byte{b})
-}
+	} {
+		set[b] = true
+	}
+	return set
+}()
 
+// connOf is the hub's state for a mochi client, nil when it has none. Every
+// hook calls it, several times per packet, so it takes no lock.
 func (h *Hub) connOf(cl *mqtt.Client) *conn {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	return h.conns[cl]
+	if v, ok := h.conns.Load(cl); ok {
+		return v.(*conn)
+	}
+	return nil
 }
 
 // redactedPassword describes a CONNECT password without revealing it.
@@ -123,9 +132,7 @@ func (h *Hub) newConn(cl *mqtt.Client, pk packets.Packet) *conn {
 	} else {
 		c.id = h.connSeq.Add(1)
 	}
-	h.mu.Lock()
-	h.conns[cl] = c
-	h.mu.Unlock()
+	h.conns.Store(cl, c)
 	return c
 }
 
@@ -175,11 +182,20 @@ func fillEntry(e *Entry, pk packets.Packet) {
 }
 
 func packetName(t byte) string {
-	if int(t) < len(packets.PacketNames) {
-		return strings.ToUpper(packets.PacketNames[t])
+	if int(t) < len(packetNames) {
+		return packetNames[t]
 	}
 	return fmt.Sprintf("TYPE-%d", t)
 }
+
+// packetNames are the trace names of the 16 MQTT packet types ("PUBLISH"),
+// built once rather than upper-cased for every traced packet.
+var packetNames = func() (names [16]string) {
+	for t := range names {
+		names[t] = strings.ToUpper(packets.PacketNames[byte(t)])
+	}
+	return names
+}()
 
 // OnConnect applies IoT Hub's CONNECT rules (CONN-001..024). A refusal
 // sends the CONNACK return code IoT Hub would use and closes the socket.
@@ -194,9 +210,7 @@ func (k *hooks) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 		h.trace.add(Entry{ConnID: c.id, ClientID: c.clientID, Remote: c.remote, Dir: DirEvent, Type: EventConnRejected,
 			Reason: reason, Requirement: req, ReturnCode: v3Code(code)})
 		_ = h.srv.SendConnack(cl, code, false, nil)
-		h.mu.Lock()
-		delete(h.conns, cl)
-		h.mu.Unlock()
+		h.conns.Delete(cl)
 		return fmt.Errorf("connect refused: %s", reason)
 	}
 	c.authed = true
@@ -503,8 +517,10 @@ func setLinger0(nc net.Conn) {
 func (k *hooks) OnDisconnect(cl *mqtt.Client, err error, expire bool) {
 	h := k.h
 	h.mu.Lock()
-	c := h.conns[cl]
-	delete(h.conns, cl)
+	var c *conn
+	if v, ok := h.conns.LoadAndDelete(cl); ok {
+		c = v.(*conn)
+	}
 	if c != nil && h.active[c.clientID] == c {
 		delete(h.active, c.clientID)
 	}

@@ -116,8 +116,9 @@ type Hub struct {
 
 	infoByConn sync.Map // net.Conn handed to mochi → *connInfo
 
+	conns sync.Map // *mqtt.Client → *conn, read by every hook without h.mu
+
 	mu       sync.Mutex
-	conns    map[*mqtt.Client]*conn
 	active   map[string]*conn // live connection per ClientID (CONN-016)
 	sessions map[string]*session
 	twins    map[string]*twinState
@@ -131,7 +132,9 @@ type Hub struct {
 
 	changedMu sync.Mutex
 	changedCh chan struct{}
-	watched   bool // someone holds changedCh; otherwise notify has nothing to wake
+	// watched: someone holds changedCh; otherwise notify has nothing to
+	// wake. Written under changedMu, read without it by notify's fast path.
+	watched atomic.Bool
 
 	closeOnce sync.Once
 	closed    chan struct{}
@@ -174,7 +177,6 @@ func Start(cfg Config) (*Hub, error) {
 		cfg:       cfg,
 		log:       log,
 		reg:       newRegistry(),
-		conns:     map[*mqtt.Client]*conn{},
 		active:    map[string]*conn{},
 		sessions:  map[string]*session{},
 		twins:     map[string]*twinState{},
@@ -360,13 +362,20 @@ func (h *Hub) SetTLSVersions(min, max uint16) {
 
 // notify wakes everyone waiting for hub state to change.
 // Every traced packet notifies, so the common case (nobody waiting) must
-// not allocate.
+// neither allocate nor take a lock that every connection contends for.
+// The unlocked check cannot miss a waiter: waitFor sets watched before it
+// evaluates its condition, and the state change that precedes notify is
+// made under the lock the condition reads it with, so either the
+// condition sees the change or this load sees watched set.
 func (h *Hub) notify() {
+	if !h.watched.Load() {
+		return
+	}
 	h.changedMu.Lock()
-	if h.watched {
+	if h.watched.Load() {
 		close(h.changedCh)
 		h.changedCh = make(chan struct{})
-		h.watched = false
+		h.watched.Store(false)
 	}
 	h.changedMu.Unlock()
 }
@@ -374,7 +383,7 @@ func (h *Hub) notify() {
 func (h *Hub) changed() <-chan struct{} {
 	h.changedMu.Lock()
 	defer h.changedMu.Unlock()
-	h.watched = true
+	h.watched.Store(true)
 	return h.changedCh
 }
 

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
@@ -158,7 +159,7 @@ func (k *hooks) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, e
 				h.fault(c, "LIMITS-001", "telemetry rate above the identity's throttle; hub disconnects")
 				h.closeConn(c, "telemetry throttled: rate above the configured limit", "LIMITS-001", false)
 			})
-			return pk, packets.CodeSuccessIgnore
+			return pk, errSuccessIgnore
 		}
 		props := append(iothub.PropertyBag(nil), t.Properties...)
 		if retained {
@@ -172,15 +173,21 @@ func (k *hooks) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, e
 			h.faultFromTelemetry(c, props)
 		}
 	case iothub.TopicTwinGet:
-		c.afterAck = append(c.afterAck, func() { h.twinGet(c, t.RID) })
+		rid := t.RID // not t: a closure capturing t would move every PUBLISH's Topic to the heap
+		c.afterAck = append(c.afterAck, func() { h.twinGet(c, rid) })
 	case iothub.TopicTwinReported:
+		rid := t.RID
 		body := append([]byte(nil), pk.Payload...)
-		c.afterAck = append(c.afterAck, func() { h.twinReported(c, t.RID, body) })
+		c.afterAck = append(c.afterAck, func() { h.twinReported(c, rid, body) })
 	case iothub.TopicMethodResponse:
 		h.methodResponse(c, t, pk.Payload)
 	}
-	return pk, packets.CodeSuccessIgnore
+	return pk, errSuccessIgnore
 }
+
+// errSuccessIgnore is packets.CodeSuccessIgnore converted to an error once:
+// converting the struct on every return allocates.
+var errSuccessIgnore error = packets.CodeSuccessIgnore
 
 // OnPacketProcessed runs after mochi answered a packet (PUBACK, SUBACK), so
 // replies the hub queued follow the acknowledgement, and C2D starts only
@@ -282,47 +289,62 @@ func (k *hooks) OnPacketEncode(cl *mqtt.Client, pk packets.Packet) packets.Packe
 		e.ClientID, e.Remote = cl.ID, cl.Net.Remote
 	}
 	fillEntry(&e, pk)
-	if b := encodeForTrace(pk); b != nil {
-		if pk.FixedHeader.Type != packets.Publish {
-			e.Raw = b
-		} else if n := len(b) - len(pk.Payload); n > 0 && n <= len(b) {
-			e.Raw = b[:n:n] // header and topic; the payload is in Payload
-		}
-	}
+	e.Raw = encodeForTrace(pk)
 	h.trace.add(e)
 	return pk
 }
 
-// encodeForTrace encodes an outbound packet as WritePacket will.
+// traceBufs holds encode buffers for encodeForTrace, so tracing an outbound
+// packet allocates only the bytes it keeps.
+var traceBufs = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
+// encodeForTrace encodes an outbound packet as WritePacket will and returns
+// the bytes the trace keeps (Entry.Raw): the whole packet, or for a PUBLISH
+// its header and topic (the payload is in Entry.Payload). nil when the type
+// is not traced as bytes or encoding fails.
 func encodeForTrace(pk packets.Packet) []byte {
-	var buf bytes.Buffer
+	buf := traceBufs.Get().(*bytes.Buffer)
+	defer func() {
+		if buf.Cap() <= 64*1024 { // don't pin a large PUBLISH's buffer
+			buf.Reset()
+			traceBufs.Put(buf)
+		}
+	}()
 	var err error
 	switch pk.FixedHeader.Type {
 	case packets.Connack:
-		err = pk.ConnackEncode(&buf)
+		err = pk.ConnackEncode(buf)
 	case packets.Publish:
-		err = pk.PublishEncode(&buf)
+		err = pk.PublishEncode(buf)
 	case packets.Puback:
-		err = pk.PubackEncode(&buf)
+		err = pk.PubackEncode(buf)
 	case packets.Pubrec:
-		err = pk.PubrecEncode(&buf)
+		err = pk.PubrecEncode(buf)
 	case packets.Pubrel:
-		err = pk.PubrelEncode(&buf)
+		err = pk.PubrelEncode(buf)
 	case packets.Pubcomp:
-		err = pk.PubcompEncode(&buf)
+		err = pk.PubcompEncode(buf)
 	case packets.Suback:
-		err = pk.SubackEncode(&buf)
+		err = pk.SubackEncode(buf)
 	case packets.Unsuback:
-		err = pk.UnsubackEncode(&buf)
+		err = pk.UnsubackEncode(buf)
 	case packets.Pingresp:
-		err = pk.PingrespEncode(&buf)
+		err = pk.PingrespEncode(buf)
 	default:
 		return nil
 	}
 	if err != nil {
 		return nil
 	}
-	return buf.Bytes()
+	b := buf.Bytes()
+	if pk.FixedHeader.Type == packets.Publish {
+		n := len(b) - len(pk.Payload)
+		if n <= 0 || n > len(b) {
+			return nil
+		}
+		b = b[:n]
+	}
+	return bytes.Clone(b)
 }
 
 // send writes a hub-originated packet to a device connection.

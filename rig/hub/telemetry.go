@@ -29,7 +29,7 @@ type telemetryStore struct {
 	mu    sync.Mutex
 	limit int
 	seq   uint64
-	msgs  []Message
+	msgs  chunkLog[Message]
 }
 
 func newTelemetryStore(limit int) *telemetryStore { return &telemetryStore{limit: limit} }
@@ -37,13 +37,18 @@ func newTelemetryStore(limit int) *telemetryStore { return &telemetryStore{limit
 func (s *telemetryStore) add(m Message) Message {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.msgs.needChunk() {
+		s.mu.Unlock()
+		c := newChunk[Message]()
+		s.mu.Lock()
+		s.msgs.addChunk(c)
+	}
 	s.seq++
 	m.Seq = s.seq
-	if s.limit > 0 && len(s.msgs) >= s.limit {
-		n := max(1, s.limit/10)
-		s.msgs = append(s.msgs[:0], s.msgs[n:]...)
+	if s.limit > 0 && s.msgs.len() >= s.limit {
+		s.msgs.dropFront(max(1, s.limit/10))
 	}
-	s.msgs = append(s.msgs, m)
+	s.msgs.push(m)
 	return m
 }
 
@@ -51,11 +56,11 @@ func (s *telemetryStore) list(match func(*Message) bool) []Message {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var out []Message
-	for i := range s.msgs {
-		if match == nil || match(&s.msgs[i]) {
-			out = append(out, s.msgs[i])
+	s.msgs.each(func(m *Message) {
+		if match == nil || match(m) {
+			out = append(out, *m)
 		}
-	}
+	})
 	return out
 }
 

@@ -102,7 +102,7 @@ type Trace struct {
 	mu      sync.Mutex
 	start   time.Time
 	limit   int
-	entries []Entry
+	entries chunkLog[Entry]
 	dropped uint64
 	seq     uint64
 	notify  func()
@@ -118,20 +118,26 @@ func (t *Trace) add(e Entry) {
 		e.Payload = e.Payload[:maxTracePayload:maxTracePayload]
 	}
 	t.mu.Lock()
+	if t.entries.needChunk() {
+		t.mu.Unlock()
+		c := newChunk[Entry]()
+		t.mu.Lock()
+		t.entries.addChunk(c)
+	}
 	t.seq++
 	e.Seq = t.seq
 	e.Time = now
 	e.Mono = now.Sub(t.start)
-	if t.limit > 0 && len(t.entries) >= t.limit {
-		// Drop the oldest tenth in one go so appends stay amortised O(1).
+	if t.limit > 0 && t.entries.len() >= t.limit {
+		// Drop the oldest tenth in one go.
 		n := t.limit / 10
 		if n == 0 {
 			n = 1
 		}
 		t.dropped += uint64(n)
-		t.entries = append(t.entries[:0], t.entries[n:]...)
+		t.entries.dropFront(n)
 	}
-	t.entries = append(t.entries, e)
+	t.entries.push(e)
 	t.mu.Unlock()
 	if t.notify != nil {
 		t.notify()
@@ -147,12 +153,12 @@ func (t *Trace) AddExternal(e Entry) { t.add(e) }
 func (t *Trace) Entries(match func(*Entry) bool) []Entry {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	out := make([]Entry, 0, len(t.entries))
-	for i := range t.entries {
-		if match == nil || match(&t.entries[i]) {
-			out = append(out, t.entries[i])
+	out := make([]Entry, 0, t.entries.len())
+	t.entries.each(func(e *Entry) {
+		if match == nil || match(e) {
+			out = append(out, *e)
 		}
-	}
+	})
 	return out
 }
 
