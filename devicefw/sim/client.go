@@ -148,6 +148,7 @@ type deviceClient struct {
 	cert certClientState // defects_cert.go
 	tls  tlsClientState  // defects_tls.go
 	toks tokenCache      // defects_tokens.go
+	mods moduleState     // defects_modules.go
 }
 
 func newDeviceClient(fw *Firmware) *deviceClient {
@@ -193,6 +194,7 @@ func (dc *deviceClient) emit(name string, data any) {
 
 // snapshot reads the configuration for one attempt.
 func (dc *deviceClient) snapshot() (connConfig, *agentproto.Error) {
+	moduleID := dc.moduleIDOf() // before the NVS lock (lock order: client, then NVS)
 	n := dc.fw.nvs
 	n.mu.Lock()
 	defer n.mu.Unlock()
@@ -227,7 +229,7 @@ func (dc *deviceClient) snapshot() (connConfig, *agentproto.Error) {
 	if cc.plainAddr == "" {
 		cc.plainAddr = net.JoinHostPort(cc.host, "1883")
 	}
-	cc.id = iothub.Identity{DeviceID: c.Identity.DeviceID, ModuleID: c.Identity.ModuleID}
+	cc.id = iothub.Identity{DeviceID: c.Identity.DeviceID, ModuleID: moduleID(c.Identity.ModuleID)}
 	cc.authType, cc.key = c.Auth.Type, c.Auth.Key
 	cc.ttl = time.Duration(c.Auth.TokenTTL) * time.Second
 	if cc.ttl <= 0 {
@@ -462,6 +464,7 @@ func (dc *deviceClient) loop(s *session) {
 		// reported and before operations may use the connection, so no
 		// twin request precedes the SUBSCRIBE (TWIN-001).
 		get := dc.afterConnect(s, c, cc, session)
+		dc.moduleSecondConnection(s, cc) // MOD-007
 		dc.mu.Lock()
 		dc.connects++
 		dc.cur = c
@@ -582,6 +585,7 @@ func (dc *deviceClient) username(cc connConfig) string {
 		extra.Set("model-id", cc.modelID)
 	}
 	u := iothub.FormatUsername(cc.host, cc.id, iothub.DefaultAPIVersion, extra)
+	u = dc.moduleUsername(cc, u, extra) // MOD-002
 	if dc.on(DefUsernameNoHost) {
 		u = strings.TrimPrefix(u, cc.host+"/")
 	}
@@ -602,7 +606,7 @@ func (dc *deviceClient) token(cc connConfig) (string, time.Time, error) {
 	if dc.on(DefTokenWrongKey) {
 		key = wrongKey(key)
 	}
-	tok, err := iothub.NewSASToken(dc.resourceURI(cc), key, exp, "")
+	tok, err := iothub.NewSASToken(dc.moduleResource(cc, dc.resourceURI(cc)), key, exp, "")
 	return tok, time.Unix(exp.Unix(), 0), err
 }
 
@@ -760,6 +764,7 @@ func (dc *deviceClient) afterConnect(s *session, c *conn, cc connConfig, session
 			filters[iothub.C2DFilter(cc.id.DeviceID)] = 1 // modules have none (MOD-010)
 		}
 		dc.extraFilters(filters)
+		dc.moduleFilters(cc, filters) // MOD-005, MOD-009, MOD-010
 		tok := c.cli.SubscribeMultiple(filters, nil)
 		// A connection lost before its SUBACK must not hold the client for
 		// the whole SUBACK timeout (close and reconnect wait on this).

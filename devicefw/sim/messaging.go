@@ -373,9 +373,10 @@ func (dc *deviceClient) sendTelemetry(ctx context.Context, a agentproto.Telemetr
 	if c == nil {
 		return nil, agentproto.Errorf(agentproto.ErrNotConnected, "no hub connection (state %s)", dc.status().State)
 	}
-	topic := iothub.TelemetryTopic(cc.id, bag)
+	telID := dc.telemetryIdentity(cc.id) // MOD-004
+	topic := iothub.TelemetryTopic(telID, bag)
 	if raw {
-		topic = iothub.TelemetryTopic(cc.id, nil) + rawBag(bag)
+		topic = iothub.TelemetryTopic(telID, nil) + rawBag(bag)
 	}
 	if wrongTopic {
 		topic = strings.Replace(topic, "/messages/events/", "/messages/event/", 1)

@@ -398,6 +398,14 @@ func (h *Hub) checkSAS(c *conn, dev Device, tok iothub.SASToken) (packets.Code, 
 	if strings.Contains(tok.Resource, "/") {
 		h.warn(c, "CONN-008", "sr is not URL-encoded")
 	}
+	// A module signs with its own key for its own resource (MOD-003). A
+	// broader sr that verified with the module key is accepted here as
+	// ResourceCovers allows it, but noted as the deviation it is.
+	if id.IsModule() && tok.KeyName == "" {
+		if _, path, _ := strings.Cut(sr, "/"); path != strings.TrimPrefix(iothub.DeviceResourceURI(h.cfg.Host, id), h.cfg.Host+"/") {
+			h.warn(c, "MOD-003", fmt.Sprintf("module token's sr %q is not the module resource", sr))
+		}
+	}
 	c.auth = method
 	c.sasExpiry = tok.ExpiresAt()
 	return packets.CodeSuccess, "", ""

@@ -411,3 +411,38 @@ func TestWillOnHubSideDrop(t *testing.T) {
 		t.Fatalf("%d Will messages for %d drops: each must fire exactly once", n, rounds)
 	}
 }
+
+// TestModuleTokenScope: a module token signed with the module key but with
+// the parent device's sr is accepted (its sr covers the module) and noted as
+// a MOD-003 deviation; the module's own sr is not.
+func TestModuleTokenScope(t *testing.T) {
+	h := hubtest.Start(t)
+	m := h.AddSASDevice("parent/mod1")
+	key := m.Authentication.SymmetricKey.PrimaryKey
+	id := iothub.Identity{DeviceID: "parent", ModuleID: "mod1"}
+	deviceScoped, err := iothub.NewSASToken(iothub.DeviceResourceURI(h.Host(), iothub.Identity{DeviceID: "parent"}), key, time.Now().Add(time.Hour), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		name string
+		d    hubtest.Device
+		warn bool
+	}{
+		{"module resource", hubtest.Device{Identity: id, Key: key}, false},
+		{"parent device resource", hubtest.Device{Identity: id, Password: deviceScoped}, true},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			from := h.Trace().LastSeq()
+			if got := connack(t, h, c.d); got != 0 {
+				t.Fatalf("CONNACK %d, want 0\n%s", got, h.TraceSummary(id.ClientID()))
+			}
+			warned := len(h.Trace().Entries(func(e *hub.Entry) bool {
+				return e.Seq > from && e.Type == hub.EventWarning && e.Requirement == "MOD-003"
+			})) > 0
+			if warned != c.warn {
+				t.Fatalf("MOD-003 warning %v, want %v\n%s", warned, c.warn, h.TraceSummary(id.ClientID()))
+			}
+		})
+	}
+}
