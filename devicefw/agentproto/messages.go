@@ -224,8 +224,10 @@ type TelemetryArgs struct {
 	Properties  map[string]string `json:"props,omitempty"` // application properties
 	MessageID   string            `json:"messageId,omitempty"`
 	ContentType string            `json:"contentType,omitempty"`
-	QoS         *int              `json:"qos,omitempty"`
-	Wait        bool              `json:"wait,omitempty"` // respond only after PUBACK (QoS 1)
+	// CreationTime asks the device to stamp $.ctime, its RTC time in UTC (TEL-012).
+	CreationTime bool `json:"ctime,omitempty"`
+	QoS          *int `json:"qos,omitempty"`
+	Wait         bool `json:"wait,omitempty"` // respond only after PUBACK (QoS 1)
 }
 
 // Gen asks for a generated payload of Size bytes from Seed, so large

@@ -195,6 +195,7 @@ func (dc *deviceClient) emit(name string, data any) {
 // snapshot reads the configuration for one attempt.
 func (dc *deviceClient) snapshot() (connConfig, *agentproto.Error) {
 	moduleID := dc.moduleIDOf() // before the NVS lock (lock order: client, then NVS)
+	deviceID := dc.deviceIDOf() // likewise (CONN-024)
 	n := dc.fw.nvs
 	n.mu.Lock()
 	defer n.mu.Unlock()
@@ -229,7 +230,7 @@ func (dc *deviceClient) snapshot() (connConfig, *agentproto.Error) {
 	if cc.plainAddr == "" {
 		cc.plainAddr = net.JoinHostPort(cc.host, "1883")
 	}
-	cc.id = iothub.Identity{DeviceID: c.Identity.DeviceID, ModuleID: moduleID(c.Identity.ModuleID)}
+	cc.id = iothub.Identity{DeviceID: deviceID(c.Identity.DeviceID), ModuleID: moduleID(c.Identity.ModuleID)}
 	cc.authType, cc.key = c.Auth.Type, c.Auth.Key
 	cc.ttl = time.Duration(c.Auth.TokenTTL) * time.Second
 	if cc.ttl <= 0 {
@@ -741,6 +742,9 @@ func (dc *deviceClient) afterConnect(s *session, c *conn, cc connConfig, session
 	if dc.on(DefNoResubscribe) && s.connects > 1 {
 		needSub = false
 	}
+	if dc.on(DefCleanNoResubscribe) && cc.clean && s.connects > 1 {
+		needSub = false // defect: subscriptions taken as client state (CONN-017)
+	}
 	doResync := !(dc.on(DefNoTwinResync) && s.connects > 1)
 	var get *pendingTwin
 	if doResync && dc.on(DefTwinGetBeforeSub) {
@@ -930,13 +934,17 @@ func (dc *deviceClient) forgetLocked(rid string) {
 func (dc *deviceClient) twinAwait(ctx context.Context, p *pendingTwin, timeout time.Duration) (twinResp, *agentproto.Error) {
 	t := time.NewTimer(timeout)
 	defer t.Stop()
+	expired := t.C
+	if dc.on(DefTwinWaitForever) {
+		expired = nil // defect: no limit on the wait (TWIN-019)
+	}
 	select {
 	case r := <-p.ch:
 		if r.err != nil {
 			return r, agentproto.Errorf(agentproto.ErrNotConnected, "twin request $rid=%s: %v", p.rid, r.err)
 		}
 		return r, nil
-	case <-t.C:
+	case <-expired:
 		dc.forget(p.rid)
 		return twinResp{}, agentproto.Errorf(agentproto.ErrTimeout, "no twin response for $rid=%s within %s", p.rid, timeout)
 	case <-ctx.Done():

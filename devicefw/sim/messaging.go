@@ -62,6 +62,13 @@ func (dc *deviceClient) onC2D(c *conn, m paho.Message, t iothub.Topic) {
 	if d.on(DefC2DTruncate) && len(payload) > c2dTruncateBytes {
 		payload = payload[:c2dTruncateBytes] // defect: fixed receive buffer
 	}
+	if d.on(DefC2DUnparsableNotAcked) && !json.Valid(payload) {
+		// Defect: the handler fails to parse the payload and returns before
+		// the acknowledgement (C2D-005).
+		dc.mu.Unlock()
+		dc.fw.logf("W", "C2D payload is not JSON; message dropped")
+		return
+	}
 	props := t.Properties.Map()
 	if d.on(DefC2DBagNotDecoded) {
 		props = rawBagMap(m.Topic())
@@ -357,9 +364,16 @@ func (dc *deviceClient) sendTelemetry(ctx context.Context, a agentproto.Telemetr
 		bag = append(bag, iothub.Property{Name: iothub.PropContentType, Value: a.ContentType},
 			iothub.Property{Name: iothub.PropContentEncoding, Value: "utf-8"})
 	}
+	if a.CreationTime {
+		bag = append(bag, iothub.Property{Name: iothub.PropCreationTime, Value: creationTime(dc.fw.rtc.Now(), dc.on(DefCtimeLocalTime))}) // TEL-012
+	}
 	for _, k := range sortedKeys(a.Properties) {
 		bag = append(bag, iothub.Property{Name: k, Value: a.Properties[k]})
 	}
+	if n1, n2 := caseDuplicate(bag); n1 != "" && !dc.on(DefPropDuplicateCase) {
+		return nil, agentproto.Errorf(agentproto.ErrBadArgs, "properties %q and %q are equal ignoring case; IoT Hub keeps only one (TEL-007)", n1, n2)
+	}
+	bag = dc.telPropDefectBag(bag, cc.id, dc.on(DefJSONNoEncoding), dc.on(DefPropBadChars), dc.on(DefSpoofHubProperties))
 	size := iothub.MessageSize(payload, bag)
 	dc.mu.Lock()
 	d := dc.fw.defects
