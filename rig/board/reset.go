@@ -59,41 +59,47 @@ func (r ClassicResetter) durations() (time.Duration, time.Duration) {
 // HardReset implements Resetter: RTS asserted (EN low) for Hold, released.
 func (r ClassicResetter) HardReset(ctx context.Context) error {
 	hold, _ := r.durations()
-	steps := []lineStep{{rts: ptr(true)}, {wait: hold}, {rts: ptr(false)}}
-	return r.run(ctx, steps)
+	return RunLineSteps(ctx, r.Lines, []LineStep{RTS(true), Wait(hold), RTS(false)})
 }
 
 // EnterBootloader implements Resetter with esptool's sequence
 // "D0|R1|W0.1|D1|R0|W0.05|D0".
 func (r ClassicResetter) EnterBootloader(ctx context.Context) error {
 	hold, settle := r.durations()
-	steps := []lineStep{
-		{dtr: ptr(false)}, {rts: ptr(true)}, {wait: hold},
-		{dtr: ptr(true)}, {rts: ptr(false)}, {wait: settle},
-		{dtr: ptr(false)},
-	}
-	return r.run(ctx, steps)
+	return RunLineSteps(ctx, r.Lines, []LineStep{
+		DTR(false), RTS(true), Wait(hold),
+		DTR(true), RTS(false), Wait(settle),
+		DTR(false),
+	})
 }
 
-type lineStep struct {
-	dtr, rts *bool
-	wait     time.Duration
+// LineStep is one step of a reset sequence in esptool's notation: set DTR
+// ('D') or RTS ('R') to V, or wait ('W') for D.
+type LineStep struct {
+	Line byte
+	V    bool
+	D    time.Duration
 }
 
-func ptr(b bool) *bool { return &b }
+// DTR, RTS and Wait build LineSteps.
+func DTR(v bool) LineStep           { return LineStep{Line: 'D', V: v} }
+func RTS(v bool) LineStep           { return LineStep{Line: 'R', V: v} }
+func Wait(d time.Duration) LineStep { return LineStep{Line: 'W', D: d} }
 
-func (r ClassicResetter) run(ctx context.Context, steps []lineStep) error {
+// RunLineSteps drives a reset sequence on l. A port without modem lines (a
+// pseudo-terminal: ENOTTY) ends it with ErrResetUnsupported.
+func RunLineSteps(ctx context.Context, l ModemLines, steps []LineStep) error {
 	for _, s := range steps {
 		var err error
-		switch {
-		case s.dtr != nil:
-			err = r.Lines.SetDTR(*s.dtr)
-		case s.rts != nil:
-			err = r.Lines.SetRTS(*s.rts)
+		switch s.Line {
+		case 'D':
+			err = l.SetDTR(s.V)
+		case 'R':
+			err = l.SetRTS(s.V)
 		default:
 			// The hold times are the electrical contract of the reset
 			// circuit, not synchronisation: there is nothing to wait on.
-			t := time.NewTimer(s.wait)
+			t := time.NewTimer(s.D)
 			select {
 			case <-ctx.Done():
 				t.Stop()
@@ -110,7 +116,7 @@ func (r ClassicResetter) run(ctx context.Context, steps []lineStep) error {
 
 // modemError maps "this port has no modem lines" to ErrResetUnsupported.
 func modemError(err error) error {
-	if errors.Is(err, unix.ENOTTY) || errors.Is(err, unix.EINVAL) {
+	if errors.Is(err, unix.ENOTTY) || errors.Is(err, unix.EINVAL) || errors.Is(err, errors.ErrUnsupported) {
 		return fmt.Errorf("%w (%v): use a board profile with another reset method, or reset the board by hand", ErrResetUnsupported, err)
 	}
 	return fmt.Errorf("board: reset lines: %w", err)

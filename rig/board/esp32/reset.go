@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/hilrun/hilrun/rig/board"
 )
 
@@ -57,13 +55,13 @@ func (r ClassicReset) durations() (hold, delay time.Duration) {
 // a chip left in download mode boots the application).
 func (r ClassicReset) RunMode(ctx context.Context, l Lines) error {
 	hold, _ := r.durations()
-	return runSteps(ctx, l, []step{dtr(false), rts(true), wait(hold), rts(false)})
+	return runSteps(ctx, l, []board.LineStep{board.DTR(false), board.RTS(true), board.Wait(hold), board.RTS(false)})
 }
 
 // Bootloader implements ResetStrategy.
 func (r ClassicReset) Bootloader(ctx context.Context, l Lines) error {
 	hold, delay := r.durations()
-	return runSteps(ctx, l, []step{dtr(false), rts(true), wait(hold), dtr(true), rts(false), wait(delay), dtr(false)})
+	return runSteps(ctx, l, []board.LineStep{board.DTR(false), board.RTS(true), board.Wait(hold), board.DTR(true), board.RTS(false), board.Wait(delay), board.DTR(false)})
 }
 
 // USBJTAGReset is esptool's USBJTAGSerialReset for chips on their own
@@ -93,18 +91,18 @@ func (r USBJTAGReset) durations() (step, hold time.Duration) {
 // RunMode implements ResetStrategy: "D0|R1|W0.2|R0|W0.2".
 func (r USBJTAGReset) RunMode(ctx context.Context, l Lines) error {
 	_, hold := r.durations()
-	return runSteps(ctx, l, []step{dtr(false), rts(true), wait(hold), rts(false), wait(hold)})
+	return runSteps(ctx, l, []board.LineStep{board.DTR(false), board.RTS(true), board.Wait(hold), board.RTS(false), board.Wait(hold)})
 }
 
 // Bootloader implements ResetStrategy:
 // "R0|D0|W0.1|D1|R0|W0.1|R1|D0|R1|W0.1|D0|R0".
 func (r USBJTAGReset) Bootloader(ctx context.Context, l Lines) error {
 	s, _ := r.durations()
-	return runSteps(ctx, l, []step{
-		rts(false), dtr(false), wait(s),
-		dtr(true), rts(false), wait(s),
-		rts(true), dtr(false), rts(true), wait(s),
-		dtr(false), rts(false),
+	return runSteps(ctx, l, []board.LineStep{
+		board.RTS(false), board.DTR(false), board.Wait(s),
+		board.DTR(true), board.RTS(false), board.Wait(s),
+		board.RTS(true), board.DTR(false), board.RTS(true), board.Wait(s),
+		board.DTR(false), board.RTS(false),
 	})
 }
 
@@ -116,46 +114,12 @@ func StrategyFor(b Bridge) ResetStrategy {
 	return ClassicReset{}
 }
 
-type step struct {
-	line byte // 'D', 'R' or 'W'
-	v    bool
-	d    time.Duration
-}
-
-func dtr(v bool) step           { return step{line: 'D', v: v} }
-func rts(v bool) step           { return step{line: 'R', v: v} }
-func wait(d time.Duration) step { return step{line: 'W', d: d} }
-
-func runSteps(ctx context.Context, l Lines, steps []step) error {
-	for _, s := range steps {
-		var err error
-		switch s.line {
-		case 'D':
-			err = l.SetDTR(s.v)
-		case 'R':
-			err = l.SetRTS(s.v)
-		default:
-			// The hold times are the electrical contract of the reset
-			// circuit, not synchronisation: there is nothing to wait on.
-			t := time.NewTimer(s.d)
-			select {
-			case <-ctx.Done():
-				t.Stop()
-				return ctx.Err()
-			case <-t.C:
-			}
-		}
-		if err != nil {
-			return modemError(err)
-		}
+// runSteps drives a sequence with board.RunLineSteps, naming this
+// profile's fix when the port has no modem lines.
+func runSteps(ctx context.Context, l Lines, steps []board.LineStep) error {
+	err := board.RunLineSteps(ctx, l, steps)
+	if errors.Is(err, board.ErrResetUnsupported) {
+		return fmt.Errorf("%w; set reset.command in hilrun.yaml", err)
 	}
-	return nil
-}
-
-// modemError maps "this port has no modem lines" to board.ErrResetUnsupported.
-func modemError(err error) error {
-	if errors.Is(err, unix.ENOTTY) || errors.Is(err, unix.EINVAL) || errors.Is(err, errors.ErrUnsupported) {
-		return fmt.Errorf("%w (%v): set reset.command in hilrun.yaml, or reset the board by hand", board.ErrResetUnsupported, err)
-	}
-	return fmt.Errorf("reset lines: %w", err)
+	return err
 }
