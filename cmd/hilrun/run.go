@@ -122,12 +122,13 @@ func runRun(cmd *cobra.Command, o runOptions) error {
 		if len(o.defects) > 0 {
 			return &exitError{2, "--defect works only with the virtual board (--board sim)"}
 		}
-		if len(o.misbehave) > 0 {
-			return &exitError{2, "--sim-misbehave works only with the virtual board (--board sim)"}
-		}
 		opts.Board = board.NewSerial(board.SerialConfig{Port: o.port, Baud: o.baud})
 	default:
 		return &exitError{2, fmt.Sprintf("unknown board %q: use sim, serial, esp32, or a board id from the inventory", o.board)}
+	}
+	if len(o.misbehave) > 0 && opts.Board != nil {
+		// Only the virtual board's own firmware image takes the modes.
+		return &exitError{2, "--sim-misbehave works only with the virtual board (--board sim)"}
 	}
 	if o.out == "" {
 		o.out = filepath.Join("out", "run-"+time.Now().Format("20060102-150405"))
