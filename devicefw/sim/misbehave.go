@@ -166,7 +166,7 @@ func (fw *Firmware) silencedLocked() bool {
 	return fw.silenced
 }
 
-// silenced is silencedLocked for callers without fw.wmu.
+// silencedNow is silencedLocked for callers without fw.wmu.
 func (fw *Firmware) silencedNow() bool {
 	fw.wmu.Lock()
 	defer fw.wmu.Unlock()
