@@ -41,6 +41,37 @@ type hubConn struct {
 	// whole seconds (ka + ka/2, so 1 s → 1 s and 3 s → 4 s); the hub
 	// replaces it with the exact figure IoT Hub applies.
 	idleLimit atomic.Int64
+
+	closeMu sync.Mutex
+	closed  bool
+	onClose func()
+}
+
+// Close closes the connection and then runs the function whenClosed set.
+// Every way a mochi client ends goes through here (Client.Stop), also the
+// ones that skip OnDisconnect.
+func (c *hubConn) Close() error {
+	c.closeMu.Lock()
+	f := c.onClose
+	c.closed, c.onClose = true, nil
+	c.closeMu.Unlock()
+	err := c.Conn.Close()
+	if f != nil {
+		f()
+	}
+	return err
+}
+
+// whenClosed makes Close run f once; false (and f never runs) when the
+// connection is closed already.
+func (c *hubConn) whenClosed(f func()) bool {
+	c.closeMu.Lock()
+	defer c.closeMu.Unlock()
+	if c.closed {
+		return false
+	}
+	c.onClose = f
+	return true
 }
 
 // SetDeadline is what mochi calls after every packet it reads.
