@@ -112,6 +112,7 @@ type Hub struct {
 	plainLn net.Listener
 	httpsLn net.Listener
 	httpSrv *http.Server
+	httpT   httpTimeouts
 	wsLn    *chanListener
 
 	infoByConn sync.Map // net.Conn handed to mochi → *connInfo
@@ -144,7 +145,10 @@ type Hub struct {
 }
 
 // Start builds a hub, binds its listeners and starts serving.
-func Start(cfg Config) (*Hub, error) {
+func Start(cfg Config) (*Hub, error) { return start(cfg, defaultHTTPTimeouts) }
+
+// start is Start with the HTTPS server's bounds, which tests shorten.
+func start(cfg Config, ht httpTimeouts) (*Hub, error) {
 	if cfg.Host == "" {
 		cfg.Host = DefaultHost
 	}
@@ -175,6 +179,7 @@ func Start(cfg Config) (*Hub, error) {
 	}
 	h := &Hub{
 		cfg:       cfg,
+		httpT:     ht,
 		log:       log,
 		reg:       newRegistry(),
 		active:    map[string]*conn{},
