@@ -106,6 +106,9 @@ func (h *Hub) SendC2D(deviceID string, m C2DMessage) (string, error) {
 	c := h.active[deviceID]
 	h.mu.Unlock()
 	h.trace.add(Entry{ClientID: deviceID, Dir: DirEvent, Type: "c2d-enqueued", Topic: cm.topic, Extra: "messageId=" + m.MessageID})
+	// No wait for a pending connection: the message is queued, and
+	// whichever runs last of this and OnSessionEstablished (which marks the
+	// connection established before it delivers the backlog) sends it.
 	if c != nil {
 		h.deliverC2D(c)
 	}
@@ -126,8 +129,11 @@ func (h *Hub) queueOf(deviceID string) *c2dQueue {
 }
 
 // deliverC2D sends every deliverable message to c.
+// Only the identity's active, established connection gets messages: one
+// being taken over would lose them to its close, one still pending must
+// send its CONNACK first (C2D-001, CONN-016).
 func (h *Hub) deliverC2D(c *conn) {
-	if c.identity.ModuleID != "" || !c.established {
+	if c.identity.ModuleID != "" || !c.established.Load() {
 		return // modules have no C2D endpoint (MOD-010)
 	}
 	filter := iothub.C2DFilter(c.identity.DeviceID)
@@ -136,7 +142,7 @@ func (h *Hub) deliverC2D(c *conn) {
 	}
 	h.mu.Lock()
 	s := h.sessions[c.clientID]
-	if s == nil {
+	if s == nil || h.active[c.clientID] != c {
 		h.mu.Unlock()
 		return
 	}
@@ -250,7 +256,15 @@ func (h *Hub) abandonC2D(c *conn) {
 			m.conn = nil
 		}
 	}
+	next := h.active[c.clientID]
 	h.mu.Unlock()
+	// A connection that took this one over may be established already (its
+	// backlog went out before these messages were back in the queue): they
+	// go to it now, not at its next SUBSCRIBE or reconnect (C2D-004). One
+	// still pending delivers them itself once established.
+	if next != nil && next != c {
+		h.deliverC2D(next)
+	}
 }
 
 // C2DQueue returns the state of every message sent to a device: those still

@@ -10,6 +10,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
@@ -45,8 +46,18 @@ type conn struct {
 	keepAlive uint16
 	opened    time.Time
 
-	authed      bool
-	established bool
+	authed bool
+	// established: the hub's bookkeeping for the connection is complete
+	// (OnSessionEstablished), so service calls may use it. Read without a
+	// lock by service goroutines, hence atomic.
+	established atomic.Bool
+	// abandoned: the connection closed, or was taken over, while it was the
+	// identity's pending active connection. Guarded by Hub.mu.
+	abandoned bool
+	// ready is closed once the connection is established or abandoned, so
+	// a service call that finds it pending can wait for the outcome.
+	ready     chan struct{}
+	readyOnce sync.Once
 
 	mu          sync.Mutex
 	closeReason string
@@ -125,7 +136,7 @@ func redactedPassword(pw []byte, flag bool) string {
 // newConn registers the connection when its CONNECT arrives.
 func (h *Hub) newConn(cl *mqtt.Client, pk packets.Packet) *conn {
 	c := &conn{cl: cl, clientID: pk.Connect.ClientIdentifier, remote: cl.Net.Remote, netConn: cl.Net.Conn,
-		c2dInflight: map[uint16]*c2dMessage{}}
+		c2dInflight: map[uint16]*c2dMessage{}, ready: make(chan struct{})}
 	if v, ok := h.infoByConn.LoadAndDelete(cl.Net.Conn); ok {
 		info := v.(*connInfo)
 		c.id, c.facts = info.id, info.facts
@@ -435,21 +446,93 @@ func (k *hooks) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) bool {
 func (k *hooks) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool { return true }
 
 // OnSessionEstablish runs after authentication and before mochi takes over
-// an older session with the same client id: mark the old connection so its
-// end is reported as a takeover (CONN-016, RECON-009).
+// an older session with the same client id and writes the CONNACK. This is
+// where the connection becomes the identity's active one (CONN-016): mochi
+// writes the CONNACK and resends inflight messages before it calls
+// OnSessionEstablished, and a device that has its CONNACK may be acted on
+// at once (a direct method, METH-001; a Drop; a desired patch, TWIN-009),
+// so registering any later lets such a call miss a connected device. Until
+// OnSessionEstablished has finished the bookkeeping, the connection is
+// pending: lookups (activeConn) wait for it rather than write to it, so
+// nothing goes out before the CONNACK either. A refused CONNECT never gets
+// here (mochi returns after OnConnect's error), so it is never registered.
+//
+// The older connection, if any, is marked so that its end is reported as a
+// takeover (CONN-016, RECON-009); its late OnDisconnect leaves the new
+// registration alone because it only removes itself.
 func (k *hooks) OnSessionEstablish(cl *mqtt.Client, pk packets.Packet) {
 	h := k.h
+	c := h.connOf(cl)
+	if c == nil {
+		return
+	}
 	h.mu.Lock()
-	old := h.active[pk.Connect.ClientIdentifier]
+	old := h.active[c.clientID]
+	h.active[c.clientID] = c
+	// The registry says Connected from here too, so a service reading the
+	// device right after the CONNACK does not see it Disconnected. Under
+	// h.mu, so an old connection's OnDisconnect cannot overwrite it.
+	h.reg.setConnection(c.identity, true, time.Now())
 	h.mu.Unlock()
-	if old != nil && old.cl != cl {
+	if old != nil && old != c {
 		old.mu.Lock()
 		old.takenOver = true
 		old.mu.Unlock()
-		old.setClose("another connection with the same identity took over; IoT Hub closes the old one without DISCONNECT", "CONN-016")
+		old.setClose(takeoverReason, "CONN-016")
+		// An old connection that was itself still pending may not be in
+		// mochi's client list yet, so mochi would not close it: the hub does.
+		if h.abandonPending(old) {
+			h.closeConn(old, takeoverReason, "CONN-016", false)
+		}
+	}
+	// mochi does not call OnDisconnect when writing the CONNACK or resending
+	// the inflight messages fails; the transport's Close is the one signal
+	// every ending gives, so it withdraws a registration still pending.
+	if hc, ok := c.netConn.(*hubConn); ok && !hc.whenClosed(func() { h.abandonPending(c) }) {
+		h.abandonPending(c) // closed already
 	}
 }
 
+const takeoverReason = "another connection with the same identity took over; IoT Hub closes the old one without DISCONNECT"
+
+// abandonPending withdraws a connection that ended, or was taken over,
+// before its bookkeeping finished, and reports whether it did. An
+// established connection is left to OnDisconnect. It runs inside mochi's
+// Client.Stop (through hubConn.Close), so it must not stop the client.
+func (h *Hub) abandonPending(c *conn) bool {
+	if c.established.Load() {
+		return false
+	}
+	h.mu.Lock()
+	if c.established.Load() || c.abandoned {
+		h.mu.Unlock()
+		return false
+	}
+	c.abandoned = true
+	if h.active[c.clientID] == c {
+		delete(h.active, c.clientID)
+		h.reg.setConnection(c.identity, false, time.Now())
+	}
+	h.mu.Unlock()
+	// OnDisconnect may never come for it (see OnSessionEstablish), so its
+	// end is recorded here, once: without its state OnDisconnect returns early.
+	h.conns.CompareAndDelete(c.cl, c)
+	c.markReady()
+	c.mu.Lock()
+	reason, req := c.closeReason, c.closeReq
+	c.mu.Unlock()
+	if reason == "" {
+		reason = "connection closed before the hub finished opening it"
+	}
+	h.trace.add(Entry{ConnID: c.id, ClientID: c.clientID, Remote: c.remote, Dir: DirEvent, Type: EventConnClosed, Reason: reason, Requirement: req})
+	return true
+}
+
+func (c *conn) markReady() { c.readyOnce.Do(func() { close(c.ready) }) }
+
+// OnSessionEstablished runs after the CONNACK went out: it completes the
+// bookkeeping of the connection OnSessionEstablish registered, then lets
+// the service calls waiting for it proceed.
 func (k *hooks) OnSessionEstablished(cl *mqtt.Client, pk packets.Packet) {
 	h := k.h
 	c := h.connOf(cl)
@@ -457,7 +540,6 @@ func (k *hooks) OnSessionEstablished(cl *mqtt.Client, pk packets.Packet) {
 		return
 	}
 	c.opened = time.Now()
-	c.established = true
 	if l := h.cfg.Limits; l.TwinOpsPerSecond > 0 {
 		c.twinLimit = rate.NewLimiter(rate.Limit(l.TwinOpsPerSecond), max(1, l.TwinBurst))
 	}
@@ -470,14 +552,19 @@ func (k *hooks) OnSessionEstablished(cl *mqtt.Client, pk packets.Packet) {
 		h.faults.mu.Unlock()
 	}
 	h.mu.Lock()
-	h.active[c.clientID] = c
+	if c.abandoned || h.active[c.clientID] != c {
+		// Closed or taken over while its CONNACK was going out: never
+		// established (abandonPending recorded and closed it).
+		h.mu.Unlock()
+		return
+	}
 	s := h.sessions[c.clientID]
 	if s == nil || c.clean {
 		s = &session{subs: map[string]byte{}}
 		h.sessions[c.clientID] = s
 	}
+	c.established.Store(true)
 	h.mu.Unlock()
-	h.reg.setConnection(c.identity, true, time.Now())
 	h.trace.add(Entry{ConnID: c.id, ClientID: c.clientID, Remote: c.remote, Dir: DirEvent, Type: EventConnOpened,
 		Extra: "auth=" + c.auth, TLS: c.facts})
 	if !c.sasExpiry.IsZero() {
@@ -489,6 +576,7 @@ func (k *hooks) OnSessionEstablished(cl *mqtt.Client, pk packets.Packet) {
 		})
 		c.mu.Unlock()
 	}
+	c.markReady()
 	// Session present: C2D backlog goes out now (C2D-006).
 	h.deliverC2D(c)
 }
@@ -530,7 +618,11 @@ func (k *hooks) OnDisconnect(cl *mqtt.Client, err error, expire bool) {
 		c = v.(*conn)
 	}
 	if c != nil && h.active[c.clientID] == c {
+		// Only its own registration: a connection that took this one over
+		// stays the active one however late this disconnect runs (CONN-016).
 		delete(h.active, c.clientID)
+		// Under h.mu, ordered with the registration of the next connection.
+		h.reg.setConnection(c.identity, false, time.Now())
 	}
 	if c != nil && expire {
 		if h.active[c.clientID] == nil {
@@ -554,7 +646,7 @@ func (k *hooks) OnDisconnect(cl *mqtt.Client, err error, expire bool) {
 	// cleanly and mochi drops the Will. Without a DISCONNECT from the device
 	// the loss is unclean all the same, so the Will goes out (CONN-021,
 	// MQTT 3.1.1 §3.1.2.5).
-	if will != nil && !graceful && c.established {
+	if will != nil && !graceful && c.established.Load() {
 		h.deliverWill(c, *will)
 	}
 	if reason == "" {
@@ -564,9 +656,6 @@ func (k *hooks) OnDisconnect(cl *mqtt.Client, err error, expire bool) {
 		}
 	}
 	h.abandonC2D(c)
-	if !h.Connected(c.identity) {
-		h.reg.setConnection(c.identity, false, time.Now())
-	}
 	h.trace.add(Entry{ConnID: c.id, ClientID: c.clientID, Remote: c.remote, Dir: DirEvent, Type: EventConnClosed, Reason: reason, Requirement: req})
 }
 

@@ -1,6 +1,7 @@
 package hub
 
 import (
+	"context"
 	"fmt"
 	"strconv"
 	"sync"
@@ -144,9 +145,7 @@ func (h *Hub) connectFault(id iothub.Identity) (packets.Code, string, bool) {
 // Drop closes the identity's live connection: with rst a TCP reset, without
 // it a plain close. IoT Hub sends no DISCONNECT either way.
 func (h *Hub) Drop(id iothub.Identity, rst bool, reason string) error {
-	h.mu.Lock()
-	c := h.active[id.ClientID()]
-	h.mu.Unlock()
+	c := h.activeConn(context.Background(), id)
 	if c == nil {
 		return fmt.Errorf("%s: %w", id, ErrDeviceOffline)
 	}
@@ -168,9 +167,9 @@ func (h *Hub) SetSilent(id iothub.Identity, silent bool) {
 	}
 	h.faults.silent[id.ClientID()] = silent
 	h.faults.mu.Unlock()
-	h.mu.Lock()
-	c := h.active[id.ClientID()]
-	h.mu.Unlock()
+	// A pending connection is waited for: its CONNACK must still go out,
+	// and OnSessionEstablished applies the silent flag after it.
+	c := h.activeConn(context.Background(), id)
 	if c != nil {
 		if hc, ok := c.netConn.(*hubConn); ok {
 			hc.silent.Store(silent)

@@ -112,6 +112,7 @@ type Hub struct {
 	plainLn net.Listener
 	httpsLn net.Listener
 	httpSrv *http.Server
+	httpT   httpTimeouts
 	wsLn    *chanListener
 
 	infoByConn sync.Map // net.Conn handed to mochi → *connInfo
@@ -144,7 +145,10 @@ type Hub struct {
 }
 
 // Start builds a hub, binds its listeners and starts serving.
-func Start(cfg Config) (*Hub, error) {
+func Start(cfg Config) (*Hub, error) { return start(cfg, defaultHTTPTimeouts) }
+
+// start is Start with the HTTPS server's bounds, which tests shorten.
+func start(cfg Config, ht httpTimeouts) (*Hub, error) {
 	if cfg.Host == "" {
 		cfg.Host = DefaultHost
 	}
@@ -175,6 +179,7 @@ func Start(cfg Config) (*Hub, error) {
 	}
 	h := &Hub{
 		cfg:       cfg,
+		httpT:     ht,
 		log:       log,
 		reg:       newRegistry(),
 		active:    map[string]*conn{},
@@ -408,12 +413,47 @@ func (h *Hub) waitFor(ctx context.Context, cond func() bool) error {
 	}
 }
 
-// Connected reports whether the identity has a live connection.
+// Connected reports whether the identity has a live connection: one whose
+// CONNACK has gone out, or is going out (see activeConn).
 func (h *Hub) Connected(id iothub.Identity) bool {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	_, ok := h.active[id.ClientID()]
-	return ok
+	return h.activeConn(context.Background(), id) != nil
+}
+
+// activeConn is the identity's active connection, nil when it has none.
+// A connection is registered as active before its CONNACK is written (see
+// OnSessionEstablish) and finishes its bookkeeping just after; one found in
+// between is waited for, so a call made the moment a device has its
+// CONNACK finds that connection and never writes to it before the CONNACK.
+// The wait is bounded by ctx and by the handshake budget: a connection that
+// cannot get its CONNACK out in that time is not one a device could be
+// using, and counts as offline.
+func (h *Hub) activeConn(ctx context.Context, id iothub.Identity) *conn {
+	key := id.ClientID()
+	var bound <-chan time.Time
+	for {
+		h.mu.Lock()
+		c := h.active[key]
+		h.mu.Unlock()
+		if c == nil || c.established.Load() {
+			return c
+		}
+		if bound == nil {
+			t := time.NewTimer(h.cfg.HandshakeTimeout)
+			defer t.Stop()
+			bound = t.C
+		}
+		// ready closes when c is established or abandoned; either way the
+		// registration is looked up again (a takeover may have replaced it).
+		select {
+		case <-c.ready:
+		case <-bound:
+			return nil
+		case <-ctx.Done():
+			return nil
+		case <-h.closed:
+			return nil
+		}
+	}
 }
 
 // WaitConnected waits until the identity has a live, authenticated connection.

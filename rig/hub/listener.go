@@ -41,6 +41,37 @@ type hubConn struct {
 	// whole seconds (ka + ka/2, so 1 s → 1 s and 3 s → 4 s); the hub
 	// replaces it with the exact figure IoT Hub applies.
 	idleLimit atomic.Int64
+
+	closeMu sync.Mutex
+	closed  bool
+	onClose func()
+}
+
+// Close closes the connection and then runs the function whenClosed set.
+// Every way a mochi client ends goes through here (Client.Stop), also the
+// ones that skip OnDisconnect.
+func (c *hubConn) Close() error {
+	c.closeMu.Lock()
+	f := c.onClose
+	c.closed, c.onClose = true, nil
+	c.closeMu.Unlock()
+	err := c.Conn.Close()
+	if f != nil {
+		f()
+	}
+	return err
+}
+
+// whenClosed makes Close run f once; false (and f never runs) when the
+// connection is closed already.
+func (c *hubConn) whenClosed(f func()) bool {
+	c.closeMu.Lock()
+	defer c.closeMu.Unlock()
+	if c.closed {
+		return false
+	}
+	c.onClose = f
+	return true
 }
 
 // SetDeadline is what mochi calls after every packet it reads.
@@ -121,7 +152,10 @@ func (h *Hub) listen() error {
 		mux.Handle("/", h.restHandler())
 		h.httpSrv = &http.Server{
 			Handler:           mux,
-			ReadHeaderTimeout: 10 * time.Second,
+			ReadHeaderTimeout: h.httpT.readHeader,
+			ReadTimeout:       h.httpT.read,
+			WriteTimeout:      h.httpT.write,
+			IdleTimeout:       h.httpT.idle,
 			ConnContext: func(ctx context.Context, c net.Conn) context.Context {
 				return context.WithValue(ctx, connCtxKey{}, c)
 			},
@@ -137,6 +171,50 @@ func (h *Hub) listen() error {
 }
 
 type connCtxKey struct{}
+
+// Bounds of the HTTPS listener's server (MQTT over WebSocket and the
+// service REST API). Without them net/http keeps a connection as long as
+// the client likes: idle between requests, or trickling a request, also
+// before the client authenticated. A WebSocket leaves them behind when it
+// is upgraded: from then on the MQTT deadlines apply (HandshakeTimeout,
+// then 1.5 × keep-alive).
+const (
+	// httpReadHeaderTimeout bounds the request line and headers, which a
+	// client sends at once: generous on any link, and it cuts off a client
+	// that trickles them (slowloris).
+	httpReadHeaderTimeout = 10 * time.Second
+	// httpReadTimeout bounds the whole request, headers and body; bodies
+	// are at most restMaxBody (1 MiB), seconds on a slow link.
+	httpReadTimeout = 30 * time.Second
+	// httpWriteTimeout bounds a response, from the end of its request's
+	// headers to its last byte: REST answers are immediate, the largest
+	// (a full wire trace) takes seconds. Calls that legitimately wait
+	// longer (a telemetry long poll, a method call waiting for the device)
+	// extend the deadlines by their wait (extendDeadlines).
+	httpWriteTimeout = 60 * time.Second
+	// httpIdleTimeout is how long a keep-alive connection may sit idle
+	// between requests; below the 90 s Go's http.Transport keeps idle
+	// connections, so the usual client closes first.
+	httpIdleTimeout = 60 * time.Second
+)
+
+// httpTimeouts are the server bounds a hub uses: the constants above,
+// shorter in tests.
+type httpTimeouts struct{ readHeader, read, write, idle time.Duration }
+
+var defaultHTTPTimeouts = httpTimeouts{readHeader: httpReadHeaderTimeout, read: httpReadTimeout,
+	write: httpWriteTimeout, idle: httpIdleTimeout}
+
+// extendDeadlines lets a REST response that waits for up to wait take that
+// long on top of the server's bounds. The read deadline moves too: once the
+// body is read, net/http keeps a read pending to notice the client going
+// away, and that read timing out would cancel the request's context.
+func (h *Hub) extendDeadlines(w http.ResponseWriter, wait time.Duration) {
+	rc := http.NewResponseController(w)
+	d := time.Now().Add(wait + h.httpT.write)
+	_ = rc.SetReadDeadline(d)
+	_ = rc.SetWriteDeadline(d)
+}
 
 func (h *Hub) tlsConfigFor(info *connInfo) *tls.Config {
 	return &tls.Config{

@@ -78,9 +78,7 @@ func (h *Hub) InvokeMethod(ctx context.Context, id iothub.Identity, req MethodRe
 	if req.Name == "" {
 		return MethodResult{}, &MethodError{400, "method name is empty"}
 	}
-	h.mu.Lock()
-	c := h.active[id.ClientID()]
-	h.mu.Unlock()
+	c := h.activeConn(ctx, id)
 	if c == nil || !h.subscribed(c, iothub.MethodsFilter) {
 		return MethodResult{}, &MethodError{404, fmt.Sprintf("%s is not online or not subscribed to %s", id, iothub.MethodsFilter)}
 	}

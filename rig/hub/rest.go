@@ -573,6 +573,11 @@ func (h *Hub) restInvoke(w http.ResponseWriter, r *http.Request, args []string) 
 	if _, err := h.reg.Get(id); err != nil {
 		return restNotFound(id)
 	}
+	wait := timeout
+	if wait == 0 {
+		wait = iothub.DefaultMethodTimeout
+	}
+	h.extendDeadlines(w, connectTimeout+wait)
 	ctx, cancel := h.restContext(r)
 	defer cancel()
 	if connectTimeout > 0 && !h.Connected(id) {
@@ -752,6 +757,7 @@ func (h *Hub) restWaitTelemetry(w http.ResponseWriter, r *http.Request, _ []stri
 		}
 		timeout = time.Duration(secs * float64(time.Second))
 	}
+	h.extendDeadlines(w, timeout)
 	ctx, cancel := h.restContext(r)
 	defer cancel()
 	ctx, cancelT := context.WithTimeout(ctx, timeout)

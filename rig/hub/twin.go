@@ -1,6 +1,7 @@
 package hub
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -265,11 +266,14 @@ func (h *Hub) patchTwin(id iothub.Identity, tags, desired twin.Section, replace 
 	t.Version++
 	t.Etag = newEtag()
 	v := t.DesiredVersion
-	active := h.active[id.ClientID()]
 	h.mu.Unlock()
 	h.scheduleSave()
-	if push != nil && active != nil {
-		h.pushDesired(active, push, v)
+	if push != nil {
+		// Desired patches are not queued (TWIN-009): a device connected at
+		// this moment must get it, also one whose CONNACK is just going out.
+		if c := h.activeConn(context.Background(), id); c != nil {
+			h.pushDesired(c, push, v)
+		}
 	}
 	h.notify()
 	return v, nil
@@ -286,9 +290,7 @@ func trimQuotes(s string) string {
 // device without changing the stored twin: specs use it to inject stale or
 // reordered patches (TWIN-010) or documents at the size limits (TWIN-018).
 func (h *Hub) PushDesiredRaw(id iothub.Identity, version int64, body []byte) error {
-	h.mu.Lock()
-	c := h.active[id.ClientID()]
-	h.mu.Unlock()
+	c := h.activeConn(context.Background(), id)
 	if c == nil {
 		return fmt.Errorf("%s: %w", id, ErrDeviceOffline)
 	}

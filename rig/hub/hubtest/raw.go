@@ -43,6 +43,24 @@ func (h *Hub) DialRaw(cfg *tls.Config) *Raw {
 	return r
 }
 
+// DialRawPlain opens a plaintext TCP connection to the hub's debug MQTT
+// listener (Config.PlainMQTTAddr), for tests that connect thousands of
+// times and whose subject lies above the transport: it skips the TLS
+// handshake, which dominates the cost of a connection under -race.
+func (h *Hub) DialRawPlain() *Raw {
+	h.t.Helper()
+	if h.PlainMQTTAddr() == "" {
+		h.t.Fatalf("dial raw plain: the hub has no plaintext listener (set Config.PlainMQTTAddr)")
+	}
+	c, err := net.DialTimeout("tcp", h.PlainMQTTAddr(), 5*time.Second)
+	if err != nil {
+		h.t.Fatalf("dial raw plain: %v", err)
+	}
+	r := &Raw{Conn: c, r: bufio.NewReader(c), t: h.t}
+	h.t.Cleanup(func() { _ = c.Close() })
+	return r
+}
+
 // Send encodes and writes one packet.
 func (r *Raw) Send(pk packets.Packet) {
 	r.t.Helper()
