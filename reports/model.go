@@ -148,17 +148,17 @@ const (
 
 // RunMeta describes the run.
 type RunMeta struct {
-	ID              string        `json:"id"`
-	Started         time.Time     `json:"started"`
-	Finished        time.Time     `json:"finished"`
-	Wall            time.Duration `json:"-"` // JSON: wallMs
-	Version         string        `json:"hilrunVersion"`
-	Host            string        `json:"host"`
-	Command         []string      `json:"command"`
-	Strict          bool          `json:"strict"`
-	LabelFilter     string        `json:"labelFilter,omitempty"`
-	Defects         []string      `json:"defects,omitempty"` // defect switches active on the virtual board
-	HubVersion      string        `json:"hubVersion"`
+	ID          string        `json:"id"`
+	Started     time.Time     `json:"started"`
+	Finished    time.Time     `json:"finished"`
+	Wall        time.Duration `json:"-"` // JSON: wallMs
+	Version     string        `json:"hilrunVersion"`
+	Host        string        `json:"host"`
+	Command     []string      `json:"command"`
+	Strict      bool          `json:"strict"`
+	LabelFilter string        `json:"labelFilter,omitempty"`
+	Defects     []string      `json:"defects,omitempty"` // defect switches active on the virtual board
+	HubVersion  string        `json:"hubVersion"`
 	// Interrupted: a signal (Ctrl-C, SIGTERM) or the suite timeout ended
 	// the run early.
 	Interrupted     bool   `json:"interrupted"`
