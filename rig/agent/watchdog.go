@@ -267,11 +267,15 @@ func (w *Watchdog) hung(last time.Time) bool {
 	now := time.Now()
 	msg := fmt.Sprintf("board stopped responding at %s: no answer to echo within %s (no frame for %s)",
 		last.Format("15:04:05.000"), w.cfg.Probe, now.Sub(last).Round(100*time.Millisecond))
-	f := w.c.SetDown(now, msg)
+	// Recovering before SetDown: whoever a failed wait wakes and asks
+	// Ready must wait for the outcome of this recovery.
 	w.mu.Lock()
 	w.hangs++
 	w.state = wdRecovering
 	w.ready = make(chan struct{})
+	w.mu.Unlock()
+	f := w.c.SetDown(now, msg)
+	w.mu.Lock()
 	w.genCancel(&FaultError{Waiting: "the board", Fault: f})
 	canRecover := w.cfg.Recover != nil && w.recoveries < w.cfg.MaxRecoveries
 	if canRecover {
