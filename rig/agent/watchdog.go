@@ -273,10 +273,10 @@ func (w *Watchdog) hung(last time.Time) bool {
 	w.hangs++
 	w.state = wdRecovering
 	w.ready = make(chan struct{})
+	w.genCancel(&FaultError{Waiting: "the board", Fault: Fault{At: now, Kind: FaultBoardHung, Msg: msg}})
 	w.mu.Unlock()
-	f := w.c.SetDown(now, msg)
+	w.c.SetDown(now, msg)
 	w.mu.Lock()
-	w.genCancel(&FaultError{Waiting: "the board", Fault: f})
 	canRecover := w.cfg.Recover != nil && w.recoveries < w.cfg.MaxRecoveries
 	if canRecover {
 		w.recoveries++
