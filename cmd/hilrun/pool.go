@@ -33,6 +33,12 @@ import (
 // flashing failed). It says nothing about the firmware.
 const exitRigFault = 3
 
+// poolChildGrace is how long a child may take to write its report after the
+// pool forwards Ctrl-C (a run ends within 2 s of SIGINT, hung board or
+// not) before its process group is killed: the pool itself ends within
+// about this bound.
+const poolChildGrace = 5 * time.Second
+
 // boardLockedEnv tells a child that the pool holds its board's lock.
 const boardLockedEnv = "HILRUN_BOARD_LOCKED"
 
@@ -204,9 +210,10 @@ func runPool(cmd *cobra.Command, p *poolOptions) error {
 				env = append(env, boardLockedEnv+"="+b.ID)
 			}
 			pb.started = true
-			pb.res, pb.err = childRun{Exe: exe, Args: args, Env: env, Dir: pb.dir, Live: lw, Prefix: prefix}.run(ctx)
+			pb.res, pb.err = childRun{Exe: exe, Args: args, Env: env, Dir: pb.dir, Live: lw, Prefix: prefix, Grace: poolChildGrace}.run(ctx)
 			pb.input = classifyBoard(pb, inv)
-			v := map[string]string{reports.BoardPass: "PASS", reports.BoardFail: "FAIL", reports.BoardRigFault: "RIG FAULT"}[boardVerdict(pb.input)]
+			v := map[string]string{reports.BoardPass: "PASS", reports.BoardFail: "FAIL", reports.BoardRigFault: "RIG FAULT",
+				reports.BoardInterrupted: "INTERRUPTED"}[boardVerdict(pb.input)]
 			lw.Printf("%s%s (exit %d, %.1fs) — %s\n", prefix, v, pb.res.Code, pb.res.Wall.Seconds(), filepath.Join(pb.dir, reports.HTMLFile))
 		}()
 	}
@@ -245,8 +252,8 @@ func runPool(cmd *cobra.Command, p *poolOptions) error {
 		longest = max(longest, pb.res.Wall)
 	}
 	s := m.Summary
-	fmt.Fprintf(w, "\npool: %d boards: %d pass, %d fail, %d rig fault — %.1fs wall (longest board %.1fs)\n",
-		len(m.Boards), s.Boards[reports.BoardPass], s.Boards[reports.BoardFail], s.Boards[reports.BoardRigFault], wall.Seconds(), longest.Seconds())
+	fmt.Fprintf(w, "\npool: %d boards: %d pass, %d fail, %d interrupted, %d rig fault — %.1fs wall (longest board %.1fs)\n",
+		len(m.Boards), s.Boards[reports.BoardPass], s.Boards[reports.BoardFail], s.Boards[reports.BoardInterrupted], s.Boards[reports.BoardRigFault], wall.Seconds(), longest.Seconds())
 	for _, why := range s.Why {
 		fmt.Fprintf(w, "  %s\n", firstLine(why))
 	}
@@ -259,8 +266,10 @@ func runPool(cmd *cobra.Command, p *poolOptions) error {
 		return &exitError{1, "pool interrupted; merged report of what finished: " + out}
 	case s.Verdict == reports.BoardFail:
 		return &exitError{1, "pool: conformance failure on " + strings.Join(boardsWith(m, reports.BoardFail), ", ")}
+	case s.Verdict == reports.BoardInterrupted:
+		return &exitError{1, "pool: run interrupted on " + strings.Join(boardsWith(m, reports.BoardInterrupted), ", ")}
 	case s.Verdict == reports.BoardRigFault:
-		return &exitError{exitRigFault, "pool: rig fault on " + strings.Join(boardsWith(m, reports.BoardRigFault), ", ") + " (the boards did not come up; not a firmware verdict)"}
+		return &exitError{exitRigFault, "pool: rig fault on " + strings.Join(boardsWith(m, reports.BoardRigFault), ", ") + " (the rig failed; not a firmware verdict)"}
 	}
 	return nil
 }
@@ -276,19 +285,21 @@ func boardsWith(m *reports.Merged, verdict string) []string {
 }
 
 func boardVerdict(in reports.MergeInput) string {
-	if in.RigFault != "" {
-		return reports.BoardRigFault
-	}
 	if in.Report == nil {
 		return reports.BoardRigFault
 	}
-	if _, ok := reports.RigFault(in.Report); ok {
+	switch in.Report.Outcome() {
+	case reports.OutcomeFail:
+		return reports.BoardFail
+	case reports.OutcomeInterrupted:
+		return reports.BoardInterrupted
+	case reports.OutcomeRigFault:
 		return reports.BoardRigFault
 	}
-	if ok, _ := in.Report.Verdict(); ok {
-		return reports.BoardPass
+	if in.RigFault != "" {
+		return reports.BoardRigFault
 	}
-	return reports.BoardFail
+	return reports.BoardPass
 }
 
 // classifyBoard turns a finished child into a merge input. The child's

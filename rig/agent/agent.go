@@ -566,7 +566,9 @@ func (c *Client) Call(ctx context.Context, op string, args, result any) error {
 		return nil
 	case <-ctx.Done():
 		if !errors.Is(ctx.Err(), context.DeadlineExceeded) {
-			return fmt.Errorf("agent call %q (id %d): %w", op, id, ctx.Err())
+			// The cause says who ended it (a run interrupted, a board
+			// declared hung), which the caller's report needs.
+			return fmt.Errorf("agent call %q (id %d): %w", op, id, context.Cause(ctx))
 		}
 		c.mu.Lock()
 		c.stats.Timeouts++
@@ -743,7 +745,7 @@ func (c *Client) wait(ctx context.Context, since Cursor, want string, ok func(Ev
 		case <-changed:
 		case <-ctx.Done():
 			if !errors.Is(ctx.Err(), context.DeadlineExceeded) {
-				return Event{}, fmt.Errorf("agent: waiting for %s: %w", want, ctx.Err())
+				return Event{}, fmt.Errorf("agent: waiting for %s: %w", want, context.Cause(ctx))
 			}
 			return Event{}, &WaitError{Want: want, Since: since, Deadline: deadline,
 				Seen: c.Events(since), Tail: c.tail()}
