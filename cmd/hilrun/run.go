@@ -37,6 +37,7 @@ type runOptions struct {
 	out         string
 	strict      bool
 	defects     []string
+	misbehave   []string // hidden --sim-misbehave: rig misbehaviour modes
 	image       string
 	// real boards (boards.go)
 	inventory string
@@ -75,6 +76,8 @@ this binary, behind a pseudo-terminal.`,
 	f.StringVar(&o.out, "out", "", "report directory (default out/run-<time>)")
 	f.BoolVar(&o.strict, "strict", false, "real-world timings (for real boards); the default compresses time on the virtual board")
 	f.StringArrayVar(&o.defects, "defect", nil, "switch on a defect in the virtual board's firmware (repeatable; see devicefw/sim/DEFECTS.md)")
+	f.StringArrayVar(&o.misbehave, "sim-misbehave", nil, "flash the virtual board's firmware with a rig misbehaviour mode, not a defect (repeatable; devicefw/sim/DEFECTS.md)")
+	_ = f.MarkHidden("sim-misbehave") // for testing the rig's own fault handling, not for users
 	f.StringVar(&o.image, "image", "", "firmware to flash: for the virtual board an executable instead of the one built into hilrun; for esp32 a merged image (esptool, at 0x0)")
 	f.StringVar(&o.inventory, "inventory", "", "board inventory (default ./hilrun.yaml if present; format: docs/inventory.md)")
 	f.StringVar(&o.hubListen, "hub-listen", "", "address the hub (behind its fault proxy) listens on for real boards, e.g. 0.0.0.0:8883 (default: inventory hub.listen, else loopback)")
@@ -88,7 +91,10 @@ func runRun(cmd *cobra.Command, o runOptions) error {
 	if err := sim.ValidateDefects(o.defects); err != nil {
 		return &exitError{2, err.Error()}
 	}
-	opts := fixtures.Options{Strict: o.strict, Defects: o.defects, Log: cmd.ErrOrStderr()}
+	if err := sim.ValidateMisbehave(o.misbehave); err != nil {
+		return &exitError{2, err.Error()}
+	}
+	opts := fixtures.Options{Strict: o.strict, Defects: o.defects, SimMisbehave: o.misbehave, Log: cmd.ErrOrStderr()}
 	rb, handled, err := resolveBoard(cmd, &o, &opts) // inventory ids and esp32: boards.go
 	if err != nil {
 		return err
@@ -120,9 +126,14 @@ func runRun(cmd *cobra.Command, o runOptions) error {
 	default:
 		return &exitError{2, fmt.Sprintf("unknown board %q: use sim, serial, esp32, or a board id from the inventory", o.board)}
 	}
+	if len(o.misbehave) > 0 && opts.Board != nil {
+		// Only the virtual board's own firmware image takes the modes.
+		return &exitError{2, "--sim-misbehave works only with the virtual board (--board sim)"}
+	}
 	if o.out == "" {
 		o.out = filepath.Join("out", "run-"+time.Now().Format("20060102-150405"))
 	}
+	opts.LogDir = o.out // the virtual board's firmware log outlives its temporary state
 	ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	out := cmd.OutOrStdout()

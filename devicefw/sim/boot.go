@@ -42,6 +42,9 @@ type BootConfig struct {
 	StateDir string   // NVS and boot state of this board
 	Board    string   // board name reported in hello (default "sim")
 	Defects  []string // flash-time defect switches
+	// Misbehave are rig misbehaviour modes (misbehave.go): part of the
+	// image's configuration, like Defects, but never defects.
+	Misbehave []string
 }
 
 // nvsFile is NVS on disk. It holds secrets (SAS key, private key): 0600.
@@ -73,6 +76,19 @@ func Boot(ctx context.Context, cfg BootConfig) error {
 	}
 	if err := ValidateDefects(cfg.Defects); err != nil {
 		return err
+	}
+	mis, err := parseMisbehave(cfg.Misbehave)
+	if err != nil {
+		return err
+	}
+	if mis.crashAtBoot {
+		// Before NVS or the boot counter: the image dies in its startup
+		// code, every time.
+		if uart, err := openUART(cfg.UARTPath); err == nil {
+			crashAtBootUART(uart)
+			uart.Close()
+		}
+		return ErrCrashAtBoot
 	}
 	if err := os.MkdirAll(cfg.StateDir, 0o700); err != nil {
 		return fmt.Errorf("boot: %w", err)
@@ -116,7 +132,7 @@ func Boot(ctx context.Context, cfg BootConfig) error {
 			fmt.Fprintf(os.Stderr, "hilrun-sim: save RTC: %v\n", err)
 		}
 	}
-	err = Run(ctx, Options{UART: uart, Defects: cfg.Defects, Board: cfg.Board, BootCount: boots, NVS: nvs, RTC: rtc,
+	err = Run(ctx, Options{UART: uart, Defects: cfg.Defects, Misbehave: cfg.Misbehave, Board: cfg.Board, BootCount: boots, NVS: nvs, RTC: rtc,
 		Changed: func(what string) {
 			switch what {
 			case changedNVS:
@@ -285,9 +301,11 @@ func (d *defectFlags) Set(v string) error {
 
 // Main is the firmware process entry (the hilrun CLI calls it from a
 // hidden subcommand): it parses --uart PATH --state DIR --board NAME
-// --defect NAME (repeatable), boots once, and returns the exit code: 0
+// --defect NAME (repeatable) --misbehave MODE (repeatable, also from
+// $HILRUN_SIM_MISBEHAVE), boots once, and returns the exit code: 0
 // after SIGTERM/SIGINT, ExitReset after a reset request, 2 for bad
-// arguments, 1 for other failures.
+// arguments and for crash-at-boot (ExitCrash, a panic's status), 1 for
+// other failures.
 func Main(args []string) int {
 	return mainWith(args, os.Stderr)
 }
@@ -296,21 +314,27 @@ func mainWith(args []string, stderr io.Writer) int {
 	fs := flag.NewFlagSet("hilrun-sim", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var cfg BootConfig
-	var defects defectFlags
+	var defects, misbehave defectFlags
 	fs.StringVar(&cfg.UARTPath, "uart", "", "UART device (pty slave) the firmware owns")
 	fs.StringVar(&cfg.StateDir, "state", "", "state directory (NVS, boot count, RTC)")
 	fs.StringVar(&cfg.Board, "board", "sim", "board name reported in hello")
 	fs.Var(&defects, "defect", "defect switch to flash (repeatable; see devicefw/sim/DEFECTS.md)")
+	fs.Var(&misbehave, "misbehave", "rig misbehaviour mode of the image, not a defect (repeatable; see devicefw/sim/DEFECTS.md)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
 	cfg.Defects = defects
+	cfg.Misbehave = append(misbehaveFromEnv(), misbehave...)
 	if cfg.UARTPath == "" || cfg.StateDir == "" || fs.NArg() > 0 {
 		fmt.Fprintln(stderr, "hilrun-sim: --uart and --state are required; no positional arguments")
 		fs.Usage()
 		return 2
 	}
 	if err := ValidateDefects(cfg.Defects); err != nil {
+		fmt.Fprintln(stderr, "hilrun-sim:", err)
+		return 2
+	}
+	if err := ValidateMisbehave(cfg.Misbehave); err != nil {
 		fmt.Fprintln(stderr, "hilrun-sim:", err)
 		return 2
 	}
@@ -322,6 +346,9 @@ func mainWith(args []string, stderr io.Writer) int {
 		return 0
 	case errors.Is(err, ErrReset):
 		return ExitReset
+	case errors.Is(err, ErrCrashAtBoot):
+		crashAtBootStderr(stderr)
+		return ExitCrash
 	default:
 		fmt.Fprintln(stderr, "hilrun-sim:", err)
 		return 1

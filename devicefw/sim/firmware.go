@@ -19,6 +19,7 @@ import (
 	"fmt"
 	"io"
 	"runtime/debug"
+	"strings"
 	"sync"
 	"time"
 
@@ -48,6 +49,8 @@ type Options struct {
 	// Changed, when set, is called after the firmware changed its NVS
 	// ("nvs") or set its RTC ("rtc"), so that Boot can persist them.
 	Changed func(what string)
+	// Misbehave are rig misbehaviour modes (misbehave.go), not defects.
+	Misbehave []string
 }
 
 // What Options.Changed reports.
@@ -137,6 +140,12 @@ type Firmware struct {
 	wmu sync.Mutex
 	seq uint64
 
+	// Rig misbehaviour (misbehave.go); the counters are guarded by wmu.
+	mis           misbehaviour
+	silenced      bool   // the UART is muted and requests are ignored
+	helloAnswered bool   // silent-after-hello answered its one hello request
+	frames        uint64 // frames written this boot (bad-crc)
+
 	client *deviceClient
 	reset  chan struct{}
 	sntp   sntpState // the SNTP client's memory (kiss-o'-death hold-offs)
@@ -169,7 +178,11 @@ func newFirmware(opts Options) (*Firmware, error) {
 	if err := ValidateDefects(opts.Defects); err != nil {
 		return nil, err
 	}
-	fw := &Firmware{opts: opts, nvs: opts.NVS, rtc: opts.RTC, start: time.Now(), reset: make(chan struct{}, 1), defects: defectSet{}}
+	mis, err := parseMisbehave(opts.Misbehave)
+	if err != nil {
+		return nil, err
+	}
+	fw := &Firmware{opts: opts, nvs: opts.NVS, rtc: opts.RTC, start: time.Now(), reset: make(chan struct{}, 1), defects: defectSet{}, mis: mis}
 	fw.nvs.mu.Lock()
 	for _, d := range append(append([]string(nil), opts.Defects...), fw.nvs.Defects...) {
 		fw.defects[d] = true
@@ -186,7 +199,17 @@ func (fw *Firmware) run(ctx context.Context) error {
 	defer fw.client.shutdown()
 
 	fw.logf("I", "boot %d: %s %s on board %s", opts.BootCount, FirmwareName, FirmwareVersion, opts.Board)
+	if len(opts.Misbehave) > 0 {
+		// Said on the console so that a report of a deliberately broken
+		// rig shows why it broke.
+		fw.logf("W", "rig misbehaviour modes (not defects): %s", strings.Join(opts.Misbehave, ", "))
+	}
 	fw.emit(agentproto.EvHello, fw.hello())
+	if fw.mis.silentAfterHello {
+		fw.wmu.Lock()
+		fw.silenced = true
+		fw.wmu.Unlock()
+	}
 
 	lines := make(chan []byte, 64)
 	readErr := make(chan error, 1)
@@ -232,6 +255,10 @@ func (fw *Firmware) handleLine(ctx context.Context, line []byte) {
 	_, f, err := agentproto.Split(line)
 	if errors.Is(err, agentproto.ErrNotFrame) {
 		return // console input that is not for the agent
+	}
+	if fw.silencedNow() {
+		fw.answerLastHello(f, err)
+		return // a hung firmware reads its UART but never answers
 	}
 	if err != nil {
 		fw.send(agentproto.Failure(0, agentproto.Errorf(agentproto.ErrBadFrame, "%v", err)))
@@ -309,6 +336,9 @@ func (fw *Firmware) emit(name string, data any) {
 	fw.wmu.Lock()
 	defer fw.wmu.Unlock()
 	fw.seq++
+	if n := uint64(fw.mis.dropEvents); n > 0 && fw.seq > 1 && fw.seq%n == 0 {
+		return // drop-events: the seq is used up, the host sees the gap
+	}
 	f, err := agentproto.Event(fw.seq, fw.uptimeMS(), name, data)
 	if err != nil {
 		return
@@ -323,10 +353,23 @@ func (fw *Firmware) send(f *agentproto.Frame) {
 }
 
 func (fw *Firmware) writeFrameLocked(f *agentproto.Frame) {
+	if fw.silencedLocked() {
+		return
+	}
+	fw.writeFrameAlwaysLocked(f)
+}
+
+// writeFrameAlwaysLocked writes a frame even when the UART is muted (the one
+// hello answer of silent-after-hello).
+func (fw *Firmware) writeFrameAlwaysLocked(f *agentproto.Frame) {
 	line, err := agentproto.Encode(f)
 	if err != nil {
 		// Too big for a frame: shrink to an error the host can see.
 		line, _ = agentproto.Encode(agentproto.Failure(f.ID, agentproto.Errorf(agentproto.ErrInternal, "response too large: %v", err)))
+	}
+	fw.frames++
+	if n := uint64(fw.mis.badCRC); n > 0 && fw.frames%n == 0 {
+		line = corruptCRC(line)
 	}
 	_, _ = fw.opts.UART.Write(line)
 }
@@ -335,6 +378,9 @@ func (fw *Firmware) writeFrameLocked(f *agentproto.Frame) {
 func (fw *Firmware) logf(level, format string, a ...any) {
 	fw.wmu.Lock()
 	defer fw.wmu.Unlock()
+	if fw.silencedLocked() {
+		return // a hung firmware prints nothing either
+	}
 	msg := fmt.Sprintf(format, a...)
 	_, _ = fmt.Fprintf(fw.opts.UART, "%s (%d) hilrun-sim: %s\r\n", level, fw.uptimeMS(), msg)
 }

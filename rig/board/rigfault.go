@@ -37,3 +37,37 @@ func IsRigFault(err error) bool {
 type Prechecker interface {
 	Preflight(ctx context.Context) error
 }
+
+// FaultReporter is implemented by boards that know when they gave up on
+// their firmware (the virtual board's crash loop), so that a host waiting
+// on the board (its hello, an agent call) fails at once with the reason
+// instead of at its deadline.
+type FaultReporter interface {
+	// Faulted returns a channel closed when the board gives up. Take it
+	// before waiting: recovering the board (reset, power, flash) starts a
+	// new attempt with a new channel.
+	Faulted() <-chan struct{}
+	// Fault returns why the board gave up, or nil.
+	Fault() error
+}
+
+// WithFault returns a context derived from ctx that is cancelled with the
+// board's fault as its cause (context.Cause) as soon as b, when it is a
+// FaultReporter, gives up; for other boards it only inherits ctx. Call the
+// returned function to release it.
+func WithFault(ctx context.Context, b Board) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancelCause(ctx)
+	fr, ok := b.(FaultReporter)
+	if !ok {
+		return ctx, func() { cancel(context.Canceled) }
+	}
+	faulted := fr.Faulted()
+	go func() {
+		select {
+		case <-faulted:
+			cancel(fr.Fault())
+		case <-ctx.Done():
+		}
+	}()
+	return ctx, func() { cancel(context.Canceled) }
+}

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -18,6 +19,8 @@ import (
 	"go.bug.st/serial"
 	"golang.org/x/sys/unix"
 	"golang.org/x/term"
+
+	"github.com/hilrun/hilrun/devicefw/agentproto"
 )
 
 // ExitReset is the exit status with which firmware asks to be rebooted (the
@@ -36,11 +39,90 @@ type SimConfig struct {
 	// Defects are defect switches passed to the firmware at every boot
 	// (--defect NAME), the "flash-time" way of switching them on.
 	Defects []string
-	// MaxCrashRestarts bounds how often a crashing firmware is restarted
-	// within CrashWindow before the board stays off (default 5 in 10 s).
-	MaxCrashRestarts int
+	// CrashLoopCrashes crashes within CrashWindow with no hello in between
+	// make a crash loop: the board stops restarting the firmware and
+	// reports a *CrashLoopError (Fault, Faulted). Defaults
+	// DefaultCrashLoopCrashes and DefaultCrashWindow.
+	CrashLoopCrashes int
 	CrashWindow      time.Duration
+	// CrashBackoff is the delay before the first restart of a crashed
+	// firmware; it doubles with every crash of a loop, up to
+	// MaxCrashBackoff. Default DefaultCrashBackoff.
+	CrashBackoff time.Duration
+	// LogDir, when set, is where the firmware's log (FirmwareLogFile: its
+	// stderr and stdout, appended across boots) is written instead of
+	// StateDir, so that it outlives a temporary state directory: the host
+	// passes its report directory. Created if missing.
+	LogDir string
 }
+
+// Crash-loop policy of the virtual board, modelled on a watchdog that
+// reboots a crashed chip after a short pause and gives up on an image that
+// never comes up.
+const (
+	// DefaultCrashLoopCrashes: three crashes with no hello in between are a
+	// crash loop. One crash can be a genuine fault of a good image (the
+	// first restart shows it); a second and third without the firmware
+	// ever saying hello mean it will not come up, and every further restart
+	// only delays the rig-fault verdict.
+	DefaultCrashLoopCrashes = 3
+	// DefaultCrashWindow: crashes further apart than this are independent
+	// (a firmware that runs for ten seconds between crashes is not looping
+	// at boot).
+	DefaultCrashWindow = 10 * time.Second
+	// DefaultCrashBackoff is the pause before restarting a crashed firmware
+	// (a watchdog reboot is not instant either). Short, so that a crash
+	// loop is declared within about a second (200 ms + 400 ms plus three
+	// process starts), far inside the host's hello timeout.
+	DefaultCrashBackoff = 200 * time.Millisecond
+	// MaxCrashBackoff caps the doubling restart delay.
+	MaxCrashBackoff = 2 * time.Second
+)
+
+// Files the virtual board writes.
+const (
+	// FirmwareLogFile is the firmware's stderr and stdout log, in
+	// SimConfig.LogDir (else StateDir).
+	FirmwareLogFile = "firmware.log"
+	// FirmwarePIDFile, in StateDir, holds the running firmware's process ID
+	// (decimal and a newline), rewritten at every start and removed when
+	// that process ends: for tests and tools that SIGSTOP the firmware.
+	FirmwarePIDFile = "firmware.pid"
+)
+
+// ErrCrashLoop is what a *CrashLoopError matches with errors.Is.
+var ErrCrashLoop = errors.New("crash loop")
+
+// CrashLoopError is the virtual board's rig fault: its firmware crashed
+// again and again without saying hello, and the board stopped restarting it.
+type CrashLoopError struct {
+	Board   string
+	Crashes int           // crashes counted into the loop
+	Span    time.Duration // from the first of them to the last
+	Last    Exit          // the last crash
+	Log     string        // the firmware log file (SimConfig.LogDir, else StateDir)
+}
+
+func (e *CrashLoopError) Error() string {
+	var tail []string
+	for _, l := range e.Last.Stderr {
+		if l = strings.TrimSpace(l); l != "" { // one line of text: blank lines and indentation say nothing
+			tail = append(tail, l)
+		}
+	}
+	if len(tail) > crashTailLines {
+		tail = tail[len(tail)-crashTailLines:]
+	}
+	return fmt.Sprintf("crash loop: firmware crashed %d times in %.1fs; last exit: %s; stderr tail: %s; firmware log: %s",
+		e.Crashes, e.Span.Seconds(), e.Last.Reason, strings.Join(tail, " | "), e.Log)
+}
+
+// Is makes errors.Is(err, ErrCrashLoop) hold.
+func (e *CrashLoopError) Is(target error) bool { return target == ErrCrashLoop }
+
+// crashTailLines is how much of the stderr tail a crash-loop error quotes
+// (a Go panic's message and first frames; the whole tail is in Exits).
+const crashTailLines = 6
 
 // Sim is the virtual board: firmware as a host process behind a
 // pseudo-terminal.
@@ -68,7 +150,10 @@ type Sim struct {
 	img      *Image // installed image (path inside StateDir)
 	proc     *simProcess
 	powered  bool
-	crashes  []time.Time
+	crashes  []time.Time // crashes since the last hello (within CrashWindow)
+	restart  *time.Timer // pending restart of a crashed firmware
+	fault    *CrashLoopError
+	faulted  chan struct{} // closed when fault is set
 	exits    []Exit
 	closed   bool
 	bridgeWG sync.WaitGroup
@@ -97,16 +182,24 @@ func NewSim(cfg SimConfig) (*Sim, error) {
 	if cfg.Name == "" {
 		cfg.Name = "sim0"
 	}
-	if cfg.MaxCrashRestarts == 0 {
-		cfg.MaxCrashRestarts = 5
+	if cfg.CrashLoopCrashes <= 0 {
+		cfg.CrashLoopCrashes = DefaultCrashLoopCrashes
 	}
-	if cfg.CrashWindow == 0 {
-		cfg.CrashWindow = 10 * time.Second
+	if cfg.CrashWindow <= 0 {
+		cfg.CrashWindow = DefaultCrashWindow
+	}
+	if cfg.CrashBackoff <= 0 {
+		cfg.CrashBackoff = DefaultCrashBackoff
 	}
 	if err := os.MkdirAll(cfg.StateDir, 0o700); err != nil {
 		return nil, fmt.Errorf("board: state directory: %w", err)
 	}
-	s := &Sim{cfg: cfg}
+	if cfg.LogDir != "" {
+		if err := os.MkdirAll(cfg.LogDir, 0o755); err != nil {
+			return nil, fmt.Errorf("board: log directory: %w", err)
+		}
+	}
+	s := &Sim{cfg: cfg, faulted: make(chan struct{})}
 	var err error
 	if s.fwMaster, s.fwSlave, err = openRawPTY(); err != nil {
 		return nil, err
@@ -119,8 +212,8 @@ func NewSim(cfg SimConfig) (*Sim, error) {
 	_ = os.Remove(link)
 	_ = os.Symlink(s.hostSlave.Name(), link) // convenience only
 	s.bridgeWG.Add(2)
-	go s.copyLoop(s.fwMaster, s.hostMaster, &s.hostWrite) // firmware → harness
-	go s.copyLoop(s.hostMaster, s.fwMaster, nil)          // harness → firmware
+	go s.copyLoop(s.fwMaster, s.hostMaster, &s.hostWrite, &helloScanner{onHello: s.sawHello}) // firmware → harness
+	go s.copyLoop(s.hostMaster, s.fwMaster, nil, nil)                                         // harness → firmware
 	return s, nil
 }
 
@@ -144,11 +237,14 @@ func openRawPTY() (master, slave *os.File, err error) {
 	return master, slave, nil
 }
 
-func (s *Sim) copyLoop(from, to *os.File, lock *sync.Mutex) {
+func (s *Sim) copyLoop(from, to *os.File, lock *sync.Mutex, scan *helloScanner) {
 	defer s.bridgeWG.Done()
 	buf := make([]byte, 4096)
 	for {
 		n, err := from.Read(buf)
+		if n > 0 && scan != nil {
+			scan.feed(buf[:n])
+		}
 		if n > 0 {
 			if lock != nil {
 				lock.Lock()
@@ -208,6 +304,7 @@ func (s *Sim) Flash(ctx context.Context, img Image) error {
 	installed := Image{Path: dst, Args: append([]string(nil), img.Args...), Env: append([]string(nil), img.Env...)}
 	s.img = &installed
 	s.powered = true
+	s.clearFaultLocked()
 	return s.startLocked()
 }
 
@@ -224,6 +321,7 @@ func (s *Sim) Reset(ctx context.Context) error {
 		return errors.New("board: nothing flashed")
 	}
 	s.stopLocked(ctx)
+	s.clearFaultLocked() // a host reset is a new attempt, as a watchdog's would be
 	return s.startLocked()
 }
 
@@ -244,11 +342,82 @@ func (s *Sim) PowerOn(ctx context.Context) error {
 	if s.powered && s.proc != nil {
 		return nil
 	}
+	s.stopLocked(ctx) // a crashed firmware may have a restart pending
 	s.powered = true
 	if s.img == nil {
 		return nil // a blank board: nothing boots
 	}
+	s.clearFaultLocked()
 	return s.startLocked()
+}
+
+// PowerCycle is PowerOff then PowerOn: the recovery for a hung firmware
+// that also drops the RTC.
+func (s *Sim) PowerCycle(ctx context.Context) error {
+	if err := s.PowerOff(ctx); err != nil {
+		return err
+	}
+	return s.PowerOn(ctx)
+}
+
+// FirmwarePID returns the process ID of the running firmware, 0 when none
+// runs (powered off, crashed and waiting for its restart, crash loop). The
+// same number is in FirmwarePIDFile in the state directory.
+func (s *Sim) FirmwarePID() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.proc == nil {
+		return 0
+	}
+	return s.proc.cmd.Process.Pid
+}
+
+// LogPath returns the firmware log file (FirmwareLogFile in
+// SimConfig.LogDir, else in StateDir). It exists from the first boot on and
+// is never removed by the board.
+func (s *Sim) LogPath() string {
+	dir := s.cfg.LogDir
+	if dir == "" {
+		dir = s.cfg.StateDir
+	}
+	return filepath.Join(dir, FirmwareLogFile)
+}
+
+// Fault returns the board's rig fault, a *CrashLoopError, or nil. Flash,
+// Reset and PowerOn clear it (a new attempt).
+func (s *Sim) Fault() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.fault == nil {
+		return nil
+	}
+	return s.fault
+}
+
+// Faulted returns a channel closed when the board gives up on its firmware
+// (a crash loop; Fault says why). Take it before waiting: a Flash, Reset or
+// PowerOn after a fault starts a new attempt with a new channel.
+func (s *Sim) Faulted() <-chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.faulted
+}
+
+// clearFaultLocked forgets crashes and a crash-loop fault.
+func (s *Sim) clearFaultLocked() {
+	s.crashes = nil
+	if s.fault != nil {
+		s.fault = nil
+		s.faulted = make(chan struct{})
+	}
+}
+
+// sawHello is called by the bridge for every hello event the firmware
+// sends: the firmware came up, so earlier crashes are not a loop.
+func (s *Sim) sawHello() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.crashes = nil
 }
 
 // Exits returns how firmware processes ended so far (crashes included).
@@ -307,7 +476,8 @@ func (s *Sim) startLocked() error {
 	cmd.Env = append(os.Environ(), s.img.Env...)
 	cmd.Dir = s.cfg.StateDir
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	logf, err := os.OpenFile(filepath.Join(s.cfg.StateDir, "firmware.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	s.cancelRestartLocked()
+	logf, err := os.OpenFile(s.LogPath(), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
 		return err
 	}
@@ -320,12 +490,39 @@ func (s *Sim) startLocked() error {
 	}
 	p := &simProcess{cmd: cmd, done: make(chan struct{}), stderr: tail}
 	s.proc = p
+	pid := []byte(strconv.Itoa(cmd.Process.Pid) + "\n")
+	if err := writeFileAtomic(s.pidPath(), pid); err != nil {
+		s.noteLocked("cannot write %s: %v", s.pidPath(), err)
+	}
 	go s.supervise(p, logf)
 	return nil
 }
 
-// stopLocked kills the running firmware and waits for it.
+func (s *Sim) pidPath() string { return filepath.Join(s.cfg.StateDir, FirmwarePIDFile) }
+
+// cancelRestartLocked drops a pending restart of a crashed firmware.
+func (s *Sim) cancelRestartLocked() {
+	if s.restart != nil {
+		s.restart.Stop()
+		s.restart = nil
+	}
+}
+
+// writeFileAtomic replaces path so that a reader never sees half of it.
+func writeFileAtomic(path string, b []byte) error {
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, b, 0o600); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}
+
+// stopLocked kills the running firmware (or cancels the pending restart of
+// a crashed one) and waits for it. SIGKILL ends a hung or SIGSTOPped
+// firmware too; the SIGCONT after it only makes sure that a stopped process
+// group is scheduled to die at once rather than when something continues it.
 func (s *Sim) stopLocked(ctx context.Context) {
+	s.cancelRestartLocked()
 	p := s.proc
 	if p == nil {
 		return
@@ -333,6 +530,7 @@ func (s *Sim) stopLocked(ctx context.Context) {
 	p.stopped = true
 	s.proc = nil
 	_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
+	_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGCONT)
 	s.mu.Unlock()
 	select {
 	case <-p.done:
@@ -355,6 +553,9 @@ func (s *Sim) supervise(p *simProcess, logf *os.File) {
 		s.mu.Unlock()
 		close(p.done)
 	}()
+	if b, rerr := os.ReadFile(s.pidPath()); rerr == nil && strings.TrimSpace(string(b)) == strconv.Itoa(p.cmd.Process.Pid) {
+		_ = os.Remove(s.pidPath()) // never leave a PID that may be reused
+	}
 	ex := Exit{At: time.Now(), Code: code}
 	switch {
 	case p.stopped:
@@ -383,7 +584,7 @@ func (s *Sim) supervise(p *simProcess, logf *os.File) {
 	}
 	s.proc = nil
 	s.noteLocked("firmware process exited (%s); last stderr: %s", ex.Reason, strings.Join(ex.Stderr, " | "))
-	now := time.Now()
+	now := ex.At
 	recent := s.crashes[:0]
 	for _, t := range s.crashes {
 		if now.Sub(t) < s.cfg.CrashWindow {
@@ -391,12 +592,67 @@ func (s *Sim) supervise(p *simProcess, logf *os.File) {
 		}
 	}
 	s.crashes = append(recent, now)
-	if len(s.crashes) > s.cfg.MaxCrashRestarts {
-		s.noteLocked("firmware crashed %d times within %s; board left stopped (see %s)", len(s.crashes), s.cfg.CrashWindow, filepath.Join(s.cfg.StateDir, "firmware.log"))
+	if n := len(s.crashes); n >= s.cfg.CrashLoopCrashes {
+		s.fault = &CrashLoopError{Board: s.cfg.Name, Crashes: n, Span: now.Sub(s.crashes[0]), Last: ex, Log: s.LogPath()}
+		close(s.faulted)
+		s.noteLocked("%v; board left stopped", s.fault)
 		return
 	}
-	if err := s.startLocked(); err != nil {
-		s.noteLocked("firmware restart after crash failed: %v", err)
+	// Restart after a pause that doubles with every crash of the loop.
+	delay := s.cfg.CrashBackoff << (len(s.crashes) - 1)
+	if delay > MaxCrashBackoff || delay <= 0 {
+		delay = MaxCrashBackoff
+	}
+	var t *time.Timer
+	t = time.AfterFunc(delay, func() {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if s.restart != t || s.closed || !s.powered || s.proc != nil {
+			return // cancelled: reset, power-off, flash or Close came first
+		}
+		s.restart = nil
+		if err := s.startLocked(); err != nil {
+			s.noteLocked("firmware restart after crash failed: %v", err)
+		}
+	})
+	s.restart = t
+}
+
+// helloScanner watches the firmware's output for hello events, which tell
+// the board that the firmware came up (crash-loop detection). It sees the
+// raw byte stream, so it splits lines itself, bounded like a frame.
+type helloScanner struct {
+	line    []byte
+	over    bool // the current line exceeded a frame; skip to its end
+	onHello func()
+}
+
+var helloMarker = []byte(`"ev":"` + agentproto.EvHello + `"`)
+
+func (h *helloScanner) feed(p []byte) {
+	for len(p) > 0 {
+		i := bytes.IndexByte(p, '\n')
+		chunk := p
+		if i >= 0 {
+			chunk = p[:i]
+		}
+		if !h.over {
+			if len(h.line)+len(chunk) > agentproto.MaxFrame {
+				h.over, h.line = true, h.line[:0]
+			} else {
+				h.line = append(h.line, chunk...)
+			}
+		}
+		if i < 0 {
+			return
+		}
+		if !h.over && bytes.Contains(h.line, helloMarker) {
+			if _, f, err := agentproto.Split(h.line); err == nil && f.T == agentproto.KindEvent && f.Ev == agentproto.EvHello {
+				h.onHello()
+			}
+		}
+		h.line, h.over = h.line[:0], false
+		p = p[i+1:]
 	}
 }
 
@@ -476,6 +732,19 @@ func (t *tailBuffer) lines() []string {
 	out := append([]string(nil), t.buf...)
 	if len(t.partial) > 0 {
 		out = append(out, string(t.partial))
+	}
+	return out
+}
+
+// WithMisbehave returns img with rig misbehaviour modes of the reference
+// firmware (devicefw/sim, "--misbehave MODE") added to its arguments. They
+// belong to the image, not to the board: they hold for every boot of it
+// (reset, power cycle) as a bad image on flash would, and flashing an image
+// without them clears them.
+func WithMisbehave(img Image, modes []string) Image {
+	out := Image{Path: img.Path, Args: append([]string(nil), img.Args...), Env: append([]string(nil), img.Env...)}
+	for _, m := range modes {
+		out.Args = append(out.Args, "--misbehave", m)
 	}
 	return out
 }

@@ -19,6 +19,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/hilrun/hilrun/devicefw/agentproto"
+	"github.com/hilrun/hilrun/devicefw/sim"
 )
 
 // fakeFirmwareEnv makes the test binary act as a minimal firmware (see
@@ -29,6 +30,9 @@ const fakeFirmwareEnv = "HILRUN_BOARD_FAKE_FIRMWARE"
 func TestMain(m *testing.M) {
 	if os.Getenv(fakeFirmwareEnv) == "1" {
 		os.Exit(fakeFirmware(os.Args[1:]))
+	}
+	if os.Getenv(refFirmwareEnv) == "1" {
+		os.Exit(sim.Main(os.Args[1:]))
 	}
 	os.Exit(m.Run())
 }
@@ -286,7 +290,7 @@ func TestSimCrashIsReportedOnConsole(t *testing.T) {
 }
 
 func TestSimCrashLoopStops(t *testing.T) {
-	s := newTestSim(t, SimConfig{MaxCrashRestarts: 1, CrashWindow: time.Minute})
+	s := newTestSim(t, SimConfig{CrashLoopCrashes: 2, CrashWindow: time.Minute, CrashBackoff: time.Millisecond})
 	h := openHost(t, s)
 	// An image that exits at once: /bin/false through the board's flags.
 	if err := s.Flash(context.Background(), Image{Path: "/bin/false"}); err != nil {
