@@ -33,6 +33,7 @@ var rig struct {
 	faultMark int            // Agent.FaultCount() when the current spec began
 	specOf    map[int]string // fault index → the spec in whose window it fell
 	ended     string         // why the remaining specs are not run ("" while running)
+	cutAt     time.Time      // when the run's context ended (Ctrl-C, SIGTERM)
 	labels    types.LabelFilter
 	focus     []*regexp.Regexp
 }
@@ -71,6 +72,37 @@ func selected(r SpecReport) bool {
 		}
 	}
 	return false
+}
+
+// noteInterrupt records when ctx (the run's) ends.
+func noteInterrupt(ctx context.Context) (stop func() bool) {
+	return context.AfterFunc(ctx, func() {
+		rig.mu.Lock()
+		rig.cutAt = time.Now()
+		rig.mu.Unlock()
+	})
+}
+
+// applyInterrupt makes a spec that failed after Ctrl-C interrupted: the
+// signal reaches the run's context (which ends every session wait) and
+// Ginkgo's interrupt handler separately, so the spec may have failed on
+// its ended waits before Ginkgo marked it interrupted. Either way the
+// failure is the interrupt's, not the firmware's.
+func applyInterrupt(res *reports.SpecResult, r SpecReport) {
+	e := env
+	if e == nil || !e.Interrupted() || res.Status != reports.SpecFailed {
+		return
+	}
+	rig.mu.Lock()
+	cut := rig.cutAt
+	rig.mu.Unlock()
+	// The context's callbacks may not have run yet: then it ended just now.
+	if !cut.IsZero() && cut.Before(r.StartTime) {
+		return
+	}
+	res.Status = reports.SpecInterrupted
+	res.Failure = "interrupted (Ctrl-C or SIGTERM) during the spec; what it saw then, not a verdict: " + res.Failure
+	res.Wire, res.Console = nil, nil
 }
 
 // endRun records why the remaining specs will not run (first reason wins).
@@ -172,7 +204,7 @@ func applyRigFaults(res *reports.SpecResult) {
 		fmt.Fprintf(&b, "%s %s\n", f.At.Format("15:04:05.000"), f)
 	}
 	b.WriteString("not a verdict on the firmware: the rig lost or corrupted frames, or the board stopped answering, during this spec (PROTOCOL.md §2.2); see console.log")
-	res.Status, res.RigFault = reports.SpecRigFault, "rig fault: "+b.String()
+	res.Status, res.RigFault = reports.SpecRigFault, b.String()
 }
 
 // rigFaultEvents lists the run's rig faults for the report.

@@ -106,6 +106,7 @@ func Run(ctx context.Context, o RunOptions) (*reports.Report, error) {
 	setEnv(e)
 	defer setEnv(nil)
 	rigSetup(o.LabelFilter, o.Focus)
+	defer noteInterrupt(ctx)()
 	e.StartWatchdog(func(line string) { fmt.Fprintln(progress, line) })
 
 	// Ginkgo's own console reporter goes to a log file; the user sees one
@@ -171,6 +172,7 @@ var _ = ReportAfterEach(func(r SpecReport) {
 		res, keep = nr, true
 	}
 	if keep {
+		applyInterrupt(&res, r)
 		applyRigFaults(&res)
 	}
 	if s := current; s != nil {
