@@ -86,6 +86,7 @@ func Run(ctx context.Context, o RunOptions) (*reports.Report, error) {
 		return rep, nil
 	}
 
+	o.Env.RunContext = ctx
 	e, err := fixtures.Start(ctx, o.Env)
 	if err != nil {
 		// Ctrl-C during flashing or boot is an interruption; anything else
