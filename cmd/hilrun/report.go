@@ -39,8 +39,7 @@ func newReportCmd() *cobra.Command {
 			if err := reports.Render(dir, rep); err != nil {
 				return err
 			}
-			ok, _ := rep.Verdict()
-			fmt.Fprintf(cmd.OutOrStdout(), "re-rendered %s (verdict pass=%v)\n", filepath.Join(dir, reports.HTMLFile), ok)
+			fmt.Fprintf(cmd.OutOrStdout(), "re-rendered %s (outcome %s)\n", filepath.Join(dir, reports.HTMLFile), rep.Outcome())
 			return nil
 		},
 	}
