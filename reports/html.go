@@ -235,6 +235,8 @@ const htmlSource = `<!DOCTYPE html>
 <p>Requirements: {{range $i, $id := .Requirements}}{{if $i}}, {{end}}<a href="#req-{{$id}}">{{$id}}</a>{{end}} · duration {{secs .Duration}}</p>
 {{with .RigFault}}<pre>{{.}}</pre>{{end}}
 {{with .Failure}}<details><summary>what the spec saw meanwhile (not a verdict)</summary><pre>{{.}}</pre></details>{{end}}
+{{if .Console}}<details><summary>Console ({{len .Console}} lines)</summary><pre>{{range .Console}}{{offset .Offset}} {{with .Stream}}{{.}} {{end}}{{.Text}}
+{{end}}</pre></details>{{end}}
 </div>
 {{end}}{{if .Loose}}<p>Outside any spec:</p><ul>{{range .Loose}}<li>{{time .At}} {{.Kind}}: {{.Message}}</li>{{end}}</ul>{{end}}
 {{end}}
