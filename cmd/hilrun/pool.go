@@ -29,9 +29,9 @@ import (
 // reports (reports.Merge) into the pool's output directory.
 
 // exitRigFault is the exit status of a run (or a pool) whose only problem is
-// the rig: the board did not come up (no hello after reset, port missing,
-// flashing failed). It says nothing about the firmware.
-const exitRigFault = 3
+// the rig: the board did not come up, frames were lost, the board stopped
+// responding (reports.ExitRigFault). It says nothing about the firmware.
+const exitRigFault = reports.ExitRigFault
 
 // poolChildGrace is how long a child may take to write its report after the
 // pool forwards Ctrl-C (a run ends within 2 s of SIGINT, hung board or
@@ -45,9 +45,14 @@ const boardLockedEnv = "HILRUN_BOARD_LOCKED"
 const exitStatusHelp = `
 
 Exit status: 0 every applicable MUST requirement that ran passed; 1 a
-requirement failed or the run was interrupted; 2 the run could not start
-(bad flags or inventory); 3 rig fault: the board did not come up (no hello
-after reset, port missing, flashing failed) — not a verdict on the firmware.
+requirement failed (in a spec without a rig fault: the firmware is wrong,
+even if the rig also faulted) or the run was interrupted (Ctrl-C, SIGTERM:
+the run ends within 2 s, report written); 2 the run could not start (bad
+flags or inventory); 3 rig fault and nothing failed: the board did not come
+up (no hello after reset, port missing, flashing failed, crash loop), frames
+were lost or corrupted on the serial line, or the board stopped responding
+(after an echo probe; it is reset and the run resumes, at most twice) — not
+a verdict on the firmware.
 
 With --pool, every board of the inventory (--inventory FILE, default
 ./hilrun.yaml; --pool-label to pick boards by label) runs in its own child
@@ -57,9 +62,10 @@ each line prefixed with the board id. OUT (--out) gets the merged report
 (merged.json, report.html, junit.xml, summary.md); each board's own report is
 in OUT/ID. A board that fails its pre-flight check is reported as a rig fault
 and does not stop the others. Pool exit status: 0 every board passed; 1 a
-board failed conformance (or Ctrl-C: the children stop and the merged report
-of what finished is still written); 3 the only problems are rig faults; 2 the
-pool could not start. --lock-dir DIR holds an exclusive lock
+board failed conformance, or a board's run was interrupted (Ctrl-C: the
+children get one SIGINT and stop within 2 s, a child still running 5 s later
+is killed, and the merged report of what finished is still written); 3 the
+only problems are rig faults; 2 the pool could not start. --lock-dir DIR holds an exclusive lock
 DIR/hilrun-ID.lock (flock) per board while it runs, so two runs on one host
 never share a board.`
 
