@@ -39,6 +39,9 @@ type htmlTiming struct {
 
 type htmlView struct {
 	R        *Report
+	Outcome  Outcome
+	NotJudge []SpecResult
+	Loose    []RigFaultEvent // rig faults outside any spec
 	OK       bool
 	Why      []string
 	Areas    []htmlArea
@@ -51,6 +54,13 @@ type htmlView struct {
 func newHTMLView(r *Report) *htmlView {
 	v := &htmlView{R: r, anchors: map[string]string{}}
 	v.OK, v.Why = r.Verdict()
+	v.Outcome = r.Outcome()
+	v.NotJudge = r.NotJudged()
+	for _, f := range r.RigFaults {
+		if f.Spec == "" {
+			v.Loose = append(v.Loose, f)
+		}
+	}
 	v.Facts = r.FactGroups()
 	sums := map[string]AreaSummary{}
 	for _, a := range r.Summary.Areas {
@@ -95,7 +105,9 @@ pre { background: var(--bg2); padding: .6em; overflow-x: auto; white-space: pre-
 .ok { background: var(--pass); } .nok { background: var(--fail); }
 .st { font-weight: 600; white-space: nowrap; }
 .st-pass, .st-passed { color: var(--pass); } .st-fail, .st-failed { color: var(--fail); }
-.st-not-applicable, .st-skipped { color: var(--na); } .st-not-covered { color: var(--nc); }
+.st-not-applicable, .st-skipped, .st-not-run { color: var(--na); } .st-not-covered { color: var(--nc); }
+.st-rig-fault, .st-interrupted { color: var(--nc); } .rig { background: var(--nc); }
+.rigfault { border: 1px solid var(--nc); border-left-width: 4px; padding: .2em 1em 1em; margin: 1em 0; }
 dl.meta { display: grid; grid-template-columns: max-content 1fr; gap: .2em 1em; }
 dl.meta dt { font-weight: 600; } dl.meta dd { margin: 0; }
 .failure { border: 1px solid var(--fail); border-left-width: 4px; padding: .2em 1em 1em; margin: 1em 0; }
@@ -161,8 +173,8 @@ const htmlSource = `<!DOCTYPE html>
 </head>
 <body>
 <h1>hilrun conformance report</h1>
-<p>{{if .OK}}<span class="verdict ok">PASS</span>{{else}}<span class="verdict nok">FAIL</span>{{end}}
- {{.R.Board.Firmware.Name}} {{.R.Board.Firmware.Version}} on {{.R.Board.Profile}} — {{count .R.Summary.Requirements "pass"}} requirements passed, {{count .R.Summary.Requirements "fail"}} failed, {{count .R.Summary.Requirements "not-applicable"}} not applicable, {{count .R.Summary.Requirements "not-covered"}} not covered.</p>
+<p>{{if .OK}}<span class="verdict ok">PASS</span>{{else if eq .Outcome "fail"}}<span class="verdict nok">FAIL</span>{{else}}<span class="verdict rig">{{.Outcome.Label}}</span>{{end}}
+ {{.R.Board.Firmware.Name}} {{.R.Board.Firmware.Version}} on {{.R.Board.Profile}} — {{count .R.Summary.Requirements "pass"}} requirements passed, {{count .R.Summary.Requirements "fail"}} failed, {{count .R.Summary.Requirements "rig-fault"}} not judged (rig fault), {{count .R.Summary.Requirements "not-applicable"}} not applicable, {{count .R.Summary.Requirements "not-covered"}} not covered.</p>
 {{if .Why}}<ul>{{range .Why}}<li>{{.}}</li>{{end}}</ul>{{end}}
 
 <h2>Run</h2>
@@ -178,7 +190,8 @@ const htmlSource = `<!DOCTYPE html>
 <dt>Strict timing</dt><dd>{{.R.Run.Strict}}</dd>
 {{with .R.Run.LabelFilter}}<dt>Label filter</dt><dd><code>{{.}}</code></dd>{{end}}
 {{with .R.Run.Defects}}<dt>Defect switches</dt><dd><code>{{join . ", "}}</code></dd>{{end}}
-{{if .R.Run.Interrupted}}<dt>Interrupted</dt><dd class="st st-fail">yes — {{.R.Run.InterruptReason}}</dd>{{end}}
+{{if .R.Run.Interrupted}}<dt>Interrupted</dt><dd class="st st-interrupted">yes — {{.R.Run.InterruptReason}}</dd>{{end}}
+{{with .R.Run.RigFault}}<dt>Rig fault</dt><dd class="st st-rig-fault">{{.}}</dd>{{end}}
 </dl>
 
 <h2>Board</h2>
@@ -203,16 +216,30 @@ const htmlSource = `<!DOCTYPE html>
 
 <h2>Summary</h2>
 <table>
-<thead><tr><th>Area</th><th>MUST passed / covered / total</th><th>pass</th><th>fail</th><th>not applicable</th><th>not covered</th></tr></thead>
+<thead><tr><th>Area</th><th>MUST passed / covered / total</th><th>pass</th><th>fail</th><th>rig fault</th><th>not applicable</th><th>not covered</th></tr></thead>
 <tbody>
 {{range .Areas}}{{if .Reqs}}<tr><td><a href="#area-{{.Code}}">{{.Code}}</a></td><td class="n">{{.Sum.MustPassed}} / {{.Sum.MustCovered}} / {{.Sum.Must}}</td>
-<td class="n st-pass">{{count .Sum.Counts "pass"}}</td><td class="n st-fail">{{count .Sum.Counts "fail"}}</td>
+<td class="n st-pass">{{count .Sum.Counts "pass"}}</td><td class="n st-fail">{{count .Sum.Counts "fail"}}</td><td class="n st-rig-fault">{{count .Sum.Counts "rig-fault"}}</td>
 <td class="n">{{count .Sum.Counts "not-applicable"}}</td><td class="n">{{count .Sum.Counts "not-covered"}}</td></tr>
 {{end}}{{end}}
 </tbody>
 </table>
-<p>Specs: {{scount .R.Summary.Specs "passed"}} passed, {{scount .R.Summary.Specs "failed"}} failed, {{scount .R.Summary.Specs "skipped"}} skipped, {{scount .R.Summary.Specs "not-applicable"}} not applicable.</p>
+<p>Specs: {{scount .R.Summary.Specs "passed"}} passed, {{scount .R.Summary.Specs "failed"}} failed, {{scount .R.Summary.Specs "rig-fault"}} rig fault, {{scount .R.Summary.Specs "interrupted"}} interrupted, {{scount .R.Summary.Specs "not-run"}} not run, {{scount .R.Summary.Specs "skipped"}} skipped, {{scount .R.Summary.Specs "not-applicable"}} not applicable.</p>
 {{with .R.Summary.Unmapped}}<p class="st st-fail">Specs naming requirement IDs the catalog does not know:</p><ul>{{range .}}<li><code>{{.}}</code></li>{{end}}</ul>{{end}}
+
+{{if or .NotJudge .Loose}}
+<h2 id="rig-faults">Rig faults and interruptions</h2>
+<p class="note">Not verdicts on the firmware: the rig failed (frames lost or corrupted on the line, an event sequence gap, a board that stopped responding) or the run was cut. What a spec's assertions said meanwhile is kept below but not judged.</p>
+{{range .NotJudge}}<div class="rigfault">
+<h3><span class="st st-{{.Status}}">{{.Status}}</span> {{.Name}}</h3>
+<p>Requirements: {{range $i, $id := .Requirements}}{{if $i}}, {{end}}<a href="#req-{{$id}}">{{$id}}</a>{{end}} · duration {{secs .Duration}}</p>
+{{with .RigFault}}<pre>{{.}}</pre>{{end}}
+{{with .Failure}}<details><summary>what the spec saw meanwhile (not a verdict)</summary><pre>{{.}}</pre></details>{{end}}
+{{if .Console}}<details><summary>Console ({{len .Console}} lines)</summary><pre>{{range .Console}}{{offset .Offset}} {{with .Stream}}{{.}} {{end}}{{.Text}}
+{{end}}</pre></details>{{end}}
+</div>
+{{end}}{{if .Loose}}<p>Outside any spec:</p><ul>{{range .Loose}}<li>{{time .At}} {{.Kind}}: {{.Message}}</li>{{end}}</ul>{{end}}
+{{end}}
 
 {{if .Failures}}
 <h2>Failures</h2>

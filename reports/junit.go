@@ -76,8 +76,30 @@ func writeJUnit(buf *bytes.Buffer, r *Report) error {
 		{"client", strings.TrimSpace(r.Board.Firmware.Client + " " + r.Board.Firmware.ClientVersion)},
 		{"strict", fmt.Sprint(r.Run.Strict)},
 	}
+	props = append(props, junitProperty{"outcome", string(r.Outcome())})
 	if r.Run.Interrupted {
 		props = append(props, junitProperty{"interrupted", r.Run.InterruptReason})
+	}
+	if r.Run.RigFault != "" {
+		props = append(props, junitProperty{"rig.fault", r.Run.RigFault})
+	}
+	// A run the rig ended, or that was interrupted, says so in a test case
+	// of its own with an <error> (the suite could not complete; not a
+	// failure), so that a CI test tab never shows such a run as green or
+	// as a firmware failure.
+	if reason, rig := r.runRigFault(); rig || r.Run.Interrupted {
+		c := junitCase{Name: "hilrun run", Classname: "hilrun.run", Time: seconds(r.Run.Wall)}
+		if rig {
+			c.Error = &junitFailure{Message: "rig fault: " + firstLine(orNone(reason)), Type: "rig-fault", Body: orNone(reason)}
+		} else {
+			c.Error = &junitFailure{Message: "interrupted: " + firstLine(orNone(r.Run.InterruptReason)), Type: "interrupted", Body: orNone(r.Run.InterruptReason)}
+		}
+		s := junitSuite{Name: "run", Hostname: r.Run.Host, Properties: props, Time: c.Time}
+		if !r.Run.Started.IsZero() {
+			s.Timestamp = r.Run.Started.UTC().Format("2006-01-02T15:04:05")
+		}
+		s.add(c)
+		top.add(s)
 	}
 	for _, area := range r.Areas() {
 		s := junitSuite{Name: area, Hostname: r.Run.Host, Properties: props}
@@ -96,10 +118,7 @@ func writeJUnit(buf *bytes.Buffer, r *Report) error {
 			continue // an area no spec touches has nothing to run
 		}
 		s.Time = fmt.Sprintf("%.3f", total)
-		top.Tests += s.Tests
-		top.Failures += s.Failures
-		top.Skipped += s.Skipped
-		top.Suites = append(top.Suites, s)
+		top.add(s)
 	}
 	buf.WriteString(xml.Header)
 	enc := xml.NewEncoder(buf)
@@ -129,11 +148,38 @@ func junitCaseOf(sp SpecResult, classname string) junitCase {
 		c.Skipped = &junitSkipped{Message: "not applicable: the board lacks a capability this spec needs"}
 	case SpecSkipped:
 		c.Skipped = &junitSkipped{Message: "skipped"}
+	case SpecRigFault:
+		// A rig fault is an <error>: the test could not judge the
+		// firmware. Never a <failure>.
+		c.Error = &junitFailure{Message: "rig fault: " + firstLine(sp.RigFault), Type: "rig-fault", Body: rigFaultBody(sp)}
+	case SpecInterrupted:
+		c.Error = &junitFailure{Message: "interrupted: " + firstLine(orNone(sp.Failure)), Type: "interrupted", Body: sp.Failure}
+	case SpecNotRun:
+		c.Skipped = &junitSkipped{Message: "not run: " + firstLine(orNone(sp.Failure))}
 	}
 	if len(sp.Console) > 0 {
 		c.SystemOut = consoleText(sp.Console)
 	}
 	return c
+}
+
+// add appends a test suite and counts it.
+func (t *junitSuites) add(s junitSuite) {
+	t.Tests += s.Tests
+	t.Failures += s.Failures
+	t.Errors += s.Errors
+	t.Skipped += s.Skipped
+	t.Suites = append(t.Suites, s)
+}
+
+func rigFaultBody(sp SpecResult) string {
+	var b strings.Builder
+	b.WriteString(sp.RigFault)
+	if sp.Failure != "" {
+		b.WriteString("\n\nwhat the spec's assertions said meanwhile (not a verdict):\n")
+		b.WriteString(sp.Failure)
+	}
+	return b.String()
 }
 
 // add appends a test case and counts it.

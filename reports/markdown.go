@@ -10,10 +10,8 @@ import (
 // HTML inside step summaries, so every report-supplied text is escaped.
 func writeMarkdown(buf *bytes.Buffer, r *Report) error {
 	ok, why := r.Verdict()
-	verdict := "✅ **PASS**"
-	if !ok {
-		verdict = "❌ **FAIL**"
-	}
+	outcome := r.Outcome()
+	verdict := map[Outcome]string{OutcomePass: "✅", OutcomeFail: "❌", OutcomeRigFault: "⚠️", OutcomeInterrupted: "⏹️"}[outcome] + " **" + outcome.Label() + "**"
 	fw := r.Board.Firmware
 	fmt.Fprintf(buf, "## hilrun conformance: %s\n\n", verdict)
 	fmt.Fprintf(buf, "%s %s (%s %s) on board profile %s · wall time %s · run `%s`\n\n",
@@ -22,19 +20,39 @@ func writeMarkdown(buf *bytes.Buffer, r *Report) error {
 	if r.Run.Interrupted {
 		fmt.Fprintf(buf, "> **Run interrupted:** %s\n\n", md(r.Run.InterruptReason))
 	}
+	if reason, rig := r.runRigFault(); rig {
+		fmt.Fprintf(buf, "> **Rig fault ended the run:** %s — not a verdict on the firmware.\n\n", md(orNone(reason)))
+	}
 	c := r.Summary.Requirements
-	fmt.Fprintf(buf, "Requirements: %d pass, %d fail, %d not applicable, %d not covered. Specs: %d passed, %d failed, %d skipped, %d not applicable.\n\n",
-		c[Pass], c[Fail], c[NotApplicable], c[NotCovered],
-		r.Summary.Specs[SpecPassed], r.Summary.Specs[SpecFailed], r.Summary.Specs[SpecSkipped], r.Summary.Specs[SpecNotApplicable])
+	sc := r.Summary.Specs
+	fmt.Fprintf(buf, "Requirements: %d pass, %d fail, %d rig fault (not judged), %d not applicable, %d not covered. Specs: %d passed, %d failed, %d rig fault, %d interrupted, %d not run, %d skipped, %d not applicable.\n\n",
+		c[Pass], c[Fail], c[RigFaultStatus], c[NotApplicable], c[NotCovered],
+		sc[SpecPassed], sc[SpecFailed], sc[SpecRigFault], sc[SpecInterrupted], sc[SpecNotRun], sc[SpecSkipped], sc[SpecNotApplicable])
 
-	buf.WriteString("| Area | MUST passed / covered / total | pass | fail | n/a | not covered |\n")
-	buf.WriteString("|---|---:|---:|---:|---:|---:|\n")
+	buf.WriteString("| Area | MUST passed / covered / total | pass | fail | rig fault | n/a | not covered |\n")
+	buf.WriteString("|---|---:|---:|---:|---:|---:|---:|\n")
 	for _, a := range r.Summary.Areas {
-		fmt.Fprintf(buf, "| %s | %d / %d / %d | %d | %d | %d | %d |\n", md(a.Area),
+		fmt.Fprintf(buf, "| %s | %d / %d / %d | %d | %d | %d | %d | %d |\n", md(a.Area),
 			a.MustPassed, a.MustCovered, a.Must,
-			a.Counts[Pass], a.Counts[Fail], a.Counts[NotApplicable], a.Counts[NotCovered])
+			a.Counts[Pass], a.Counts[Fail], a.Counts[RigFaultStatus], a.Counts[NotApplicable], a.Counts[NotCovered])
 	}
 	buf.WriteByte('\n')
+	if nj := r.NotJudged(); len(nj) > 0 || len(r.RigFaults) > 0 {
+		buf.WriteString("### Rig faults and interruptions (not verdicts on the firmware)\n\n")
+		for _, s := range nj {
+			what := firstLine(s.RigFault)
+			if s.Status == SpecInterrupted {
+				what = firstLine(orNone(s.Failure))
+			}
+			fmt.Fprintf(buf, "- %s **%s** — %s\n", md(string(s.Status)), md(s.Name), md(what))
+		}
+		for _, f := range r.RigFaults {
+			if f.Spec == "" {
+				fmt.Fprintf(buf, "- rig fault outside any spec at %s: %s\n", f.At.UTC().Format("15:04:05.000"), md(f.Message))
+			}
+		}
+		buf.WriteByte('\n')
+	}
 
 	var failing []RequirementResult
 	for _, q := range r.Requirements {
@@ -49,7 +67,7 @@ func writeMarkdown(buf *bytes.Buffer, r *Report) error {
 		}
 		buf.WriteByte('\n')
 	}
-	if !ok && len(failing) == 0 && len(why) > 0 {
+	if !ok && len(failing) == 0 && len(why) > 0 && outcome == OutcomeFail {
 		buf.WriteString("### Why the run failed\n\n")
 		for _, w := range why {
 			fmt.Fprintf(buf, "- %s\n", md(w))

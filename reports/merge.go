@@ -37,35 +37,32 @@ const MergedJSONFile = "merged.json"
 
 // Board verdicts in a merged report (and the merged verdict).
 const (
-	BoardPass     = "pass"
-	BoardFail     = "fail"
-	BoardRigFault = "rig-fault"
+	BoardPass        = "pass"
+	BoardFail        = "fail"
+	BoardRigFault    = "rig-fault"
+	BoardInterrupted = "interrupted"
 )
 
-// Interrupt reason prefixes that mark a run that never reached the specs
-// because the rig failed: suites.Run records an environment that could not
-// be brought up as "environment: …"; "rig fault: …" is the explicit form.
+// BoardVerdicts lists the board verdicts in precedence order (the merged
+// verdict is the first one any board has).
+var BoardVerdicts = []string{BoardFail, BoardInterrupted, BoardRigFault, BoardPass}
+
+// Interrupt reason prefixes that marked, in reports of schema version 1, a
+// run that never reached the specs because the rig failed ("environment:
+// …" from suites.Run, "rig fault: …" from the pool). Version 2 reports
+// say so in run.rigFault instead.
 var rigFaultPrefixes = []string{"rig fault:", "environment:"}
 
-// RigFault reports whether a run is a rig fault: it was interrupted before
-// any spec passed or failed, for a reason the rig gave (the board did not
-// come up, the port was missing, flashing failed, no hello after reset).
-// Such a run says nothing about the firmware.
+// RigFault reports whether a run's outcome is a rig fault and why: the rig
+// ended the run or never let it start (the board did not come up, stopped
+// responding and did not recover), or a rig fault touched a spec, and no
+// requirement failed and the run was not interrupted (Report.Outcome).
+// Such a run says nothing wrong about the firmware.
 func RigFault(r *Report) (reason string, ok bool) {
-	if !r.Run.Interrupted {
+	if r.Outcome() != OutcomeRigFault {
 		return "", false
 	}
-	for _, s := range r.Specs {
-		if s.Status == SpecPassed || s.Status == SpecFailed {
-			return "", false
-		}
-	}
-	for _, p := range rigFaultPrefixes {
-		if rest, found := strings.CutPrefix(r.Run.InterruptReason, p); found {
-			return strings.TrimSpace(rest), true
-		}
-	}
-	return "", false
+	return r.RigFaultReason(), true
 }
 
 // MergeInput is one run to merge.
@@ -103,7 +100,7 @@ type MergedBoard struct {
 	Strict      bool          `json:"strict"`
 	LabelFilter string        `json:"labelFilter,omitempty"`
 	Defects     []string      `json:"defects,omitempty"`
-	// Verdict is pass, fail or rig-fault.
+	// Verdict is pass, fail, interrupted or rig-fault (the run's Outcome).
 	Verdict string `json:"verdict"`
 	// Why lists the reasons for fail (the run's own Verdict reasons) or
 	// the rig fault.
@@ -116,6 +113,10 @@ type MergedBoard struct {
 	Specs []SpecResult `json:"specs"`
 	// TLSClock is the board's "TLS and clock" section, as in its report.json.
 	TLSClock []Fact `json:"tlsClock,omitempty"`
+
+	// forced: the exit status made the board a rig fault though its report
+	// judged requirements; those judgements are not shown.
+	forced bool
 }
 
 // MatrixRow is one requirement across the boards.
@@ -123,14 +124,15 @@ type MatrixRow struct {
 	RequirementRef
 	// Statuses has one entry per board, in Boards order; "" when that
 	// board's run did not know the requirement (another catalog version).
-	// A rig-fault board's entries are not-covered.
+	// A board whose run never reached the specs has not-covered entries.
 	Statuses []Status `json:"statuses"`
 }
 
 // MergedSummary is the merged roll-up.
 type MergedSummary struct {
-	// Verdict is fail when any board failed, else rig-fault when any board
-	// was a rig fault, else pass.
+	// Verdict is fail when any board failed, else interrupted when any
+	// board's run was interrupted, else rig-fault when any board had a rig
+	// fault, else pass.
 	Verdict string         `json:"verdict"`
 	Boards  map[string]int `json:"boards"` // boards per verdict
 	Why     []string       `json:"why,omitempty"`
@@ -170,7 +172,7 @@ func Merge(inputs []MergeInput, o MergeOptions) (*Merged, error) {
 	}
 	var reps []*Report
 	for _, in := range inputs {
-		if in.Report != nil && in.Report.SchemaVersion != SchemaVersion {
+		if in.Report != nil && !schemaReadable(in.Report.SchemaVersion) {
 			return nil, schemaError(in.Path, in.Report.SchemaVersion, in.Report.Run.Version)
 		}
 		if in.Report == nil && in.RigFault == "" {
@@ -196,7 +198,7 @@ func Merge(inputs []MergeInput, o MergeOptions) (*Merged, error) {
 				m.Requirements = append(m.Requirements, MatrixRow{RequirementRef: q.RequirementRef, Statuses: make([]Status, len(reps))})
 			}
 			st := q.Status
-			if m.Boards[bi].Verdict == BoardRigFault {
+			if m.Boards[bi].forced {
 				st = NotCovered
 			}
 			m.Requirements[i].Statuses[bi] = st
@@ -220,8 +222,8 @@ func schemaError(path string, got int, version string) error {
 	if version == "" {
 		version = "unknown"
 	}
-	return fmt.Errorf("cannot merge %s: its report schemaVersion is %d, this hilrun reads schemaVersion %d; "+
-		"merge with the hilrun that wrote it (hilrunVersion %s) or re-run that board with this one", path, got, SchemaVersion, version)
+	return fmt.Errorf("cannot merge %s: its report schemaVersion is %d, this hilrun reads schemaVersion %d to %d; "+
+		"merge with the hilrun that wrote it (hilrunVersion %s) or re-run that board with this one", path, got, MinSchemaVersion, SchemaVersion, version)
 }
 
 func mergedBoard(in MergeInput) (MergedBoard, *Report) {
@@ -263,22 +265,31 @@ func mergedBoard(in MergeInput) (MergedBoard, *Report) {
 	for _, s := range r.Specs {
 		b.SpecCounts[s.Status]++
 	}
-	reason, rig := RigFault(r)
-	if in.RigFault != "" {
-		reason, rig = Redact(in.RigFault), true
+	outcome := r.Outcome()
+	reason := r.RigFaultReason()
+	if in.RigFault != "" && outcome == OutcomePass {
+		// The run's exit status said rig fault though its report shows
+		// nothing: trust the exit status.
+		outcome, reason, b.forced = OutcomeRigFault, Redact(in.RigFault), true
 	}
-	switch ok, why := r.Verdict(); {
-	case rig:
+	_, why := r.Verdict()
+	switch outcome {
+	case OutcomeRigFault:
 		b.Verdict, b.RigFault = BoardRigFault, orDash(reason)
-		b.Why = []string{"rig fault: " + b.RigFault}
-	case ok:
+		b.Why = why
+		if len(b.Why) == 0 {
+			b.Why = []string{"rig fault: " + b.RigFault}
+		}
+	case OutcomePass:
 		b.Verdict = BoardPass
+	case OutcomeInterrupted:
+		b.Verdict, b.Why = BoardInterrupted, why
 	default:
 		b.Verdict, b.Why = BoardFail, why
 	}
 	for _, q := range r.Requirements {
 		st := q.Status
-		if rig {
+		if b.forced {
 			st = NotCovered
 		}
 		b.Requirements[st]++
@@ -358,25 +369,24 @@ func mergeWarnings(m *Merged, reps []*Report) []string {
 }
 
 func (m *Merged) summarize() MergedSummary {
-	s := MergedSummary{Boards: map[string]int{BoardPass: 0, BoardFail: 0, BoardRigFault: 0}}
+	s := MergedSummary{Boards: map[string]int{}, Verdict: BoardPass}
+	for _, v := range BoardVerdicts {
+		s.Boards[v] = 0
+	}
 	for _, b := range m.Boards {
 		s.Boards[b.Verdict]++
 		switch b.Verdict {
-		case BoardFail:
+		case BoardFail, BoardInterrupted, BoardRigFault:
 			for _, why := range b.Why {
 				s.Why = append(s.Why, b.ID+": "+why)
 			}
-		case BoardRigFault:
-			s.Why = append(s.Why, b.ID+": rig fault: "+b.RigFault)
 		}
 	}
-	switch {
-	case s.Boards[BoardFail] > 0:
-		s.Verdict = BoardFail
-	case s.Boards[BoardRigFault] > 0:
-		s.Verdict = BoardRigFault
-	default:
-		s.Verdict = BoardPass
+	for _, v := range BoardVerdicts {
+		if s.Boards[v] > 0 {
+			s.Verdict = v
+			break
+		}
 	}
 	return s
 }
@@ -412,7 +422,7 @@ func parseForMerge(b []byte, path string) (*Report, error) {
 		return nil, fmt.Errorf("merge: %s is a merged report; give the directories holding the per-board report.json files instead (they are searched recursively)", path)
 	case head.SchemaVersion == nil:
 		return nil, fmt.Errorf("merge: %s is not a hilrun report.json (no schemaVersion)", path)
-	case *head.SchemaVersion != SchemaVersion:
+	case !schemaReadable(*head.SchemaVersion):
 		return nil, schemaError(path, *head.SchemaVersion, head.Run.Version)
 	}
 	var r Report

@@ -29,12 +29,17 @@ func writeMergedJUnit(buf *bytes.Buffer, m *Merged, _ string) error {
 		if !b.Started.IsZero() {
 			s.Timestamp = b.Started.UTC().Format("2006-01-02T15:04:05")
 		}
-		if b.Verdict == BoardRigFault {
+		switch {
+		case b.Verdict == BoardRigFault && !hasSpecStatus(b.Specs, SpecRigFault):
 			// The board never reached the specs: one errored case says so
 			// (JUnit "error": the test could not run; not a failure).
 			s.add(junitCase{Name: "pre-flight health check", Classname: "hilrun." + b.ID,
 				Time:  "0.000",
 				Error: &junitFailure{Message: "rig fault: " + firstLine(b.RigFault), Type: "rig-fault", Body: b.RigFault}})
+		case b.Verdict == BoardInterrupted && !hasSpecStatus(b.Specs, SpecInterrupted):
+			why := strings.Join(b.Why, "\n")
+			s.add(junitCase{Name: "hilrun run", Classname: "hilrun." + b.ID, Time: "0.000",
+				Error: &junitFailure{Message: "interrupted: " + firstLine(why), Type: "interrupted", Body: why}})
 		}
 		var total float64
 		for _, sp := range b.Specs {
@@ -47,11 +52,7 @@ func writeMergedJUnit(buf *bytes.Buffer, m *Merged, _ string) error {
 		}
 		s.Time = fmt.Sprintf("%.3f", total)
 		wall = max(wall, b.WallMs/1000)
-		top.Tests += s.Tests
-		top.Failures += s.Failures
-		top.Errors += s.Errors
-		top.Skipped += s.Skipped
-		top.Suites = append(top.Suites, s)
+		top.add(s)
 	}
 	top.Time = fmt.Sprintf("%.3f", wall)
 	buf.WriteString(xml.Header)
@@ -62,6 +63,15 @@ func writeMergedJUnit(buf *bytes.Buffer, m *Merged, _ string) error {
 	}
 	buf.WriteByte('\n')
 	return nil
+}
+
+func hasSpecStatus(specs []SpecResult, st SpecStatus) bool {
+	for _, s := range specs {
+		if s.Status == st {
+			return true
+		}
+	}
+	return false
 }
 
 // ---- Markdown ------------------------------------------------------------
@@ -77,6 +87,8 @@ func verdictMark(v string) string {
 		return "❌ FAIL"
 	case BoardRigFault:
 		return "⚠️ RIG FAULT"
+	case BoardInterrupted:
+		return "⏹️ INTERRUPTED"
 	}
 	return md(v)
 }
@@ -91,6 +103,8 @@ func statusCell(s Status) string {
 		return "n/a"
 	case NotCovered:
 		return "·"
+	case RigFaultStatus:
+		return "⚠️"
 	case "":
 		return "—"
 	}
@@ -99,8 +113,8 @@ func statusCell(s Status) string {
 
 func writeMergedMarkdown(buf *bytes.Buffer, m *Merged, _ string) error {
 	fmt.Fprintf(buf, "## hilrun conformance, %d boards: **%s**\n\n", len(m.Boards), verdictMark(m.Summary.Verdict))
-	fmt.Fprintf(buf, "%d pass, %d fail, %d rig fault (a rig fault means the board never reached the specs: it says nothing about the firmware).\n\n",
-		m.Summary.Boards[BoardPass], m.Summary.Boards[BoardFail], m.Summary.Boards[BoardRigFault])
+	fmt.Fprintf(buf, "%d pass, %d fail, %d interrupted, %d rig fault (a rig fault means the rig failed — the board did not come up or stopped responding, frames were lost on the line — so what it touched says nothing about the firmware).\n\n",
+		m.Summary.Boards[BoardPass], m.Summary.Boards[BoardFail], m.Summary.Boards[BoardInterrupted], m.Summary.Boards[BoardRigFault])
 	buf.WriteString("| board | host | profile | firmware | client | verdict | req. pass | fail | n/a | not covered | wall |\n")
 	buf.WriteString("|---|---|---|---|---|---|---:|---:|---:|---:|---:|\n")
 	for _, b := range m.Boards {
@@ -147,7 +161,7 @@ func writeMergedMarkdown(buf *bytes.Buffer, m *Merged, _ string) error {
 			}
 			buf.WriteByte('\n')
 		}
-		buf.WriteString("\n✅ pass · ❌ fail · n/a not applicable · `·` not covered · — not in that run's catalog\n\n")
+		buf.WriteString("\n✅ pass · ❌ fail · ⚠️ rig fault (not judged) · n/a not applicable · `·` not covered · — not in that run's catalog\n\n")
 	}
 	if len(m.Warnings) > 0 {
 		buf.WriteString("### Notes\n\n")
@@ -211,7 +225,7 @@ var mergedFuncs = template.FuncMap{
 	"scount": func(m map[SpecStatus]int, s string) int { return m[SpecStatus(s)] },
 	"cell":   statusCellHTML,
 	"verdict": func(v string) string {
-		return map[string]string{BoardPass: "PASS", BoardFail: "FAIL", BoardRigFault: "RIG FAULT"}[v]
+		return map[string]string{BoardPass: "PASS", BoardFail: "FAIL", BoardRigFault: "RIG FAULT", BoardInterrupted: "INTERRUPTED"}[v]
 	},
 	"secs": func(d time.Duration) string { return fmt.Sprintf("%.3f s", d.Seconds()) },
 	"dash": orDash,
@@ -227,6 +241,8 @@ func statusCellHTML(s Status) string {
 		return "n/a"
 	case NotCovered:
 		return "·"
+	case RigFaultStatus:
+		return "RIG"
 	}
 	return "—"
 }
@@ -262,9 +278,9 @@ td.c.st-pass { background: #dafbe1; } td.c.st-fail { background: #ffebe9; } td.c
 </head>
 <body>
 <h1>hilrun conformance report — {{len .M.Boards}} boards</h1>
-<p>{{if eq .M.Summary.Verdict "pass"}}<span class="verdict ok">PASS</span>{{else if eq .M.Summary.Verdict "fail"}}<span class="verdict nok">FAIL</span>{{else}}<span class="verdict rig">RIG FAULT</span>{{end}}
- {{index .M.Summary.Boards "pass"}} boards passed, {{index .M.Summary.Boards "fail"}} failed, {{index .M.Summary.Boards "rig-fault"}} rig faults.
- A rig fault means the board never reached the specs (no hello after reset, port missing, flashing failed): it says nothing about the firmware.</p>
+<p>{{if eq .M.Summary.Verdict "pass"}}<span class="verdict ok">PASS</span>{{else if eq .M.Summary.Verdict "fail"}}<span class="verdict nok">FAIL</span>{{else if eq .M.Summary.Verdict "interrupted"}}<span class="verdict rig">INTERRUPTED</span>{{else}}<span class="verdict rig">RIG FAULT</span>{{end}}
+ {{index .M.Summary.Boards "pass"}} boards passed, {{index .M.Summary.Boards "fail"}} failed, {{index .M.Summary.Boards "interrupted"}} interrupted, {{index .M.Summary.Boards "rig-fault"}} rig faults.
+ A rig fault means the rig failed (the board did not come up or stopped responding, frames were lost on the line): what it touched says nothing about the firmware.</p>
 {{if .M.Summary.Why}}<ul>{{range .M.Summary.Why}}<li>{{.}}</li>{{end}}</ul>{{end}}
 {{if .M.Warnings}}<p class="note">Notes:</p><ul class="note">{{range .M.Warnings}}<li>{{.}}</li>{{end}}</ul>{{end}}
 
@@ -282,7 +298,7 @@ td.c.st-pass { background: #dafbe1; } td.c.st-fail { background: #ffebe9; } td.c
 </table>
 
 <h2>Requirements × boards</h2>
-<p class="note">pass · FAIL · n/a = not applicable (capability not declared) · “·” = not covered · “—” = not in that run's catalog. A rig-fault board's column is grey: nothing ran on it.</p>
+<p class="note">pass · FAIL · RIG = rig fault, not judged · n/a = not applicable (capability not declared) · “·” = not covered · “—” = not in that run's catalog. A rig-fault board's column is grey.</p>
 <table class="matrix">
 <thead><tr><th>ID</th><th>Severity</th><th>Title</th>{{range .Boards}}<th class="b"><a href="#{{.Anchor}}">{{.ID}}</a></th>{{end}}</tr></thead>
 <tbody>
@@ -305,10 +321,10 @@ td.c.st-pass { background: #dafbe1; } td.c.st-fail { background: #ffebe9; } td.c
 {{range .TLSClock}}<tr><td>{{.Name}}</td><td class="{{if .Good}}st-pass{{else}}st st-fail{{end}}">{{if not .Good}}✗ {{end}}{{.Value}}</td></tr>
 {{end}}</table></dd>{{end}}
 {{with .Source}}<dt>Source</dt><dd><code>{{.}}</code></dd>{{end}}
-<dt>Specs</dt><dd>{{scount .SpecCounts "passed"}} passed, {{scount .SpecCounts "failed"}} failed, {{scount .SpecCounts "skipped"}} skipped, {{scount .SpecCounts "not-applicable"}} not applicable</dd>
+<dt>Specs</dt><dd>{{scount .SpecCounts "passed"}} passed, {{scount .SpecCounts "failed"}} failed, {{scount .SpecCounts "rig-fault"}} rig fault, {{scount .SpecCounts "interrupted"}} interrupted, {{scount .SpecCounts "not-run"}} not run, {{scount .SpecCounts "skipped"}} skipped, {{scount .SpecCounts "not-applicable"}} not applicable</dd>
 </dl>
-{{if .RigFault}}<div class="failure"><h3>Rig fault</h3><pre>{{.RigFault}}</pre></div>
-{{else if .Why}}<ul>{{range .Why}}<li>{{.}}</li>{{end}}</ul>{{end}}
+{{if .RigFault}}<div class="failure"><h3>Rig fault</h3><pre>{{.RigFault}}</pre></div>{{end}}
+{{if .Why}}<ul>{{range .Why}}<li>{{.}}</li>{{end}}</ul>{{end}}
 {{range .Failures}}<div class="failure"><h3>{{.Name}}</h3>
 <p>Requirements: {{join .Requirements ", "}} · duration {{secs .Duration}}{{with .Location}} · at <code>{{.}}</code>{{end}}</p>
 <pre>{{.Failure}}</pre></div>

@@ -145,9 +145,9 @@ func TestMerge(t *testing.T) {
 		{
 			name: "schema version mismatch",
 			inputs: []MergeInput{
-				{Path: "a/report.json", Report: func() *Report { r := boardReport("h", allPass, ""); r.SchemaVersion = 2; return r }()},
+				{Path: "a/report.json", Report: func() *Report { r := boardReport("h", allPass, ""); r.SchemaVersion = 99; return r }()},
 			},
-			err: "schemaVersion is 2, this hilrun reads schemaVersion 1",
+			err: "schemaVersion is 99, this hilrun reads schemaVersion 1 to 2",
 		},
 		{name: "nothing", err: "nothing to merge"},
 	} {
@@ -305,14 +305,14 @@ func TestMergeFilesAndWrite(t *testing.T) {
 		t.Fatal(err)
 	}
 	bad := filepath.Join(badDir, JSONFile)
-	if err := os.WriteFile(bad, []byte(`{"schemaVersion": 2, "run": {"hilrunVersion": "v9"}}`), 0o644); err != nil {
+	if err := os.WriteFile(bad, []byte(`{"schemaVersion": 99, "run": {"hilrunVersion": "v9"}}`), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	_, err = MergeFiles(append(files, bad, filepath.Join(out, MergedJSONFile)), MergeOptions{})
 	if err == nil {
-		t.Fatal("merge accepted schemaVersion 2 and a merged.json")
+		t.Fatal("merge accepted schemaVersion 99 and a merged.json")
 	}
-	for _, want := range []string{bad, "schemaVersion is 2", "this hilrun reads schemaVersion 1", "hilrunVersion v9", "is a merged report"} {
+	for _, want := range []string{bad, "schemaVersion is 99", "this hilrun reads schemaVersion 1 to 2", "hilrunVersion v9", "is a merged report"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error %q lacks %q", err, want)
 		}

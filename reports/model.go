@@ -31,7 +31,17 @@ import (
 )
 
 // SchemaVersion is the report.json schema version written by this package.
-const SchemaVersion = 1
+// Version 2 added the rig-fault, interrupted and not-run spec statuses, the
+// rig-fault requirement status, run.rigFault, rigFaults and summary.outcome;
+// a version 1 report is a valid version 2 report without them, so Load
+// reads both (MinSchemaVersion).
+const SchemaVersion = 2
+
+// MinSchemaVersion is the oldest report.json schema this package reads.
+const MinSchemaVersion = 1
+
+// schemaReadable reports whether a report of schema version v can be read.
+func schemaReadable(v int) bool { return v >= MinSchemaVersion && v <= SchemaVersion }
 
 // Status is a requirement's outcome.
 type Status string
@@ -42,25 +52,86 @@ const (
 	Fail          Status = "fail"
 	NotApplicable Status = "not-applicable"
 	NotCovered    Status = "not-covered"
+	// RigFaultStatus: no spec failed, but a spec covering the requirement
+	// hit a rig fault, so the requirement was not judged (neither passed
+	// nor failed).
+	RigFaultStatus Status = "rig-fault"
 )
 
 // Statuses lists the requirement statuses in display order.
-var Statuses = []Status{Pass, Fail, NotApplicable, NotCovered}
+var Statuses = []Status{Pass, Fail, RigFaultStatus, NotApplicable, NotCovered}
 
 // SpecStatus is a spec's outcome.
 type SpecStatus string
 
-// Spec statuses. Skipped means the spec did not run for a reason other than
-// a missing capability (label filter, pending, interrupted run).
+// Spec statuses. Skipped means the spec skipped itself for a reason other
+// than a missing capability. The last three are not verdicts on the
+// firmware: rig-fault (the rig failed during the spec, whatever its
+// assertions said: lost or corrupted frames, a board that stopped
+// answering), interrupted (the spec was cut by a signal or the suite
+// timeout) and not-run (selected, but the run ended before it, because of
+// an interruption or a rig fault).
 const (
 	SpecPassed        SpecStatus = "passed"
 	SpecFailed        SpecStatus = "failed"
 	SpecSkipped       SpecStatus = "skipped"
 	SpecNotApplicable SpecStatus = "not-applicable"
+	SpecRigFault      SpecStatus = "rig-fault"
+	SpecInterrupted   SpecStatus = "interrupted"
+	SpecNotRun        SpecStatus = "not-run"
 )
 
 // SpecStatuses lists the spec statuses in display order.
-var SpecStatuses = []SpecStatus{SpecPassed, SpecFailed, SpecSkipped, SpecNotApplicable}
+var SpecStatuses = []SpecStatus{SpecPassed, SpecFailed, SpecRigFault, SpecInterrupted, SpecNotRun, SpecSkipped, SpecNotApplicable}
+
+// Outcome is a run's overall result, the one the exit status reports.
+type Outcome string
+
+// Outcomes, in precedence order: a confirmed firmware failure (a failed
+// spec without a rig fault) makes the run fail even if the rig also
+// faulted or the run was interrupted later; otherwise an interruption
+// wins over a rig fault (the operator stopped the run); a rig fault wins
+// over pass.
+const (
+	OutcomePass        Outcome = "pass"
+	OutcomeFail        Outcome = "fail"
+	OutcomeInterrupted Outcome = "interrupted"
+	OutcomeRigFault    Outcome = "rig-fault"
+)
+
+// Exit statuses of `hilrun run` (and of a pool and `hilrun report merge`).
+const (
+	ExitPass     = 0
+	ExitFail     = 1 // a requirement failed, or the run was interrupted
+	ExitUsage    = 2 // the run could not start (flags, inventory)
+	ExitRigFault = 3 // the rig failed: nothing wrong was shown about the firmware
+)
+
+// ExitStatus maps an outcome to the process exit status.
+func (o Outcome) ExitStatus() int {
+	switch o {
+	case OutcomePass:
+		return ExitPass
+	case OutcomeRigFault:
+		return ExitRigFault
+	}
+	return ExitFail
+}
+
+// Label is the outcome as the terminal, Markdown and HTML show it.
+func (o Outcome) Label() string {
+	switch o {
+	case OutcomePass:
+		return "PASS"
+	case OutcomeFail:
+		return "FAIL"
+	case OutcomeInterrupted:
+		return "INTERRUPTED"
+	case OutcomeRigFault:
+		return "RIG FAULT"
+	}
+	return strings.ToUpper(string(o))
+}
 
 // Severities as used in RequirementRef.Severity.
 const (
@@ -77,19 +148,36 @@ const (
 
 // RunMeta describes the run.
 type RunMeta struct {
-	ID              string        `json:"id"`
-	Started         time.Time     `json:"started"`
-	Finished        time.Time     `json:"finished"`
-	Wall            time.Duration `json:"-"` // JSON: wallMs
-	Version         string        `json:"hilrunVersion"`
-	Host            string        `json:"host"`
-	Command         []string      `json:"command"`
-	Strict          bool          `json:"strict"`
-	LabelFilter     string        `json:"labelFilter,omitempty"`
-	Defects         []string      `json:"defects,omitempty"` // defect switches active on the virtual board
-	HubVersion      string        `json:"hubVersion"`
-	Interrupted     bool          `json:"interrupted"`
-	InterruptReason string        `json:"interruptReason,omitempty"`
+	ID          string        `json:"id"`
+	Started     time.Time     `json:"started"`
+	Finished    time.Time     `json:"finished"`
+	Wall        time.Duration `json:"-"` // JSON: wallMs
+	Version     string        `json:"hilrunVersion"`
+	Host        string        `json:"host"`
+	Command     []string      `json:"command"`
+	Strict      bool          `json:"strict"`
+	LabelFilter string        `json:"labelFilter,omitempty"`
+	Defects     []string      `json:"defects,omitempty"` // defect switches active on the virtual board
+	HubVersion  string        `json:"hubVersion"`
+	// Interrupted: a signal (Ctrl-C, SIGTERM) or the suite timeout ended
+	// the run early.
+	Interrupted     bool   `json:"interrupted"`
+	InterruptReason string `json:"interruptReason,omitempty"`
+	// RigFault, when set, says why the rig ended the run (or never let it
+	// start): the board did not come up, or stopped responding and did
+	// not recover. Specs not run after it are not-run.
+	RigFault string `json:"rigFault,omitempty"`
+}
+
+// RigFaultEvent is one rig fault recorded during the run: a frame lost or
+// corrupted on the line, an event sequence gap, a board that stopped
+// responding. Spec is the spec during which it happened (empty: between
+// specs or during bring-up).
+type RigFaultEvent struct {
+	At      time.Time `json:"at"`
+	Kind    string    `json:"kind"` // seq-gap, corrupt-frame, bad-frame, board-hung, …
+	Spec    string    `json:"spec,omitempty"`
+	Message string    `json:"message"`
 }
 
 // BoardInfo identifies the device under test.
@@ -150,6 +238,10 @@ type SpecResult struct {
 	Console      []ConsoleLine  `json:"console,omitempty"`
 	Series       []SeriesResult `json:"series,omitempty"` // timing series the spec judged (fixtures/series)
 	Facts        []Fact         `json:"facts,omitempty"`  // board facts the spec noted (fixtures.NoteFact)
+	// RigFault describes the rig faults in the spec's window (status
+	// rig-fault); Failure then keeps what the assertions said, which is
+	// not a verdict.
+	RigFault string `json:"rigFault,omitempty"`
 }
 
 // Fact kinds: the rows of the report's "TLS and clock" section.
@@ -202,11 +294,15 @@ type AreaSummary struct {
 	MustCovered int            `json:"mustCovered"` // … with at least one spec that ran or was not applicable
 	MustPassed  int            `json:"mustPassed"`
 	MustFailed  int            `json:"mustFailed"`
+	// MustRigFault counts MUST requirements not judged because of a rig
+	// fault (they are not counted as covered).
+	MustRigFault int `json:"mustRigFault,omitempty"`
 }
 
 // Summary is the run's roll-up.
 type Summary struct {
 	Verdict      bool               `json:"verdict"`
+	Outcome      Outcome            `json:"outcome"`
 	Why          []string           `json:"why,omitempty"`
 	Requirements map[Status]int     `json:"requirements"`
 	Specs        map[SpecStatus]int `json:"specs"`
@@ -226,8 +322,10 @@ type Report struct {
 	// TLSClock is the "TLS and clock" section: every fact the specs noted,
 	// grouped by kind in FactKinds order, later notes of the same kind and
 	// name after earlier ones.
-	TLSClock []Fact  `json:"tlsClock,omitempty"`
-	Summary  Summary `json:"summary"`
+	TLSClock []Fact `json:"tlsClock,omitempty"`
+	// RigFaults are every rig fault of the run, in time order.
+	RigFaults []RigFaultEvent `json:"rigFaults,omitempty"`
+	Summary   Summary         `json:"summary"`
 }
 
 // FactKinds is the order of the "TLS and clock" section.
@@ -237,10 +335,15 @@ var FactKinds = []string{FactTLS, FactRoot, FactTrustStore, FactClock}
 // specs are kept in the order given. Wall is taken from Finished−Started when
 // meta.Wall is zero.
 func Build(meta RunMeta, board BoardInfo, cat []RequirementRef, specs []SpecResult) *Report {
+	return BuildWithFaults(meta, board, cat, specs, nil)
+}
+
+// BuildWithFaults is Build with the run's rig faults (Report.RigFaults).
+func BuildWithFaults(meta RunMeta, board BoardInfo, cat []RequirementRef, specs []SpecResult, faults []RigFaultEvent) *Report {
 	if meta.Wall == 0 && !meta.Started.IsZero() && meta.Finished.After(meta.Started) {
 		meta.Wall = meta.Finished.Sub(meta.Started)
 	}
-	r := &Report{SchemaVersion: SchemaVersion, Run: meta, Board: board}
+	r := &Report{SchemaVersion: SchemaVersion, Run: meta, Board: board, RigFaults: slices.Clone(faults)}
 	r.Specs = slices.Clone(specs)
 	for i := range r.Specs {
 		if r.Specs[i].Area == "" {
@@ -286,7 +389,10 @@ func specArea(s SpecResult) string {
 //
 //   - no spec → not-covered
 //   - any spec failed → fail
-//   - otherwise, at least one spec passed → pass (skipped specs do not count)
+//   - otherwise, any spec hit a rig fault → rig-fault (not judged: part of
+//     the evidence is missing, so a pass would be a guess)
+//   - otherwise, at least one spec passed → pass (skipped, interrupted and
+//     not-run specs do not count)
 //   - otherwise, every spec not applicable (the board lacks the capability)
 //     → not-applicable
 //   - otherwise (specs only skipped, or skipped and not applicable) →
@@ -295,11 +401,13 @@ func RequirementStatus(specs []SpecResult) Status {
 	if len(specs) == 0 {
 		return NotCovered
 	}
-	var passed, na int
+	var passed, na, rig int
 	for _, s := range specs {
 		switch s.Status {
 		case SpecFailed:
 			return Fail
+		case SpecRigFault:
+			rig++
 		case SpecPassed:
 			passed++
 		case SpecNotApplicable:
@@ -307,6 +415,8 @@ func RequirementStatus(specs []SpecResult) Status {
 		}
 	}
 	switch {
+	case rig > 0:
+		return RigFaultStatus
 	case passed > 0:
 		return Pass
 	case na == len(specs):
@@ -316,24 +426,103 @@ func RequirementStatus(specs []SpecResult) Status {
 	}
 }
 
-// Verdict decides the run's exit status: ok when every applicable MUST
-// requirement that is covered passed and no requirement (MUST or SHOULD)
-// failed. An interrupted run is never ok. why lists the reasons, one line
-// each, in catalog order.
+// Verdict decides whether the run passed (exit status 0): every applicable
+// MUST requirement that is covered passed, no requirement (MUST or SHOULD)
+// failed, no rig fault touched a spec or ended the run, and the run was not
+// interrupted. why lists the reasons, one line each: failures in catalog
+// order, then rig faults, then the interruption. Outcome says which kind of
+// not-ok it is.
 func (r *Report) Verdict() (ok bool, why []string) {
 	for _, q := range r.Requirements {
 		if q.Status == Fail {
 			why = append(why, fmt.Sprintf("%s (%s) failed: %s", q.ID, q.Severity, firstFailure(q.Specs)))
 		}
 	}
-	if r.Run.Interrupted {
-		reason := r.Run.InterruptReason
-		if reason == "" {
-			reason = "no reason recorded"
+	if reason, rig := r.runRigFault(); rig {
+		why = append(why, "rig fault: "+orNone(reason))
+	}
+	for _, s := range r.Specs {
+		if s.Status == SpecRigFault {
+			why = append(why, fmt.Sprintf("rig fault in spec %s: %s", s.Name, firstLine(s.RigFault)))
 		}
-		why = append(why, "run interrupted: "+reason)
+	}
+	if r.Run.Interrupted {
+		why = append(why, "run interrupted: "+orNone(r.Run.InterruptReason))
 	}
 	return len(why) == 0, why
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "no reason recorded"
+	}
+	return s
+}
+
+// Outcome is the run's overall result (see the Outcome constants for the
+// precedence): fail when a requirement failed, else interrupted, else
+// rig-fault when a rig fault touched a spec or ended the run, else pass.
+func (r *Report) Outcome() Outcome {
+	for _, q := range r.Requirements {
+		if q.Status == Fail {
+			return OutcomeFail
+		}
+	}
+	if r.Run.Interrupted {
+		if _, legacy := r.legacyRigFault(); !legacy {
+			return OutcomeInterrupted
+		}
+	}
+	if _, rig := r.runRigFault(); rig {
+		return OutcomeRigFault
+	}
+	for _, s := range r.Specs {
+		if s.Status == SpecRigFault {
+			return OutcomeRigFault
+		}
+	}
+	return OutcomePass
+}
+
+// runRigFault is the run-level rig fault: run.rigFault, or (reports of
+// schema version 1) an interruption before anything was judged whose
+// reason starts with "environment:" or "rig fault:".
+func (r *Report) runRigFault() (string, bool) {
+	if r.Run.RigFault != "" {
+		return r.Run.RigFault, true
+	}
+	return r.legacyRigFault()
+}
+
+func (r *Report) legacyRigFault() (string, bool) {
+	if !r.Run.Interrupted {
+		return "", false
+	}
+	for _, s := range r.Specs {
+		if s.Status == SpecPassed || s.Status == SpecFailed {
+			return "", false
+		}
+	}
+	for _, p := range rigFaultPrefixes {
+		if rest, found := strings.CutPrefix(r.Run.InterruptReason, p); found {
+			return strings.TrimSpace(rest), true
+		}
+	}
+	return "", false
+}
+
+// RigFaultReason is one line saying why the run is a rig fault: the
+// run-level reason, else the first rig-fault spec's.
+func (r *Report) RigFaultReason() string {
+	if reason, ok := r.runRigFault(); ok {
+		return orNone(reason)
+	}
+	for _, s := range r.Specs {
+		if s.Status == SpecRigFault {
+			return fmt.Sprintf("spec %s: %s", s.Name, firstLine(s.RigFault))
+		}
+	}
+	return ""
 }
 
 func firstFailure(specs []SpecResult) string {
@@ -381,7 +570,7 @@ func (r *Report) summarize() Summary {
 		a.Counts[q.Status]++
 		if q.Severity == Must {
 			a.Must++
-			if q.Status != NotCovered {
+			if q.Status != NotCovered && q.Status != RigFaultStatus {
 				a.MustCovered++
 			}
 			switch q.Status {
@@ -389,11 +578,26 @@ func (r *Report) summarize() Summary {
 				a.MustPassed++
 			case Fail:
 				a.MustFailed++
+			case RigFaultStatus:
+				a.MustRigFault++
 			}
 		}
 	}
 	sum.Verdict, sum.Why = r.Verdict()
+	sum.Outcome = r.Outcome()
 	return sum
+}
+
+// NotJudged returns the specs with a rig fault or cut by an interruption,
+// in report order.
+func (r *Report) NotJudged() []SpecResult {
+	var out []SpecResult
+	for _, s := range r.Specs {
+		if s.Status == SpecRigFault || s.Status == SpecInterrupted {
+			out = append(out, s)
+		}
+	}
+	return out
 }
 
 // Failed returns the failed specs in report order.

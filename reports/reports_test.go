@@ -298,7 +298,7 @@ func TestHTML(t *testing.T) {
 func TestMarkdown(t *testing.T) {
 	dir, _ := writeSample(t)
 	s := read(t, dir, MarkdownFile)
-	for _, want := range []string{"## hilrun conformance: ❌ **FAIL**", "| CONN | 0 / 2 / 2 | 0 | 2 | 0 | 1 |", "**CONN-007** (MUST)", "wall time 1m23s", "TEL-999"} {
+	for _, want := range []string{"## hilrun conformance: ❌ **FAIL**", "| CONN | 0 / 2 / 2 | 0 | 2 | 0 | 0 | 1 |", "**CONN-007** (MUST)", "wall time 1m23s", "TEL-999"} {
 		if !strings.Contains(s, want) {
 			t.Errorf("summary.md lacks %q:\n%s", want, s)
 		}
@@ -381,11 +381,17 @@ func TestWriteEmptyInterrupted(t *testing.T) {
 	if ok, why := got.Verdict(); ok || len(why) != 1 {
 		t.Errorf("interrupted verdict %v %q", ok, why)
 	}
+	// The interruption is one errored case, never a failure.
 	var doc struct {
-		Tests int `xml:"tests,attr"`
+		Tests    int `xml:"tests,attr"`
+		Errors   int `xml:"errors,attr"`
+		Failures int `xml:"failures,attr"`
 	}
-	if err := xml.Unmarshal([]byte(read(t, dir, JUnitFile)), &doc); err != nil || doc.Tests != 0 {
-		t.Errorf("empty junit: %v %d", err, doc.Tests)
+	if err := xml.Unmarshal([]byte(read(t, dir, JUnitFile)), &doc); err != nil || doc.Tests != 1 || doc.Errors != 1 || doc.Failures != 0 {
+		t.Errorf("empty interrupted junit: %v %+v", err, doc)
+	}
+	if got.Outcome() != OutcomeInterrupted || got.Outcome().ExitStatus() != ExitFail {
+		t.Errorf("outcome %s", got.Outcome())
 	}
 }
 

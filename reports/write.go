@@ -76,8 +76,8 @@ func Load(path string) (*Report, error) {
 	if err := json.Unmarshal(b, &r); err != nil {
 		return nil, fmt.Errorf("reports: %s: %w", path, err)
 	}
-	if r.SchemaVersion != SchemaVersion {
-		return nil, fmt.Errorf("reports: %s: schemaVersion %d, this hilrun reads %d", path, r.SchemaVersion, SchemaVersion)
+	if !schemaReadable(r.SchemaVersion) {
+		return nil, fmt.Errorf("reports: %s: schemaVersion %d, this hilrun reads %d to %d", path, r.SchemaVersion, MinSchemaVersion, SchemaVersion)
 	}
 	return &r, nil
 }

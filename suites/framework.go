@@ -55,7 +55,13 @@ func Conformance(text string, reqs []string, body func(ctx SpecContext), decorat
 		}
 	}
 	args := append([]any{Label(labels...), SpecTimeout(specTimeout)}, decorators...)
-	args = append(args, body)
+	args = append(args, func(ctx SpecContext) {
+		// Waits for a board recovery in progress, skips the spec when the
+		// run cannot go on, and ends the spec's waits early on a hang.
+		ctx, cancel := guardSpec(ctx)
+		defer cancel()
+		body(ctx)
+	})
 	return It(fmt.Sprintf("%s [%s]", text, strings.Join(reqs, ",")), args...)
 }
 

@@ -79,16 +79,24 @@ func Run(ctx context.Context, o RunOptions) (*reports.Report, error) {
 		resultsMu.Lock()
 		specs := append([]reports.SpecResult(nil), results...)
 		resultsMu.Unlock()
-		rep := reports.Build(meta, binfo, refs, specs)
+		rep := reports.BuildWithFaults(meta, binfo, refs, specs, rigFaultEvents())
 		if err := reports.Write(o.OutDir, rep); err != nil {
 			return rep, fmt.Errorf("write report: %w", err)
 		}
 		return rep, nil
 	}
 
+	o.Env.RunContext = ctx
 	e, err := fixtures.Start(ctx, o.Env)
 	if err != nil {
-		rep, werr := finish("environment: " + err.Error())
+		// Ctrl-C during flashing or boot is an interruption; anything else
+		// here is the rig: the board did not come up.
+		if ctx.Err() != nil {
+			rep, werr := finish("interrupted during board bring-up (" + context.Cause(ctx).Error() + ")")
+			return rep, errors.Join(err, werr)
+		}
+		meta.RigFault = "board did not come up: " + err.Error()
+		rep, werr := finish("")
 		return rep, errors.Join(err, werr)
 	}
 	defer e.Close()
@@ -98,6 +106,9 @@ func Run(ctx context.Context, o RunOptions) (*reports.Report, error) {
 		ClientVersion: e.Hello.ClientVer, Board: e.Hello.Board, Caps: e.Hello.Caps}}
 	setEnv(e)
 	defer setEnv(nil)
+	rigSetup(o.LabelFilter, o.Focus)
+	defer noteInterrupt(ctx)()
+	e.StartWatchdog(func(line string) { fmt.Fprintln(progress, line) })
 
 	// Ginkgo's own console reporter goes to a log file; the user sees one
 	// line per spec from reportSpec.
@@ -112,6 +123,10 @@ func Run(ctx context.Context, o RunOptions) (*reports.Report, error) {
 	sc.FocusStrings = o.Focus
 	sc.RandomSeed = 1
 	sc.Timeout = 2 * time.Hour
+	// After Ctrl-C/SIGTERM the cut spec and each cleanup node get at most
+	// this long: every session wait ends with the run's context anyway, so
+	// this only bounds code that ignores it (the run must end within 2 s).
+	sc.GracePeriod = time.Second
 	rc.NoColor = true
 	rc.Succinct = true
 	RunSpecs(testingT{}, "hilrun conformance", sc, rc)
@@ -124,8 +139,15 @@ func Run(ctx context.Context, o RunOptions) (*reports.Report, error) {
 			}
 		}
 	}
+	if interrupt == "" && ctx.Err() != nil {
+		interrupt = "interrupted (" + context.Cause(ctx).Error() + ")"
+	}
+	if dead, ok := e.Watchdog.Dead(); ok {
+		meta.RigFault = dead.Reason
+	}
+	e.Watchdog.Stop()
 	if n := len(e.Agent.Faults()); n > 0 {
-		fmt.Fprintf(progress, "rig faults: %d (see the console log); results may be unreliable\n", n)
+		fmt.Fprintf(progress, "rig faults: %d (see the report and console.log); the specs they touched are rig-fault, not verdicts\n", n)
 	}
 	writeConsoleLog(o.OutDir, e)
 	return finish(interrupt)
@@ -147,6 +169,13 @@ func (testingT) Fail() {}
 
 var _ = ReportAfterEach(func(r SpecReport) {
 	res, keep := specResult(r)
+	if nr, ok := notRunResult(r); ok {
+		res, keep = nr, true
+	}
+	if keep {
+		applyInterrupt(&res, r)
+		applyRigFaults(&res)
+	}
 	if s := current; s != nil {
 		// RECON specs keep a longer wire excerpt, passed or not: the
 		// report draws their reconnection timeline from it.
@@ -154,7 +183,7 @@ var _ = ReportAfterEach(func(r SpecReport) {
 		switch {
 		case res.Status == reports.SpecFailed && recon:
 			res.Wire, res.Console = s.Evidence(60)
-		case res.Status == reports.SpecFailed:
+		case res.Status == reports.SpecFailed || res.Status == reports.SpecRigFault:
 			res.Wire, res.Console = s.Evidence(40)
 		case recon && res.Status == reports.SpecPassed:
 			res.Wire, _ = s.Evidence(60)
@@ -167,11 +196,21 @@ var _ = ReportAfterEach(func(r SpecReport) {
 	resultsMu.Lock()
 	results = append(results, res)
 	resultsMu.Unlock()
+	if res.Status == reports.SpecNotRun {
+		return // one line for all of them: the run's summary counts them
+	}
 	mark := map[reports.SpecStatus]string{reports.SpecPassed: "PASS", reports.SpecFailed: "FAIL",
-		reports.SpecNotApplicable: "N/A ", reports.SpecSkipped: "SKIP"}[res.Status]
+		reports.SpecNotApplicable: "N/A ", reports.SpecSkipped: "SKIP", reports.SpecRigFault: "RIG ",
+		reports.SpecInterrupted: "INT "}[res.Status]
 	fmt.Fprintf(progress, "%s  %-70s %6.2fs\n", mark, res.Name, res.Duration.Seconds())
-	if res.Status == reports.SpecFailed {
-		msg := res.Failure
+	msg := ""
+	switch res.Status {
+	case reports.SpecFailed, reports.SpecInterrupted:
+		msg = res.Failure
+	case reports.SpecRigFault:
+		msg = res.RigFault
+	}
+	if msg != "" {
 		if i := strings.IndexByte(msg, '\n'); i > 0 {
 			msg = msg[:i]
 		}
@@ -207,6 +246,13 @@ func specResult(r SpecReport) (reports.SpecResult, bool) {
 			res.Status = reports.SpecNotApplicable
 		}
 		res.Failure = r.Failure.Message
+		if reason, ok := strings.CutPrefix(r.Failure.Message, notRun); ok {
+			res.Status, res.Failure = reports.SpecNotRun, reason
+		}
+	case types.SpecStateInterrupted:
+		// Cut by Ctrl-C, SIGTERM or the suite timeout: not a verdict.
+		res.Status = reports.SpecInterrupted
+		res.Failure = "interrupted: " + firstLineOf(r.Failure.Message)
 	default:
 		res.Status = reports.SpecFailed
 		res.Failure = r.Failure.Message
@@ -241,6 +287,11 @@ func specResult(r SpecReport) (reports.SpecResult, bool) {
 		res.Series = append(res.Series, sr)
 	}
 	return res, true
+}
+
+func firstLineOf(s string) string {
+	s, _, _ = strings.Cut(strings.TrimSpace(s), "\n")
+	return s
 }
 
 // entryValue returns a report entry's value as a T: in process the entry

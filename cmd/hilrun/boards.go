@@ -280,7 +280,7 @@ func (r *realBoard) prepare(ctx context.Context, w io.Writer) error {
 	}
 	if r.flash {
 		if err := r.b.Flash(ctx, r.image); err != nil {
-			return rigFaultExit(err)
+			return rigFaultExit(ctx, err)
 		}
 	}
 	if pc, ok := r.b.(board.Prechecker); ok {
@@ -289,14 +289,17 @@ func (r *realBoard) prepare(ctx context.Context, w io.Writer) error {
 				fmt.Fprintf(w, "hilrun: pre-flight skipped: %v\n", err)
 				return nil
 			}
-			return rigFaultExit(err)
+			return rigFaultExit(ctx, err)
 		}
 	}
 	return nil
 }
 
-func rigFaultExit(err error) error {
-	if errors.Is(err, context.Canceled) {
+// rigFaultExit: a flash or pre-flight failure is a rig fault (exit 3),
+// unless Ctrl-C caused it (the flasher killed, the wait cut): then it is an
+// interruption (exit 1).
+func rigFaultExit(ctx context.Context, err error) error {
+	if errors.Is(err, context.Canceled) || ctx.Err() != nil {
 		return &exitError{1, "interrupted: " + err.Error()}
 	}
 	msg := err.Error()

@@ -49,12 +49,12 @@ func TestReportMergeExitStatus(t *testing.T) {
 		{"all pass", func(t *testing.T, root string) {
 			writeRun(t, filepath.Join(root, "host-a", "esp-1"), "host-a", false, "")
 			writeRun(t, filepath.Join(root, "host-b", "s3-1"), "host-b", false, "")
-		}, 0, []string{"merged 2 boards: 2 pass, 0 fail, 0 rig fault"}},
+		}, 0, []string{"merged 2 boards: 2 pass, 0 fail, 0 interrupted, 0 rig fault"}},
 		{"one fails", func(t *testing.T, root string) {
 			writeRun(t, filepath.Join(root, "host-a", "esp-1"), "host-a", true, "")
 			writeRun(t, filepath.Join(root, "host-b", "s3-1"), "host-b", false, "")
 			writeRun(t, filepath.Join(root, "host-b", "s3-2"), "host-b", false, "environment: rig fault on board s3-2 (preflight): board: no hello after reset")
-		}, 1, []string{"1 pass, 1 fail, 1 rig fault", "conformance failure on esp-1"}},
+		}, 1, []string{"1 pass, 1 fail, 0 interrupted, 1 rig fault", "conformance failure on esp-1"}},
 		{"only rig faults", func(t *testing.T, root string) {
 			writeRun(t, filepath.Join(root, "host-a", "esp-1"), "host-a", false, "")
 			writeRun(t, filepath.Join(root, "host-b", "s3-2"), "host-b", false, "environment: rig fault on board s3-2 (preflight): board: no hello after reset")
@@ -64,7 +64,7 @@ func TestReportMergeExitStatus(t *testing.T) {
 			d := filepath.Join(root, "host-b", "old")
 			_ = os.MkdirAll(d, 0o755)
 			_ = os.WriteFile(filepath.Join(d, reports.JSONFile), []byte(`{"schemaVersion":7,"run":{"hilrunVersion":"v7"}}`), 0o644)
-		}, 2, []string{"schemaVersion is 7, this hilrun reads schemaVersion 1", "hilrunVersion v7"}},
+		}, 2, []string{"schemaVersion is 7, this hilrun reads schemaVersion 1 to 2", "hilrunVersion v7"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			root := t.TempDir()

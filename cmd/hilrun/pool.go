@@ -29,9 +29,15 @@ import (
 // reports (reports.Merge) into the pool's output directory.
 
 // exitRigFault is the exit status of a run (or a pool) whose only problem is
-// the rig: the board did not come up (no hello after reset, port missing,
-// flashing failed). It says nothing about the firmware.
-const exitRigFault = 3
+// the rig: the board did not come up, frames were lost, the board stopped
+// responding (reports.ExitRigFault). It says nothing about the firmware.
+const exitRigFault = reports.ExitRigFault
+
+// poolChildGrace is how long a child may take to write its report after the
+// pool forwards Ctrl-C (a run ends within 2 s of SIGINT, hung board or
+// not) before its process group is killed: the pool itself ends within
+// about this bound.
+const poolChildGrace = 5 * time.Second
 
 // boardLockedEnv tells a child that the pool holds its board's lock.
 const boardLockedEnv = "HILRUN_BOARD_LOCKED"
@@ -39,9 +45,14 @@ const boardLockedEnv = "HILRUN_BOARD_LOCKED"
 const exitStatusHelp = `
 
 Exit status: 0 every applicable MUST requirement that ran passed; 1 a
-requirement failed or the run was interrupted; 2 the run could not start
-(bad flags or inventory); 3 rig fault: the board did not come up (no hello
-after reset, port missing, flashing failed) — not a verdict on the firmware.
+requirement failed (in a spec without a rig fault: the firmware is wrong,
+even if the rig also faulted) or the run was interrupted (Ctrl-C, SIGTERM:
+the run ends within 2 s, report written); 2 the run could not start (bad
+flags or inventory); 3 rig fault and nothing failed: the board did not come
+up (no hello after reset, port missing, flashing failed, crash loop), frames
+were lost or corrupted on the serial line, or the board stopped responding
+(after an echo probe; it is reset and the run resumes, at most twice) — not
+a verdict on the firmware.
 
 With --pool, every board of the inventory (--inventory FILE, default
 ./hilrun.yaml; --pool-label to pick boards by label) runs in its own child
@@ -51,9 +62,10 @@ each line prefixed with the board id. OUT (--out) gets the merged report
 (merged.json, report.html, junit.xml, summary.md); each board's own report is
 in OUT/ID. A board that fails its pre-flight check is reported as a rig fault
 and does not stop the others. Pool exit status: 0 every board passed; 1 a
-board failed conformance (or Ctrl-C: the children stop and the merged report
-of what finished is still written); 3 the only problems are rig faults; 2 the
-pool could not start. --lock-dir DIR holds an exclusive lock
+board failed conformance, or a board's run was interrupted (Ctrl-C: the
+children get one SIGINT and stop within 2 s, a child still running 5 s later
+is killed, and the merged report of what finished is still written); 3 the
+only problems are rig faults; 2 the pool could not start. --lock-dir DIR holds an exclusive lock
 DIR/hilrun-ID.lock (flock) per board while it runs, so two runs on one host
 never share a board.`
 
@@ -204,9 +216,10 @@ func runPool(cmd *cobra.Command, p *poolOptions) error {
 				env = append(env, boardLockedEnv+"="+b.ID)
 			}
 			pb.started = true
-			pb.res, pb.err = childRun{Exe: exe, Args: args, Env: env, Dir: pb.dir, Live: lw, Prefix: prefix}.run(ctx)
+			pb.res, pb.err = childRun{Exe: exe, Args: args, Env: env, Dir: pb.dir, Live: lw, Prefix: prefix, Grace: poolChildGrace}.run(ctx)
 			pb.input = classifyBoard(pb, inv)
-			v := map[string]string{reports.BoardPass: "PASS", reports.BoardFail: "FAIL", reports.BoardRigFault: "RIG FAULT"}[boardVerdict(pb.input)]
+			v := map[string]string{reports.BoardPass: "PASS", reports.BoardFail: "FAIL", reports.BoardRigFault: "RIG FAULT",
+				reports.BoardInterrupted: "INTERRUPTED"}[boardVerdict(pb.input)]
 			lw.Printf("%s%s (exit %d, %.1fs) — %s\n", prefix, v, pb.res.Code, pb.res.Wall.Seconds(), filepath.Join(pb.dir, reports.HTMLFile))
 		}()
 	}
@@ -245,8 +258,8 @@ func runPool(cmd *cobra.Command, p *poolOptions) error {
 		longest = max(longest, pb.res.Wall)
 	}
 	s := m.Summary
-	fmt.Fprintf(w, "\npool: %d boards: %d pass, %d fail, %d rig fault — %.1fs wall (longest board %.1fs)\n",
-		len(m.Boards), s.Boards[reports.BoardPass], s.Boards[reports.BoardFail], s.Boards[reports.BoardRigFault], wall.Seconds(), longest.Seconds())
+	fmt.Fprintf(w, "\npool: %d boards: %d pass, %d fail, %d interrupted, %d rig fault — %.1fs wall (longest board %.1fs)\n",
+		len(m.Boards), s.Boards[reports.BoardPass], s.Boards[reports.BoardFail], s.Boards[reports.BoardInterrupted], s.Boards[reports.BoardRigFault], wall.Seconds(), longest.Seconds())
 	for _, why := range s.Why {
 		fmt.Fprintf(w, "  %s\n", firstLine(why))
 	}
@@ -259,8 +272,10 @@ func runPool(cmd *cobra.Command, p *poolOptions) error {
 		return &exitError{1, "pool interrupted; merged report of what finished: " + out}
 	case s.Verdict == reports.BoardFail:
 		return &exitError{1, "pool: conformance failure on " + strings.Join(boardsWith(m, reports.BoardFail), ", ")}
+	case s.Verdict == reports.BoardInterrupted:
+		return &exitError{1, "pool: run interrupted on " + strings.Join(boardsWith(m, reports.BoardInterrupted), ", ")}
 	case s.Verdict == reports.BoardRigFault:
-		return &exitError{exitRigFault, "pool: rig fault on " + strings.Join(boardsWith(m, reports.BoardRigFault), ", ") + " (the boards did not come up; not a firmware verdict)"}
+		return &exitError{exitRigFault, "pool: rig fault on " + strings.Join(boardsWith(m, reports.BoardRigFault), ", ") + " (the rig failed; not a firmware verdict)"}
 	}
 	return nil
 }
@@ -276,19 +291,21 @@ func boardsWith(m *reports.Merged, verdict string) []string {
 }
 
 func boardVerdict(in reports.MergeInput) string {
-	if in.RigFault != "" {
-		return reports.BoardRigFault
-	}
 	if in.Report == nil {
 		return reports.BoardRigFault
 	}
-	if _, ok := reports.RigFault(in.Report); ok {
+	switch in.Report.Outcome() {
+	case reports.OutcomeFail:
+		return reports.BoardFail
+	case reports.OutcomeInterrupted:
+		return reports.BoardInterrupted
+	case reports.OutcomeRigFault:
 		return reports.BoardRigFault
 	}
-	if ok, _ := in.Report.Verdict(); ok {
-		return reports.BoardPass
+	if in.RigFault != "" {
+		return reports.BoardRigFault
 	}
-	return reports.BoardFail
+	return reports.BoardPass
 }
 
 // classifyBoard turns a finished child into a merge input. The child's

@@ -216,11 +216,15 @@ func TestPoolInterrupt(t *testing.T) {
 	if err != nil {
 		t.Fatalf("no merged report after Ctrl-C: %v", err)
 	}
-	if len(m.Boards) != 3 || m.Summary.Verdict != reports.BoardFail {
+	if stopped := time.Since(t0); stopped > poolChildGrace+5*time.Second {
+		t.Errorf("pool took %s to stop after Ctrl-C", stopped)
+	}
+	if len(m.Boards) != 3 || m.Summary.Verdict != reports.BoardInterrupted {
 		t.Fatalf("merged after Ctrl-C: %d boards, verdict %s", len(m.Boards), m.Summary.Verdict)
 	}
 	for _, b := range m.Boards {
-		if b.SpecCounts[reports.SpecPassed] == 0 || !strings.Contains(strings.Join(b.Why, " "), "interrupted") {
+		if b.SpecCounts[reports.SpecPassed] == 0 || b.Verdict != reports.BoardInterrupted || b.SpecCounts[reports.SpecFailed] != 0 ||
+			!strings.Contains(strings.Join(b.Why, " "), "interrupted") {
 			t.Errorf("board %s: %v passed specs, why %q", b.ID, b.SpecCounts, b.Why)
 		}
 	}

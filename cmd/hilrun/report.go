@@ -39,8 +39,7 @@ func newReportCmd() *cobra.Command {
 			if err := reports.Render(dir, rep); err != nil {
 				return err
 			}
-			ok, _ := rep.Verdict()
-			fmt.Fprintf(cmd.OutOrStdout(), "re-rendered %s (verdict pass=%v)\n", filepath.Join(dir, reports.HTMLFile), ok)
+			fmt.Fprintf(cmd.OutOrStdout(), "re-rendered %s (outcome %s)\n", filepath.Join(dir, reports.HTMLFile), rep.Outcome())
 			return nil
 		},
 	}
@@ -90,7 +89,7 @@ problems are rig faults; 2 nothing could be merged.`,
 			}
 			w := cmd.OutOrStdout()
 			s := m.Summary
-			fmt.Fprintf(w, "merged %d boards: %d pass, %d fail, %d rig fault\n", len(m.Boards), s.Boards[reports.BoardPass], s.Boards[reports.BoardFail], s.Boards[reports.BoardRigFault])
+			fmt.Fprintf(w, "merged %d boards: %d pass, %d fail, %d interrupted, %d rig fault\n", len(m.Boards), s.Boards[reports.BoardPass], s.Boards[reports.BoardFail], s.Boards[reports.BoardInterrupted], s.Boards[reports.BoardRigFault])
 			for _, b := range m.Boards {
 				fmt.Fprintf(w, "  %-20s %-10s %-9s %s\n", b.ID, orDash(b.Host), b.Verdict, b.Source)
 			}
@@ -101,6 +100,8 @@ problems are rig faults; 2 nothing could be merged.`,
 			switch s.Verdict {
 			case reports.BoardFail:
 				return &exitError{1, "conformance failure on " + strings.Join(boardsWith(m, reports.BoardFail), ", ")}
+			case reports.BoardInterrupted:
+				return &exitError{1, "interrupted run on " + strings.Join(boardsWith(m, reports.BoardInterrupted), ", ")}
 			case reports.BoardRigFault:
 				return &exitError{exitRigFault, "rig fault on " + strings.Join(boardsWith(m, reports.BoardRigFault), ", ") + " (not a firmware verdict)"}
 			}

@@ -146,14 +146,21 @@ func runRun(cmd *cobra.Command, o runOptions) error {
 		return &exitError{2, err.Error()}
 	}
 	printSummary(cmd, rep, o.out)
-	if err != nil {
-		if _, ok := reports.RigFault(rep); ok {
-			return &exitError{exitRigFault, "rig fault: " + err.Error()}
-		}
-		return &exitError{2, err.Error()}
+	// The outcome decides (reports.Outcome): a confirmed firmware failure
+	// is 1 even if the rig also faulted; an interruption is 1; a rig fault
+	// alone is 3; an error with nothing else wrong (the report could not be
+	// written) is 2.
+	_, why := rep.Verdict()
+	switch out := rep.Outcome(); out {
+	case reports.OutcomeFail:
+		return &exitError{out.ExitStatus(), "conformance run failed: " + strings.Join(why, "; ")}
+	case reports.OutcomeInterrupted:
+		return &exitError{out.ExitStatus(), "run interrupted: " + rep.Run.InterruptReason}
+	case reports.OutcomeRigFault:
+		return &exitError{out.ExitStatus(), "rig fault: " + rep.RigFaultReason() + " (not a verdict on the firmware)"}
 	}
-	if ok, why := rep.Verdict(); !ok {
-		return &exitError{1, "conformance run failed: " + strings.Join(why, "; ")}
+	if err != nil {
+		return &exitError{2, err.Error()}
 	}
 	return nil
 }
@@ -161,10 +168,11 @@ func runRun(cmd *cobra.Command, o runOptions) error {
 func printSummary(cmd *cobra.Command, rep *reports.Report, dir string) {
 	w := cmd.OutOrStdout()
 	s := rep.Summary
-	fmt.Fprintf(w, "\n%d specs: %d passed, %d failed, %d not applicable, %d skipped — %.1fs wall\n",
-		len(rep.Specs), s.Specs[reports.SpecPassed], s.Specs[reports.SpecFailed], s.Specs[reports.SpecNotApplicable], s.Specs[reports.SpecSkipped], rep.Run.Wall.Seconds())
-	fmt.Fprintf(w, "requirements: %d pass, %d fail, %d not applicable, %d not covered\n",
-		s.Requirements[reports.Pass], s.Requirements[reports.Fail], s.Requirements[reports.NotApplicable], s.Requirements[reports.NotCovered])
+	fmt.Fprintf(w, "\n%d specs: %d passed, %d failed, %d rig fault, %d interrupted, %d not run, %d not applicable, %d skipped — %.1fs wall\n",
+		len(rep.Specs), s.Specs[reports.SpecPassed], s.Specs[reports.SpecFailed], s.Specs[reports.SpecRigFault], s.Specs[reports.SpecInterrupted],
+		s.Specs[reports.SpecNotRun], s.Specs[reports.SpecNotApplicable], s.Specs[reports.SpecSkipped], rep.Run.Wall.Seconds())
+	fmt.Fprintf(w, "requirements: %d pass, %d fail, %d rig fault (not judged), %d not applicable, %d not covered\n",
+		s.Requirements[reports.Pass], s.Requirements[reports.Fail], s.Requirements[reports.RigFaultStatus], s.Requirements[reports.NotApplicable], s.Requirements[reports.NotCovered])
 	for _, a := range s.Areas {
 		if a.MustCovered == 0 && a.MustFailed == 0 {
 			continue
@@ -174,12 +182,18 @@ func printSummary(cmd *cobra.Command, rep *reports.Report, dir string) {
 	if rep.Run.Interrupted {
 		fmt.Fprintf(w, "run interrupted: %s\n", rep.Run.InterruptReason)
 	}
-	ok, _ := rep.Verdict()
-	verdict := "PASS"
-	if _, rig := reports.RigFault(rep); rig {
-		verdict = "RIG FAULT (the board did not come up; nothing was judged)"
-	} else if !ok {
-		verdict = "FAIL"
+	if rep.Run.RigFault != "" {
+		fmt.Fprintf(w, "rig fault ended the run: %s\n", rep.Run.RigFault)
+	}
+	out := rep.Outcome()
+	verdict := out.Label()
+	switch out {
+	case reports.OutcomeRigFault:
+		verdict += " (" + rep.RigFaultReason() + "; not a verdict on the firmware)"
+	case reports.OutcomeFail:
+		if n := s.Specs[reports.SpecRigFault]; n > 0 {
+			verdict += fmt.Sprintf(" (and %d specs hit a rig fault)", n)
+		}
 	}
 	fmt.Fprintf(w, "verdict: %s — report: %s\n", verdict, filepath.Join(dir, reports.HTMLFile))
 }

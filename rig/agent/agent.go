@@ -40,6 +40,9 @@ type Options struct {
 	// TailLines is how many console lines errors and faults carry.
 	// Default 20.
 	TailLines int
+	// OnCallTimeout, if set, is called (from the calling goroutine) when a
+	// call misses its deadline: the watchdog probes the board then.
+	OnCallTimeout func(op string)
 }
 
 func (o Options) withDefaults() Options {
@@ -67,6 +70,10 @@ var (
 	ErrSeqGap = fmt.Errorf("%w: event sequence broken", ErrRigFault)
 	// ErrClosed is returned after Close, or once the console has closed.
 	ErrClosed = errors.New("agent client closed")
+	// ErrBoardHung is the rig fault of a board that stopped answering
+	// (SetDown): calls and waits fail with it at once instead of waiting
+	// out their deadlines.
+	ErrBoardHung = fmt.Errorf("%w: board stopped responding", ErrRigFault)
 )
 
 // Fault kinds.
@@ -76,6 +83,8 @@ const (
 	FaultSeqBackwards  = "seq-backwards"  // seq went back without a hello starting a new boot
 	FaultFramesDropped = "frames-dropped" // the console's delivery queue overflowed
 	FaultBadFrame      = "bad-frame"      // the device rejected a frame the host sent (id 0 bad_frame)
+	FaultCorruptFrame  = "corrupt-frame"  // a frame from the device failed to decode (CRC mismatch, malformed, too long)
+	FaultBoardHung     = "board-hung"     // the board stopped answering (the watchdog's echo probe went unanswered)
 )
 
 // Fault is one rig fault.
@@ -115,6 +124,8 @@ func (e *FaultError) Unwrap() error {
 	switch e.Fault.Kind {
 	case FaultSeqGap, FaultSeqRepeat, FaultSeqBackwards:
 		return ErrSeqGap
+	case FaultBoardHung:
+		return ErrBoardHung
 	}
 	return ErrRigFault
 }
@@ -179,7 +190,7 @@ type Client struct {
 
 	mu      sync.Mutex
 	nextID  uint32
-	pending map[uint32]chan *agentproto.Frame
+	pending map[uint32]chan reply
 	events  []Event
 	base    uint64 // history position of events[0]
 	boot    int
@@ -189,6 +200,11 @@ type Client struct {
 	stats   Stats
 	changed chan struct{} // closed and replaced on every change
 	endErr  error
+	// down is the board-hung fault while the board is declared hung
+	// (SetDown until SetUp): calls and waits fail with it at once.
+	down      *Fault
+	lastFrame time.Time // when the last frame (good or bad) arrived
+	wd        *Watchdog // kicked when a call misses its deadline
 
 	stop chan struct{}
 	done chan struct{} // closed when the reader ends (Close or console closed)
@@ -199,7 +215,7 @@ func newClient(con *console.Console, opts Options) *Client {
 	return &Client{
 		con:     con,
 		opts:    opts.withDefaults(),
-		pending: map[uint32]chan *agentproto.Frame{},
+		pending: map[uint32]chan reply{},
 		changed: make(chan struct{}),
 		stop:    make(chan struct{}),
 		done:    make(chan struct{}),
@@ -265,23 +281,49 @@ func (c *Client) notef(format string, a ...any) {
 	}
 }
 
+// reply is what a pending call receives: its response, or the rig fault
+// that may have swallowed it.
+type reply struct {
+	f     *agentproto.Frame
+	fault *Fault
+}
+
 // handle takes one frame from the console.
 func (c *Client) handle(f console.Frame) {
 	var faults []Fault
 	var note string
 	c.mu.Lock()
+	c.lastFrame = f.Time
+	// A frame lost or corrupted on the line may have been the response any
+	// pending call waits for (its id cannot be trusted), so those calls
+	// fail now with the rig fault instead of waiting out their deadlines
+	// and being taken for a device that did not answer.
+	lossLocked := func(ft Fault) {
+		ft = c.faultLocked(ft)
+		faults = append(faults, ft)
+		c.failPendingLocked(ft)
+	}
 	if f.Lost > 0 {
-		faults = append(faults, c.faultLocked(Fault{At: f.Time, Kind: FaultFramesDropped,
-			Msg: fmt.Sprintf("console dropped %d frames (delivery queue full)", f.Lost)}))
+		lossLocked(Fault{At: f.Time, Kind: FaultFramesDropped,
+			Msg: fmt.Sprintf("console dropped %d frames (delivery queue full)", f.Lost)})
+	}
+	if f.Bad != nil {
+		lossLocked(Fault{At: f.Time, Kind: FaultCorruptFrame,
+			Msg: "a frame from the board failed to decode (" + f.Bad.Error() + "): lost on the line; it may have been any response or event"})
+		c.mu.Unlock()
+		c.report(faults, "")
+		return
 	}
 	switch f.T {
 	case agentproto.KindResponse:
 		if ch, ok := c.pending[f.ID]; ok {
 			delete(c.pending, f.ID)
-			ch <- f.Frame
+			ch <- reply{f: f.Frame}
 		} else if f.ID == 0 && f.Err != nil {
-			faults = append(faults, c.faultLocked(Fault{At: f.Time, Kind: FaultBadFrame,
-				Msg: "device rejected a frame from the host: " + f.Err.Error()}))
+			// The device could not decode a request line: that request
+			// (whichever pending call it was) will never be answered.
+			lossLocked(Fault{At: f.Time, Kind: FaultBadFrame,
+				Msg: "device rejected a frame from the host (corrupted on the line): " + f.Err.Error()})
 		} else {
 			c.stats.UnknownResponses++
 			note = fmt.Sprintf("response for unknown id %d (late, or not ours)", f.ID)
@@ -293,6 +335,10 @@ func (c *Client) handle(f console.Frame) {
 		note = fmt.Sprintf("unexpected %q frame from the device", f.T)
 	}
 	c.mu.Unlock()
+	c.report(faults, note)
+}
+
+func (c *Client) report(faults []Fault, note string) {
 	if note != "" {
 		c.notef("%s", note)
 	}
@@ -303,6 +349,72 @@ func (c *Client) handle(f console.Frame) {
 		}
 	}
 }
+
+// failPendingLocked fails every pending call with fault f.
+func (c *Client) failPendingLocked(f Fault) {
+	for id, ch := range c.pending {
+		delete(c.pending, id)
+		ch <- reply{fault: &f}
+	}
+}
+
+// SetDown declares the board hung (the watchdog's verdict): the fault is
+// recorded (kind FaultBoardHung, message msg), every pending call and wait
+// fails with it at once, and so do new ones until SetUp — except calls
+// made with RigContext (the watchdog's own probes and recovery).
+func (c *Client) SetDown(at time.Time, msg string) Fault {
+	c.mu.Lock()
+	f := c.faultLocked(Fault{At: at, Kind: FaultBoardHung, Msg: msg})
+	c.down = &f
+	c.failPendingLocked(f)
+	c.mu.Unlock()
+	c.report([]Fault{f}, "")
+	return f
+}
+
+// SetUp ends SetDown: the board answers again.
+func (c *Client) SetUp() {
+	c.mu.Lock()
+	c.down = nil
+	c.broadcastLocked()
+	c.mu.Unlock()
+}
+
+// Down returns the board-hung fault while the board is declared hung.
+func (c *Client) Down() (Fault, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.down == nil {
+		return Fault{}, false
+	}
+	return *c.down, true
+}
+
+// LastFrame is when the last frame (or frame-like line) came from the board.
+func (c *Client) LastFrame() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.lastFrame
+}
+
+// FaultCount is the number of faults recorded so far: Faults()[n:] are the
+// faults after a moment at which FaultCount returned n.
+func (c *Client) FaultCount() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.faults)
+}
+
+type rigCallKey struct{}
+
+// RigContext marks ctx's calls as the rig's own (watchdog probes, the
+// hello after a recovery): they go out even while the board is declared
+// hung.
+func RigContext(ctx context.Context) context.Context {
+	return context.WithValue(ctx, rigCallKey{}, true)
+}
+
+func isRigCall(ctx context.Context) bool { v, _ := ctx.Value(rigCallKey{}).(bool); return v }
 
 // faultLocked records a fault placed before the next event.
 func (c *Client) faultLocked(f Fault) Fault {
@@ -394,12 +506,17 @@ func (c *Client) Call(ctx context.Context, op string, args, result any) error {
 		defer cancel()
 	}
 	deadline, _ := ctx.Deadline()
-	ch := make(chan *agentproto.Frame, 1)
+	ch := make(chan reply, 1)
 	c.mu.Lock()
 	if c.endErr != nil {
 		err := c.endErr
 		c.mu.Unlock()
 		return fmt.Errorf("agent call %q: %w", op, err)
+	}
+	if c.down != nil && !isRigCall(ctx) {
+		f := *c.down
+		c.mu.Unlock()
+		return fmt.Errorf("agent call %q: %w", op, &FaultError{Waiting: "the response to " + op, Fault: f})
 	}
 	for {
 		c.nextID++
@@ -427,7 +544,11 @@ func (c *Client) Call(ctx context.Context, op string, args, result any) error {
 		return fmt.Errorf("agent call %q (id %d): %w", op, id, err)
 	}
 	select {
-	case res := <-ch:
+	case rp := <-ch:
+		if rp.fault != nil {
+			return fmt.Errorf("agent call %q (id %d): %w", op, id, &FaultError{Waiting: "the response to " + op, Fault: *rp.fault})
+		}
+		res := rp.f
 		if res.Err != nil {
 			c.mu.Lock()
 			c.stats.DeviceErrors++
@@ -445,13 +566,26 @@ func (c *Client) Call(ctx context.Context, op string, args, result any) error {
 		return nil
 	case <-ctx.Done():
 		if !errors.Is(ctx.Err(), context.DeadlineExceeded) {
-			return fmt.Errorf("agent call %q (id %d): %w", op, id, ctx.Err())
+			// The cause says who ended it (a run interrupted, a board
+			// declared hung), which the caller's report needs.
+			return fmt.Errorf("agent call %q (id %d): %w", op, id, context.Cause(ctx))
 		}
 		c.mu.Lock()
 		c.stats.Timeouts++
 		c.mu.Unlock()
 		after := c.con.Stats()
 		c.notef("call %q id %d timed out after %v", op, id, time.Since(start).Round(time.Millisecond))
+		if !isRigCall(ctx) {
+			c.mu.Lock()
+			wd := c.wd
+			c.mu.Unlock()
+			if wd != nil {
+				wd.Kick()
+			}
+			if c.opts.OnCallTimeout != nil {
+				c.opts.OnCallTimeout(op)
+			}
+		}
 		return &TimeoutError{Op: op, ID: id, Deadline: deadline, Waited: time.Since(start),
 			Console: c.con.Name(), Diagnosis: diagnose(before, after), Tail: c.tail()}
 	case <-c.done:
@@ -582,6 +716,11 @@ func (c *Client) wait(ctx context.Context, since Cursor, want string, ok func(Ev
 			fault = &f
 		}
 		changed, endErr := c.changed, c.endErr
+		var down *Fault
+		if c.down != nil && !isRigCall(ctx) {
+			d := *c.down
+			down = &d
+		}
 		c.mu.Unlock()
 
 		for _, e := range fresh {
@@ -595,6 +734,9 @@ func (c *Client) wait(ctx context.Context, since Cursor, want string, ok func(Ev
 		if fault != nil && fault.pos <= end {
 			return Event{}, &FaultError{Waiting: want, Fault: *fault}
 		}
+		if down != nil {
+			return Event{}, &FaultError{Waiting: want, Fault: *down}
+		}
 		pos = end
 		if endErr != nil {
 			return Event{}, fmt.Errorf("agent: waiting for %s: %w", want, endErr)
@@ -603,7 +745,7 @@ func (c *Client) wait(ctx context.Context, since Cursor, want string, ok func(Ev
 		case <-changed:
 		case <-ctx.Done():
 			if !errors.Is(ctx.Err(), context.DeadlineExceeded) {
-				return Event{}, fmt.Errorf("agent: waiting for %s: %w", want, ctx.Err())
+				return Event{}, fmt.Errorf("agent: waiting for %s: %w", want, context.Cause(ctx))
 			}
 			return Event{}, &WaitError{Want: want, Since: since, Deadline: deadline,
 				Seen: c.Events(since), Tail: c.tail()}

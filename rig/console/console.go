@@ -160,6 +160,13 @@ type Frame struct {
 	// Lost counts frames dropped immediately before this one because the
 	// delivery queue was full (a rig fault; Stats.FramesDropped counts all).
 	Lost uint64
+	// Bad, when set, says this is not a frame but a frame line that failed
+	// to decode (CRC mismatch, malformed, too long: wrapping
+	// agentproto.ErrCRC, ErrSyntax or ErrTooLong); Frame is then empty.
+	// It is delivered in order with the good frames so that the consumer
+	// can place the loss exactly (PROTOCOL.md §2: a corrupted frame is a
+	// rig fault, and it may have been any response or event).
+	Bad error
 }
 
 // Options tune a Console. Zero values select the defaults.
@@ -508,6 +515,7 @@ func (c *Console) handleLine(line []byte, t time.Time) {
 	}
 	shown, _ := sanitize(Redact(js))
 	c.addLine(Line{Time: t, Dir: In, Kind: KindGarbage, Text: fmt.Sprintf("bad frame (%v): %s", err, shown)})
+	c.deliver(Frame{Frame: &agentproto.Frame{}, Time: t, Bad: err})
 }
 
 // textLine logs console text, or garbage if at least a quarter of its

@@ -211,6 +211,9 @@ func TestDemux(t *testing.T) {
 			}
 			var seqs []uint64
 			for _, f := range drainQueue(c) {
+				if f.Bad != nil {
+					continue // a frame line that failed to decode (rig fault): TestBadFramesDelivered
+				}
 				seqs = append(seqs, f.Seq)
 			}
 			if fmt.Sprint(seqs) != fmt.Sprint(tc.frames) {
@@ -614,4 +617,22 @@ func TestOutageFlushesPartialLine(t *testing.T) {
 		t.Fatalf("stats %+v", st)
 	}
 	checkNoConsoleGoroutines(t)
+}
+
+// TestBadFramesDelivered: a frame line that fails to decode reaches the
+// consumer in order, marked Bad, so that it can record the loss where it
+// happened (PROTOCOL.md §2).
+func TestBadFramesDelivered(t *testing.T) {
+	c := newConsole(nil, Options{})
+	defer c.cancel()
+	good, _ := agentproto.Event(1, 5, agentproto.EvHello, nil)
+	line, _ := agentproto.Encode(good)
+	bad := bytes.Replace(line, []byte(" *"), []byte(" *f"), 1)
+	bad = append(bad[:len(bad)-2], '\n')
+	c.ingest(bad, time.Now())
+	c.ingest(line, time.Now())
+	fs := drainQueue(c)
+	if len(fs) != 2 || fs[0].Bad == nil || !errors.Is(fs[0].Bad, agentproto.ErrCRC) || fs[1].Bad != nil || fs[1].Seq != 1 {
+		t.Fatalf("frames %+v", fs)
+	}
 }
