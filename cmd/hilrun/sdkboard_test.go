@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -55,8 +56,8 @@ func TestSDKBoardNodeShim(t *testing.T) {
 	state := t.TempDir()
 	cmd := exec.Command(launcher, "--uart", slave.Name(), "--state", state, "--board", "pty-test")
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
+	stderr := &sdkLockedBuffer{}
+	cmd.Stderr = stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -214,4 +215,23 @@ func TestSDKBoardNodeShim(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("the shim did not exit after reset")
 	}
+}
+
+// sdkLockedBuffer is a bytes.Buffer safe for the exec goroutine writing
+// and the test reading.
+type sdkLockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *sdkLockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *sdkLockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }

@@ -192,6 +192,7 @@ class DeviceClient {
 
     cur.transport.on('connected', () => {
       if (!this.live(cur) || !cur.opened || !cur.started) return;
+      cur.dead = false; // the SDK came back by itself after giving up on one path
       this.connects++;
       cur.attempts = 0;
       this.setState({ state: 'connected' });
@@ -317,11 +318,11 @@ class DeviceClient {
   async close(graceful) {
     const cur = this.cur;
     if (!cur) return;
-    cur.closing = true;
-    this.cur = null;
     if (!graceful) {
       throw ae('unsupported', 'client.close without DISCONNECT: the SDK\'s close() always ends the connection with MQTT DISCONNECT');
     }
+    cur.closing = true;
+    this.cur = null;
     await new Promise((resolve) => {
       const t = setTimeout(() => {
         this.agent.log('W', `client.close did not complete within ${CLOSE_TIMEOUT_MS} ms`);
