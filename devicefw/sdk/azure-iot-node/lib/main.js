@@ -22,6 +22,9 @@ function parseArgs(argv) {
 
 function main(argv) {
   const opts = parseArgs(argv);
+  // The SDK and mqtt.js log through `debug` when DEBUG is set, connection
+  // details among it; secrets never go to a log, so the shim switches it off.
+  delete process.env.DEBUG;
   require('./netenv'); // before the SDK dials anything
   const { Agent } = require('./agent');
   const agent = new Agent(opts);
