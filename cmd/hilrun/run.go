@@ -94,6 +94,9 @@ func runRun(cmd *cobra.Command, o runOptions) error {
 	if err := sim.ValidateMisbehave(o.misbehave); err != nil {
 		return &exitError{2, err.Error()}
 	}
+	if err := sdkBoardHook(cmd.Context(), &o, cmd.ErrOrStderr()); err != nil { // --board sdk:NAME (sdkboard.go)
+		return err
+	}
 	opts := fixtures.Options{Strict: o.strict, Defects: o.defects, SimMisbehave: o.misbehave, Log: cmd.ErrOrStderr()}
 	rb, handled, err := resolveBoard(cmd, &o, &opts) // inventory ids and esp32: boards.go
 	if err != nil {

@@ -1,0 +1,149 @@
+package main
+
+// --board sdk:<name>: an official device SDK as the board. The virtual
+// board (rig/board.Sim) runs the SDK's agent shim as its firmware, so the
+// suite judges the SDK's own wire behaviour. Today: sdk:azure-iot-node, the
+// Azure IoT device SDK for Node.js (devicefw/sdk/azure-iot-node). The shim's
+// files are embedded in hilrun, written into a cache directory and
+// installed there with `npm ci --omit=dev` on first use.
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"time"
+
+	azureiotnode "github.com/hilrun/hilrun/devicefw/sdk/azure-iot-node"
+)
+
+// sdkBoardPrefix starts the --board value of an SDK board.
+const sdkBoardPrefix = "sdk:"
+
+// sdkBoardHook turns --board sdk:NAME into the virtual board with the SDK
+// shim as its image (o.board = "sim", o.image = the shim's launcher). Any
+// other --board value is left alone.
+func sdkBoardHook(ctx context.Context, o *runOptions, log io.Writer) error {
+	name, ok := strings.CutPrefix(o.board, sdkBoardPrefix)
+	if !ok {
+		return nil
+	}
+	if name != azureiotnode.Name {
+		return &exitError{2, fmt.Sprintf("unknown SDK board %q: the SDK boards are %s%s", o.board, sdkBoardPrefix, azureiotnode.Name)}
+	}
+	if o.image != "" {
+		return &exitError{2, fmt.Sprintf("--board %s brings its own image; leave out --image", o.board)}
+	}
+	if o.port != "" {
+		return &exitError{2, fmt.Sprintf("--board %s is a virtual board; --port is for real boards", o.board)}
+	}
+	if len(o.defects) > 0 {
+		return &exitError{2, fmt.Sprintf("--board %s: an SDK has no defect switches (it is judged as it is)", o.board)}
+	}
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	launcher, err := installNodeShim(ctx, log)
+	if err != nil {
+		return &exitError{exitRigFault, fmt.Sprintf("--board %s: %v", o.board, err)}
+	}
+	o.board, o.image = "sim", launcher
+	return nil
+}
+
+// installNodeShim makes sure the Node.js shim is installed in the cache
+// and returns the path of its launcher script.
+func installNodeShim(ctx context.Context, log io.Writer) (string, error) {
+	node, err := exec.LookPath("node")
+	if err != nil {
+		return "", errors.New("Node.js is not installed: `node` is not on PATH (install Node.js 18 or newer with npm, e.g. `apt-get install nodejs npm`, or put it on PATH)")
+	}
+	npm, err := exec.LookPath("npm")
+	if err != nil {
+		return "", errors.New("npm is not installed: `npm` is not on PATH (install it with Node.js, e.g. `apt-get install npm`)")
+	}
+	digest, err := azureiotnode.Digest()
+	if err != nil {
+		return "", err
+	}
+	root := os.Getenv("HILRUN_SDK_CACHE")
+	if root == "" {
+		c, err := os.UserCacheDir()
+		if err != nil {
+			return "", fmt.Errorf("no cache directory (set HILRUN_SDK_CACHE): %w", err)
+		}
+		root = filepath.Join(c, "hilrun", "sdk")
+	}
+	dir := filepath.Join(root, azureiotnode.Name+"-"+digest)
+	launcher := filepath.Join(dir, "firmware.sh")
+	if _, err := os.Stat(launcher); err == nil {
+		return launcher, nil
+	}
+	if err := os.MkdirAll(root, 0o755); err != nil {
+		return "", err
+	}
+	tmp, err := os.MkdirTemp(root, "."+azureiotnode.Name+"-*")
+	if err != nil {
+		return "", err
+	}
+	defer os.RemoveAll(tmp)
+	if err := fs.WalkDir(azureiotnode.Files(), ".", func(p string, d fs.DirEntry, err error) error {
+		if err != nil || p == "." {
+			return err
+		}
+		dst := filepath.Join(tmp, filepath.FromSlash(p))
+		if d.IsDir() {
+			return os.MkdirAll(dst, 0o755)
+		}
+		b, err := fs.ReadFile(azureiotnode.Files(), p)
+		if err != nil {
+			return err
+		}
+		mode := os.FileMode(0o644)
+		if p == azureiotnode.Entry {
+			mode = 0o755
+		}
+		return os.WriteFile(dst, b, mode)
+	}); err != nil {
+		return "", fmt.Errorf("write the shim: %w", err)
+	}
+	ver, _ := azureiotnode.SDKVersion("azure-iot-device")
+	fmt.Fprintf(log, "hilrun: installing the Azure IoT device SDK for Node.js (azure-iot-device %s) into %s (npm ci, once)\n", ver, dir)
+	ictx, cancel := context.WithTimeout(ctx, 10*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ictx, npm, "ci", "--omit=dev", "--no-audit", "--no-fund", "--loglevel=error")
+	cmd.Dir = tmp
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Run(); err != nil {
+		return "", fmt.Errorf("`npm ci` of the SDK shim failed (%v); npm needs the package registry (check npm_config_registry, a proxy, or network access):\n%s", err, sdkTail(out.String(), 20))
+	}
+	script := fmt.Sprintf("#!/bin/sh\n# hilrun launcher for the %s SDK shim (the virtual board copies this file as its image)\nexec %s %s \"$@\"\n",
+		azureiotnode.Name, shellQuote(node), shellQuote(filepath.Join(dir, azureiotnode.Entry)))
+	if err := os.WriteFile(filepath.Join(tmp, "firmware.sh"), []byte(script), 0o755); err != nil {
+		return "", err
+	}
+	if err := os.Rename(tmp, dir); err != nil {
+		if _, serr := os.Stat(launcher); serr == nil {
+			return launcher, nil // installed meanwhile by another run (pool)
+		}
+		return "", fmt.Errorf("install the shim into %s: %w", dir, err)
+	}
+	return launcher, nil
+}
+
+func shellQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
+
+func sdkTail(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
