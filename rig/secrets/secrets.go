@@ -160,7 +160,11 @@ type adder func(desc, text string)
 
 func (r *Registry) add(kind, label, canonical string, forms func(adder)) {
 	r.mu.Lock()
-	if _, ok := r.byValue[canonical]; ok {
+	if id, ok := r.byValue[canonical]; ok {
+		// Registered again, usually by the code that gives a generated
+		// key its role (NewKey, then the registry naming the identity):
+		// the later label is the more specific one.
+		r.labels[id] = label
 		r.mu.Unlock()
 		return
 	}
