@@ -164,8 +164,13 @@ func (r *Registry) add(kind, label, canonical string, forms func(adder)) {
 		// Registered again, usually by the code that gives a generated
 		// key its role (NewKey, then the registry naming the identity):
 		// the later label is the more specific one.
+		changed := r.labels[id] != label
 		r.labels[id] = label
+		dump := r.dump
 		r.mu.Unlock()
+		if dump != nil && changed {
+			dump(kind, label, canonical) // a later line renames it on load
+		}
 		return
 	}
 	id := int32(len(r.labels))
