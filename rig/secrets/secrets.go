@@ -209,27 +209,25 @@ type candidate struct{ desc, text string }
 // unpadded one inside it).
 func minimalForms(cs []candidate) []candidate {
 	keep := make([]bool, len(cs))
-	desc := make([]string, len(cs))
-	for i, c := range cs {
-		keep[i], desc[i] = true, c.desc
+	first := make([]int, len(cs)) // the earliest candidate each one stands for
+	for i := range cs {
+		keep[i], first[i] = true, i
 	}
 	for i, c := range cs {
 		for j, d := range cs {
 			if i == j || !keep[j] || !strings.Contains(c.text, d.text) || (len(d.text) == len(c.text) && j > i) {
 				continue
 			}
-			// d stands for c.
+			// d stands for c, and so for everything c stood for.
 			keep[i] = false
-			if i < j {
-				desc[j] = desc[i]
-			}
+			first[j] = min(first[j], first[i])
 			break
 		}
 	}
 	var out []candidate
 	for i, c := range cs {
 		if keep[i] {
-			out = append(out, candidate{desc[i], c.text})
+			out = append(out, candidate{cs[first[i]].desc, c.text})
 		}
 	}
 	return out

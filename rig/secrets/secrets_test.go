@@ -115,6 +115,20 @@ func TestMaskFindNamesTheSecretNotItsValue(t *testing.T) {
 	if _, found := r.MaskFind("nothing here at all"); found != nil {
 		t.Fatalf("found %+v in clean text", found)
 	}
+	// A padded 32-byte key is indexed by its unpadded form; a match takes
+	// the padding with it and is named by the form that was sent.
+	k32 := base64.StdEncoding.EncodeToString([]byte("0123456789abcdef0123456789abcdef"))
+	r.AddBase64("32-byte key", k32)
+	for in, want := range map[string]string{
+		"pw " + k32 + " end":                  "Base64 text",
+		"pw=" + url.QueryEscape(k32) + "&x=1": "Base64 text",
+		"b64url " + base64.RawURLEncoding.EncodeToString([]byte("0123456789abcdef0123456789abcdef")): "Base64 text",
+	} {
+		got, found := r.MaskFind(in)
+		if strings.Contains(got, "=") && !strings.Contains(in, "&x=1") || strings.Contains(got, "%3D") || len(found) != 1 || found[0].Form != want {
+			t.Errorf("MaskFind(%q) = %q, %+v; want the padding masked too and form %q", in, got, found, want)
+		}
+	}
 }
 
 func TestMaskTextSecret(t *testing.T) {
