@@ -39,6 +39,9 @@ var testKeyRaw = func() []byte {
 
 var testKey = base64.StdEncoding.EncodeToString(testKeyRaw)
 
+// lowerEscapes turns the escapes of Base64's '+', '/' and '=' lower-case.
+var lowerEscapes = strings.NewReplacer("%2B", "%2b", "%2F", "%2f", "%3D", "%3d")
+
 func mustContainNone(t *testing.T, r *secrets.Registry, s string) {
 	t.Helper()
 	for _, f := range r.Forms() {
@@ -57,6 +60,10 @@ func TestMaskSymmetricKeyForms(t *testing.T) {
 	}
 	sig, _ := url.QueryUnescape(tok[strings.Index(tok, "sig=")+4 : strings.Index(tok, "&se=")])
 	r.AddBase64("SAS signature", sig)
+	// A 32-byte key, as IoT Hub hands out, has Base64 padding.
+	raw32 := append([]byte{0xfb, 0xff}, testKeyRaw[:30]...)
+	key32 := base64.StdEncoding.EncodeToString(raw32)
+	r.AddBase64("padded device key", key32)
 	var html bytes.Buffer
 	template.Must(template.New("").Parse(`<td>{{.}}</td>`)).Execute(&html, testKey)
 	jsonKey, _ := json.Marshal(map[string][]byte{"k": testKeyRaw}) // []byte marshals as Base64
@@ -69,7 +76,7 @@ func TestMaskSymmetricKeyForms(t *testing.T) {
 		{"URL-safe Base64", "k=" + base64.URLEncoding.EncodeToString(testKeyRaw) + ";", "k=<redacted>;"},
 		{"unpadded URL-safe Base64", "k=" + base64.RawURLEncoding.EncodeToString(testKeyRaw) + ";", "k=<redacted>;"},
 		{"URL-encoded upper hex", "key=" + url.QueryEscape(testKey) + "&x=1", "key=<redacted>&x=1"},
-		{"URL-encoded lower hex", "key=" + strings.NewReplacer("%2B", "%2b", "%2F", "%2f", "%3D", "%3d").Replace(url.QueryEscape(testKey)) + "&x=1", "key=<redacted>&x=1"},
+		{"URL-encoded lower hex", "key=" + lowerEscapes.Replace(url.QueryEscape(testKey)) + "&x=1", "key=<redacted>&x=1"},
 		{"path-escaped", "/keys/" + url.PathEscape(testKey), "/keys/<redacted>"},
 		{"raw bytes", "\x00\x01" + string(testKeyRaw) + "\xff", "\x00\x01<redacted>\xff"},
 		{"hex", "key " + hex.EncodeToString(testKeyRaw), "key <redacted>"},
@@ -78,6 +85,13 @@ func TestMaskSymmetricKeyForms(t *testing.T) {
 		{"JSON []byte", string(jsonKey), `{"k":"<redacted>"}`},
 		{"HTML template", html.String(), "<td><redacted></td>"},
 		{"connection string", "HostName=h;DeviceId=d;SharedAccessKey=" + testKey, "HostName=h;DeviceId=d;SharedAccessKey=<redacted>"},
+		{"padded Base64", `"` + key32 + `"`, `"<redacted>"`},
+		{"padded Base64 without its padding", `"` + strings.TrimRight(key32, "=") + `"`, `"<redacted>"`},
+		{"padded URL-safe Base64", "k=" + base64.URLEncoding.EncodeToString(raw32) + ";", "k=<redacted>;"},
+		{"padded, URL-encoded", "k=" + url.QueryEscape(key32) + "&", "k=<redacted>&"},
+		{"padded, URL-encoded lower hex", "k=" + lowerEscapes.Replace(url.QueryEscape(key32)) + "&", "k=<redacted>&"},
+		{"case-folded is another string", "k=" + strings.ToLower(key32), "k=" + strings.ToLower(key32)},
+		{"padded, raw bytes", "[" + string(raw32) + "]", "[<redacted>]"},
 		{"SAS token sig", tok, strings.Replace(tok, url.QueryEscape(sig), "<redacted>", 1)},
 		{"twice, adjacent", testKey + testKey, "<redacted>"},
 		{"at both ends", testKey + " and " + url.QueryEscape(testKey), "<redacted> and <redacted>"},
