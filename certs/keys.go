@@ -11,6 +11,8 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+
+	"github.com/hilrun/hilrun/rig/secrets"
 )
 
 // KeyType selects the algorithm and size of a generated key.
@@ -54,18 +56,22 @@ func GenerateKey(kt KeyType) (crypto.Signer, error) {
 	if err != nil {
 		return nil, err
 	}
+	// Every key is registered with rig/secrets the moment it exists, so its
+	// PEM, DER or private numbers are masked in any trace, log or report.
 	switch kt {
 	case ECDSAP256:
 		k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 		if err != nil {
 			return nil, fmt.Errorf("certs: generate ECDSA key: %w", err)
 		}
+		secrets.AddPrivateKey("generated ECDSA P-256 private key", k)
 		return k, nil
 	case RSA2048:
 		k, err := rsa.GenerateKey(rand.Reader, 2048)
 		if err != nil {
 			return nil, fmt.Errorf("certs: generate RSA key: %w", err)
 		}
+		secrets.AddPrivateKey("generated RSA 2048 private key", k)
 		return k, nil
 	}
 	panic("unreachable")
@@ -88,6 +94,16 @@ func marshalKeyPEM(k crypto.Signer) ([]byte, error) {
 // ("EC PRIVATE KEY") blocks; other blocks, such as certificates or
 // "EC PARAMETERS", are skipped. Encrypted keys are rejected.
 func ParsePrivateKeyPEM(b []byte) (crypto.Signer, error) {
+	k, err := parsePrivateKeyPEM(b)
+	if err == nil {
+		// A key loaded from disk (a PKI directory, a flashed board's
+		// files) is as secret as a generated one.
+		secrets.AddPrivateKey("private key loaded from PEM", k)
+	}
+	return k, err
+}
+
+func parsePrivateKeyPEM(b []byte) (crypto.Signer, error) {
 	rest := b
 	for {
 		var block *pem.Block

@@ -5,6 +5,8 @@ import (
 	"reflect"
 	"regexp"
 	"strings"
+
+	"github.com/hilrun/hilrun/rig/secrets"
 )
 
 // Redacted is what a secret is replaced with.
@@ -117,8 +119,9 @@ func asciiLower(s string) string {
 	return string(b)
 }
 
-// Redacted returns a deep copy of the report with Redact applied to every
-// string in it (metadata, names, messages, wire and console excerpts).
+// Redacted returns a deep copy of the report with every registered secret
+// masked (rig/secrets) and Redact applied to every string in it (metadata,
+// names, messages, wire and console excerpts).
 func (r *Report) Redacted() *Report {
 	b, err := json.Marshal(r)
 	if err != nil {
@@ -137,7 +140,10 @@ func redactValue(v reflect.Value) {
 	switch v.Kind() {
 	case reflect.String:
 		if v.CanSet() {
-			v.SetString(Redact(v.String()))
+			// Two lines of defence: every secret the rig registered, by
+			// value in all its forms (rig/secrets), then the textual
+			// patterns for secrets it did not hand out.
+			v.SetString(Redact(secrets.Mask(v.String())))
 		}
 	case reflect.Struct:
 		for i := 0; i < v.NumField(); i++ {

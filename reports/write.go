@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+
+	"github.com/hilrun/hilrun/rig/secrets"
 )
 
 // File names inside a report directory.
@@ -83,6 +85,10 @@ func Load(path string) (*Report, error) {
 }
 
 func writeFile(path string, data []byte) error {
+	// The model was masked before rendering; masking the rendered bytes
+	// as well catches a secret a renderer could only have produced
+	// itself (an escaped form, text from outside the model).
+	data = secrets.MaskBytes(data)
 	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
 	if err != nil {
 		return fmt.Errorf("reports: %w", err)

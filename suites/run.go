@@ -22,6 +22,7 @@ import (
 	"github.com/hilrun/hilrun/fixtures/catalog"
 	"github.com/hilrun/hilrun/reports"
 	"github.com/hilrun/hilrun/rig/hub"
+	"github.com/hilrun/hilrun/rig/secrets"
 )
 
 // RunOptions select what to run and where the report goes.
@@ -114,10 +115,14 @@ func Run(ctx context.Context, o RunOptions) (*reports.Report, error) {
 	// line per spec from reportSpec.
 	glog, err := os.Create(filepath.Join(o.OutDir, "ginkgo.log"))
 	if err == nil {
-		formatter.ColorableStdOut = glog
+		// Masked a line at a time (rig/secrets): the log repeats failure
+		// messages and captured output verbatim.
+		gw := secrets.NewWriter(glog)
+		formatter.ColorableStdOut = gw
 		defer glog.Close()
+		defer gw.Flush()
 	}
-	RegisterFailHandler(Fail)
+	RegisterFailHandler(maskedFail)
 	sc, rc := GinkgoConfiguration()
 	sc.LabelFilter = o.LabelFilter
 	sc.FocusStrings = o.Focus
@@ -160,6 +165,18 @@ func writeConsoleLog(dir string, e *fixtures.Env) {
 	}
 	defer f.Close()
 	_ = e.Console.WriteLog(f)
+}
+
+// maskedFail is Ginkgo's Fail with every registered secret masked out of
+// the message first, so a failure that quotes what it saw (a password, a
+// payload) records no secret in the spec report, the log or the report
+// files. The extra frame is skipped so the failure points at the spec.
+func maskedFail(message string, callerSkip ...int) {
+	skip := 1
+	if len(callerSkip) > 0 {
+		skip += callerSkip[0]
+	}
+	Fail(secrets.Mask(message), skip)
 }
 
 // testingT satisfies Ginkgo's GinkgoTestingT outside `go test`.

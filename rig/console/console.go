@@ -53,6 +53,7 @@ import (
 	"go.bug.st/serial"
 
 	"github.com/hilrun/hilrun/devicefw/agentproto"
+	"github.com/hilrun/hilrun/rig/secrets"
 )
 
 // Opener opens (or reopens) the port. The returned Close must interrupt a
@@ -522,6 +523,9 @@ func (c *Console) handleLine(line []byte, t time.Time) {
 // bytes are noise.
 func (c *Console) textLine(b []byte, t time.Time) {
 	b = bytes.TrimRight(b, "\r")
+	// Mask before sanitize escapes non-printable bytes: a raw key's bytes
+	// are only recognisable as they were sent.
+	b = secrets.MaskBytes(b)
 	s, bad := sanitize(b)
 	kind := KindText
 	if bad > 0 && 4*bad >= len(b) {
@@ -596,8 +600,12 @@ func (c *Console) pump() {
 	}
 }
 
-// addLine appends to the log and feeds the mirror.
+// addLine appends to the log and feeds the mirror. Every line goes
+// through rig/secrets here, the one way into the log: a registered secret
+// the firmware prints, or one in a frame under a member name Redact does not
+// know, never reaches the log, the mirror or a report.
 func (c *Console) addLine(l Line) {
+	l.Text = secrets.Mask(l.Text)
 	c.mmu.Lock()
 	defer c.mmu.Unlock()
 	c.lmu.Lock()

@@ -19,6 +19,7 @@ import (
 
 	"github.com/hilrun/hilrun/certs"
 	"github.com/hilrun/hilrun/rig/iothub"
+	"github.com/hilrun/hilrun/rig/secrets"
 )
 
 // Authentication methods as recorded on a connection.
@@ -125,12 +126,61 @@ func (h *Hub) connOf(cl *mqtt.Client) *conn {
 	return nil
 }
 
-// redactedPassword describes a CONNECT password without revealing it.
-func redactedPassword(pw []byte, flag bool) string {
+// describePassword is what the trace keeps of a CONNECT password: facts the
+// specs judge (CONN-007..012, MOD-003, RECON-006/007), never the password,
+// whatever the caller of the trace API may read. A password shaped like a
+// SAS token (any of the fields sr, sig, se, skn, '&'-separated, with or
+// without the "SharedAccessSignature " prefix) is rendered field by field in
+// the order sent, every sig value and every piece that is no known field
+// replaced by <redacted>; sr, se and skn stay as sent: a resource, a time and
+// a policy name, none of them secret (a registered secret inside them is
+// still masked by the trace). Anything else becomes "not a SAS token (N
+// bytes)": it may be the raw device key (CONN-011), so not even its shape is
+// kept.
+func describePassword(pw []byte, flag bool) string {
 	if !flag {
 		return ""
 	}
-	return iothub.RedactSAS(string(pw))
+	const prefix = "SharedAccessSignature "
+	rest, hasPrefix := strings.CutPrefix(string(pw), prefix)
+	pieces := strings.Split(rest, "&")
+	known := 0
+	for i, p := range pieces {
+		k, v, ok := strings.Cut(p, "=")
+		switch {
+		case ok && (k == "sr" || k == "se" || k == "skn"):
+			known++
+		case ok && k == "sig":
+			known++
+			if v != "" {
+				pieces[i] = "sig=" + secrets.Redacted
+			}
+		default:
+			pieces[i] = secrets.Redacted
+		}
+	}
+	if known == 0 {
+		return fmt.Sprintf("not a SAS token (%d bytes)", len(pw))
+	}
+	out := strings.Join(pieces, "&")
+	if hasPrefix {
+		out = prefix + out
+	}
+	return out
+}
+
+// sasProblem is why ParseSASToken refused a password, without the
+// password (its error quotes the token with sig redacted, but an unknown
+// field could still carry a secret).
+func sasProblem(err error) string {
+	var ie *iothub.Error
+	if errors.As(err, &ie) {
+		if ie.Rule != "" {
+			return ie.Reason + " [" + ie.Rule + "]"
+		}
+		return ie.Reason
+	}
+	return "unparsable"
 }
 
 // newConn registers the connection when its CONNECT arrives.
@@ -157,7 +207,13 @@ func fillEntry(e *Entry, pk packets.Packet) {
 	switch pk.FixedHeader.Type {
 	case packets.Connect:
 		e.Username = string(pk.Connect.Username)
-		e.Password = redactedPassword(pk.Connect.Password, pk.Connect.PasswordFlag)
+		e.Password = describePassword(pk.Connect.Password, pk.Connect.PasswordFlag)
+		// The password itself is not kept; what is known about a secret in
+		// it is (CONN-011: the device key sent as password).
+		if pk.Connect.PasswordFlag {
+			_, found := secrets.MaskBytesFind(pk.Connect.Password)
+			e.Secrets = appendSeen(e.Secrets, "password", found)
+		}
 		e.KeepAlive = pk.Connect.Keepalive
 		e.CleanSession = pk.Connect.Clean
 		e.ProtoLevel = pk.ProtocolVersion
@@ -328,7 +384,7 @@ func (h *Hub) authenticate(c *conn, pk packets.Packet) (packets.Code, string, st
 		}
 		tok, err := iothub.ParseSASToken(password)
 		if err != nil {
-			return packets.ErrMalformedPassword, "password is not a shared access signature: " + err.Error(), "CONN-007"
+			return packets.ErrMalformedPassword, "password is not a shared access signature: " + sasProblem(err), "CONN-007"
 		}
 		return h.checkSAS(c, dev, tok)
 	case AuthSelfSigned, AuthCA:

@@ -14,6 +14,7 @@ import (
 
 	"github.com/hilrun/hilrun/certs"
 	"github.com/hilrun/hilrun/rig/iothub"
+	"github.com/hilrun/hilrun/rig/secrets"
 )
 
 // Authentication types, spelled as IoT Hub's service REST API spells them.
@@ -115,13 +116,43 @@ func newRegistry() *Registry {
 	return &Registry{devices: map[string]*Device{}, policies: map[string]*Policy{}}
 }
 
-// NewKey returns a fresh random 32-byte symmetric key in base64.
+// NewKey returns a fresh random 32-byte symmetric key in base64. The key
+// is registered with rig/secrets at once, so it is masked wherever it goes
+// even before it is given to an identity or policy (which then names it).
 func NewKey() string {
 	b := make([]byte, 32)
 	if _, err := rand.Read(b); err != nil {
 		panic(err) // crypto/rand never fails on supported platforms
 	}
-	return base64.StdEncoding.EncodeToString(b)
+	k := base64.StdEncoding.EncodeToString(b)
+	secrets.AddBase64("generated symmetric key", k)
+	return k
+}
+
+// KeyLabel is how an identity's symmetric key is named in rig/secrets and
+// so in the trace's facts about masked secrets (Entry.Secrets); slot is
+// "primary" or "secondary".
+func KeyLabel(id iothub.Identity, slot string) string {
+	return "symmetric key (" + slot + ") of " + id.ClientID()
+}
+
+// PolicyKeyLabel names a shared access policy's key in rig/secrets.
+func PolicyKeyLabel(policy, slot string) string {
+	return "policy " + policy + " key (" + slot + ")"
+}
+
+// registerSecrets registers an identity's keys with rig/secrets, whoever
+// chose them (generated here, sent in a REST PUT, restored from disk).
+func registerSecrets(d *Device) {
+	if k := d.Authentication.SymmetricKey; k != nil {
+		secrets.AddBase64(KeyLabel(d.Identity(), "primary"), k.PrimaryKey)
+		secrets.AddBase64(KeyLabel(d.Identity(), "secondary"), k.SecondaryKey)
+	}
+}
+
+func registerPolicySecrets(p *Policy) {
+	secrets.AddBase64(PolicyKeyLabel(p.KeyName, "primary"), p.PrimaryKey)
+	secrets.AddBase64(PolicyKeyLabel(p.KeyName, "secondary"), p.SecondaryKey)
 }
 
 func newEtag() string {
@@ -151,6 +182,7 @@ func (r *Registry) Add(d Device) (Device, error) {
 	if err := normaliseAuth(&d.Authentication); err != nil {
 		return Device{}, err
 	}
+	registerSecrets(&d)
 	if d.Status == "" {
 		d.Status = StatusEnabled
 	}
@@ -233,6 +265,7 @@ func (r *Registry) Put(d Device, ifMatch string) (Device, bool, error) {
 		r.mu.Unlock()
 		return Device{}, false, err
 	}
+	registerSecrets(&d)
 	if d.Status == "" {
 		d.Status = StatusEnabled
 	}
@@ -340,6 +373,7 @@ func (r *Registry) AddPolicy(p Policy) Policy {
 	if p.SecondaryKey == "" {
 		p.SecondaryKey = NewKey()
 	}
+	registerPolicySecrets(&p)
 	r.mu.Lock()
 	cp := p
 	r.policies[p.KeyName] = &cp
@@ -416,10 +450,12 @@ func (r *Registry) restore(s registryState) error {
 	for i := range s.Devices {
 		d := s.Devices[i]
 		d.ConnectionState = "Disconnected"
+		registerSecrets(&d)
 		r.devices[d.Identity().ClientID()] = &d
 	}
 	for i := range s.Policies {
 		p := s.Policies[i]
+		registerPolicySecrets(&p)
 		r.policies[p.KeyName] = &p
 	}
 	for _, p := range s.CAs {

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/hilrun/hilrun/rig/iothub"
+	"github.com/hilrun/hilrun/rig/secrets"
 )
 
 // Message is one device-to-cloud message as the hub received it (TEL-*).
@@ -23,6 +24,33 @@ type Message struct {
 	Payload    []byte             `json:"payload"`
 	Received   time.Time          `json:"received"`
 	Will       bool               `json:"will,omitempty"`
+	// Secrets names the registered secrets (rig/secrets) that were in the
+	// message as sent and are <redacted> in Topic, Properties and Payload
+	// here: the service side never gets a key back (CONN-011).
+	Secrets []SecretSeen `json:"secrets,omitempty"`
+}
+
+// maskMessage masks registered secrets in what the service API hands out.
+// The payload is replaced, not written to: it is the packet's buffer.
+func maskMessage(m *Message) {
+	if out, found := secrets.MaskFind(m.Topic); found != nil {
+		m.Topic = out
+		m.Secrets = appendSeen(m.Secrets, "topic", found)
+	}
+	if out, found := secrets.MaskBytesFind(m.Payload); found != nil {
+		m.Payload = out
+		m.Secrets = appendSeen(m.Secrets, "payload", found)
+	}
+	for i, p := range m.Properties {
+		n, fn := secrets.MaskFind(p.Name)
+		v, fv := secrets.MaskFind(p.Value)
+		if fn == nil && fv == nil {
+			continue
+		}
+		m.Properties = append(iothub.PropertyBag(nil), m.Properties...)
+		m.Properties[i].Name, m.Properties[i].Value = n, v
+		m.Secrets = appendSeen(appendSeen(m.Secrets, "property name", fn), "property value", fv)
+	}
 }
 
 type telemetryStore struct {
@@ -35,6 +63,7 @@ type telemetryStore struct {
 func newTelemetryStore(limit int) *telemetryStore { return &telemetryStore{limit: limit} }
 
 func (s *telemetryStore) add(m Message) Message {
+	maskMessage(&m)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.msgs.needChunk() {

@@ -21,6 +21,8 @@ import (
 	"strings"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/hilrun/hilrun/rig/secrets"
 )
 
 // DefaultFile is the inventory hilrun reads when --inventory is not given
@@ -176,6 +178,9 @@ func (b Board) WiFiCredentials() (ssid, password string, ok bool, err error) {
 		if password, okP = os.LookupEnv(b.WiFi.PasswordEnv); !okP {
 			return "", "", true, fmt.Errorf("%s: environment variable %s (wifi.password_env) is not set: export it before the run", b.Where(), b.WiFi.PasswordEnv)
 		}
+		// The rig hands this password to the board in every session's
+		// configuration: mask it wherever it could be echoed.
+		secrets.AddText("Wi-Fi password of "+b.Where(), password)
 	}
 	return ssid, password, true, nil
 }

@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/hilrun/hilrun/rig/secrets"
 )
 
 // sasPrefix starts every SAS password (CONN-007).
@@ -193,6 +195,9 @@ func NewSASToken(resourceURI, keyBase64 string, expiry time.Time, keyName string
 	if err != nil {
 		return "", err
 	}
+	// A signed token is a credential until se: register its signature so
+	// the token is masked wherever it is logged or traced (rig/secrets).
+	secrets.AddBase64("SAS signature for "+resourceURI+" until "+seText, sig)
 	s := sasPrefix + "sr=" + sr + "&sig=" + url.QueryEscape(sig) + "&se=" + seText
 	if keyName != "" {
 		s += "&skn=" + url.QueryEscape(keyName)
