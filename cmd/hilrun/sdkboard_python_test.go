@@ -1,0 +1,290 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/creack/pty"
+	"golang.org/x/term"
+
+	"github.com/hilrun/hilrun/devicefw/agentproto"
+	azureiotpython "github.com/hilrun/hilrun/devicefw/sdk/azure-iot-python"
+)
+
+// TestSDKBoardPythonPins: the shim is flashed alone, so it carries its own
+// copy of requirements.txt; the two must agree.
+func TestSDKBoardPythonPins(t *testing.T) {
+	emb, err := azureiotpython.EmbeddedPins()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(emb, azureiotpython.Pins()) {
+		t.Fatalf("hilfw-python REQUIREMENTS differ from requirements.txt:\n%q\n%q", emb, azureiotpython.Pins())
+	}
+	for _, l := range emb {
+		if !strings.Contains(l, "==") || !strings.Contains(l, "--hash=sha256:") {
+			t.Errorf("pin %q: want name==version --hash=sha256:…", l)
+		}
+	}
+}
+
+// TestSDKBoardPythonShim boots the Azure IoT Python SDK shim on a real
+// pseudo-terminal, as the virtual board does, and checks the agent protocol
+// at its edges: the boot console line and hello event (seq 1, the SDK's
+// pinned version), requests answered by id, bad_frame for a corrupted CRC
+// and an overlong line, unknown_op, bad_args, unsupported, not_connected,
+// conn events numbered on from hello, the SAS key kept out of responses,
+// and reset (exit status 3). The first run creates the SDK's virtualenv in
+// the cache (python3 -m venv + pip); without python3 it is skipped.
+func TestSDKBoardPythonShim(t *testing.T) {
+	if _, err := exec.LookPath("python3"); err != nil {
+		t.Skip("python3 is not on PATH: the Python SDK shim (devicefw/sdk/azure-iot-python) cannot be tested here; install Python 3.8+ with venv and pip")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute) // a first pip install may take a while
+	defer cancel()
+	shim, err := azureiotpython.Install(ctx, t.TempDir())
+	if err != nil {
+		if strings.Contains(err.Error(), "venv") || strings.Contains(err.Error(), "pip") {
+			t.Skipf("the SDK's virtualenv cannot be made here: %v", err)
+		}
+		t.Fatal(err)
+	}
+
+	master, slave, err := pty.Open()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer master.Close()
+	defer slave.Close()
+	if _, err := term.MakeRaw(int(slave.Fd())); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := term.MakeRaw(int(master.Fd())); err != nil {
+		t.Fatal(err)
+	}
+	state := t.TempDir()
+	cmd := exec.Command(shim, "--uart", slave.Name(), "--state", state, "--board", "pty-test")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := false
+	defer func() {
+		if !exited {
+			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+			_ = cmd.Wait()
+		}
+	}()
+
+	lines := make(chan []byte, 64)
+	go func() {
+		r := bufio.NewReaderSize(master, 8192)
+		for {
+			l, err := r.ReadBytes('\n')
+			if len(l) > 0 {
+				lines <- l
+			}
+			if err != nil {
+				close(lines)
+				return
+			}
+		}
+	}()
+	var console []string
+	next := func(what string) *agentproto.Frame {
+		t.Helper()
+		deadline := time.After(15 * time.Second)
+		for {
+			select {
+			case l, ok := <-lines:
+				if !ok {
+					t.Fatalf("%s: UART closed; console %q; stderr %s", what, console, stderr.String())
+				}
+				text, f, err := agentproto.Split(l)
+				if len(bytes.TrimSpace(text)) > 0 {
+					console = append(console, string(text))
+				}
+				if err == agentproto.ErrNotFrame {
+					continue
+				}
+				if err != nil {
+					t.Fatalf("%s: undecodable frame %q: %v", what, l, err)
+				}
+				return f
+			case <-deadline:
+				t.Fatalf("%s: nothing within 15 s; console %q; stderr %s", what, console, stderr.String())
+			}
+		}
+	}
+	send := func(line []byte) {
+		t.Helper()
+		if _, err := master.Write(line); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var skipped []*agentproto.Frame // events that arrived while a call waited
+	call := func(id uint32, op string, args any) *agentproto.Frame {
+		t.Helper()
+		f, err := agentproto.Request(id, op, args)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := agentproto.Encode(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		send(b)
+		for {
+			r := next(op)
+			if r.T == agentproto.KindEvent {
+				skipped = append(skipped, r) // conn events may interleave; checked below
+				continue
+			}
+			if r.T != agentproto.KindResponse || r.ID != id {
+				t.Fatalf("%s: want the response to id %d, got %+v", op, id, r)
+			}
+			return r
+		}
+	}
+
+	wantVer, err := azureiotpython.SDKVersion()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev := next("hello event")
+	if ev.T != agentproto.KindEvent || ev.Ev != agentproto.EvHello || ev.Seq != 1 {
+		t.Fatalf("first frame must be the hello event with seq 1, got %+v", ev)
+	}
+	var h agentproto.Hello
+	if err := json.Unmarshal(ev.Data, &h); err != nil {
+		t.Fatal(err)
+	}
+	if h.Proto != agentproto.Version || !strings.HasPrefix(h.Client, "azure-iot-device") || !strings.Contains(h.Client, "python") ||
+		h.ClientVer != wantVer || h.Board != "pty-test" || h.BootCount != 1 || h.MaxFrame != agentproto.MaxFrame {
+		t.Fatalf("hello %+v: want proto 1, client azure-iot-device (python) %s, board pty-test, boot 1, maxFrame %d", h, wantVer, agentproto.MaxFrame)
+	}
+	for _, c := range []string{agentproto.CapSAS, agentproto.CapX509, agentproto.CapC2D, agentproto.CapMethods, agentproto.CapTwin} {
+		if !slices.Contains(h.Caps, c) {
+			t.Errorf("caps %v lack %q", h.Caps, c)
+		}
+	}
+	for _, c := range []string{agentproto.CapDefects, agentproto.CapWill, agentproto.CapSNTP, agentproto.CapCertRotation} {
+		if slices.Contains(h.Caps, c) {
+			t.Errorf("caps %v declare %q, which the SDK shim cannot do", h.Caps, c)
+		}
+	}
+	if len(console) == 0 || !strings.Contains(console[0], "azure-iot-device "+wantVer) {
+		t.Errorf("boot console line should name the SDK and its version; console %q", console)
+	}
+
+	r := call(7, agentproto.OpHello, nil)
+	if !r.OK {
+		t.Fatalf("hello: %+v", r.Err)
+	}
+	r = call(8, agentproto.OpEcho, agentproto.EchoArgs{Data: "ünï \"q\""})
+	var echo agentproto.EchoArgs
+	if !r.OK || json.Unmarshal(r.Data, &echo) != nil || echo.Data != "ünï \"q\"" {
+		t.Fatalf("echo: %+v", r)
+	}
+	// A corrupted CRC, glued to console text: bad_frame with id 0.
+	good, _ := agentproto.Encode(&agentproto.Frame{T: agentproto.KindRequest, ID: 9, Op: agentproto.OpHello})
+	bad := bytes.Replace(good, []byte(`"hello"`), []byte(`"hellp"`), 1)
+	send(append([]byte("log text before the magic "), bad...))
+	if r = next("bad CRC"); r.T != agentproto.KindResponse || r.ID != 0 || r.Err == nil || r.Err.Code != agentproto.ErrBadFrame {
+		t.Fatalf("corrupted frame: want bad_frame with id 0, got %+v", r)
+	}
+	// An overlong line: discarded, bad_frame.
+	send(append(append([]byte("@hil1 "), bytes.Repeat([]byte("x"), agentproto.MaxFrame+100)...), '\n'))
+	if r = next("overlong line"); r.T != agentproto.KindResponse || r.ID != 0 || r.Err == nil || r.Err.Code != agentproto.ErrBadFrame {
+		t.Fatalf("overlong frame: want bad_frame with id 0, got %+v", r)
+	}
+	send([]byte("console input without magic\n"))
+	if r = call(10, "no.such.op", nil); r.Err == nil || r.Err.Code != agentproto.ErrUnknownOp {
+		t.Fatalf("unknown op: %+v", r)
+	}
+	if r = call(11, agentproto.OpConfigure, map[string]any{"auth": map[string]any{"type": "psk"}}); r.Err == nil || r.Err.Code != agentproto.ErrBadArgs {
+		t.Fatalf("bad auth type: want bad_args, got %+v", r)
+	}
+	if r = call(12, agentproto.OpConfigure, map[string]any{"mqtt": map[string]any{"will": map[string]any{"payload": "x"}}}); r.Err == nil || r.Err.Code != agentproto.ErrUnsupported {
+		t.Fatalf("a Will: want unsupported, got %+v", r)
+	}
+	if r = call(13, agentproto.OpTelemetry, agentproto.TelemetryArgs{Payload: "{}"}); r.Err == nil || r.Err.Code != agentproto.ErrNotConnected {
+		t.Fatalf("telemetry while closed: want not_connected, got %+v", r)
+	}
+	// The SAS key stays in NVS (0600) and is never echoed.
+	const key = "c2VjcmV0LWtleS1ub3QtZWNob2Vk"
+	cfg := agentproto.Config{
+		Hub:      &agentproto.HubConfig{Host: "hub.example.test", Port: 8883, Address: "127.0.0.1:1"},
+		Identity: &agentproto.IdentityConfig{DeviceID: "pty-dev"},
+		Auth:     &agentproto.AuthConfig{Type: "sas", Key: key, TokenTTL: 3600},
+	}
+	if r = call(14, agentproto.OpConfigure, cfg); !r.OK || bytes.Contains(r.Data, []byte("c2VjcmV0")) {
+		t.Fatalf("configure sas: %+v", r)
+	}
+	if fi, err := os.Stat(filepath.Join(state, "nvs.json")); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("nvs.json must exist with mode 0600: %v %v", fi, err)
+	}
+	// client.open towards a closed port: conn events numbered on from
+	// hello (2, 3, …) until the SDK's connect() gives up (stopped).
+	if r = call(15, agentproto.OpOpen, nil); !r.OK {
+		t.Fatalf("client.open: %+v", r)
+	}
+	seq := uint64(1)
+	for {
+		var f *agentproto.Frame
+		if len(skipped) > 0 {
+			f, skipped = skipped[0], skipped[1:]
+		} else {
+			f = next("conn events")
+		}
+		if f.T != agentproto.KindEvent {
+			continue
+		}
+		if f.Seq != seq+1 {
+			t.Fatalf("event %s has seq %d after %d", f.Ev, f.Seq, seq)
+		}
+		seq = f.Seq
+		var c agentproto.ConnEvent
+		if f.Ev != agentproto.EvConn || json.Unmarshal(f.Data, &c) != nil {
+			t.Fatalf("want conn events, got %+v", f)
+		}
+		if c.State == agentproto.StateStopped {
+			if strings.Contains(c.Reason, key) {
+				t.Fatal("the stop reason carries the SAS key")
+			}
+			break
+		}
+	}
+	if strings.Contains(strings.Join(console, "\n"), key) || strings.Contains(stderr.String(), key) {
+		t.Fatal("the SAS key appeared on the console or in the firmware log")
+	}
+	// reset: answered, then the process exits with the reset status.
+	if r = call(16, agentproto.OpReset, nil); !r.OK {
+		t.Fatalf("reset: %+v", r)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		exited = true
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) || ee.ExitCode() != 3 {
+			t.Fatalf("after reset the shim must exit with status 3, got %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the shim did not exit after reset")
+	}
+}
