@@ -68,7 +68,7 @@ this binary, behind a pseudo-terminal.`,
 		RunE: func(cmd *cobra.Command, _ []string) error { return runRun(cmd, o) },
 	}
 	f := cmd.Flags()
-	f.StringVar(&o.board, "board", "sim", "board: sim (virtual board), serial (a board already running instrumented firmware on --port), esp32 (with --port), or the id of a board in the inventory")
+	f.StringVar(&o.board, "board", "sim", "board: sim (virtual board), serial (a board already running instrumented firmware on --port), esp32 (with --port), sdk:azure-iot-node or sdk:azure-iot-python (an official device SDK as the virtual board), or the id of a board in the inventory")
 	f.StringVar(&o.port, "port", "", "serial port of a real board, e.g. /dev/ttyUSB0")
 	f.IntVar(&o.baud, "baud", 115200, "serial baud rate of a real board")
 	f.StringVar(&o.labelFilter, "label-filter", "", "run only specs whose labels match (requirement IDs and areas, e.g. \"TWIN && !TWIN-018\")")

@@ -3,9 +3,11 @@ package main
 // --board sdk:<name>: an official device SDK as the board. The virtual
 // board (rig/board.Sim) runs the SDK's agent shim as its firmware, so the
 // suite judges the SDK's own wire behaviour. Today: sdk:azure-iot-node, the
-// Azure IoT device SDK for Node.js (devicefw/sdk/azure-iot-node). The shim's
-// files are embedded in hilrun, written into a cache directory and
-// installed there with `npm ci --omit=dev` on first use.
+// Azure IoT device SDK for Node.js (devicefw/sdk/azure-iot-node), and
+// sdk:azure-iot-python, the Azure IoT device SDK for Python
+// (devicefw/sdk/azure-iot-python). The shims' files are embedded in hilrun
+// and installed into a cache directory on first use (`npm ci --omit=dev`;
+// a virtualenv with `pip install --require-hashes`).
 
 import (
 	"bytes"
@@ -21,7 +23,18 @@ import (
 	"time"
 
 	azureiotnode "github.com/hilrun/hilrun/devicefw/sdk/azure-iot-node"
+	azureiotpython "github.com/hilrun/hilrun/devicefw/sdk/azure-iot-python"
 )
+
+// sdkBoards are the SDK boards: name → installer returning the image.
+var sdkBoards = map[string]func(ctx context.Context, log io.Writer) (string, error){
+	azureiotnode.Name:   installNodeShim,
+	azureiotpython.Name: installPythonShim,
+}
+
+func sdkBoardNames() string {
+	return sdkBoardPrefix + azureiotnode.Name + ", " + sdkBoardPrefix + azureiotpython.Name
+}
 
 // sdkBoardPrefix starts the --board value of an SDK board.
 const sdkBoardPrefix = "sdk:"
@@ -34,8 +47,9 @@ func sdkBoardHook(ctx context.Context, o *runOptions, log io.Writer) error {
 	if !ok {
 		return nil
 	}
-	if name != azureiotnode.Name {
-		return &exitError{2, fmt.Sprintf("unknown SDK board %q: the SDK boards are %s%s", o.board, sdkBoardPrefix, azureiotnode.Name)}
+	install, known := sdkBoards[name]
+	if !known {
+		return &exitError{2, fmt.Sprintf("unknown SDK board %q: the SDK boards are %s", o.board, sdkBoardNames())}
 	}
 	if o.image != "" {
 		return &exitError{2, fmt.Sprintf("--board %s brings its own image; leave out --image", o.board)}
@@ -49,7 +63,7 @@ func sdkBoardHook(ctx context.Context, o *runOptions, log io.Writer) error {
 	if ctx == nil {
 		ctx = context.Background()
 	}
-	launcher, err := installNodeShim(ctx, log)
+	launcher, err := install(ctx, log)
 	if err != nil {
 		return &exitError{exitRigFault, fmt.Sprintf("--board %s: %v", o.board, err)}
 	}
@@ -72,13 +86,9 @@ func installNodeShim(ctx context.Context, log io.Writer) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	root := os.Getenv("HILRUN_SDK_CACHE")
-	if root == "" {
-		c, err := os.UserCacheDir()
-		if err != nil {
-			return "", fmt.Errorf("no cache directory (set HILRUN_SDK_CACHE): %w", err)
-		}
-		root = filepath.Join(c, "hilrun", "sdk")
+	root, err := sdkCacheRoot()
+	if err != nil {
+		return "", err
 	}
 	dir := filepath.Join(root, azureiotnode.Name+"-"+digest)
 	launcher := filepath.Join(dir, "firmware.sh")
@@ -136,6 +146,34 @@ func installNodeShim(ctx context.Context, log io.Writer) (string, error) {
 		return "", fmt.Errorf("install the shim into %s: %w", dir, err)
 	}
 	return launcher, nil
+}
+
+// installPythonShim makes sure the Python shim's virtualenv exists (the
+// shim creates it in the cache on --install) and returns the shim's path.
+func installPythonShim(ctx context.Context, log io.Writer) (string, error) {
+	root, err := sdkCacheRoot()
+	if err != nil {
+		return "", err
+	}
+	ver, _ := azureiotpython.SDKVersion()
+	dir := filepath.Join(root, azureiotpython.Name+"-shim")
+	fmt.Fprintf(log, "hilrun: checking the Azure IoT device SDK for Python (azure-iot-device %s) in %s (created once)\n", ver, root)
+	ictx, cancel := context.WithTimeout(ctx, 10*time.Minute)
+	defer cancel()
+	return azureiotpython.Install(ictx, dir)
+}
+
+// sdkCacheRoot is where SDK shims are installed: $HILRUN_SDK_CACHE, else
+// the user cache directory.
+func sdkCacheRoot() (string, error) {
+	if root := os.Getenv("HILRUN_SDK_CACHE"); root != "" {
+		return root, nil
+	}
+	c, err := os.UserCacheDir()
+	if err != nil {
+		return "", fmt.Errorf("no cache directory (set HILRUN_SDK_CACHE): %w", err)
+	}
+	return filepath.Join(c, "hilrun", "sdk"), nil
 }
 
 func shellQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
