@@ -43,7 +43,56 @@ func newReportCmd() *cobra.Command {
 			return nil
 		},
 	}
-	cmd.AddCommand(newReportMergeCmd())
+	cmd.AddCommand(newReportMergeCmd(), newReportExpectCmd())
+	return cmd
+}
+
+func newReportExpectCmd() *cobra.Command {
+	var file string
+	cmd := &cobra.Command{
+		Use:   "expect --deviations FILE DIR",
+		Short: "Check that a run failed exactly the client's known deviations (for an SDK's CI job)",
+		Long: `expect compares the failed specs of a run (DIR/report.json) with a list of
+the client's known, documented deviations (YAML: client, clientVersion, and
+per deviation the requirement, optionally the specs, the doc line it breaks
+and why). An official SDK's CI job gates on it: a failure that is not listed,
+or a listed deviation that no longer fails, turns the job red. The report
+itself is unchanged: a known deviation is still a failed requirement.
+
+Exit status: 0 the run failed exactly the listed deviations; 1 it did not;
+2 bad input or a report of another client version; 3 the run had a rig fault
+or was interrupted (no verdict to compare).`,
+		Example: `  hilrun run --board sdk:azure-iot-node --out out/node
+  hilrun report expect --deviations devicefw/sdk/azure-iot-node/deviations.yaml out/node`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if file == "" {
+				return &exitError{2, "report expect needs --deviations FILE"}
+			}
+			d, err := reports.LoadDeviations(file)
+			if err != nil {
+				return &exitError{2, err.Error()}
+			}
+			rep, err := reports.Load(filepath.Join(args[0], reports.JSONFile))
+			if err != nil {
+				return &exitError{2, fmt.Sprintf("%v (is %s a hilrun run directory?)", err, args[0])}
+			}
+			switch o := rep.Outcome(); o {
+			case reports.OutcomeRigFault, reports.OutcomeInterrupted:
+				return &exitError{o.ExitStatus(), fmt.Sprintf("the run ended %s: no verdict to compare with the known deviations; run again", o.Label())}
+			}
+			c, err := reports.CheckDeviations(rep, d)
+			if err != nil {
+				return &exitError{2, err.Error()}
+			}
+			fmt.Fprint(cmd.OutOrStdout(), c.String())
+			if !c.OK() {
+				return &exitError{1, "the client's failures differ from its known deviations (" + file + ")"}
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&file, "deviations", "", "the client's known deviations (YAML; e.g. devicefw/sdk/azure-iot-node/deviations.yaml)")
 	return cmd
 }
 
