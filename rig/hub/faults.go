@@ -46,7 +46,7 @@ type faultState struct {
 	// closeAfter: close-after-CONNECT faults (KillTcp, ShutDownMqtt for
 	// their duration), by ClientID.
 	closeAfter map[string]closeFault
-	silent map[string]bool    // by ClientID
+	silent     map[string]bool // by ClientID
 	// twinFail: the next twin requests of an identity answered with an
 	// error status (TWIN-005), by ClientID.
 	twinFail map[string]twinFailure
