@@ -166,8 +166,11 @@ var _ = Describe("reconnect", func() {
 			err := waitCond(ctx, s, m, "RECON-008: a twin GET on the new connection", func([]hub.Entry) bool {
 				return len(publishes(onNew(), "$iothub/twin/GET/")) > 0
 			})
+			if err != nil {
+				Fail(fmt.Sprintf("RECON-008: after the reconnect the device must resync its twin (TWIN-010): expected a PUBLISH to $iothub/twin/GET/ on the new connection %d within %s; none seen\n%s",
+					up.ConnID, s.Env.Timing.Event, traceText(s.Trace(m))))
+			}
 			tr := onNew()
-			Expect(err).NotTo(HaveOccurred(), "RECON-008: after the reconnect the device must resync its twin (TWIN-010: a GET on $iothub/twin/GET/ on the new connection)\n%s", traceText(s.Trace(m)))
 			get := publishes(tr, "$iothub/twin/GET/")[0]
 			for _, p := range publishes(tr, "$iothub/twin/PATCH/properties/reported/") {
 				Expect(p.Seq).To(BeNumerically(">", get.Seq), "RECON-008: a reported PATCH went out on the new connection before the twin GET (acting on desired state before the resync)\n%s", traceText(s.Trace(m)))
