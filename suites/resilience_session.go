@@ -81,7 +81,7 @@ var _ = Describe("reconnect: session continuity", func() {
 		// DUP = 1 belongs to a resumed session (TEL-004: "with DUP = 1 within
 		// the same session"): the spec needs a board that keeps one.
 		persistent := false
-		s := NewSession(ctx, fixtures.SessionOptions{CleanSession: &persistent}, "clean-session")
+		s := NewSession(ctx, fixtures.SessionOptions{CleanSession: &persistent}, agentproto.CapCleanSession)
 		const k = 10
 		// The hub withholds every PUBACK, so the burst stays in flight.
 		s.Env.Hub.SetSilent(s.ID, true)
