@@ -76,13 +76,18 @@ var _ = Describe("reconnect after network faults", func() {
 		att := series.Series{Name: "loss, then reconnect attempts reset by the network", Times: times}
 		series.Record(att)
 		evidence := netText(net.Events(), nm) + traceText(s.Trace(m))
+		// The first retry may follow the loss at once (002 L16715: the
+		// default policy is "aggressive at the start"): spacing, growth and
+		// jitter are judged from the first retry on; the cap on every gap.
+		retries := att.Retries()
+		series.Record(retries)
 		Expect(att).To(series.HaveAtLeastPoints(3), "RECON-001: the device must try again while the network refuses it\n%s", evidence)
-		Expect(att).To(series.HaveMinimumGap(initial*8/10), "RECON-001: no attempt may follow the previous one (or the loss) sooner than the initial delay %s less its 20 %% jitter\n%s", initial, evidence)
+		Expect(retries).To(series.HaveMinimumGap(initial*8/10), "RECON-001: no retry may follow the previous attempt sooner than the initial delay %s less its 20 %% jitter (only the first retry may come at once)\n%s", initial, evidence)
 		Expect(att).To(series.StayUnder(ceiling, 0.1), "RECON-001: the delay must level off at the configured maximum %s\n%s", ceiling, evidence)
 		Expect(att).To(series.HaveAtLeastPoints(attempts+1), "RECON-001: the device must keep trying while the network refuses it\n%s", evidence)
 		// ×2 per attempt is configured; ×1.4 leaves room for the fit under jitter.
-		Expect(att).To(series.GrowAtLeast(1.4), "RECON-001: the delays must grow exponentially until the cap\n%s", evidence)
-		Expect(att).To(series.HaveJitter(0.005), "RECON-001: the delays must be randomised (20 %% jitter configured)\n%s", evidence)
+		Expect(retries).To(series.GrowAtLeast(1.4), "RECON-001: the delays between retries must grow exponentially until the cap\n%s", evidence)
+		Expect(retries).To(series.HaveJitter(0.005), "RECON-001: the delays must be randomised (20 %% jitter configured)\n%s", evidence)
 		// Connections are accepted again: the device gets in.
 		reconnected(ctx, s, m, live, "RECON-001: once the network accepts connections again")
 	})
@@ -117,8 +122,10 @@ var _ = Describe("reconnect after network faults", func() {
 	})
 
 	Conformance("an abrupt close during TLS, before CONNACK or in the middle of a PUBLISH is survived: the device reconnects and sends", []string{"RECON-010"}, func(ctx SpecContext) {
-		// A short retry policy keeps the five attempts quick; it also caps
-		// the throttled delay after the calibration's CONNACK 3.
+		// A short retry policy keeps the five attempts quick. After the
+		// calibration's CONNACK 3 and after each early close a device may
+		// apply the throttled minimum (RECON-003), so each phase waits for
+		// the next attempt that long as well.
 		s := NewSession(ctx, fixtures.SessionOptions{Retry: &agentproto.RetryConfig{InitialMS: 100, MaxMS: 400, JitterPct: 20}})
 		net, h := s.Env.Net, s.Env.Hub
 		m, nm0 := s.Mark(), net.Mark()
@@ -143,7 +150,7 @@ var _ = Describe("reconnect after network faults", func() {
 			GinkgoHelper()
 			pm := net.Mark()
 			net.DropAfter(n)
-			cut, err := waitNetFor(ctx, net, pm, 4*time.Second, func(e netem.Event) bool {
+			cut, err := waitNetFor(ctx, net, pm, 4*time.Second+throttledMinimum, func(e netem.Event) bool {
 				return e.Kind == netem.EvCut && strings.HasPrefix(e.Detail, "drop-after") && e.Up == n
 			})
 			if err != nil {
@@ -164,7 +171,9 @@ var _ = Describe("reconnect after network faults", func() {
 		n := end.Up + 32<<10
 		pm, pnm := s.Mark(), net.Mark()
 		net.DropAfter(n)
-		up := reconnected(ctx, s, pm, 0, "RECON-010: after the cuts during TLS and before CONNACK")
+		rctx, cancelR := context.WithTimeout(ctx, s.Env.Timing.Event+throttledMinimum)
+		defer cancelR()
+		up := reconnected(rctx, s, pm, 0, "RECON-010: after the cuts during TLS and before CONNACK")
 		one := 1
 		var res agentproto.TelemetryResult
 		lm := s.Mark()
@@ -209,31 +218,47 @@ func liveConnOf(tr []hub.Entry) uint64 {
 	return id
 }
 
-// reconnected waits until the device is back after a loss: the board
-// reports connected (or, failing the spec at once, idle or stopped) and the
-// hub has sent CONNACK 0 on a connection other than old (0: any) after a
-// CONNECT on it. It returns that CONNACK.
+// reconnected waits until the device is back after a loss, judged on the
+// wire: the hub sends CONNACK 0 on a connection other than old (0: any)
+// after a CONNECT on it. A client whose reconnect loop is hidden in its
+// library is judged like any other: what the board reports meanwhile
+// (backoff, even stopped) does not decide. Once the wire shows it back, the
+// board must say it is connected (event or status) before the spec drives
+// it further. It returns that CONNACK.
 func reconnected(ctx context.Context, s *fixtures.Session, m fixtures.Marks, old uint64, what string) hub.Entry {
 	GinkgoHelper()
-	ev, err := s.WaitEvent(ctx, m, agentproto.EvConn, func(e agent.Event) bool {
-		var c agentproto.ConnEvent
-		return e.Decode(&c) == nil && (c.State == agentproto.StateConnected || c.State == agentproto.StateIdle || c.State == agentproto.StateStopped)
-	})
+	up, err := s.WaitTrace(ctx, m, what+": CONNACK 0 on a new connection", func(e hub.Entry) bool { return isConnack(0)(e) && e.ConnID != old })
 	if err != nil {
-		Fail(fmt.Sprintf("%s the device did not reconnect: %v\n%s", what, err, traceText(s.Trace(m))))
+		Fail(fmt.Sprintf("%s the device did not reconnect: no CONNACK 0 on a new connection within %s (the board reports %s)\n%s",
+			what, s.Env.Timing.Event, deviceState(ctx, s), traceText(s.Trace(m))))
 	}
-	var c agentproto.ConnEvent
-	_ = ev.Decode(&c)
-	if c.State != agentproto.StateConnected {
-		Fail(fmt.Sprintf("%s the device went %s (%s) instead of reconnecting; no new connection on the wire:\n%s", what, c.State, c.Reason, traceText(s.Trace(m))))
-	}
-	up := must(s.WaitTrace(ctx, m, what+": CONNACK 0 on a new connection", func(e hub.Entry) bool { return isConnack(0)(e) && e.ConnID != old }))
 	var connect bool
 	for _, e := range s.Trace(m) {
 		connect = connect || (isConnect(e) && e.ConnID == up.ConnID)
 	}
 	Expect(connect).To(BeTrue(), "%s: CONNACK 0 without a CONNECT on connection %d\n%s", what, up.ConnID, traceText(s.Trace(m)))
+	boardConnected(ctx, s, m, fmt.Sprintf("%s: the wire shows the device back (CONNACK 0 on connection %d)", what, up.ConnID))
 	return up
+}
+
+// boardConnected waits until the board says it is connected after m (a
+// conn event, or its status): the wire already shows it, and the spec is
+// about to drive the board again.
+func boardConnected(ctx context.Context, s *fixtures.Session, m fixtures.Marks, what string) {
+	GinkgoHelper()
+	_, err := s.WaitEvent(ctx, m, agentproto.EvConn, func(e agent.Event) bool {
+		var c agentproto.ConnEvent
+		return e.Decode(&c) == nil && c.State == agentproto.StateConnected
+	})
+	if err == nil {
+		return
+	}
+	var st agentproto.Status
+	if serr := s.Call(ctx, agentproto.OpStatus, nil, &st); serr == nil && st.State == agentproto.StateConnected {
+		return
+	}
+	Fail(fmt.Sprintf("%s, but the board does not report connected (its state: %s): expected a conn event connected or status connected\n%s",
+		what, deviceState(ctx, s), traceText(s.Trace(m))))
 }
 
 // waitNet waits (Timing.Event) for a proxy event after mark.

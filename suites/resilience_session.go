@@ -16,7 +16,6 @@ import (
 	"github.com/hilrun/hilrun/devicefw/agentproto"
 	"github.com/hilrun/hilrun/fixtures"
 	"github.com/hilrun/hilrun/fixtures/series"
-	"github.com/hilrun/hilrun/rig/agent"
 	"github.com/hilrun/hilrun/rig/hub"
 	"github.com/hilrun/hilrun/rig/iothub"
 	"github.com/hilrun/hilrun/rig/netem"
@@ -61,10 +60,12 @@ var _ = Describe("reconnect: session continuity", func() {
 		}
 		attempts := series.FromOffsets("device CONNECTs after the takeover (RECON-009)", at...)
 		series.Record(attempts)
-		// Each comeback waits for the backoff, never less than the initial
-		// delay (less the configured 20 % jitter) …
-		if len(at) > 1 {
-			Expect(attempts).To(series.HaveMinimumGap(t.RetryInitial*8/10), "RECON-009: the device fought for the connection without backoff\n%s", traceText(tr))
+		// The takeover is a loss like any other, so the first comeback may
+		// be immediate (002 L16715, "aggressive at the start"); every later
+		// one waits for the backoff, never less than the initial delay (less
+		// the configured 20 % jitter) …
+		if len(at) > 2 {
+			Expect(attempts.Retries()).To(series.HaveMinimumGap(t.RetryInitial*8/10), "RECON-009: the device fought for the connection without backoff (only its first comeback may be immediate)\n%s", traceText(tr))
 		}
 		// … and the comebacks thin out: a loop whose waits keep doubling
 		// fits about log2(20)+1 ≈ 5 attempts into 20 initial delays; one that
@@ -77,8 +78,10 @@ var _ = Describe("reconnect: session continuity", func() {
 	})
 
 	Conformance("QoS 1 telemetry unacknowledged when the link is cut is sent again after the reconnect, with DUP set in the resumed session", []string{"TEL-004"}, func(ctx SpecContext) {
+		// DUP = 1 belongs to a resumed session (TEL-004: "with DUP = 1 within
+		// the same session"): the spec needs a board that keeps one.
 		persistent := false
-		s := NewSession(ctx, fixtures.SessionOptions{CleanSession: &persistent})
+		s := NewSession(ctx, fixtures.SessionOptions{CleanSession: &persistent}, agentproto.CapCleanSession)
 		const k = 10
 		// The hub withholds every PUBACK, so the burst stays in flight.
 		s.Env.Hub.SetSilent(s.ID, true)
@@ -103,7 +106,9 @@ var _ = Describe("reconnect: session continuity", func() {
 		s.Env.Net.Cut()
 		s.Env.Hub.SetSilent(s.ID, false)
 		up := must(s.WaitTrace(ctx, cut, "the reconnect's CONNACK 0", isConnack(0)))
-		Expect(up.Session).To(BeTrue(), "CleanSession 0: the hub kept the session\n%s", traceText(s.Trace(m)))
+		// DUP = 1 is owed within the same session only (TEL-004); a device
+		// that reconnected without its session owes the resend alone.
+		resumed := up.Session
 		// Every message reaches the hub after the reconnect (duplicates allowed).
 		// A timeout here is judged below, message by message.
 		_ = waitCond(ctx, s, m, "every message of the burst sent again on the new connection", func(tr []hub.Entry) bool {
@@ -120,7 +125,9 @@ var _ = Describe("reconnect: session continuity", func() {
 		Expect(lost).To(BeEmpty(), "TEL-004: %d of %d unacknowledged QoS 1 messages were not sent again after the reconnect (lost: %v)\n%s", len(lost), k, lost, traceText(tr))
 		for _, mid := range mids {
 			e := again[mid]
-			Expect(e.Dup).To(BeTrue(), "TEL-004: the resend of %s (packet id %d) in the resumed session must carry DUP = 1\n%s", mid, e.PacketID, traceText(tr))
+			if resumed {
+				Expect(e.Dup).To(BeTrue(), "TEL-004: the resend of %s (packet id %d) in the resumed session must carry DUP = 1\n%s", mid, e.PacketID, traceText(tr))
+			}
 			_, stored := s.Env.Hub.WaitTelemetry(ctx, s.ID, m.Telemetry, func(msg hub.Message) bool { return messageID(msg.Properties) == mid })
 			Expect(stored).NotTo(HaveOccurred(), "TEL-004: message %s did not reach the hub after the reconnect\n%s", mid, traceText(tr))
 		}
@@ -145,7 +152,10 @@ var _ = Describe("reconnect: session continuity", func() {
 		wctx, cancel := context.WithTimeout(ctx, s.Env.Timing.Event)
 		defer cancel()
 		_, err := s.Env.Net.WaitEventAfter(wctx, nm, func(e netem.Event) bool { return e.Kind == netem.EvRefused })
-		Expect(err).NotTo(HaveOccurred(), "the device made no reconnect attempt while it was kept away\n%s", traceText(s.Trace(m)))
+		if err != nil {
+			Fail(fmt.Sprintf("C2D-006 cannot be reached: after the link cut the device made no reconnect attempt within %s while it was kept away (a RECON-001 failure; the board reports %s)\n%s",
+				s.Env.Timing.Event, deviceState(ctx, s), traceText(s.Trace(m))))
+		}
 		s.Env.Net.RefuseNew(false)
 		connect := must(s.WaitTrace(ctx, m, "the device's CONNECT after the cut", isConnect))
 		up := must(s.WaitTrace(ctx, m, "CONNACK 0 after the cut", isConnack(0)))
@@ -163,24 +173,26 @@ var _ = Describe("reconnect: session continuity", func() {
 	})
 
 	// IoT Hub's fault injection over telemetry, judged by the official
-	// SDKs' criteria (device-sdk-behaviours.md §5): a status change within
-	// 10 s, connected again within duration + 10 s, then the operation
-	// succeeds. Delay 0 and CleanSession 1: the fault message is not sent
-	// again after the reconnect (the C SDK skips republishing it), so it
-	// cannot fault the new connection.
+	// SDKs' criteria (device-sdk-behaviours.md §5) on the wire: connected
+	// again within duration + 10 s of the hub's close, then the operation
+	// succeeds. The board's own session (RECON-003/011 say nothing about
+	// sessions); the fault request is acknowledged before the hub acts
+	// (sendFaultRequest), so no session sends it again. During the duration
+	// the hub resets (KillTcp) or closes (ShutDownMqtt) every reconnect
+	// right after its CONNECT, without CONNACK (rig/hub/faults.go).
 	Conformance("a TCP reset by the hub (fault KillTcp) is transient: the device retries with backoff and works again", []string{"RECON-011"}, func(ctx SpecContext) {
-		f := injectFault(ctx, hub.FaultKillTcp, 1)
-		Expect(f.attempts).To(series.HaveMinimumGap(f.s.Env.Timing.RetryInitial*8/10), "RECON-011: the retries after the hub's reset must keep the backoff\n%s", traceText(f.trace))
+		f := injectFault(ctx, hub.FaultKillTcp, 1, "RECON-011")
+		expectTransientBackoff(f, "reset")
 	})
 
 	Conformance("a clean close by the hub (fault ShutDownMqtt) is transient: the device retries with backoff and works again", []string{"RECON-011"}, func(ctx SpecContext) {
-		f := injectFault(ctx, hub.FaultShutDownMqtt, 1)
-		Expect(f.attempts).To(series.HaveMinimumGap(f.s.Env.Timing.RetryInitial*8/10), "RECON-011: the retries after the hub's close must keep the backoff\n%s", traceText(f.trace))
+		f := injectFault(ctx, hub.FaultShutDownMqtt, 1, "RECON-011")
+		expectTransientBackoff(f, "close")
 	})
 
 	Conformance("after throttling (fault InvokeThrottling) the device waits the throttled minimum before trying again", []string{"RECON-003"}, func(ctx SpecContext) {
 		const duration = 1
-		f := injectFault(ctx, hub.FaultInvokeThrottling, duration)
+		f := injectFault(ctx, hub.FaultInvokeThrottling, duration, "RECON-003")
 		// The throttled minimum is 10 s (RECON-003), capped by the retry
 		// ceiling configured on the board (2 s on the virtual board).
 		floor := min(10*time.Second, f.s.Env.Timing.RetryMax) * 8 / 10
@@ -330,54 +342,54 @@ type faultRun struct {
 	attempts series.Series // the close, then every CONNECT up to the accepted one
 }
 
-// injectFault opens a session, asks the hub for fault typ (delay 0,
-// duration in seconds) with a telemetry message, and checks the SDKs' pass
-// criteria: the device's status changes within 10 s, it is connected again
-// within duration + 10 s, and a QoS 1 telemetry send then succeeds.
-func injectFault(ctx SpecContext, typ string, duration int) faultRun {
+// expectTransientBackoff judges RECON-011's "tries again with backoff" on
+// the CONNECTs after the hub's reset or close: the first retry may come at
+// once (002 L16715); every later one waits at least the configured
+// initial delay less its 20 % jitter. A device that was back with a single
+// attempt made no retry to judge and broke nothing.
+func expectTransientBackoff(f faultRun, how string) {
 	GinkgoHelper()
-	clean := true
-	s := NewSession(ctx, fixtures.SessionOptions{CleanSession: &clean})
+	if len(f.attempts.Times) < 3 {
+		GinkgoWriter.Printf("back after %d attempt(s): no retry spacing to judge\n", len(f.attempts.Times)-1)
+		return
+	}
+	retries := f.attempts.Retries()
+	series.Record(retries)
+	Expect(retries).To(series.HaveMinimumGap(f.s.Env.Timing.RetryInitial*8/10), "RECON-011: the retries after the hub's %s must keep the backoff (only the first may come at once)\n%s", how, traceText(f.trace))
+}
+
+// injectFault opens a session with the board's default session, asks the
+// hub for fault typ (delay 1 s, duration in seconds) and checks on the wire
+// the SDKs' pass criteria: the device is connected again (CONNACK 0)
+// within duration + 10 s of the hub's close, and a QoS 1 telemetry send
+// then succeeds. req is the requirement the spec judges.
+func injectFault(ctx SpecContext, typ string, duration int, req string) faultRun {
+	GinkgoHelper()
+	s := NewSession(ctx, fixtures.SessionOptions{})
 	m := s.Mark()
-	must(0, s.Call(ctx, agentproto.OpTelemetry, agentproto.TelemetryArgs{Payload: `{"fault":"` + typ + `"}`, Properties: map[string]string{
-		hub.FaultPropType: typ, hub.FaultPropReason: "boom", hub.FaultPropDelay: "0", hub.FaultPropDuration: fmt.Sprint(duration)}}, nil))
+	sendFaultRequest(ctx, s, typ, duration)
 	must(s.WaitTrace(ctx, m, "the hub's fault "+typ+" acting", func(e hub.Entry) bool {
 		return e.Type == hub.EventFault && strings.Contains(e.Reason, "fault "+typ+" requested")
 	}))
-	// Status change within 10 s: the hub's close, and the board noticing it.
-	sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	closed := must(s.WaitTrace(sctx, m, "the hub closing the connection for "+typ, func(e hub.Entry) bool {
+	closed := must(s.WaitTrace(ctx, m, "rig: the hub closing the connection for "+typ, func(e hub.Entry) bool {
 		return e.Type == hub.EventConnClosed && strings.Contains(e.Reason, "fault injection: "+typ)
 	}))
-	_, err := s.WaitEvent(sctx, m, agentproto.EvConn, func(e agent.Event) bool {
-		var c agentproto.ConnEvent
-		return e.Decode(&c) == nil && c.State != agentproto.StateConnected
-	})
-	Expect(err).NotTo(HaveOccurred(), "the board reported no status change within 10 s of the hub's %s\n%s", typ, traceText(s.Trace(m)))
-	// Connected again within duration + 10 s; the board's report says when
-	// to look, the wire decides.
-	cctx, cancel2 := context.WithTimeout(ctx, time.Duration(duration)*time.Second+10*time.Second)
-	defer cancel2()
-	ev, err := s.WaitEvent(cctx, fixtures.Marks{Events: m.Events}, agentproto.EvConn, func(e agent.Event) bool {
-		var c agentproto.ConnEvent
-		return e.Decode(&c) == nil && (c.State == agentproto.StateConnected || c.State == agentproto.StateStopped)
-	})
-	var c agentproto.ConnEvent
-	if err == nil {
-		_ = ev.Decode(&c)
+	// Connected again within duration + 10 s of the close, on the wire; the
+	// board's reports only say where it is for the failure message.
+	cctx, cancel := context.WithDeadline(ctx, closed.Time.Add(time.Duration(duration)*time.Second+10*time.Second))
+	defer cancel()
+	back, err := s.WaitTrace(cctx, fixtures.Marks{Trace: closed.Seq}, "CONNACK 0 after the fault", isConnack(0))
+	if err != nil {
+		Fail(fmt.Sprintf("%s: after the hub's %s (a %d s fault) the device must connect again within %d s + 10 s; no CONNACK 0 on the wire (the board reports %s)\n%s",
+			req, typ, duration, duration, deviceState(ctx, s), traceText(s.Trace(m))))
 	}
-	if err != nil || c.State != agentproto.StateConnected {
-		Fail(fmt.Sprintf("RECON-011: after the hub's %s the device must connect again within %d s + 10 s; it reported %q (%s)\n%s",
-			typ, duration, c.State, c.Reason, traceText(s.Trace(m))))
-	}
-	back := must(s.WaitTrace(ctx, fixtures.Marks{Trace: closed.Seq}, "CONNACK 0 after the fault", isConnack(0)))
+	boardConnected(ctx, s, fixtures.Marks{Events: m.Events}, fmt.Sprintf("%s: after %s the wire shows the device back (CONNACK 0 on connection %d)", req, typ, back.ConnID))
 	// The operation succeeds on the new connection.
 	om := s.Mark()
 	one := 1
 	var res agentproto.TelemetryResult
 	must(0, s.Call(ctx, agentproto.OpTelemetry, agentproto.TelemetryArgs{Payload: `{"after":"` + typ + `"}`, QoS: &one, Wait: true}, &res))
-	Expect(res.Acked).To(BeTrue(), "after %s the telemetry send must succeed (%s)\n%s", typ, res.Error, traceText(s.Trace(m)))
+	Expect(res.Acked).To(BeTrue(), "%s: after %s the telemetry send must succeed (%s)\n%s", req, typ, res.Error, traceText(s.Trace(m)))
 	must(s.WaitTelemetry(ctx, om, func(msg hub.Message) bool { return string(msg.Payload) == `{"after":"`+typ+`"}` }))
 
 	tr := s.Trace(m)
@@ -387,7 +399,7 @@ func injectFault(ctx SpecContext, typ string, duration int) faultRun {
 			at = append(at, e.Mono)
 		}
 	}
-	attempts := series.FromOffsets("device CONNECTs after "+typ, at...)
+	attempts := series.FromOffsets("the hub's close, then device CONNECTs after "+typ, at...)
 	series.Record(attempts)
 	return faultRun{s: s, trace: tr, closed: closed, back: back, attempts: attempts}
 }

@@ -206,6 +206,10 @@ type Status struct {
 	ClockUnixMS  int64  `json:"clockUnixMs"`
 	ClockSynced  bool   `json:"clockSynced"`
 	TokenExpires int64  `json:"tokenExpires,omitempty"` // se of the current token
+	// Already answers client.open on a client that was already open (its
+	// connection or reconnect loop running): nothing new was started and
+	// no conn event follows (PROTOCOL.md §4).
+	Already bool `json:"already,omitempty"`
 }
 
 // Connection states in Status and ConnEvent.

@@ -283,10 +283,13 @@ func (dc *deviceClient) snapshot() (connConfig, *agentproto.Error) {
 	return cc, nil
 }
 
-// open starts the reconnect loop (idempotent while it runs).
-func (dc *deviceClient) open() *agentproto.Error {
+// open starts the reconnect loop. While a loop runs (connecting,
+// connected or in backoff) it starts nothing and reports already
+// (PROTOCOL.md §4: client.open on an open client); after idle or stopped a
+// new loop starts.
+func (dc *deviceClient) open() (already bool, _ *agentproto.Error) {
 	if _, err := dc.snapshot(); err != nil {
-		return err
+		return false, err
 	}
 	dc.mu.Lock()
 	defer dc.mu.Unlock()
@@ -294,7 +297,7 @@ func (dc *deviceClient) open() *agentproto.Error {
 		select {
 		case <-dc.sess.done:
 		default:
-			return nil // already running
+			return true, nil
 		}
 	}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -304,7 +307,7 @@ func (dc *deviceClient) open() *agentproto.Error {
 	// identity's): this session's resync GET is the only source (TWIN-010).
 	dc.desired, dc.desiredVer, dc.reportedVer = nil, 0, 0
 	go dc.loop(s)
-	return nil
+	return false, nil
 }
 
 // close stops the loop; graceful sends DISCONNECT (CONN-022).

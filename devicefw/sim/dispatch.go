@@ -77,10 +77,13 @@ func (fw *Firmware) dispatch(ctx context.Context, op string, raw json.RawMessage
 		fw.changed(changedNVS)
 		return nil, nil
 	case agentproto.OpOpen:
-		if err := fw.client.open(); err != nil {
+		already, err := fw.client.open()
+		if err != nil {
 			return nil, err
 		}
-		return fw.client.status(), nil
+		st := fw.client.status()
+		st.Already = already
+		return st, nil
 	case agentproto.OpClose:
 		a := agentproto.CloseArgs{Graceful: true}
 		if err := decodeArgs(raw, &a); err != nil {

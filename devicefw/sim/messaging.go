@@ -620,7 +620,8 @@ func (dc *deviceClient) rotate(a agentproto.RotateArgs) *agentproto.Error {
 	case <-s.done:
 		// The loop had stopped (e.g. not authorized): new credentials are a
 		// new chance.
-		return dc.open()
+		_, err := dc.open()
+		return err
 	default:
 	}
 	select {

@@ -2,11 +2,15 @@ package hub
 
 import (
 	"context"
+	"crypto/tls"
+	"errors"
 	"fmt"
+	"net"
 	"strconv"
 	"sync"
 	"time"
 
+	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
 
 	"github.com/hilrun/hilrun/rig/iothub"
@@ -39,7 +43,10 @@ type refusal struct {
 type faultState struct {
 	mu     sync.Mutex
 	refuse map[string]refusal // by ClientID; "" applies to every identity
-	silent map[string]bool    // by ClientID
+	// closeAfter: close-after-CONNECT faults (KillTcp, ShutDownMqtt for
+	// their duration), by ClientID.
+	closeAfter map[string]closeFault
+	silent     map[string]bool // by ClientID
 	// twinFail: the next twin requests of an identity answered with an
 	// error status (TWIN-005), by ClientID.
 	twinFail map[string]twinFailure
@@ -55,6 +62,8 @@ type twinFailure struct {
 // RefuseConnects makes the hub answer CONNECTs from id (or everyone, when
 // id is the zero Identity) with the given CONNACK return code for d
 // (RECON-001..004 specs: 3 server unavailable, 5 not authorized, ...).
+// d <= 0 lifts every connect fault of id, a close-after-CONNECT fault
+// (KillTcp, ShutDownMqtt) included.
 func (h *Hub) RefuseConnects(id iothub.Identity, returnCode byte, d time.Duration) {
 	code := packets.Code{Code: returnCode, Reason: "refused by fault injection"}
 	switch returnCode {
@@ -75,6 +84,9 @@ func (h *Hub) RefuseConnects(id iothub.Identity, returnCode byte, d time.Duratio
 	}
 	h.faults.refuse[id.ClientID()] = refusal{code: code, until: time.Now().Add(d),
 		reason: fmt.Sprintf("CONNACK %d by fault injection for %s", returnCode, d)}
+	if d <= 0 {
+		delete(h.faults.closeAfter, id.ClientID())
+	}
 	h.faults.mu.Unlock()
 	h.trace.add(Entry{ClientID: id.ClientID(), Dir: DirEvent, Type: EventFault,
 		Reason: fmt.Sprintf("refusing CONNECT with return code %d for %s", returnCode, d)})
@@ -153,8 +165,36 @@ func (h *Hub) Drop(id iothub.Identity, rst bool, reason string) error {
 		reason = "dropped by the service API"
 	}
 	h.fault(c, "", reason)
+	if rst {
+		resetTCP(c.netConn)
+	}
 	h.closeConn(c, reason, "", rst)
 	return nil
+}
+
+// resetTCP aborts the TCP connection under nc with a reset, before TLS
+// could send its close_notify alert: a killed TCP connection (KillTcp, a
+// Drop with rst) carries no TLS goodbye, so the device reads ECONNRESET,
+// not a clean end of stream.
+func resetTCP(nc net.Conn) {
+	for nc != nil {
+		switch v := nc.(type) {
+		case *net.TCPConn:
+			_ = v.SetLinger(0)
+			_ = v.Close()
+			return
+		case *hubConn:
+			nc = v.Conn
+		case *peekedConn: // the TLS listener's sniffed connection
+			nc = v.Conn
+		case *tls.Conn:
+			nc = v.NetConn()
+		case *wsConn:
+			nc = v.ws.UnderlyingConn()
+		default:
+			return
+		}
+	}
 }
 
 // SetSilent makes the hub stop answering id at the application level while
@@ -191,11 +231,68 @@ func (h *Hub) fault(c *conn, req, reason string) {
 	h.trace.add(Entry{ConnID: c.id, ClientID: c.clientID, Remote: c.remote, Dir: DirEvent, Type: EventFault, Requirement: req, Reason: reason})
 }
 
-// faultFromTelemetry acts on IoT Hub's fault-injection properties: after
-// the delay, KillTcp resets the TCP connection, ShutDownMqtt closes it
-// cleanly, and throttling, quota and auth faults disconnect; for the
-// duration, reconnects are refused (0x03 server unavailable, or 0x05 for
-// auth errors).
+// Fault kinds as IoT Hub raises them over MQTT. The seeds do not document
+// fault injection itself; what is known comes from the official SDKs' e2e
+// tests (shared/research/device-sdk-behaviours.md §5): the timeline is
+// normal → request → delay → faulted for the duration → normal, and with
+// MQTT "throttling, quota and auth faults get disconnects (not error
+// messages)". 002 L13767 says the same of the service in general: "AMQP
+// returns errors for many conditions, while MQTT terminates the
+// connection". What the hub does with a reconnect *during* the duration is
+// documented nowhere; each kind's choice below says why.
+type faultKind struct {
+	// rst: the faulted connection ends with a TCP reset, else a FIN.
+	rst bool
+	// refuse: during the duration a reconnect is refused with this CONNACK
+	// return code (0: not refused with a code).
+	refuse byte
+	// closeAfterConnect: during the duration a reconnect is closed right
+	// after its CONNECT, without a CONNACK (RST when rst).
+	closeAfterConnect bool
+	req               string // the requirement whose behaviour the fault exercises
+}
+
+var faultKinds = map[string]faultKind{
+	// KillTcp: the TCP connection is reset ("boom", ungraceful; research
+	// §5 "For KillTcp, RST the socket"). A transient fault (RECON-011: retry
+	// as for any temporary fault, 002 L35847-35848): during the duration
+	// every reconnect is reset right after its CONNECT, no CONNACK — MQTT
+	// terminates rather than returns an error (002 L13767), and the catalog's
+	// RECON-011 evidence is "the hub closes the connection without a reason
+	// right after CONNECT". Not a CONNACK 3: that code is throttling
+	// (RECON-003), which a transient fault is not.
+	FaultKillTcp: {rst: true, closeAfterConnect: true, req: "RECON-011"},
+	// ShutDownMqtt: the same, closed gracefully ("byebye"; a FIN: MQTT 3.1.1
+	// has no server DISCONNECT, §3.14), and reconnects during the duration
+	// closed the same way.
+	FaultShutDownMqtt: {closeAfterConnect: true, req: "RECON-011"},
+	// InvokeThrottling: a disconnect (research §5), then reconnects refused
+	// for the duration. IoT Hub throttles with 429 ThrottlingException (002
+	// L13409, L13960); the docs give no CONNACK code for it. MQTT 3.1.1
+	// §3.2.2.3 0x03 "Server unavailable" ("the MQTT service is unavailable")
+	// is the one code meaning "not now, try later", and the catalog reads
+	// CONNACK 0x03 as throttling (RECON-003 evidence).
+	FaultInvokeThrottling: {refuse: 3, req: "RECON-003"},
+	// InvokeMaxMessageQuota: a disconnect, then refusals for the duration.
+	// The quota error (403002 IoTHubQuotaExceeded) has no documented CONNACK
+	// code either; 0x03 is again the only "service unavailable to you now"
+	// code (0x05 would say the credentials are wrong, which they are not).
+	FaultInvokeMaxMessageQuota: {refuse: 3, req: "RECON-003"},
+	// InvokeAuthError: a disconnect, then reconnects refused as not
+	// authorized (0x05) for the duration: IoT Hub refuses credentials it
+	// does not accept with "Connection refused: Not authorized" (002 L8716;
+	// 401003 IoTHubUnauthorized, 002 L35845), an unrecoverable error for the
+	// device (002 L16708, RECON-004).
+	FaultInvokeAuthError: {refuse: 5, req: "RECON-004"},
+}
+
+// faultFromTelemetry acts on IoT Hub's fault-injection properties (see
+// faultKinds): after the delay the connection is reset (KillTcp) or closed
+// (every other kind), then for the duration reconnects are closed after
+// their CONNECT (KillTcp, ShutDownMqtt) or refused with the kind's CONNACK
+// code (throttling and quota 0x03, auth 0x05). The fault message itself is
+// handled like any telemetry (PUBACK included); with a delay of 0 the close
+// may overtake the PUBACK, as with IoT Hub (research §5).
 func (h *Hub) faultFromTelemetry(c *conn, props iothub.PropertyBag) {
 	typ, ok := props.Get(FaultPropType)
 	if !ok {
@@ -211,30 +308,103 @@ func (h *Hub) faultFromTelemetry(c *conn, props iothub.PropertyBag) {
 	}
 	delay := secs(FaultPropDelay, 1)
 	duration := secs(FaultPropDuration, 5)
-	var rst bool
-	refuseCode := byte(3)
-	switch typ {
-	case FaultKillTcp:
-		rst = true
-	case FaultShutDownMqtt:
-	case FaultInvokeThrottling, FaultInvokeMaxMessageQuota:
-	case FaultInvokeAuthError:
-		refuseCode = 5
-	default:
+	kind, known := faultKinds[typ]
+	if !known {
 		h.fault(c, "", fmt.Sprintf("unknown fault type %q ignored", typ))
 		return
 	}
-	h.fault(c, "", fmt.Sprintf("fault %s requested: delay %s, duration %s", typ, delay, duration))
+	h.fault(c, kind.req, fmt.Sprintf("fault %s requested: delay %s, duration %s", typ, delay, duration))
 	t := time.AfterFunc(delay, func() {
 		select {
 		case <-h.closed:
 			return
 		default:
 		}
-		h.RefuseConnects(c.identity, refuseCode, duration)
-		h.closeConn(c, "fault injection: "+typ, "", rst)
+		switch {
+		case kind.refuse != 0:
+			h.RefuseConnects(c.identity, kind.refuse, duration)
+		case kind.closeAfterConnect:
+			h.closeAfterConnect(c.identity, typ, kind, duration)
+		}
+		if kind.rst {
+			resetTCP(c.netConn)
+		}
+		h.closeConn(c, "fault injection: "+typ, kind.req, kind.rst)
 	})
 	h.faults.mu.Lock()
 	h.faults.timers = append(h.faults.timers, t)
 	h.faults.mu.Unlock()
+}
+
+// closeFault is an active close-after-CONNECT fault of one identity.
+type closeFault struct {
+	typ   string
+	kind  faultKind
+	until time.Time
+}
+
+// closeAfterConnect makes the hub close every connection of id right after
+// its CONNECT (accepted by the CONNECT rules) for d, without a CONNACK.
+func (h *Hub) closeAfterConnect(id iothub.Identity, typ string, kind faultKind, d time.Duration) {
+	h.faults.mu.Lock()
+	if h.faults.closeAfter == nil {
+		h.faults.closeAfter = map[string]closeFault{}
+	}
+	h.faults.closeAfter[id.ClientID()] = closeFault{typ: typ, kind: kind, until: time.Now().Add(d)}
+	h.faults.mu.Unlock()
+	how := "closing"
+	if kind.rst {
+		how = "resetting"
+	}
+	h.trace.add(Entry{ClientID: id.ClientID(), Dir: DirEvent, Type: EventFault, Requirement: kind.req,
+		Reason: fmt.Sprintf("fault %s: %s every connection right after its CONNECT, without CONNACK, for %s", typ, how, d)})
+}
+
+// activeCloseFault reports an active close-after-CONNECT fault for id.
+func (h *Hub) activeCloseFault(id iothub.Identity) (closeFault, bool) {
+	h.faults.mu.Lock()
+	defer h.faults.mu.Unlock()
+	f, ok := h.faults.closeAfter[id.ClientID()]
+	if !ok {
+		return f, false
+	}
+	if !time.Now().Before(f.until) {
+		delete(h.faults.closeAfter, id.ClientID())
+		return f, false
+	}
+	return f, true
+}
+
+// faultHooks apply the close-after-CONNECT faults. Registered after the
+// hub's own hooks, so its OnConnect runs once the CONNECT passed the hub's
+// CONNECT rules (a refused CONNECT gets its CONNACK code first); returning
+// an error there makes mochi end the connection without a CONNACK.
+type faultHooks struct {
+	mqtt.HookBase
+	h *Hub
+}
+
+func (k *faultHooks) ID() string { return "hilrun-iothub-faults" }
+
+func (k *faultHooks) Provides(b byte) bool { return b == mqtt.OnConnect }
+
+func (k *faultHooks) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
+	h := k.h
+	c := h.connOf(cl)
+	if c == nil || !c.authed {
+		return nil
+	}
+	f, ok := h.activeCloseFault(c.identity)
+	if !ok {
+		return nil
+	}
+	how := "closed"
+	if f.kind.rst {
+		how = "reset"
+		resetTCP(c.netConn)
+	}
+	reason := fmt.Sprintf("fault injection: %s: %s right after CONNECT, no CONNACK (%s of the fault left)", f.typ, how, time.Until(f.until).Round(time.Millisecond))
+	h.trace.add(Entry{ConnID: c.id, ClientID: c.clientID, Remote: c.remote, Dir: DirEvent, Type: EventConnClosed, Reason: reason, Requirement: f.kind.req})
+	h.conns.Delete(cl)
+	return errors.New(reason)
 }

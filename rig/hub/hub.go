@@ -234,6 +234,10 @@ func start(cfg Config, ht httpTimeouts) (*Hub, error) {
 	if err := h.srv.AddHook(&hooks{h: h}, nil); err != nil {
 		return nil, err
 	}
+	// After the hub's hooks: close-after-CONNECT faults (rig/hub/faults.go).
+	if err := h.srv.AddHook(&faultHooks{h: h}, nil); err != nil {
+		return nil, err
+	}
 
 	if err := h.listen(); err != nil {
 		h.closeListeners()
