@@ -133,7 +133,7 @@ func (h *Hub) queueOf(deviceID string) *c2dQueue {
 // being taken over would lose them to its close, one still pending must
 // send its CONNACK first (C2D-001, CONN-016).
 func (h *Hub) deliverC2D(c *conn) {
-	if c.identity.ModuleID != "" || !c.established.Load() {
+	if c.identity.ModuleID != "" || !c.established.Load() || c.revoked.Load() {
 		return // modules have no C2D endpoint (MOD-010)
 	}
 	filter := iothub.C2DFilter(c.identity.DeviceID)

@@ -55,6 +55,11 @@ type conn struct {
 	// abandoned: the connection closed, or was taken over, while it was the
 	// identity's pending active connection. Guarded by Hub.mu.
 	abandoned bool
+	// revoked: the registry disabled or deleted the identity (or its
+	// device) while this connection existed; set under mu, which the
+	// telemetry store also holds for its check, so nothing the device
+	// sends is accepted once Registry.SetStatus/Put/Delete has returned.
+	revoked atomic.Bool
 	// ready is closed once the connection is established or abandoned, so
 	// a service call that finds it pending can wait for the outcome.
 	ready     chan struct{}
@@ -73,6 +78,19 @@ type conn struct {
 	c2dInflight map[uint16]*c2dMessage
 	will        *mqtt.Will // declared in CONNECT (CONN-021)
 	willSent    bool
+
+	// What admitConnect kept from mochi's CONNECT validation, which would
+	// refuse it with an MQTT 5 reason code: a zero-length password and a
+	// zero-length Will Message, both legal in MQTT 3.1.1.
+	emptyPassword bool
+	emptyWill     *emptyWill
+}
+
+// emptyWill is a Will with a zero-length message, hidden from mochi.
+type emptyWill struct {
+	topic  string
+	qos    byte
+	retain bool
 }
 
 func (c *conn) setClose(reason, req string) {
@@ -264,6 +282,57 @@ var packetNames = func() (names [16]string) {
 	return names
 }()
 
+// admitConnect runs on a CONNECT before mochi validates it, and keeps that
+// validation from answering an MQTT 3.1.1 (or 3.1) client with an MQTT 5
+// reason code (0x80 and up): 3.1.1 has return codes 0 to 5 only
+// (§3.2.2.3), and IoT Hub speaks 3.1.1 (CONN-001, 002 L13767). It returns
+// the packet mochi goes on with, or an error to close the connection
+// without a CONNACK.
+//
+//   - A zero-length ClientId with CleanSession 0 gets 0x02 ([MQTT-3.1.3-8];
+//     IoT Hub wants the device ID there, L13774): authenticate answers it
+//     once mochi, shown CleanSession 1, lets it through.
+//   - A zero-length password (§3.1.3.5: 0 to 65535 bytes) and a zero-length
+//     Will Message (§3.1.3.3) are legal; mochi refuses both. The hub hides
+//     them from mochi and judges them itself: an empty password is no SAS
+//     token (CONN-007, 0x04), an empty Will is delivered like any other
+//     (CONN-021; the hub delivers Wills itself, see OnDisconnect).
+//   - A Will at QoS 2 is a message IoT Hub cannot take: it closes the
+//     connection of a device that publishes at QoS 2 (L13907, CONN-020).
+//   - Any other protocol violation mochi would answer (reserved flag set,
+//     wrong protocol name, Username or Password without its flag, Will
+//     RETAIN without a Will) closes the connection: §4.8, [MQTT-3.1.2-3].
+func (h *Hub) admitConnect(c *conn, pk packets.Packet) (packets.Packet, error) {
+	if pk.ProtocolVersion >= 5 {
+		return pk, nil // authenticate refuses it with the MQTT 5 code (CONN-001)
+	}
+	cn := &pk.Connect
+	if cn.ClientIdentifier == "" && !cn.Clean {
+		cn.Clean = true // refused with 0x02 in authenticate all the same
+	}
+	if cn.PasswordFlag && len(cn.Password) == 0 {
+		c.emptyPassword = true
+		cn.PasswordFlag = false
+	}
+	refuse := func(req, reason string) (packets.Packet, error) {
+		h.trace.add(Entry{ConnID: c.id, ClientID: c.clientID, Remote: c.remote, Dir: DirEvent, Type: EventConnRejected,
+			Reason: reason + "; closed without CONNACK", Requirement: req})
+		h.conns.CompareAndDelete(c.cl, c)
+		return pk, packets.ErrRejectPacket
+	}
+	if cn.WillFlag && cn.WillQos == 2 {
+		return refuse("CONN-020", "Will at QoS 2; IoT Hub does not support QoS 2 messages and closes the connection (002 L13907)")
+	}
+	if cn.WillFlag && len(cn.WillPayload) == 0 && cn.WillTopic != "" {
+		c.emptyWill = &emptyWill{topic: cn.WillTopic, qos: cn.WillQos, retain: cn.WillRetain}
+		cn.WillFlag, cn.WillRetain, cn.WillQos = false, false, 0
+	}
+	if code := pk.ConnectValidate(); code != packets.CodeSuccess {
+		return refuse("CONN-001", "MQTT 3.1.1 protocol violation in CONNECT ("+code.Reason+"); the server closes the connection (MQTT 3.1.1 §4.8)")
+	}
+	return pk, nil
+}
+
 // OnConnect applies IoT Hub's CONNECT rules (CONN-001..024). A refusal
 // sends the CONNACK return code IoT Hub would use and closes the socket.
 func (k *hooks) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
@@ -339,31 +408,62 @@ func (h *Hub) authenticate(c *conn, pk packets.Packet) (packets.Code, string, st
 		return packets.ErrBadUsernameOrPassword, fmt.Sprintf("Username host %q is not this hub (%q)", u.Host, h.cfg.Host), "CONN-006"
 	}
 	if u.Identity != id {
-		return packets.ErrBadUsernameOrPassword, fmt.Sprintf("Username identity %q does not match ClientId %q", u.Identity, id), "CONN-006"
+		// Device IDs are case-sensitive (002 L11373) and the Username
+		// names the same identity as the ClientId (L13774-13775, L13835).
+		reason := fmt.Sprintf("Username identity %q does not match ClientId %q", u.Identity, id)
+		if u.Bare && strings.HasPrefix(u.Identity.ClientID(), id.ClientID()+"?") {
+			reason += "; a query needs \"/?\" after the ID ({host}/{deviceId}/?api-version=...)"
+		}
+		return packets.ErrBadUsernameOrPassword, reason, "CONN-006"
 	}
 	switch {
+	case u.Bare:
+		// "{host}/{deviceId}" is what 002 L11356, L11373 and the sample at
+		// L13885 put in the Username, so IoT Hub accepts it; the catalog
+		// lets a missing query only warn (CONN-006 evidence, MOD-002 "same
+		// tolerance"). The documented full form is L13775 / L13835.
+		h.warn(c, "CONN-006", "Username is the bare {host}/{deviceId} form (002 L11356) without \"/?api-version=\" (L13775, L13835)")
 	case !u.HasQuery || u.APIVersion == "":
 		h.warn(c, "CONN-006", "Username carries no api-version")
 	case !contains(h.cfg.APIVersions, u.APIVersion):
 		h.warn(c, "CONN-006", fmt.Sprintf("api-version %q is not on the accepted list %v", u.APIVersion, h.cfg.APIVersions))
 	}
-	if pk.Connect.WillFlag {
-		wt, err := iothub.CheckDevicePublish(id, pk.Connect.WillTopic)
+	willFlag, willTopic, willQoS, willRetain := pk.Connect.WillFlag, pk.Connect.WillTopic, pk.Connect.WillQos, pk.Connect.WillRetain
+	if ew := c.emptyWill; ew != nil { // zero-length Will Message (admitConnect)
+		willFlag, willTopic, willQoS, willRetain = true, ew.topic, ew.qos, ew.retain
+	}
+	if willFlag {
+		wt, err := iothub.CheckDevicePublish(id, willTopic)
 		if err != nil || wt.Kind != iothub.TopicTelemetry {
-			return packets.ErrBadUsernameOrPassword, fmt.Sprintf("Will topic %q is not this identity's telemetry topic", pk.Connect.WillTopic), "CONN-021"
+			return packets.ErrBadUsernameOrPassword, fmt.Sprintf("Will topic %q is not this identity's telemetry topic", willTopic), "CONN-021"
 		}
-		if pk.Connect.WillRetain {
+		if willRetain {
 			h.warn(c, "CONN-021", "Will has RETAIN set; IoT Hub never retains")
 		}
-		c.will = &mqtt.Will{TopicName: pk.Connect.WillTopic, Payload: append([]byte(nil), pk.Connect.WillPayload...), Qos: pk.Connect.WillQos}
+		c.will = &mqtt.Will{TopicName: willTopic, Payload: append([]byte(nil), pk.Connect.WillPayload...), Qos: willQoS}
 	}
 
 	dev, err := h.reg.Get(id)
 	if err != nil {
 		return packets.ErrBadUsernameOrPassword, fmt.Sprintf("identity %q is not registered", id), "CONN-005"
 	}
+	// A disabled identity "cannot access any device-facing endpoint" (002
+	// L11222, L11253): refused as not authorized (0x05, as for any
+	// credential IoT Hub no longer accepts, L8716), a refusal the device
+	// must not retry in a fast loop (RECON-004). Modules have no flag of
+	// their own (L11102, L22539): their device's status governs them, so a
+	// module of a disabled device is refused too.
 	if dev.Status != StatusEnabled {
-		return packets.ErrBadUsernameOrPassword, fmt.Sprintf("identity %q is disabled", id), "CONN-005"
+		return packets.ErrBadUsernameOrPassword, fmt.Sprintf("identity %q is disabled (002 L11222)", id), "RECON-004"
+	}
+	if id.IsModule() {
+		parent, err := h.reg.Get(iothub.Identity{DeviceID: id.DeviceID})
+		if err != nil {
+			return packets.ErrBadUsernameOrPassword, fmt.Sprintf("device %q of module %q is not registered", id.DeviceID, id), "CONN-005"
+		}
+		if parent.Status != StatusEnabled {
+			return packets.ErrBadUsernameOrPassword, fmt.Sprintf("device %q of module %q is disabled (002 L11222, L11102)", id.DeviceID, id), "RECON-004"
+		}
 	}
 
 	var leaf *x509.Certificate
@@ -375,11 +475,12 @@ func (h *Hub) authenticate(c *conn, pk packets.Packet) (packets.Code, string, st
 		}
 	}
 	password := string(pk.Connect.Password)
-	hasSAS := pk.Connect.PasswordFlag && strings.HasPrefix(password, "SharedAccessSignature ")
+	passwordFlag := pk.Connect.PasswordFlag || c.emptyPassword // a zero-length password is one (admitConnect)
+	hasSAS := passwordFlag && strings.HasPrefix(password, "SharedAccessSignature ")
 
 	switch dev.Authentication.Type {
 	case AuthSAS:
-		if !pk.Connect.PasswordFlag {
+		if !passwordFlag {
 			return packets.ErrBadUsernameOrPassword, "SAS identity sent no password", "CONN-007"
 		}
 		tok, err := iothub.ParseSASToken(password)
@@ -393,7 +494,7 @@ func (h *Hub) authenticate(c *conn, pk packets.Packet) (packets.Code, string, st
 		}
 		if hasSAS {
 			h.warn(c, "CONN-012", "X.509 identity also sent a SAS token as password")
-		} else if pk.Connect.PasswordFlag {
+		} else if passwordFlag {
 			h.warn(c, "CONN-012", "X.509 identity sent a password")
 		}
 		if dev.Authentication.Type == AuthSelfSigned {
@@ -648,6 +749,59 @@ func (h *Hub) closeConn(c *conn, reason, req string, rst bool) {
 	c.cl.Stop(errors.New(reason))
 }
 
+// Why an identity's connections are revoked (Registry.onRevoke).
+const (
+	revokeDisabled = "disabled"
+	revokeDeleted  = "deleted"
+)
+
+// revoke ends every connection of id, and of its modules when id is a
+// device, because the registry has just disabled or deleted it: a disabled
+// device "cannot access any device-facing endpoint" (002 L11222, L11253),
+// so IoT Hub cuts the live connection too, and a deleted one has no entry
+// left in the registry that enables its access (L20353). Modules have no enabled/disabled flag of their own (L11102,
+// L22539) and are deleted with their device, so they share its fate. The
+// close is IoT Hub's usual one (TCP, no DISCONNECT, L13767); the device's
+// next CONNECT is refused with 0x05 (authenticate), which RECON-004 says it
+// must not retry in a fast loop, hence the requirement in the trace.
+//
+// It runs in the registry caller's goroutine before SetStatus, Put or
+// Delete returns. Every connection from its CONNECT packet on is in
+// h.conns (newConn runs before authenticate reads the registry), so one
+// whose CONNECT is still being decided is either refused by that read or
+// found here; each is marked revoked under its mu before being stopped,
+// so no PUBLISH it sends afterwards is accepted (OnPacketRead, OnPublish).
+func (h *Hub) revoke(id iothub.Identity, why string) {
+	key := id.ClientID()
+	var victims []*conn
+	h.conns.Range(func(_, v any) bool {
+		c := v.(*conn)
+		if c.clientID == key || !id.IsModule() && strings.HasPrefix(c.clientID, id.DeviceID+"/") {
+			victims = append(victims, c)
+		}
+		return true
+	})
+	for _, c := range victims {
+		c.mu.Lock()
+		c.revoked.Store(true)
+		c.mu.Unlock()
+		subject := "identity " + key
+		if c.clientID != key {
+			subject = "device " + id.DeviceID + " of module " + c.clientID
+		}
+		var reason string
+		if why == revokeDeleted {
+			reason = subject + " deleted from the registry while connected; the registry is what enables its access (002 L20353), IoT Hub closes the connection"
+		} else {
+			reason = subject + " disabled in the registry while connected; a disabled device cannot access any device-facing endpoint (002 L11222), IoT Hub closes the connection"
+		}
+		h.closeConn(c, reason, "RECON-004", false)
+	}
+	if len(victims) > 0 {
+		h.notify()
+	}
+}
+
 func setLinger0(nc net.Conn) {
 	for nc != nil {
 		switch v := nc.(type) {
@@ -746,7 +900,10 @@ func (k *hooks) OnWill(cl *mqtt.Client, will mqtt.Will) (mqtt.Will, error) {
 // connection was taken over.
 func (h *Hub) deliverWill(c *conn, will mqtt.Will) {
 	c.mu.Lock()
-	skip := c.takenOver || c.willSent
+	// A connection the hub closed because its identity was disabled or
+	// deleted sends no Will: the identity may not use the telemetry
+	// endpoint (002 L11222), and MQTT 3.1.1 §3.1.2.5 lists no such case.
+	skip := c.takenOver || c.willSent || c.revoked.Load()
 	c.willSent = true
 	c.mu.Unlock()
 	if skip {

@@ -77,7 +77,7 @@ func TestConnectSAS(t *testing.T) {
 		})
 	}
 
-	t.Run("CONN-005 disabled device refused", func(t *testing.T) {
+	t.Run("RECON-004 disabled device refused", func(t *testing.T) {
 		h.AddSASDevice("off")
 		doff, _ := h.Registry().Get(dev("off"))
 		if err := h.Registry().SetStatus(dev("off"), hub.StatusDisabled); err != nil {
@@ -446,4 +446,153 @@ func TestModuleTokenScope(t *testing.T) {
 			}
 		})
 	}
+}
+
+func TestUsernameFormsAtConnect(t *testing.T) {
+	// CONN-006 / MOD-002: every Username form IoT Hub's documentation shows
+	// is accepted; the bare and query-less forms are noted as CONN-006
+	// warnings (the catalog's tolerance), while a wrong host or identity is
+	// refused with 0x05 and a malformed one with 0x04.
+	h := hubtest.Start(t)
+	dv := h.AddSASDevice("Dev-1")
+	mv := h.AddSASDevice("Dev-1/Mod-1")
+	devKey, modKey := dv.Authentication.SymmetricKey.PrimaryKey, mv.Authentication.SymmetricKey.PrimaryKey
+	host := h.Host()
+	cases := []struct {
+		name, clientID, username string
+		want                     byte
+		warn                     bool
+	}{
+		{"L13775 form", "Dev-1", host + "/Dev-1/?api-version=2018-06-30", 0, false},
+		{"L5777 form with DeviceClientType", "Dev-1", host + "/Dev-1/?api-version=2017-11-08-preview&DeviceClientType=iothubclient%2f1.2.11%20(native%3b%20Linux%3b%20x86_64)", 0, false},
+		{"model-id and DeviceClientType", "Dev-1", host + "/Dev-1/?api-version=2021-04-12&DeviceClientType=x%2F1&model-id=dtmi%3Acom%3Aexample%3BThermostat%3B1", 0, false},
+		{"model-id first", "Dev-1", host + "/Dev-1/?model-id=dtmi%3Aa%3B1&api-version=2021-04-12", 0, false},
+		{"bare L11356 / L11373 / L13885 form", "Dev-1", host + "/Dev-1", 0, true},
+		{"host in other letter case", "Dev-1", strings.ToUpper(host) + "/Dev-1", 0, true},
+		{"trailing slash, no query", "Dev-1", host + "/Dev-1/", 0, true},
+		{"L13835 module form", "Dev-1/Mod-1", host + "/Dev-1/Mod-1/?api-version=2018-06-30", 0, false},
+		{"bare module form", "Dev-1/Mod-1", host + "/Dev-1/Mod-1", 0, true},
+		{"bare, wrong host", "Dev-1", "other.azure-devices.net/Dev-1", 5, false},
+		{"bare, wrong device", "Dev-1", host + "/Dev-2", 5, false},
+		{"bare, device case-folded (L11373 case-sensitive)", "Dev-1", host + "/dev-1", 5, false},
+		{"query without its slash", "Dev-1", host + "/Dev-1?api-version=2018-06-30", 5, false},
+		{"device ClientId, module Username", "Dev-1", host + "/Dev-1/Mod-1/?api-version=2018-06-30", 5, false},
+		{"module ClientId, device Username", "Dev-1/Mod-1", host + "/Dev-1/?api-version=2018-06-30", 5, false},
+		{"no slash at all", "Dev-1", host, 4, false},
+		{"extra path segment", "Dev-1/Mod-1", host + "/Dev-1/Mod-1/x/?api-version=2018-06-30", 4, false},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			id := dev(c.clientID)
+			key := devKey
+			if id.IsModule() {
+				key = modKey
+			}
+			since := h.Trace().LastSeq()
+			r, ack := h.RawConnect(hubtest.Device{Identity: id, Key: key, Username: c.username})
+			defer r.Conn.Close()
+			if ack.ReasonCode != c.want {
+				t.Fatalf("Username %q: CONNACK %d, want %d\n%s", c.username, ack.ReasonCode, c.want, h.TraceSummary(c.clientID))
+			}
+			warned := false
+			for _, e := range h.Trace().ForClient(c.clientID) {
+				if e.Seq > since && e.Type == hub.EventWarning && e.Requirement == "CONN-006" {
+					warned = true
+				}
+				if e.Seq > since && e.Type == hub.EventConnRejected && e.Requirement != "CONN-006" {
+					t.Fatalf("refusal names %s, want CONN-006: %q", e.Requirement, e.Reason)
+				}
+			}
+			if c.want == 0 && warned != c.warn {
+				t.Fatalf("Username %q: CONN-006 warning %v, want %v\n%s", c.username, warned, c.warn, h.TraceSummary(c.clientID))
+			}
+		})
+	}
+	// The ClientId itself must be the exact registered ID (CONN-005).
+	refused(t, h, hubtest.Device{Identity: iothub.Identity{DeviceID: "dev-1"}, Key: devKey,
+		Username: host + "/dev-1/?api-version=2018-06-30"}, 5, "CONN-005")
+}
+
+func TestConnectValidationSpeaksMQTT311(t *testing.T) {
+	// mochi validates a CONNECT before the hub's hooks decide it and would
+	// answer these with MQTT 5 reason codes (0x80 and up), which MQTT 3.1.1
+	// does not have (§3.2.2.3); the hub answers as a 3.1.1 server and IoT
+	// Hub do (admitConnect).
+	h := hubtest.Start(t)
+	d := h.AddSASDevice("p311")
+	base := hubtest.Device{Identity: d.Identity(), Key: d.Authentication.SymmetricKey.PrimaryKey}
+	ack := func(pk packets.Packet) (packets.Packet, error) {
+		r := h.DialRaw(nil)
+		r.Send(pk)
+		return r.Read(closeBound)
+	}
+
+	t.Run("CONN-005 empty ClientId with CleanSession 0 gets 0x02 [MQTT-3.1.3-8]", func(t *testing.T) {
+		pk := h.ConnectPacket(base)
+		pk.Connect.ClientIdentifier, pk.Connect.Clean = "", false
+		if got, err := ack(pk); err != nil || got.ReasonCode != 2 {
+			t.Fatalf("CONNACK %d (%v), want 2", got.ReasonCode, err)
+		}
+	})
+	t.Run("CONN-007 zero-length password is no SAS token: 0x04", func(t *testing.T) {
+		pk := h.ConnectPacket(base)
+		pk.Connect.Password = []byte{}
+		if got, err := ack(pk); err != nil || got.ReasonCode != 4 {
+			t.Fatalf("CONNACK %d (%v), want 4\n%s", got.ReasonCode, err, h.TraceSummary("p311"))
+		}
+	})
+	t.Run("CONN-021 zero-length Will Message is accepted and delivered", func(t *testing.T) {
+		pk := h.ConnectPacket(hubtest.Device{Identity: base.Identity, Key: base.Key,
+			Will: &hubtest.Will{Topic: "devices/p311/messages/events/", QoS: 1}})
+		pk.Connect.WillPayload = []byte{}
+		r := h.DialRaw(nil)
+		r.Send(pk)
+		if got := r.Expect(packets.Connack, closeBound); got.ReasonCode != 0 {
+			t.Fatalf("CONNACK %d, want 0\n%s", got.ReasonCode, h.TraceSummary("p311"))
+		}
+		after := h.LastTelemetrySeq()
+		_ = r.Conn.Close() // lost without DISCONNECT: the Will goes out
+		m, err := h.WaitTelemetry(hubtest.Context(t, closeBound), base.Identity, after, func(m hub.Message) bool { return m.Will })
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(m.Payload) != 0 {
+			t.Fatalf("Will payload %q, want empty", m.Payload)
+		}
+	})
+	t.Run("CONN-020 Will at QoS 2 closes without CONNACK", func(t *testing.T) {
+		pk := h.ConnectPacket(hubtest.Device{Identity: base.Identity, Key: base.Key,
+			Will: &hubtest.Will{Topic: "devices/p311/messages/events/", Payload: []byte("x"), QoS: 2}})
+		since := h.Trace().LastSeq()
+		if got, err := ack(pk); err == nil {
+			t.Fatalf("got packet type %d code %d, want the connection closed", got.FixedHeader.Type, got.ReasonCode)
+		}
+		if _, err := h.WaitEntry(hubtest.Context(t, closeBound), "p311", func(e hub.Entry) bool {
+			return e.Seq > since && e.Type == hub.EventConnRejected && e.Requirement == "CONN-020"
+		}); err != nil {
+			t.Fatal(err)
+		}
+	})
+	t.Run("CONN-001 reserved flag set closes without CONNACK [MQTT-3.1.2-3]", func(t *testing.T) {
+		r := h.DialRaw(nil)
+		// CONNECT, protocol MQTT level 4, flags 0x03 (clean + reserved), keep-alive 60, ClientId "p311".
+		r.Write([]byte{0x10, 16, 0, 4, 'M', 'Q', 'T', 'T', 4, 0x03, 0, 60, 0, 4, 'p', '3', '1', '1'})
+		if got, err := r.Read(closeBound); err == nil {
+			t.Fatalf("got packet type %d code %d, want the connection closed", got.FixedHeader.Type, got.ReasonCode)
+		}
+	})
+	t.Run("CONN-001 second CONNECT closes the connection [MQTT-3.1.0-2]", func(t *testing.T) {
+		r, a := h.RawConnect(base)
+		if a.ReasonCode != 0 {
+			t.Fatalf("CONNACK %d", a.ReasonCode)
+		}
+		r.Send(h.ConnectPacket(base))
+		r.ExpectClosed(closeBound)
+		if err := h.WaitDisconnected(hubtest.Context(t, closeBound), base.Identity); err != nil {
+			t.Fatalf("identity still connected after its connection closed: %v", err)
+		}
+		if dv, _ := h.Registry().Get(base.Identity); dv.ConnectionState != "Disconnected" {
+			t.Fatalf("registry connectionState %q", dv.ConnectionState)
+		}
+	})
 }

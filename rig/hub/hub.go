@@ -193,6 +193,7 @@ func start(cfg Config, ht httpTimeouts) (*Hub, error) {
 	}
 	h.trace = newTrace(cfg.MaxTraceEntries, h.notify)
 	h.telem = newTelemetryStore(cfg.MaxStoredTelemetry)
+	h.reg.onRevoke = h.revoke
 	h.tlsMin.Store(tls.VersionTLS12)
 	h.tlsMax.Store(tls.VersionTLS13)
 	for _, ca := range cfg.DeviceCAs {
@@ -438,6 +439,9 @@ func (h *Hub) activeConn(ctx context.Context, id iothub.Identity) *conn {
 		h.mu.Lock()
 		c := h.active[key]
 		h.mu.Unlock()
+		if c != nil && c.revoked.Load() {
+			return nil // closing: its identity was disabled or deleted (Hub.revoke)
+		}
 		if c == nil || c.established.Load() {
 			return c
 		}

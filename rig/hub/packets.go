@@ -26,15 +26,31 @@ const retainMarker = "hilrun-retain"
 func (k *hooks) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
 	h := k.h
 	if pk.FixedHeader.Type == packets.Connect {
+		if c := h.connOf(cl); c != nil {
+			// A second CONNECT on a connection is a protocol violation
+			// that closes it ([MQTT-3.1.0-2]). It must not replace the
+			// connection's state: OnDisconnect would then miss the
+			// registration and the identity would stay "connected".
+			k.traceIn(c, pk)
+			reason := "second CONNECT on the connection; MQTT 3.1.1 [MQTT-3.1.0-2] closes it"
+			c.setClose(reason, "CONN-001")
+			h.trace.add(Entry{ConnID: c.id, ClientID: c.clientID, Remote: c.remote, Dir: DirEvent, Type: EventViolation, Requirement: "CONN-001", Reason: reason})
+			return pk, packets.ErrRejectPacket
+		}
 		c := h.newConn(cl, pk)
-		k.traceIn(c, pk)
-		return pk, nil
+		k.traceIn(c, pk) // as sent, before admitConnect adjusts it for mochi
+		return h.admitConnect(c, pk)
 	}
 	c := h.connOf(cl)
 	if c == nil {
 		return pk, nil
 	}
 	k.traceIn(c, pk)
+	if c.revoked.Load() {
+		// Its identity was disabled or deleted (Hub.revoke, 002 L11222):
+		// nothing more is accepted while the close takes effect.
+		return pk, packets.ErrRejectPacket
+	}
 	violation := func(req, format string, a ...any) (packets.Packet, error) {
 		reason := fmt.Sprintf(format, a...)
 		c.setClose(reason, req)
@@ -136,8 +152,8 @@ func reqOf(err error, def string) string {
 func (k *hooks) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
 	h := k.h
 	c := h.connOf(cl)
-	if c == nil {
-		return pk, packets.ErrRejectPacket
+	if c == nil || c.revoked.Load() {
+		return pk, packets.ErrRejectPacket // revoked: disabled or deleted (Hub.revoke)
 	}
 	t, err := iothub.ParseTopic(pk.TopicName)
 	if err != nil {
@@ -165,9 +181,18 @@ func (k *hooks) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, e
 		if retained {
 			props = props.Set(iothub.PropRetain, "true")
 		}
+		// Checked and stored under c.mu, under which Hub.revoke marks the
+		// connection: once the registry call that disabled or deleted the
+		// identity has returned, no message of it is recorded (002 L11222).
+		c.mu.Lock()
+		if c.revoked.Load() {
+			c.mu.Unlock()
+			return pk, packets.ErrRejectPacket
+		}
 		h.telem.add(Message{Identity: c.identity, ConnID: c.id, Topic: pk.TopicName, QoS: pk.FixedHeader.Qos,
 			PacketID: pk.PacketID, Dup: pk.FixedHeader.Dup, Retain: retained, Properties: props,
 			Payload: pk.Payload, Received: time.Now()})
+		c.mu.Unlock()
 		h.notify()
 		if h.cfg.FaultInjection {
 			h.faultFromTelemetry(c, props)
@@ -200,6 +225,9 @@ func (k *hooks) OnPacketProcessed(cl *mqtt.Client, pk packets.Packet, err error)
 	}
 	fns := c.afterAck
 	c.afterAck = nil
+	if c.revoked.Load() {
+		return // disabled or deleted meanwhile (Hub.revoke): no twin work, no C2D
+	}
 	for _, fn := range fns {
 		fn()
 	}

@@ -110,6 +110,16 @@ type Registry struct {
 	policies map[string]*Policy
 	cas      []*x509.Certificate // verified CA certificates for AuthCA identities
 	onChange func()
+	// onRevoke is told, outside mu and before the mutating call returns,
+	// that an identity was disabled or deleted ("disabled", "deleted"), so
+	// the hub can end its connections (and those of a device's modules).
+	onRevoke func(id iothub.Identity, why string)
+}
+
+func (r *Registry) revoked(id iothub.Identity, why string) {
+	if r.onRevoke != nil {
+		r.onRevoke(id, why)
+	}
 }
 
 func newRegistry() *Registry {
@@ -282,6 +292,10 @@ func (r *Registry) Put(d Device, ifMatch string) (Device, bool, error) {
 	r.devices[id.ClientID()] = &stored
 	out := stored // copy under the lock (see Add)
 	r.mu.Unlock()
+	if d.Status == StatusDisabled {
+		// A PUT with "status": "disabled" disables (002 L11098, L11222).
+		r.revoked(id, revokeDisabled)
+	}
 	r.changed()
 	return out, false, nil
 }
@@ -300,7 +314,8 @@ func (r *Registry) Get(id iothub.Identity) (Device, error) {
 	return *d, nil
 }
 
-// Delete removes an identity (and, for a device, its modules).
+// Delete removes an identity (and, for a device, its modules) and ends
+// their connections before it returns (Hub.revoke).
 func (r *Registry) Delete(id iothub.Identity) error {
 	r.mu.Lock()
 	if _, ok := r.devices[id.ClientID()]; !ok {
@@ -316,11 +331,14 @@ func (r *Registry) Delete(id iothub.Identity) error {
 		}
 	}
 	r.mu.Unlock()
+	r.revoked(id, revokeDeleted)
 	r.changed()
 	return nil
 }
 
-// SetStatus enables or disables an identity.
+// SetStatus enables or disables an identity. Disabling ends the identity's
+// connections, and a device's also those of its modules, before it
+// returns (Hub.revoke, 002 L11098, L11222).
 func (r *Registry) SetStatus(id iothub.Identity, status string) error {
 	if status != StatusEnabled && status != StatusDisabled {
 		return fmt.Errorf("status %q: want %q or %q", status, StatusEnabled, StatusDisabled)
@@ -334,6 +352,9 @@ func (r *Registry) SetStatus(id iothub.Identity, status string) error {
 	d.Status = status
 	d.Etag = newEtag()
 	r.mu.Unlock()
+	if status == StatusDisabled {
+		r.revoked(id, revokeDisabled)
+	}
 	r.changed()
 	return nil
 }

@@ -160,6 +160,7 @@ func FuzzParseUsername(f *testing.F) {
 		"h.azure-devices.net/dev1/mod1/?api-version=2018-06-30",
 		"h.azure-devices.net/dev1/?api-version=2021-04-12&DeviceClientType=x%2F1&model-id=dtmi%3Aa%3B1",
 		"h.azure-devices.net/dev1/", "h/?x=1/?a=b", "h/a.b-c_d@e$f(1)!=/?api-version=1", "h/d/m", "h/d",
+		"iothubname.azure-devices.net/DeviceId", "h/d?api-version=1", "h/d/m/?model-id=x&api-version=1", "h/d/?",
 	} {
 		f.Add(s)
 	}
@@ -173,6 +174,17 @@ func FuzzParseUsername(f *testing.F) {
 		}
 		if err := u.Identity.Validate(); err != nil {
 			t.Fatalf("parsed identity invalid: %v", err)
+		}
+		// The parse accounts for every byte: the bare form is exactly
+		// host/clientId, every other form continues with "/" and the query.
+		prefix := u.Host + "/" + u.Identity.ClientID()
+		switch {
+		case u.Bare && (s != prefix || u.HasQuery || len(u.Query) > 0):
+			t.Fatalf("bare %q parsed as %+v", s, u)
+		case !u.Bare && !strings.HasPrefix(s, prefix+"/"):
+			t.Fatalf("%q does not start with %q/", s, prefix)
+		case !u.Bare && u.HasQuery != (len(s) > len(prefix)+2):
+			t.Fatalf("%q: HasQuery %v", s, u.HasQuery)
 		}
 		if strings.HasPrefix(u.Identity.ModuleID, "?") ||
 			u.Query.Has("api-version") && (u.APIVersion == "" || len(u.Query["api-version"]) > 1) {

@@ -3,6 +3,7 @@ package iothub
 import (
 	"net/url"
 	"reflect"
+	"strings"
 	"testing"
 )
 
@@ -95,14 +96,78 @@ func TestParseUsername(t *testing.T) {
 			want: Username{Host: host, Identity: Identity{DeviceID: "dev1"}, HasQuery: true,
 				Query: url.Values{"api-version": {"1"}}, APIVersion: "1"},
 		},
+		// The bare forms the docs show: "{iothubhostname}/{deviceId}" in
+		// the Username field (002 L11356), the example
+		// "iothubname.azure-devices.net/DeviceId" (L11373) and the Python
+		// sample's iot_hub_name+".azure-devices.net/"+device_id (L13885).
+		{
+			name: "bare device (002 L11356, L11373, L13885)",
+			in:   "iothubname.azure-devices.net/DeviceId",
+			want: Username{Host: "iothubname.azure-devices.net", Identity: Identity{DeviceID: "DeviceId"}, Bare: true, Query: url.Values{}},
+		},
+		{
+			name: "bare module",
+			in:   host + "/dev1/mod1",
+			want: Username{Host: host, Identity: Identity{DeviceID: "dev1", ModuleID: "mod1"}, Bare: true, Query: url.Values{}},
+		},
+		{
+			name: "bare device with special characters",
+			in:   host + "/a.b-c_d@e$f(1)!=",
+			want: Username{Host: host, Identity: Identity{DeviceID: "a.b-c_d@e$f(1)!="}, Bare: true, Query: url.Values{}},
+		},
+		{
+			// '?' and '=' are ID characters (CONN-024): a query without its
+			// '/' is part of a bare device ID, which then fails to match
+			// the ClientId at the hub.
+			name: "query without slash reads as a bare device id",
+			in:   host + "/dev1?api-version=2018-06-30",
+			want: Username{Host: host, Identity: Identity{DeviceID: "dev1?api-version=2018-06-30"}, Bare: true, Query: url.Values{}},
+		},
+		{
+			// 002 L13775/L13780 verbatim.
+			name: "documented example (002 L13780)",
+			in:   "contoso.azure-devices.net/MyDevice01/?api-version=2018-06-30",
+			want: Username{Host: "contoso.azure-devices.net", Identity: Identity{DeviceID: "MyDevice01"}, HasQuery: true,
+				Query: url.Values{"api-version": {"2018-06-30"}}, APIVersion: "2018-06-30"},
+		},
+		{
+			// 002 L5777 verbatim (the C SDK's trace).
+			name: "C SDK trace (002 L5777)",
+			in:   "IoTHubDeviceStreams.azure-devices.net/MyDevice/?api-version=2017-11-08-preview&DeviceClientType=iothubclient%2f1.2.11%20(native%3b%20Linux%3b%20x86_64)",
+			want: Username{Host: "IoTHubDeviceStreams.azure-devices.net", Identity: Identity{DeviceID: "MyDevice"}, HasQuery: true,
+				Query:      url.Values{"api-version": {"2017-11-08-preview"}, "DeviceClientType": {"iothubclient/1.2.11 (native; Linux; x86_64)"}},
+				APIVersion: "2017-11-08-preview", DeviceClientType: "iothubclient/1.2.11 (native; Linux; x86_64)"},
+		},
+		{
+			// 002 L13835 with <hubname> and the IDs filled in.
+			name: "documented module form (002 L13835)",
+			in:   "contoso.azure-devices.net/MyDevice01/MyModule/?api-version=2018-06-30",
+			want: Username{Host: "contoso.azure-devices.net", Identity: Identity{DeviceID: "MyDevice01", ModuleID: "MyModule"}, HasQuery: true,
+				Query: url.Values{"api-version": {"2018-06-30"}}, APIVersion: "2018-06-30"},
+		},
+		{
+			name: "model-id before api-version, unknown parameter kept",
+			in:   host + "/dev1/?model-id=dtmi%3Aa%3B1&x=y&api-version=2021-04-12",
+			want: Username{Host: host, Identity: Identity{DeviceID: "dev1"}, HasQuery: true,
+				Query:      url.Values{"api-version": {"2021-04-12"}, "model-id": {"dtmi:a;1"}, "x": {"y"}},
+				APIVersion: "2021-04-12", ModelID: "dtmi:a;1"},
+		},
+		{
+			name: "module query without api-version",
+			in:   host + "/dev1/mod1/?DeviceClientType=c%2F1",
+			want: Username{Host: host, Identity: Identity{DeviceID: "dev1", ModuleID: "mod1"}, HasQuery: true,
+				Query: url.Values{"DeviceClientType": {"c/1"}}, DeviceClientType: "c/1"},
+		},
 		{name: "no slash", in: host, wantRule: "CONN-006"},
-		{name: "no trailing slash", in: host + "/dev1", wantRule: "CONN-006"},
-		{name: "query without slash", in: host + "/dev1?api-version=2018-06-30", wantRule: "CONN-006"},
+		{name: "bare empty device", in: host + "/", wantRule: "CONN-024"},
+		{name: "bare bad device char", in: host + "/de v", wantRule: "CONN-024"},
+		{name: "bare module bad char", in: host + "/dev1/m&d", wantRule: "CONN-024"},
+		{name: "empty module", in: host + "/dev1//", wantRule: "CONN-024"},
+		{name: "bare device too long", in: host + "/" + strings.Repeat("d", MaxIDLength+1), wantRule: "MOD-008"},
 		{name: "empty host", in: "/dev1/?api-version=1", wantRule: "CONN-006"},
 		{name: "host with space", in: "my hub/dev1/", wantRule: "CONN-006"},
 		{name: "empty device", in: host + "//?api-version=1", wantRule: "CONN-024"},
 		{name: "bad device char", in: host + "/de v/?api-version=1", wantRule: "CONN-024"},
-		{name: "module without trailing slash", in: host + "/dev1/mod1", wantRule: "MOD-002"},
 		{name: "extra segment", in: host + "/dev1/mod1/x/?api-version=1", wantRule: "MOD-002"},
 		{name: "bad escape", in: host + "/dev1/?api-version=%zz", wantRule: "CONN-006"},
 	}
