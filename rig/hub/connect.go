@@ -744,7 +744,7 @@ func (k *hooks) OnSessionEstablished(cl *mqtt.Client, pk packets.Packet) {
 func (h *Hub) closeConn(c *conn, reason, req string, rst bool) {
 	c.setClose(reason, req)
 	if rst {
-		setLinger0(c.netConn)
+		resetTCP(c.netConn) // before TLS can send close_notify (faults.go)
 	}
 	c.cl.Stop(errors.New(reason))
 }
@@ -799,24 +799,6 @@ func (h *Hub) revoke(id iothub.Identity, why string) {
 	}
 	if len(victims) > 0 {
 		h.notify()
-	}
-}
-
-func setLinger0(nc net.Conn) {
-	for nc != nil {
-		switch v := nc.(type) {
-		case *net.TCPConn:
-			_ = v.SetLinger(0)
-			return
-		case *hubConn:
-			nc = v.Conn
-		case *tls.Conn:
-			nc = v.NetConn()
-		case *wsConn:
-			nc = v.ws.UnderlyingConn()
-		default:
-			return
-		}
 	}
 }
 

@@ -165,9 +165,6 @@ func (h *Hub) Drop(id iothub.Identity, rst bool, reason string) error {
 		reason = "dropped by the service API"
 	}
 	h.fault(c, "", reason)
-	if rst {
-		resetTCP(c.netConn)
-	}
 	h.closeConn(c, reason, "", rst)
 	return nil
 }
@@ -325,9 +322,6 @@ func (h *Hub) faultFromTelemetry(c *conn, props iothub.PropertyBag) {
 			h.RefuseConnects(c.identity, kind.refuse, duration)
 		case kind.closeAfterConnect:
 			h.closeAfterConnect(c.identity, typ, kind, duration)
-		}
-		if kind.rst {
-			resetTCP(c.netConn)
 		}
 		h.closeConn(c, "fault injection: "+typ, kind.req, kind.rst)
 	})
