@@ -663,7 +663,7 @@ func (dc *deviceClient) connect(s *session, cc connConfig) (c *conn, session boo
 	dc.certTLS(tlsc, cc)
 	dc.tlsDefects(tlsc, cc) // factory bundle; TLS defect switches
 	if cc.cert != nil {
-		cert := dc.factoryCert(dc.clientCert(cc.cert))
+		cert := dc.moduleDeviceCert(cc, dc.factoryCert(dc.clientCert(cc.cert)))
 		// Present the certificate whatever CAs the hub lists (thumbprint certificates are self-signed).
 		tlsc.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return cert, nil }
 	}
