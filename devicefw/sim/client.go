@@ -747,6 +747,7 @@ func (dc *deviceClient) afterConnect(s *session, c *conn, cc connConfig, session
 	}
 	doResync := !(dc.on(DefNoTwinResync) && s.connects > 1)
 	var get *pendingTwin
+	subLate := false
 	if doResync && dc.on(DefTwinGetBeforeSub) {
 		get, _ = dc.twinPublish(c, iothub.TwinGetTopic, nil)
 		doResync = false
@@ -769,6 +770,10 @@ func (dc *deviceClient) afterConnect(s *session, c *conn, cc connConfig, session
 		}
 		dc.extraFilters(filters)
 		dc.moduleFilters(cc, filters) // MOD-005, MOD-009, MOD-010
+		if _, ok := filters[iothub.TwinDesiredFilter]; ok && dc.on(DefTwinDesiredSubLate) {
+			delete(filters, iothub.TwinDesiredFilter)
+			subLate = true
+		}
 		tok := c.cli.SubscribeMultiple(filters, nil)
 		// A connection lost before its SUBACK must not hold the client for
 		// the whole SUBACK timeout (close and reconnect wait on this).
@@ -787,6 +792,9 @@ func (dc *deviceClient) afterConnect(s *session, c *conn, cc connConfig, session
 	}
 	if doResync {
 		get, _ = dc.twinPublish(c, iothub.TwinGetTopic, nil)
+	}
+	if subLate { // twin-desired-subscribe-late: after the GET (TWIN-010)
+		c.cli.Subscribe(iothub.TwinDesiredFilter, 0, nil)
 	}
 	return get
 }

@@ -23,6 +23,8 @@ const (
 	DefTwinStringUnchecked    = "twin-reported-string-unchecked"
 	DefTwinMetadataKept       = "twin-desired-metadata-kept"
 	DefTwinDesired4K          = "twin-desired-4k-buffer"
+	DefTwinDesiredSubLate     = "twin-desired-subscribe-late"
+	DefTwinReportedWrapped    = "twin-reported-wrapped"
 )
 
 // twinDefects lists them; see Defects.
@@ -38,6 +40,8 @@ var twinDefects = []Defect{
 	{DefTwinDepthUnchecked, "TWIN-013", "reported patches nested deeper than five levels are sent instead of refused locally, and the hub's 400 answer is reported as success"},
 	{DefTwinStringUnchecked, "TWIN-014", "reported patches with strings above 512 bytes are sent instead of refused locally, and the hub's 400 answer is reported as success"},
 	{DefTwinMetadataKept, "TWIN-017", "a desired patch's $metadata tree is merged into the held desired properties as if it were configuration"},
+	{DefTwinDesiredSubLate, "TWIN-010", "the desired-properties filter is left out of the start-up SUBSCRIBE and subscribed on its own only after the twin GET, so patches between the GET and that SUBACK are lost"},
+	{DefTwinReportedWrapped, "TWIN-006", "reported patches are sent wrapped in a twin-document shape, {\"reported\": patch}, instead of the patch object itself"},
 	{DefTwinDesired4K, "TWIN-018", "twin documents (desired patches and GET answers) above 4 KB are dropped as too large for the receive buffer"},
 }
 

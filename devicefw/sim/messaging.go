@@ -531,6 +531,9 @@ func (dc *deviceClient) report(ctx context.Context, patch map[string]any) (any, 
 		p["$lastUpdated"] = dc.fw.rtc.Now().UTC().Format("2006-01-02T15:04:05.000Z")
 		patch = p
 	}
+	if dc.on(DefTwinReportedWrapped) {
+		patch = map[string]any{"reported": patch}
+	}
 	body, jerr := json.Marshal(patch)
 	if jerr != nil {
 		return nil, agentproto.Errorf(agentproto.ErrBadArgs, "patch: %v", jerr)
