@@ -121,6 +121,9 @@ func NewSession(ctx context.Context, o fixtures.SessionOptions, extra ...string)
 		// Specs whose requirement is about that option check it
 		// themselves before (not applicable).
 		if isUnsupported(err) {
+			if c := declaredFor(o); c != "" {
+				Fail(fmt.Sprintf("session setup (%s): the board declares capability %s but answered %v", sessionWants(o), c, err))
+			}
 			PreconditionUnmet(fmt.Sprintf("session setup (%s): the board answered %v", sessionWants(o), err))
 		}
 		Fail("session setup: " + err.Error())
@@ -150,6 +153,31 @@ func sessionWants(o fixtures.SessionOptions) string {
 		return "default options"
 	}
 	return strings.Join(w, ", ")
+}
+
+// declaredFor returns a capability the board declares that covers one of
+// the session options asked for ("" if none): such a board may not answer
+// them unsupported.
+func declaredFor(o fixtures.SessionOptions) string {
+	var cs []string
+	if o.CleanSession != nil && *o.CleanSession {
+		cs = append(cs, agentproto.CapCleanSession1)
+	}
+	if o.CleanSession != nil && !*o.CleanSession {
+		cs = append(cs, agentproto.CapPersistentSession)
+	}
+	if o.Will != nil {
+		cs = append(cs, agentproto.CapWill)
+	}
+	if o.ModuleID != "" && o.Auth != "" && o.Auth != fixtures.AuthSAS {
+		cs = append(cs, agentproto.CapModuleX509)
+	}
+	for _, c := range cs {
+		if boardHas(c) {
+			return c
+		}
+	}
+	return ""
 }
 
 // boardHas reports whether the board's hello declares capability c
