@@ -105,7 +105,7 @@ pre { background: var(--bg2); padding: .6em; overflow-x: auto; white-space: pre-
 .ok { background: var(--pass); } .nok { background: var(--fail); }
 .st { font-weight: 600; white-space: nowrap; }
 .st-pass, .st-passed { color: var(--pass); } .st-fail, .st-failed { color: var(--fail); }
-.st-not-applicable, .st-skipped, .st-not-run { color: var(--na); } .st-not-covered { color: var(--nc); }
+.st-not-applicable, .st-skipped, .st-not-run, .st-precondition-unmet { color: var(--na); } .st-not-covered { color: var(--nc); }
 .st-rig-fault, .st-interrupted { color: var(--nc); } .rig { background: var(--nc); }
 .rigfault { border: 1px solid var(--nc); border-left-width: 4px; padding: .2em 1em 1em; margin: 1em 0; }
 dl.meta { display: grid; grid-template-columns: max-content 1fr; gap: .2em 1em; }
@@ -174,7 +174,7 @@ const htmlSource = `<!DOCTYPE html>
 <body>
 <h1>hilrun conformance report</h1>
 <p>{{if .OK}}<span class="verdict ok">PASS</span>{{else if eq .Outcome "fail"}}<span class="verdict nok">FAIL</span>{{else}}<span class="verdict rig">{{.Outcome.Label}}</span>{{end}}
- {{.R.Board.Firmware.Name}} {{.R.Board.Firmware.Version}} on {{.R.Board.Profile}} — {{count .R.Summary.Requirements "pass"}} requirements passed, {{count .R.Summary.Requirements "fail"}} failed, {{count .R.Summary.Requirements "rig-fault"}} not judged (rig fault), {{count .R.Summary.Requirements "not-applicable"}} not applicable, {{count .R.Summary.Requirements "not-covered"}} not covered.</p>
+ {{.R.Board.Firmware.Name}} {{.R.Board.Firmware.Version}} on {{.R.Board.Profile}} — {{count .R.Summary.Requirements "pass"}} requirements passed, {{count .R.Summary.Requirements "fail"}} failed, {{count .R.Summary.Requirements "rig-fault"}} not judged (rig fault), {{count .R.Summary.Requirements "precondition-unmet"}} not judged (precondition unmet), {{count .R.Summary.Requirements "not-applicable"}} not applicable, {{count .R.Summary.Requirements "not-covered"}} not covered.</p>
 {{if .Why}}<ul>{{range .Why}}<li>{{.}}</li>{{end}}</ul>{{end}}
 
 <h2>Run</h2>
@@ -216,15 +216,15 @@ const htmlSource = `<!DOCTYPE html>
 
 <h2>Summary</h2>
 <table>
-<thead><tr><th>Area</th><th>MUST passed / covered / total</th><th>pass</th><th>fail</th><th>rig fault</th><th>not applicable</th><th>not covered</th></tr></thead>
+<thead><tr><th>Area</th><th>MUST passed / covered / total</th><th>pass</th><th>fail</th><th>rig fault</th><th>precondition unmet</th><th>not applicable</th><th>not covered</th></tr></thead>
 <tbody>
 {{range .Areas}}{{if .Reqs}}<tr><td><a href="#area-{{.Code}}">{{.Code}}</a></td><td class="n">{{.Sum.MustPassed}} / {{.Sum.MustCovered}} / {{.Sum.Must}}</td>
 <td class="n st-pass">{{count .Sum.Counts "pass"}}</td><td class="n st-fail">{{count .Sum.Counts "fail"}}</td><td class="n st-rig-fault">{{count .Sum.Counts "rig-fault"}}</td>
-<td class="n">{{count .Sum.Counts "not-applicable"}}</td><td class="n">{{count .Sum.Counts "not-covered"}}</td></tr>
+<td class="n">{{count .Sum.Counts "precondition-unmet"}}</td><td class="n">{{count .Sum.Counts "not-applicable"}}</td><td class="n">{{count .Sum.Counts "not-covered"}}</td></tr>
 {{end}}{{end}}
 </tbody>
 </table>
-<p>Specs: {{scount .R.Summary.Specs "passed"}} passed, {{scount .R.Summary.Specs "failed"}} failed, {{scount .R.Summary.Specs "rig-fault"}} rig fault, {{scount .R.Summary.Specs "interrupted"}} interrupted, {{scount .R.Summary.Specs "not-run"}} not run, {{scount .R.Summary.Specs "skipped"}} skipped, {{scount .R.Summary.Specs "not-applicable"}} not applicable.</p>
+<p>Specs: {{scount .R.Summary.Specs "passed"}} passed, {{scount .R.Summary.Specs "failed"}} failed, {{scount .R.Summary.Specs "rig-fault"}} rig fault, {{scount .R.Summary.Specs "interrupted"}} interrupted, {{scount .R.Summary.Specs "not-run"}} not run, {{scount .R.Summary.Specs "precondition-unmet"}} precondition unmet, {{scount .R.Summary.Specs "skipped"}} skipped, {{scount .R.Summary.Specs "not-applicable"}} not applicable.</p>
 {{with .R.Summary.Unmapped}}<p class="st st-fail">Specs naming requirement IDs the catalog does not know:</p><ul>{{range .}}<li><code>{{.}}</code></li>{{end}}</ul>{{end}}
 
 {{if or .NotJudge .Loose}}
@@ -239,6 +239,12 @@ const htmlSource = `<!DOCTYPE html>
 {{end}}</pre></details>{{end}}
 </div>
 {{end}}{{if .Loose}}<p>Outside any spec:</p><ul>{{range .Loose}}<li>{{time .At}} {{.Kind}}: {{.Message}}</li>{{end}}</ul>{{end}}
+{{end}}
+
+{{with .R.PreconditionsUnmet}}
+<h2 id="preconditions">Preconditions not met</h2>
+<p class="note">Not verdicts on the firmware: the board could not set up something these specs need but their requirements do not (it answered <code>unsupported</code>). Neither passed nor failed.</p>
+<ul>{{range .}}<li><span class="st st-precondition-unmet">precondition-unmet</span> {{.Name}} ({{range $i, $id := .Requirements}}{{if $i}}, {{end}}<a href="#req-{{$id}}">{{$id}}</a>{{end}}) — {{.Failure}}</li>{{end}}</ul>
 {{end}}
 
 {{if .Failures}}
@@ -286,7 +292,7 @@ const htmlSource = `<!DOCTYPE html>
 <thead><tr><th>ID</th><th>Severity</th><th>Title</th><th>Status</th><th>Specs</th></tr></thead>
 <tbody>
 {{range .Reqs}}<tr id="req-{{.ID}}"><td><code>{{.ID}}</code></td><td>{{.Severity}}</td><td>{{.Title}}</td><td class="st st-{{.Status}}">{{.Status}}</td>
-<td>{{range .Specs}}<div><span class="st st-{{.Status}}">{{.Status}}</span> {{if eq .Status "failed"}}<a href="#{{$.AnchorFor .Name}}">{{.Name}}</a> — {{first .Failure}}{{else}}{{.Name}}{{end}}</div>{{end}}</td></tr>
+<td>{{range .Specs}}<div><span class="st st-{{.Status}}">{{.Status}}</span> {{if eq .Status "failed"}}<a href="#{{$.AnchorFor .Name}}">{{.Name}}</a> — {{first .Failure}}{{else if eq .Status "precondition-unmet"}}{{.Name}} — {{first .Failure}}{{else}}{{.Name}}{{end}}</div>{{end}}</td></tr>
 {{end}}
 </tbody>
 </table>

@@ -156,6 +156,9 @@ func junitCaseOf(sp SpecResult, classname string) junitCase {
 		c.Error = &junitFailure{Message: "interrupted: " + firstLine(orNone(sp.Failure)), Type: "interrupted", Body: sp.Failure}
 	case SpecNotRun:
 		c.Skipped = &junitSkipped{Message: "not run: " + firstLine(orNone(sp.Failure))}
+	case SpecPreconditionUnmet:
+		// Not judged: a <skipped> with the reason, never a <failure>.
+		c.Skipped = &junitSkipped{Message: "precondition unmet: " + firstLine(orNone(sp.Failure))}
 	}
 	if len(sp.Console) > 0 {
 		c.SystemOut = consoleText(sp.Console)

@@ -25,9 +25,9 @@ func writeMarkdown(buf *bytes.Buffer, r *Report) error {
 	}
 	c := r.Summary.Requirements
 	sc := r.Summary.Specs
-	fmt.Fprintf(buf, "Requirements: %d pass, %d fail, %d rig fault (not judged), %d not applicable, %d not covered. Specs: %d passed, %d failed, %d rig fault, %d interrupted, %d not run, %d skipped, %d not applicable.\n\n",
-		c[Pass], c[Fail], c[RigFaultStatus], c[NotApplicable], c[NotCovered],
-		sc[SpecPassed], sc[SpecFailed], sc[SpecRigFault], sc[SpecInterrupted], sc[SpecNotRun], sc[SpecSkipped], sc[SpecNotApplicable])
+	fmt.Fprintf(buf, "Requirements: %d pass, %d fail, %d rig fault (not judged), %d precondition unmet (not judged), %d not applicable, %d not covered. Specs: %d passed, %d failed, %d rig fault, %d interrupted, %d not run, %d precondition unmet, %d skipped, %d not applicable.\n\n",
+		c[Pass], c[Fail], c[RigFaultStatus], c[PreconditionUnmet], c[NotApplicable], c[NotCovered],
+		sc[SpecPassed], sc[SpecFailed], sc[SpecRigFault], sc[SpecInterrupted], sc[SpecNotRun], sc[SpecPreconditionUnmet], sc[SpecSkipped], sc[SpecNotApplicable])
 
 	buf.WriteString("| Area | MUST passed / covered / total | pass | fail | rig fault | n/a | not covered |\n")
 	buf.WriteString("|---|---:|---:|---:|---:|---:|---:|\n")
@@ -50,6 +50,14 @@ func writeMarkdown(buf *bytes.Buffer, r *Report) error {
 			if f.Spec == "" {
 				fmt.Fprintf(buf, "- rig fault outside any spec at %s: %s\n", f.At.UTC().Format("15:04:05.000"), md(f.Message))
 			}
+		}
+		buf.WriteByte('\n')
+	}
+
+	if pu := r.PreconditionsUnmet(); len(pu) > 0 {
+		buf.WriteString("### Preconditions not met (not judged)\n\n")
+		for _, s := range pu {
+			fmt.Fprintf(buf, "- **%s** (%s) — %s\n", md(s.Name), md(strings.Join(s.Requirements, ", ")), md(firstLine(orNone(s.Failure))))
 		}
 		buf.WriteByte('\n')
 	}

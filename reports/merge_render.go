@@ -105,6 +105,8 @@ func statusCell(s Status) string {
 		return "·"
 	case RigFaultStatus:
 		return "⚠️"
+	case PreconditionUnmet:
+		return "pre"
 	case "":
 		return "—"
 	}
@@ -161,7 +163,7 @@ func writeMergedMarkdown(buf *bytes.Buffer, m *Merged, _ string) error {
 			}
 			buf.WriteByte('\n')
 		}
-		buf.WriteString("\n✅ pass · ❌ fail · ⚠️ rig fault (not judged) · n/a not applicable · `·` not covered · — not in that run's catalog\n\n")
+		buf.WriteString("\n✅ pass · ❌ fail · ⚠️ rig fault (not judged) · pre precondition unmet (not judged) · n/a not applicable · `·` not covered · — not in that run's catalog\n\n")
 	}
 	if len(m.Warnings) > 0 {
 		buf.WriteString("### Notes\n\n")
@@ -243,6 +245,8 @@ func statusCellHTML(s Status) string {
 		return "·"
 	case RigFaultStatus:
 		return "RIG"
+	case PreconditionUnmet:
+		return "pre"
 	}
 	return "—"
 }
@@ -298,7 +302,7 @@ td.c.st-pass { background: #dafbe1; } td.c.st-fail { background: #ffebe9; } td.c
 </table>
 
 <h2>Requirements × boards</h2>
-<p class="note">pass · FAIL · RIG = rig fault, not judged · n/a = not applicable (capability not declared) · “·” = not covered · “—” = not in that run's catalog. A rig-fault board's column is grey.</p>
+<p class="note">pass · FAIL · RIG = rig fault, not judged · pre = precondition unmet, not judged · n/a = not applicable (capability not declared) · “·” = not covered · “—” = not in that run's catalog. A rig-fault board's column is grey.</p>
 <table class="matrix">
 <thead><tr><th>ID</th><th>Severity</th><th>Title</th>{{range .Boards}}<th class="b"><a href="#{{.Anchor}}">{{.ID}}</a></th>{{end}}</tr></thead>
 <tbody>

@@ -35,7 +35,7 @@ import (
 // rig-fault requirement status, run.rigFault, rigFaults and summary.outcome;
 // a version 1 report is a valid version 2 report without them, so Load
 // reads both (MinSchemaVersion).
-const SchemaVersion = 2
+const SchemaVersion = 3
 
 // MinSchemaVersion is the oldest report.json schema this package reads.
 const MinSchemaVersion = 1
@@ -56,10 +56,16 @@ const (
 	// hit a rig fault, so the requirement was not judged (neither passed
 	// nor failed).
 	RigFaultStatus Status = "rig-fault"
+	// PreconditionUnmet: no spec failed, passed or hit a rig fault, and at
+	// least one spec could not be judged because the board could not meet
+	// a precondition the spec needs but the requirement does not (the
+	// board answered `unsupported` to an operation the spec uses to set
+	// the scene). Not judged: neither passed nor failed.
+	PreconditionUnmet Status = "precondition-unmet"
 )
 
 // Statuses lists the requirement statuses in display order.
-var Statuses = []Status{Pass, Fail, RigFaultStatus, NotApplicable, NotCovered}
+var Statuses = []Status{Pass, Fail, RigFaultStatus, PreconditionUnmet, NotApplicable, NotCovered}
 
 // SpecStatus is a spec's outcome.
 type SpecStatus string
@@ -79,10 +85,17 @@ const (
 	SpecRigFault      SpecStatus = "rig-fault"
 	SpecInterrupted   SpecStatus = "interrupted"
 	SpecNotRun        SpecStatus = "not-run"
+	// SpecPreconditionUnmet: the board could not meet a precondition of
+	// the spec that its requirement does not need (it answered
+	// `unsupported` to an operation the spec uses to set the scene, e.g. a
+	// CleanSession 1 connection for a requirement about retries). Not a
+	// verdict: never counted as passed, never as failed; Failure holds
+	// the reason.
+	SpecPreconditionUnmet SpecStatus = "precondition-unmet"
 )
 
 // SpecStatuses lists the spec statuses in display order.
-var SpecStatuses = []SpecStatus{SpecPassed, SpecFailed, SpecRigFault, SpecInterrupted, SpecNotRun, SpecSkipped, SpecNotApplicable}
+var SpecStatuses = []SpecStatus{SpecPassed, SpecFailed, SpecRigFault, SpecInterrupted, SpecNotRun, SpecPreconditionUnmet, SpecSkipped, SpecNotApplicable}
 
 // Outcome is a run's overall result, the one the exit status reports.
 type Outcome string
@@ -391,8 +404,10 @@ func specArea(s SpecResult) string {
 //   - any spec failed → fail
 //   - otherwise, any spec hit a rig fault → rig-fault (not judged: part of
 //     the evidence is missing, so a pass would be a guess)
-//   - otherwise, at least one spec passed → pass (skipped, interrupted and
-//     not-run specs do not count)
+//   - otherwise, at least one spec passed → pass (skipped, interrupted,
+//     not-run and precondition-unmet specs do not count)
+//   - otherwise, at least one spec precondition-unmet → precondition-unmet
+//     (not judged: the board could not set the scene the specs need)
 //   - otherwise, every spec not applicable (the board lacks the capability)
 //     → not-applicable
 //   - otherwise (specs only skipped, or skipped and not applicable) →
@@ -401,7 +416,7 @@ func RequirementStatus(specs []SpecResult) Status {
 	if len(specs) == 0 {
 		return NotCovered
 	}
-	var passed, na, rig int
+	var passed, na, rig, pre int
 	for _, s := range specs {
 		switch s.Status {
 		case SpecFailed:
@@ -412,6 +427,8 @@ func RequirementStatus(specs []SpecResult) Status {
 			passed++
 		case SpecNotApplicable:
 			na++
+		case SpecPreconditionUnmet:
+			pre++
 		}
 	}
 	switch {
@@ -419,6 +436,8 @@ func RequirementStatus(specs []SpecResult) Status {
 		return RigFaultStatus
 	case passed > 0:
 		return Pass
+	case pre > 0:
+		return PreconditionUnmet
 	case na == len(specs):
 		return NotApplicable
 	default:
@@ -570,7 +589,7 @@ func (r *Report) summarize() Summary {
 		a.Counts[q.Status]++
 		if q.Severity == Must {
 			a.Must++
-			if q.Status != NotCovered && q.Status != RigFaultStatus {
+			if q.Status != NotCovered && q.Status != RigFaultStatus && q.Status != PreconditionUnmet {
 				a.MustCovered++
 			}
 			switch q.Status {
@@ -594,6 +613,17 @@ func (r *Report) NotJudged() []SpecResult {
 	var out []SpecResult
 	for _, s := range r.Specs {
 		if s.Status == SpecRigFault || s.Status == SpecInterrupted {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// PreconditionsUnmet returns the precondition-unmet specs in report order.
+func (r *Report) PreconditionsUnmet() []SpecResult {
+	var out []SpecResult
+	for _, s := range r.Specs {
+		if s.Status == SpecPreconditionUnmet {
 			out = append(out, s)
 		}
 	}

@@ -4,7 +4,8 @@ import (
 	"context"
 	"crypto/tls"
 	"fmt"
-	"strings"
+	"regexp"
+	"time"
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
@@ -61,15 +62,22 @@ var _ = Describe("root migration and trust updates", func() {
 			attempts, s.Env.Timing.Quiet, traceText(tr))
 		var st agentproto.Status
 		must(0, s.Call(ctx, agentproto.OpStatus, nil, &st))
-		reason := st.Reason
+		// RECON-004: "the device stops, or slows to a very low rate, and
+		// reports the problem" (002 L16708). A very low rate: the next
+		// attempt no sooner than the documented 60 s ceiling (L16744-16750).
+		reason, slowed := st.Reason, false
 		for _, ev := range s.Env.Agent.Events(m.Events) {
 			var c agentproto.ConnEvent
-			if ev.Name == agentproto.EvConn && ev.Decode(&c) == nil && c.State == agentproto.StateStopped {
+			if ev.Name == agentproto.EvConn && ev.Decode(&c) == nil && c.Reason != "" &&
+				(c.State == agentproto.StateStopped || c.State == agentproto.StateBackoff) {
 				reason = c.Reason
+				slowed = c.State == agentproto.StateBackoff && time.Duration(c.NextMS)*time.Millisecond >= 60*time.Second
 			}
 		}
-		Expect(st.State).To(Equal(agentproto.StateStopped), "RECON-004: the device must report that it stopped; status %+v", st)
-		Expect(strings.ToLower(reason)).To(ContainSubstring("certificate"), "RECON-004: the stop reason must name the certificate problem, got %q", reason)
+		Expect(st.State == agentproto.StateStopped || slowed).To(BeTrue(),
+			"RECON-004: expected the device to stop (or back off to at least 60 s) after the server chain failed verification; status %+v", st)
+		Expect(regexp.MustCompile(`(?i)certificate|x509|x\.509|tls|ssl|verif|trust|issuer|authority`).MatchString(reason)).To(BeTrue(),
+			"RECON-004: expected the reported reason to name the server certificate problem; seen %q", reason)
 	})
 
 	Conformance("a device that trusts the root reconnects when the hub's intermediate rolls over under it (no intermediate pinning)", []string{"CERT-001"}, func(ctx SpecContext) {

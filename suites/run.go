@@ -218,7 +218,7 @@ var _ = ReportAfterEach(func(r SpecReport) {
 	}
 	mark := map[reports.SpecStatus]string{reports.SpecPassed: "PASS", reports.SpecFailed: "FAIL",
 		reports.SpecNotApplicable: "N/A ", reports.SpecSkipped: "SKIP", reports.SpecRigFault: "RIG ",
-		reports.SpecInterrupted: "INT "}[res.Status]
+		reports.SpecInterrupted: "INT ", reports.SpecPreconditionUnmet: "PRE "}[res.Status]
 	fmt.Fprintf(progress, "%s  %-70s %6.2fs\n", mark, res.Name, res.Duration.Seconds())
 	msg := ""
 	switch res.Status {
@@ -226,6 +226,8 @@ var _ = ReportAfterEach(func(r SpecReport) {
 		msg = res.Failure
 	case reports.SpecRigFault:
 		msg = res.RigFault
+	case reports.SpecPreconditionUnmet:
+		msg = "precondition unmet: " + res.Failure
 	}
 	if msg != "" {
 		if i := strings.IndexByte(msg, '\n'); i > 0 {
@@ -261,6 +263,10 @@ func specResult(r SpecReport) (reports.SpecResult, bool) {
 		res.Status = reports.SpecSkipped
 		if strings.HasPrefix(r.Failure.Message, notApplicable) {
 			res.Status = reports.SpecNotApplicable
+		}
+		if reason, ok := strings.CutPrefix(r.Failure.Message, preconditionUnmet); ok {
+			res.Status, res.Failure = reports.SpecPreconditionUnmet, reason
+			break
 		}
 		res.Failure = r.Failure.Message
 		if reason, ok := strings.CutPrefix(r.Failure.Message, notRun); ok {

@@ -171,11 +171,11 @@ func runRun(cmd *cobra.Command, o runOptions) error {
 func printSummary(cmd *cobra.Command, rep *reports.Report, dir string) {
 	w := cmd.OutOrStdout()
 	s := rep.Summary
-	fmt.Fprintf(w, "\n%d specs: %d passed, %d failed, %d rig fault, %d interrupted, %d not run, %d not applicable, %d skipped — %.1fs wall\n",
+	fmt.Fprintf(w, "\n%d specs: %d passed, %d failed, %d rig fault, %d interrupted, %d not run, %d precondition unmet, %d not applicable, %d skipped — %.1fs wall\n",
 		len(rep.Specs), s.Specs[reports.SpecPassed], s.Specs[reports.SpecFailed], s.Specs[reports.SpecRigFault], s.Specs[reports.SpecInterrupted],
-		s.Specs[reports.SpecNotRun], s.Specs[reports.SpecNotApplicable], s.Specs[reports.SpecSkipped], rep.Run.Wall.Seconds())
-	fmt.Fprintf(w, "requirements: %d pass, %d fail, %d rig fault (not judged), %d not applicable, %d not covered\n",
-		s.Requirements[reports.Pass], s.Requirements[reports.Fail], s.Requirements[reports.RigFaultStatus], s.Requirements[reports.NotApplicable], s.Requirements[reports.NotCovered])
+		s.Specs[reports.SpecNotRun], s.Specs[reports.SpecPreconditionUnmet], s.Specs[reports.SpecNotApplicable], s.Specs[reports.SpecSkipped], rep.Run.Wall.Seconds())
+	fmt.Fprintf(w, "requirements: %d pass, %d fail, %d rig fault (not judged), %d precondition unmet (not judged), %d not applicable, %d not covered\n",
+		s.Requirements[reports.Pass], s.Requirements[reports.Fail], s.Requirements[reports.RigFaultStatus], s.Requirements[reports.PreconditionUnmet], s.Requirements[reports.NotApplicable], s.Requirements[reports.NotCovered])
 	for _, a := range s.Areas {
 		if a.MustCovered == 0 && a.MustFailed == 0 {
 			continue

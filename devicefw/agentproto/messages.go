@@ -47,7 +47,14 @@ const (
 	CapDPS          = "dps"
 	CapOTA          = "ota"
 	CapWebSockets   = "websockets"
-	CapCleanSession = "clean-session" // can use CleanSession 0 (persistent sessions)
+	// CapPersistentSession: the client can connect with CleanSession 0 and
+	// resume its session (subscriptions and QoS 1 messages kept by the hub).
+	CapPersistentSession = "persistent-session"
+	// CapCleanSession is the former name of CapPersistentSession (it never
+	// meant CleanSession 1); a hello declaring it declares
+	// persistent-session. Kept so firmwares built before the rename stay
+	// valid.
+	CapCleanSession = "clean-session"
 	CapC2D          = "c2d"
 	CapMethods      = "methods"
 	CapTwin         = "twin"
@@ -57,6 +64,21 @@ const (
 	CapWill         = "will"
 	CapDefects      = "defects" // virtual board: accepts defect switches
 
+	// Optional behaviours on which real device clients differ. A board
+	// declaring one must do it; a board not declaring it is still asked,
+	// and an `unsupported` answer (or not doing it) then makes the specs
+	// that need it not applicable (when the requirement is about the
+	// behaviour) or precondition-unmet (when only the spec needs it).
+	CapCleanSession1 = "clean-session-1" // can connect with CleanSession 1 (mqtt.cleanSession true)
+	CapTelemetryQoS0 = "telemetry-qos0"  // can send telemetry at QoS 0 (telemetry.send qos 0)
+	CapCTime         = "ctime"           // can stamp a creation time $.ctime (telemetry.send ctime)
+	CapModuleX509    = "module-x509"     // a module identity can authenticate with an X.509 certificate
+	// CapLocalTwinValidation: the client refuses reported patches that
+	// break IoT Hub's document rules (TWIN-011..016) before sending them.
+	// Informational: the hub enforces those rules (it answers 400), so
+	// the specs accept both a local refusal and a sent-and-refused patch.
+	CapLocalTwinValidation = "local-twin-validation"
+
 	// Named by the requirement catalog for features no firmware here
 	// declares yet.
 	CapAWS        = "aws"         // AWS IoT Core shadow client (AWS-*)
@@ -64,6 +86,30 @@ const (
 	CapHeartbeat  = "heartbeat"   // solution-level heartbeat messages (TEL-013)
 	CapTracing    = "tracing"     // distributed tracing tracestate (TEL-014)
 )
+
+// capAliases maps former capability names to their current ones.
+var capAliases = map[string]string{CapCleanSession: CapPersistentSession}
+
+// CanonicalCap returns the current name of capability c (c itself unless
+// it is a former name).
+func CanonicalCap(c string) string {
+	if n, ok := capAliases[c]; ok {
+		return n
+	}
+	return c
+}
+
+// HasCap reports whether caps (a hello's list) declares capability c,
+// under its current or a former name.
+func HasCap(caps []string, c string) bool {
+	c = CanonicalCap(c)
+	for _, x := range caps {
+		if CanonicalCap(x) == c {
+			return true
+		}
+	}
+	return false
+}
 
 // Hello identifies the firmware and what it can do.
 type Hello struct {

@@ -666,7 +666,7 @@ func (dc *deviceClient) connect(s *session, cc connConfig) (c *conn, session boo
 	dc.certTLS(tlsc, cc)
 	dc.tlsDefects(tlsc, cc) // factory bundle; TLS defect switches
 	if cc.cert != nil {
-		cert := dc.factoryCert(dc.clientCert(cc.cert))
+		cert := dc.moduleDeviceCert(cc, dc.factoryCert(dc.clientCert(cc.cert)))
 		// Present the certificate whatever CAs the hub lists (thumbprint certificates are self-signed).
 		tlsc.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return cert, nil }
 	}
@@ -750,6 +750,7 @@ func (dc *deviceClient) afterConnect(s *session, c *conn, cc connConfig, session
 	}
 	doResync := !(dc.on(DefNoTwinResync) && s.connects > 1)
 	var get *pendingTwin
+	subLate := false
 	if doResync && dc.on(DefTwinGetBeforeSub) {
 		get, _ = dc.twinPublish(c, iothub.TwinGetTopic, nil)
 		doResync = false
@@ -772,6 +773,10 @@ func (dc *deviceClient) afterConnect(s *session, c *conn, cc connConfig, session
 		}
 		dc.extraFilters(filters)
 		dc.moduleFilters(cc, filters) // MOD-005, MOD-009, MOD-010
+		if _, ok := filters[iothub.TwinDesiredFilter]; ok && dc.on(DefTwinDesiredSubLate) {
+			delete(filters, iothub.TwinDesiredFilter)
+			subLate = true
+		}
 		tok := c.cli.SubscribeMultiple(filters, nil)
 		// A connection lost before its SUBACK must not hold the client for
 		// the whole SUBACK timeout (close and reconnect wait on this).
@@ -790,6 +795,9 @@ func (dc *deviceClient) afterConnect(s *session, c *conn, cc connConfig, session
 	}
 	if doResync {
 		get, _ = dc.twinPublish(c, iothub.TwinGetTopic, nil)
+	}
+	if subLate { // twin-desired-subscribe-late: after the GET (TWIN-010)
+		c.cli.Subscribe(iothub.TwinDesiredFilter, 0, nil)
 	}
 	return get
 }

@@ -28,6 +28,7 @@ const (
 	DefSASRotateIgnored  = "sas-rotate-ignored"
 	DefX509FactoryCert   = "x509-factory-cert"
 	DefModuleClientID    = "module-clientid-device-only"
+	DefModuleCertDevCN   = "module-cert-device-cn"
 )
 
 // certDefects lists them; see Defects.
@@ -40,6 +41,7 @@ var certDefects = []Defect{
 	{DefSASRotateIgnored, "CERT-007", "creds.rotate with a key is acknowledged (key-rotated event, reconnect) but tokens keep being signed with the previous key"},
 	{DefX509FactoryCert, "CONN-015", "the device presents its factory certificate (self-signed, CN hilrun-factory-{board}) instead of the certificate provisioned for its identity"},
 	{DefModuleClientID, "MOD-001", "a module connects with ClientId {deviceId}: the module ID is only in the Username"},
+	{DefModuleCertDevCN, "MOD-006", "a module authenticating with X.509 presents a self-signed certificate whose CN is its parent device ID (the device's certificate reused for its modules) instead of the provisioned {deviceId}/{moduleId} one"},
 }
 
 // certClientState is the client's state for this file's defects and the
@@ -175,12 +177,27 @@ func (dc *deviceClient) factoryCert(cert *tls.Certificate) *tls.Certificate {
 	if !dc.on(DefX509FactoryCert) {
 		return cert
 	}
+	return selfSignedCN(cert, "hilrun-factory-"+dc.fw.opts.Board)
+}
+
+// moduleDeviceCert replaces a module's certificate with a self-signed one
+// whose CN is the parent device ID (module-cert-device-cn, MOD-006).
+func (dc *deviceClient) moduleDeviceCert(cc connConfig, cert *tls.Certificate) *tls.Certificate {
+	if !cc.id.IsModule() || !dc.on(DefModuleCertDevCN) {
+		return cert
+	}
+	return selfSignedCN(cert, cc.id.DeviceID)
+}
+
+// selfSignedCN returns a fresh self-signed client certificate with CN cn
+// (cert itself if one cannot be made).
+func selfSignedCN(cert *tls.Certificate, cn string) *tls.Certificate {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return cert
 	}
 	tmpl := &x509.Certificate{SerialNumber: big.NewInt(time.Now().UnixNano()),
-		Subject:   pkix.Name{CommonName: "hilrun-factory-" + dc.fw.opts.Board},
+		Subject:   pkix.Name{CommonName: cn},
 		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
 		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)

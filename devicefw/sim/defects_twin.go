@@ -23,6 +23,8 @@ const (
 	DefTwinStringUnchecked    = "twin-reported-string-unchecked"
 	DefTwinMetadataKept       = "twin-desired-metadata-kept"
 	DefTwinDesired4K          = "twin-desired-4k-buffer"
+	DefTwinDesiredSubLate     = "twin-desired-subscribe-late"
+	DefTwinReportedWrapped    = "twin-reported-wrapped"
 )
 
 // twinDefects lists them; see Defects.
@@ -33,11 +35,13 @@ var twinDefects = []Defect{
 	{DefTwinReportNullDropped, "TWIN-007", "null members are left out of reported patches, so deleting a property never reaches the hub"},
 	{DefTwinReportNoWait, "TWIN-008", "a reported patch counts as successful once it is published (status 204, version 0), without waiting for the res/2xx on its $rid"},
 	{DefTwinDesiredNullIgnored, "TWIN-009", "null members of desired patches are skipped: the held value is kept instead of deleted"},
-	{DefTwinKeyUnchecked, "TWIN-011", "reported patches with illegal keys (too long, '.', '$' inside, space, ',', control characters) are sent instead of refused locally"},
-	{DefTwinValueUnchecked, "TWIN-012", "reported patches with arrays or integers outside ±2^52 are sent instead of refused locally"},
-	{DefTwinDepthUnchecked, "TWIN-013", "reported patches nested deeper than five levels are sent instead of refused locally"},
-	{DefTwinStringUnchecked, "TWIN-014", "reported patches with strings above 512 bytes are sent instead of refused locally"},
+	{DefTwinKeyUnchecked, "TWIN-011", "reported patches with illegal keys (too long, '.', '$' inside, space, ',', control characters) are sent instead of refused locally, and the hub's 400 answer is reported as success"},
+	{DefTwinValueUnchecked, "TWIN-012", "reported patches with arrays or integers outside ±2^52 are sent instead of refused locally, and the hub's 400 answer is reported as success"},
+	{DefTwinDepthUnchecked, "TWIN-013", "reported patches nested deeper than five levels are sent instead of refused locally, and the hub's 400 answer is reported as success"},
+	{DefTwinStringUnchecked, "TWIN-014", "reported patches with strings above 512 bytes are sent instead of refused locally, and the hub's 400 answer is reported as success"},
 	{DefTwinMetadataKept, "TWIN-017", "a desired patch's $metadata tree is merged into the held desired properties as if it were configuration"},
+	{DefTwinDesiredSubLate, "TWIN-010", "the desired-properties filter is left out of the start-up SUBSCRIBE and subscribed on its own only after the twin GET, so patches between the GET and that SUBACK are lost"},
+	{DefTwinReportedWrapped, "TWIN-006", "reported patches are sent wrapped in a twin-document shape, {\"reported\": patch}, instead of the patch object itself"},
 	{DefTwinDesired4K, "TWIN-018", "twin documents (desired patches and GET answers) above 4 KB are dropped as too large for the receive buffer"},
 }
 

@@ -307,8 +307,10 @@ func decodeArgs(raw json.RawMessage, v any) *agentproto.Error {
 
 func (fw *Firmware) hello() agentproto.Hello {
 	caps := []string{agentproto.CapSAS, agentproto.CapX509, agentproto.CapModules, agentproto.CapWebSockets,
-		agentproto.CapCleanSession, agentproto.CapC2D, agentproto.CapMethods, agentproto.CapTwin,
-		agentproto.CapCertRotation, agentproto.CapTrustUpdate, agentproto.CapWill, agentproto.CapDefects, agentproto.CapSNTP}
+		agentproto.CapPersistentSession, agentproto.CapC2D, agentproto.CapMethods, agentproto.CapTwin,
+		agentproto.CapCertRotation, agentproto.CapTrustUpdate, agentproto.CapWill, agentproto.CapDefects, agentproto.CapSNTP,
+		agentproto.CapCleanSession1, agentproto.CapTelemetryQoS0, agentproto.CapCTime, agentproto.CapModuleX509,
+		agentproto.CapLocalTwinValidation}
 	fw.client.mu.Lock()
 	defects := fw.defects.list()
 	fw.client.mu.Unlock()

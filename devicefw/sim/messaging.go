@@ -161,7 +161,13 @@ func (dc *deviceClient) applyTwinDocument(r twinResp) (agentproto.TwinResult, er
 	}
 	dc.reportedVer = rv
 	dc.mu.Unlock()
-	return agentproto.TwinResult{Desired: jsonable(desired), Reported: jsonable(reported), DesiredVersion: dv, ReportedVersion: rv, Status: r.status}, nil
+	res := agentproto.TwinResult{DesiredVersion: dv, ReportedVersion: rv, Status: r.status}
+	// The sections are left out when they would not fit one agent frame
+	// (an 8 KB desired section, TWIN-018); the versions always fit.
+	if twin.Size(desired)+twin.Size(reported) <= 2*maxEventDoc {
+		res.Desired, res.Reported = jsonable(desired), jsonable(reported)
+	}
+	return res, nil
 }
 
 // jsonable turns json.Number leaves into plain JSON values for events.
@@ -509,7 +515,9 @@ func (dc *deviceClient) report(ctx context.Context, patch map[string]any) (any, 
 	}
 	// Patches that break the per-patch limits never leave the device
 	// (TWIN-011..014, TWIN-016); the section size (TWIN-015) is the hub's.
-	if verr := twin.ValidateReported(patch); verr != nil && !dc.localCheckSkipped(verr) {
+	verr := twin.ValidateReported(patch)
+	unchecked := verr != nil && dc.localCheckSkipped(verr)
+	if verr != nil && !unchecked {
 		return nil, agentproto.Errorf(agentproto.ErrBadArgs, "reported patch not sent: %v", verr)
 	}
 	if dc.on(DefTwinReportNullDropped) {
@@ -522,6 +530,9 @@ func (dc *deviceClient) report(ctx context.Context, patch map[string]any) (any, 
 		}
 		p["$lastUpdated"] = dc.fw.rtc.Now().UTC().Format("2006-01-02T15:04:05.000Z")
 		patch = p
+	}
+	if dc.on(DefTwinReportedWrapped) {
+		patch = map[string]any{"reported": patch}
 	}
 	body, jerr := json.Marshal(patch)
 	if jerr != nil {
@@ -553,6 +564,11 @@ func (dc *deviceClient) report(ctx context.Context, patch map[string]any) (any, 
 		if r, err = dc.twinAwait(ctx, p, cc.twinTimeout); err != nil {
 			return nil, err
 		}
+	}
+	if unchecked && r.status == 400 {
+		// twin-reported-*-unchecked: the patch the local check would have
+		// refused went out, and the hub's 400 is taken for success.
+		return agentproto.ReportResult{Status: 204}, nil
 	}
 	if r.status < 200 || r.status > 299 {
 		return nil, agentproto.Errorf(agentproto.ErrRejected, "reported PATCH answered status %d: %s", r.status, truncate(string(r.body), 200))
