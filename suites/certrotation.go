@@ -47,18 +47,21 @@ var _ = Describe("root migration and trust updates", func() {
 		first := must(waitHub(ctx, s, m, "the board's TLS handshake", func(e hub.Entry) bool {
 			return e.Type == hub.EventTLSFailed || e.Type == hub.EventTLS
 		}))
-		// The device must not try again: watch for a second handshake for
-		// the quiet period (this wait is expected to time out).
+		// The device must not retry in a loop: the catalog's evidence allows
+		// a bounded number of further attempts per window, by default one a
+		// minute, and the quiet period watched here is shorter than a
+		// minute, so a third handshake is a loop (this wait is expected to
+		// time out).
 		qctx, cancel := context.WithTimeout(ctx, s.Env.Timing.Quiet)
 		defer cancel()
-		_ = s.Env.Hub.Wait(qctx, func() bool { return handshakes(hubSince(s, m)) > 1 })
+		_ = s.Env.Hub.Wait(qctx, func() bool { return handshakes(hubSince(s, m)) > 2 })
 		tr := hubSince(s, m)
 		refused := first.Type == hub.EventTLSFailed
 		fixtures.NoteFact(fixtures.FactRoot, "chain under the migration-target root (plays DigiCert G2), only the old root trusted",
 			map[bool]string{true: "refused in the handshake", false: "accepted (handshake completed)"}[refused], refused)
 		Expect(packets(tr, hub.DirIn, "CONNECT")).To(BeEmpty(), "RECON-004: no CONNECT may follow a server chain the device cannot verify\n%s", traceText(tr))
 		attempts := handshakes(tr)
-		Expect(attempts).To(Equal(1), "RECON-004: %d handshakes within %s; a server that fails verification must stop the device (or slow it to a very low rate)\n%s",
+		Expect(attempts).To(BeNumerically("<=", 2), "RECON-004: %d handshakes within %s; a server that fails verification must stop the device (or slow it to a very low rate: at most one further attempt a minute)\n%s",
 			attempts, s.Env.Timing.Quiet, traceText(tr))
 		var st agentproto.Status
 		must(0, s.Call(ctx, agentproto.OpStatus, nil, &st))

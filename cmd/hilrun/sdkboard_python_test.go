@@ -76,8 +76,8 @@ func TestSDKBoardPythonShim(t *testing.T) {
 	state := t.TempDir()
 	cmd := exec.Command(shim, "--uart", slave.Name(), "--state", state, "--board", "pty-test")
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
+	stderr := &sdkLockedBuffer{} // written by exec's copy goroutine while the test reads it
+	cmd.Stderr = stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
