@@ -6,7 +6,7 @@ const (
 	OpConfigure    = "configure"      // Config (merged into the current configuration) → Status
 	OpTrustClear   = "trust.clear"    // remove every trusted root
 	OpTrustAdd     = "trust.add"      // Cert{PEM} one root per call (frames are small)
-	OpTrustList    = "trust.list"     // → TrustList: every root the device would accept (configured and built in)
+	OpTrustList    = "trust.list"     // TrustListArgs (optional) → TrustList: every root the device would accept (configured and built in)
 	OpCertSet      = "cert.set"       // Cert{PEM, KeyPEM} device certificate (chain in PEM) and key
 	OpOpen         = "client.open"    // start connecting (with retries per the retry policy)
 	OpClose        = "client.close"   // CloseArgs; stop and disconnect
@@ -40,13 +40,13 @@ const (
 // Capabilities a board may declare in Hello.Caps; specs for features the
 // board lacks are reported not applicable.
 const (
-	CapSAS          = "sas"
-	CapX509         = "x509"
-	CapModules      = "modules"
-	CapPnP          = "pnp"
-	CapDPS          = "dps"
-	CapOTA          = "ota"
-	CapWebSockets   = "websockets"
+	CapSAS        = "sas"
+	CapX509       = "x509"
+	CapModules    = "modules"
+	CapPnP        = "pnp"
+	CapDPS        = "dps"
+	CapOTA        = "ota"
+	CapWebSockets = "websockets"
 	// CapPersistentSession: the client can connect with CleanSession 0 and
 	// resume its session (subscriptions and QoS 1 messages kept by the hub).
 	CapPersistentSession = "persistent-session"
@@ -213,6 +213,15 @@ type Cert struct {
 	// certificate, presented when the hub refuses the first one (CERT-006);
 	// "" sets the device certificate and forgets a secondary one.
 	Slot string `json:"slot,omitempty"`
+}
+
+// TrustListArgs are the optional arguments of trust.list. With SHA256
+// given, the device answers only the roots it trusts among those
+// fingerprints (a full factory bundle does not fit one frame). A firmware
+// that ignores the filter and lists everything stays valid, so a caller
+// judges the answer itself.
+type TrustListArgs struct {
+	SHA256 []string `json:"sha256,omitempty"` // DER fingerprints, upper-case hex
 }
 
 // TrustList is the answer to trust.list: the roots the device accepts as

@@ -214,14 +214,24 @@ func (fw *Firmware) factoryBundle() []*x509.Certificate {
 	return []*x509.Certificate{certs.DigiCertGlobalRootG2(), certs.BaltimoreCyberTrustRoot()}
 }
 
-// trustList answers trust.list: the configured anchors, then the factory bundle.
-func (fw *Firmware) trustList() agentproto.TrustList {
-	var out agentproto.TrustList
+// trustList answers trust.list: the configured anchors, then the factory
+// bundle; with filter given (upper- or lower-case hex fingerprints), only
+// the roots among those.
+func (fw *Firmware) trustList(filter []string) agentproto.TrustList {
+	out := agentproto.TrustList{Roots: []agentproto.TrustedRoot{}}
 	fw.nvs.mu.Lock()
 	configured := append([]*x509.Certificate(nil), fw.nvs.Trust...)
 	fw.nvs.mu.Unlock()
+	want := map[string]bool{}
+	for _, f := range filter {
+		want[strings.ToUpper(f)] = true
+	}
 	add := func(c *x509.Certificate, source string) {
-		out.Roots = append(out.Roots, agentproto.TrustedRoot{Subject: c.Subject.String(), SHA256: certs.Thumbprint(c), Source: source})
+		fp := certs.Thumbprint(c)
+		if len(filter) > 0 && !want[fp] {
+			return
+		}
+		out.Roots = append(out.Roots, agentproto.TrustedRoot{Subject: c.Subject.String(), SHA256: fp, Source: source})
 	}
 	for _, c := range configured {
 		add(c, agentproto.TrustConfigured)

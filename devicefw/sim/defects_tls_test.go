@@ -3,6 +3,7 @@ package sim
 import (
 	"crypto/x509"
 	"errors"
+	"strings"
 	"testing"
 
 	"github.com/hilrun/hilrun/certs"
@@ -33,6 +34,24 @@ func TestTrustList(t *testing.T) {
 		if rd.Ready != tc.ready || !rd.HasBaltimore {
 			t.Errorf("%v: readiness %+v from %+v", tc.defects, rd, tl.Roots)
 		}
+	}
+}
+
+// TestTrustListFiltered: with {sha256} trust.list answers only the trusted
+// roots among those fingerprints (case-insensitive), an empty list when none.
+func TestTrustListFiltered(t *testing.T) {
+	t.Parallel()
+	r := newRig(t, "trust-list-filtered", []string{DefBundleNoG2}, nil)
+	var tl agentproto.TrustList
+	r.fw.must(agentproto.OpTrustList, agentproto.TrustListArgs{SHA256: []string{
+		certs.DigiCertGlobalRootG2SHA256, strings.ToLower(certs.BaltimoreCyberTrustRootSHA256)}}, &tl)
+	if len(tl.Roots) != 1 || tl.Roots[0].SHA256 != certs.BaltimoreCyberTrustRootSHA256 || tl.Roots[0].Source != agentproto.TrustFactory {
+		t.Errorf("filtered by G2 and Baltimore under %s: %+v", DefBundleNoG2, tl.Roots)
+	}
+	tl = agentproto.TrustList{}
+	r.fw.must(agentproto.OpTrustList, agentproto.TrustListArgs{SHA256: []string{certs.DigiCertGlobalRootG2SHA256}}, &tl)
+	if tl.Roots == nil || len(tl.Roots) != 0 {
+		t.Errorf("filtered by G2 under %s: want roots [], got %+v", DefBundleNoG2, tl.Roots)
 	}
 }
 

@@ -61,7 +61,11 @@ func (fw *Firmware) dispatch(ctx context.Context, op string, raw json.RawMessage
 		fw.changed(changedNVS)
 		return map[string]int{"roots": n}, nil
 	case agentproto.OpTrustList:
-		return fw.trustList(), nil
+		var a agentproto.TrustListArgs
+		if err := decodeArgs(raw, &a); err != nil {
+			return nil, err
+		}
+		return fw.trustList(a.SHA256), nil
 	case agentproto.OpCertSet:
 		var c agentproto.Cert
 		if err := decodeArgs(raw, &c); err != nil {

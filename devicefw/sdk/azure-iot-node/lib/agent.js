@@ -7,6 +7,7 @@
 const fs = require('fs');
 const path = require('path');
 const crypto = require('crypto');
+const tls = require('tls');
 const { encode, split, MAX_FRAME } = require('./frame');
 const { openUART } = require('./uart');
 
@@ -208,8 +209,20 @@ class Agent {
         d.trustChanged();
         return { roots: this.nvs.data.trust.length };
       }
-      case 'trust.list':
-        return { roots: this.nvs.data.trust.map((p) => describeRoot(p)) };
+      case 'trust.list': {
+        // Every root the SDK's connection accepts: the configured ones and
+        // Node's bundled roots (tls.rootCertificates), which the shim hands
+        // the SDK beside them. {sha256: [...]} narrows the answer to those
+        // fingerprints (the whole bundle does not fit one frame).
+        if (a.sha256 !== undefined && !(Array.isArray(a.sha256) && a.sha256.every((f) => typeof f === 'string'))) {
+          throw agentError('bad_args', 'trust.list: sha256 must be a list of hex fingerprints');
+        }
+        const want = a.sha256 && a.sha256.length ? new Set(a.sha256.map((f) => f.toUpperCase())) : null;
+        const roots = this.nvs.data.trust.map((p) => describeRoot(p, 'configured'))
+          .concat(factoryRoots())
+          .filter((r) => !want || want.has(r.sha256));
+        return { roots };
+      }
       case 'cert.set': {
         if (a.slot) throw agentError('unsupported', `cert.set slot "${a.slot}": the SDK's X.509 options hold one device certificate; it has no secondary certificate to fall back to`);
         if (typeof a.pem !== 'string' || typeof a.keyPem !== 'string') throw agentError('bad_args', 'cert.set needs {pem, keyPem}');
@@ -313,11 +326,20 @@ function parsePEMCerts(pem) {
   return out;
 }
 
-function describeRoot(pem) {
+function describeRoot(pem, source) {
   const c = new crypto.X509Certificate(pem);
   // RFC 4514 order: most specific first, comma separated.
   const subject = c.subject.split('\n').filter(Boolean).reverse().join(',');
-  return { subject, sha256: c.fingerprint256.replace(/:/g, '').toUpperCase(), source: 'configured' };
+  return { subject, sha256: c.fingerprint256.replace(/:/g, '').toUpperCase(), source };
+}
+
+// factoryRoots describes Node's bundled roots (tls.rootCertificates): the
+// trust the SDK has when the application gives it no ca, kept beside the
+// configured roots when it does.
+let factoryCache = null;
+function factoryRoots() {
+  if (!factoryCache) factoryCache = tls.rootCertificates.map((p) => describeRoot(p, 'factory'));
+  return factoryCache;
 }
 
 function checkKeyPair(pem, keyPem) {

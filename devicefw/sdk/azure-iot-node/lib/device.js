@@ -16,6 +16,7 @@ const { Client, ModuleClient, Message, SharedAccessKeyAuthenticationProvider } =
 const { Mqtt, MqttWs } = require('azure-iot-device-mqtt');
 const { ExponentialBackOffWithJitter } = require('azure-iot-common');
 const crypto = require('crypto');
+const tls = require('tls');
 const netenv = require('./netenv');
 
 // Capabilities: exactly what the shim can do through the SDK's public API.
@@ -173,7 +174,9 @@ class DeviceClient {
     this.cur = cur;
 
     const opts = {};
-    if (cc.trust.length) opts.ca = cc.trust.join('\n');
+    // Configured roots are added to Node's bundled roots, not put in their
+    // place: an application adding its root keeps the default trust.
+    if (cc.trust.length) opts.ca = trustedCA(cc.trust);
     if (cc.keepAlive) opts.keepalive = cc.keepAlive;
     if (cc.modelId) opts.modelId = cc.modelId;
     if (cc.auth === 'x509') {
@@ -304,8 +307,9 @@ class DeviceClient {
     const cur = this.cur;
     if (!cur || cur.closing || !cur.opts) return;
     const trust = this.agent.nvs.data.trust || [];
-    if (!trust.length) return; // the SDK keeps the previous ca; nothing to give it
-    cur.opts = Object.assign({}, cur.opts, { ca: trust.join('\n') });
+    if (!trust.length && !cur.opts.ca) return; // the SDK's default trust is in force already
+    // Without configured roots this is the bundled roots alone: the default trust.
+    cur.opts = Object.assign({}, cur.opts, { ca: trustedCA(trust) });
     cur.client.setOptions(cur.opts, (err) => {
       if (err) this.agent.log('W', `setOptions (trust): ${errText(err)}`);
     });
@@ -573,6 +577,13 @@ function stripVersion(o) {
     out[k] = o[k];
   }
   return out;
+}
+
+// trustedCA is the SDK's ca option for configured roots: Node's bundled
+// roots (the trust the SDK has without a ca) followed by the configured
+// ones, as one PEM string, so the device trusts both.
+function trustedCA(configured) {
+  return tls.rootCertificates.concat(configured).join('\n');
 }
 
 module.exports = { DeviceClient, CAPS };
