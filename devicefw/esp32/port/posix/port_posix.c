@@ -1,0 +1,505 @@
+/* POSIX port of the hilrun C firmware: the virtual board's pty as UART,
+ * files in --state as NVS and RTC, Paho MQTT C (synchronous client,
+ * paho-mqtt3cs, over OpenSSL) as the MQTT session.
+ *
+ * The dial address differs from the hub host on the rig (the fault proxy
+ * on 127.0.0.1:port). Paho C takes the TLS SNI and the certificate name it
+ * checks from the URI host, so the URI names the hub host and the dial
+ * port, and a resolver shim (getaddrinfo below, which the executable
+ * exports ahead of libc) answers the hub host with the dial address: SNI,
+ * certificate check, Username and sr all keep the hub host. */
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "MQTTClient.h"
+#include "hil_port.h"
+#include "port_posix.h"
+
+static char state_dir[512];
+static const char *board_name = "sim";
+static int uart = -1;
+static int boots;
+static pthread_mutex_t core_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_mutex_t uart_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_mutex_t rtc_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct timespec boot_ts;
+static int64_t rtc_offset_ms; /* RTC = offset + uptime */
+static bool rtc_synced;
+static volatile bool reset_requested;
+
+static int64_t mono_ms(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (int64_t)(t.tv_sec - boot_ts.tv_sec) * 1000 + (t.tv_nsec - boot_ts.tv_nsec) / 1000000;
+}
+
+static int64_t host_ms(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_REALTIME, &t);
+    return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
+}
+
+static void path_of(char *out, size_t cap, const char *name) { snprintf(out, cap, "%s/%s", state_dir, name); }
+
+/* Replace a file atomically, mode 0600 (NVS holds secrets). */
+static int write_file(const char *path, const char *buf, size_t n)
+{
+    char tmp[600];
+    snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    if (fd < 0) return -1;
+    size_t off = 0;
+    while (off < n) {
+        ssize_t w = write(fd, buf + off, n - off);
+        if (w < 0) {
+            if (errno == EINTR) continue;
+            close(fd);
+            return -1;
+        }
+        off += (size_t)w;
+    }
+    close(fd);
+    return rename(tmp, path);
+}
+
+static long read_file(const char *path, char *buf, size_t cap)
+{
+    int fd = open(path, O_RDONLY);
+    if (fd < 0) return -1;
+    struct stat st;
+    if (fstat(fd, &st) != 0) {
+        close(fd);
+        return -1;
+    }
+    long n = (long)st.st_size;
+    if (buf && (size_t)n < cap) {
+        long off = 0;
+        while (off < n) {
+            ssize_t r = read(fd, buf + off, (size_t)(n - off));
+            if (r <= 0) break;
+            off += r;
+        }
+        n = off;
+        buf[n] = 0;
+    }
+    close(fd);
+    return n;
+}
+
+int posix_port_init(const char *dir, const char *board, int uart_fd)
+{
+    clock_gettime(CLOCK_MONOTONIC, &boot_ts);
+    snprintf(state_dir, sizeof(state_dir), "%s", dir);
+    mkdir(state_dir, 0700);
+    char p[600], buf[256];
+    path_of(p, sizeof(p), "nvs-c");
+    mkdir(p, 0700);
+    board_name = board;
+    uart = uart_fd;
+    path_of(p, sizeof(p), "bootcount");
+    boots = read_file(p, buf, sizeof(buf)) > 0 ? atoi(buf) : 0;
+    boots++;
+    int n = snprintf(buf, sizeof(buf), "%d\n", boots);
+    write_file(p, buf, (size_t)n);
+    /* The RTC survives a soft reset (and keeps running), not a power cycle
+     * (the board deletes rtc.json). Same file as the Go firmware's. */
+    path_of(p, sizeof(p), "rtc.json");
+    if (read_file(p, buf, sizeof(buf)) > 0) {
+        long long unix_ms = 0, saved = 0;
+        const char *u = strstr(buf, "\"unixMs\":"), *h = strstr(buf, "\"hostMs\":");
+        if (u) unix_ms = atoll(u + 9);
+        if (h) saved = atoll(h + 9);
+        long long elapsed = host_ms() - saved;
+        if (elapsed < 0) elapsed = 0;
+        rtc_offset_ms = unix_ms + elapsed;
+        rtc_synced = strstr(buf, "\"synced\":true") != NULL;
+    }
+    return 0;
+}
+
+void posix_port_save_rtc(void)
+{
+    char p[600], buf[160];
+    bool synced;
+    int64_t now = hil_port_rtc_ms(&synced);
+    int n = snprintf(buf, sizeof(buf), "{\"unixMs\":%lld,\"synced\":%s,\"hostMs\":%lld}", (long long)now, synced ? "true" : "false", (long long)host_ms());
+    path_of(p, sizeof(p), "rtc.json");
+    write_file(p, buf, (size_t)n);
+}
+
+bool posix_port_reset_requested(void) { return reset_requested; }
+
+/* ---- identification, locks, time ---- */
+const char *hil_port_board(void) { return board_name; }
+const char *hil_port_mqtt_lib(void) { return "paho-c"; }
+const char *hil_port_mqtt_lib_version(void)
+{
+    static char v[32];
+    if (!v[0]) {
+        MQTTClient_nameValue *nv = MQTTClient_getVersionInfo();
+        snprintf(v, sizeof(v), "unknown");
+        for (; nv && nv->name; nv++)
+            if (strcmp(nv->name, "Version") == 0) snprintf(v, sizeof(v), "%s", nv->value);
+    }
+    return v;
+}
+int hil_port_boot_count(void) { return boots; }
+void hil_port_core_lock(void) { pthread_mutex_lock(&core_mu); }
+void hil_port_core_unlock(void) { pthread_mutex_unlock(&core_mu); }
+void hil_port_uart_lock(void) { pthread_mutex_lock(&uart_mu); }
+void hil_port_uart_unlock(void) { pthread_mutex_unlock(&uart_mu); }
+uint64_t hil_port_uptime_ms(void) { return (uint64_t)mono_ms(); }
+
+int64_t hil_port_rtc_ms(bool *synced)
+{
+    pthread_mutex_lock(&rtc_mu);
+    int64_t v = rtc_offset_ms + mono_ms();
+    if (synced) *synced = rtc_synced;
+    pthread_mutex_unlock(&rtc_mu);
+    return v;
+}
+
+void hil_port_rtc_set(int64_t unix_ms, bool synced)
+{
+    pthread_mutex_lock(&rtc_mu);
+    rtc_offset_ms = unix_ms - mono_ms();
+    rtc_synced = synced;
+    pthread_mutex_unlock(&rtc_mu);
+    posix_port_save_rtc();
+}
+
+uint32_t hil_port_random(void)
+{
+    uint32_t r;
+    if (getrandom(&r, sizeof(r), 0) != sizeof(r)) r = (uint32_t)rand();
+    return r;
+}
+
+void hil_port_uart_write(const char *s, size_t n)
+{
+    while (n > 0) {
+        ssize_t w = write(uart, s, n);
+        if (w < 0) {
+            if (errno == EINTR) continue;
+            if (errno == EAGAIN) {
+                usleep(1000);
+                continue;
+            }
+            return;
+        }
+        s += w;
+        n -= (size_t)w;
+    }
+}
+
+/* ---- NVS: one file per key in <state>/nvs-c ---- */
+static bool key_ok(const char *key)
+{
+    for (const char *p = key; *p; p++)
+        if (!((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || *p == '_')) return false;
+    return *key != 0;
+}
+
+int hil_port_nvs_get(const char *key, char *buf, size_t cap)
+{
+    if (!key_ok(key)) return -1;
+    char p[600], name[64];
+    snprintf(name, sizeof(name), "nvs-c/%s", key);
+    path_of(p, sizeof(p), name);
+    long n = read_file(p, buf, cap);
+    return n < 0 ? -1 : (int)n;
+}
+
+int hil_port_nvs_set(const char *key, const char *buf, size_t n)
+{
+    if (!key_ok(key)) return -1;
+    char p[600], name[64];
+    snprintf(name, sizeof(name), "nvs-c/%s", key);
+    path_of(p, sizeof(p), name);
+    return write_file(p, buf, n) == 0 ? 0 : -1;
+}
+
+void hil_port_nvs_erase(const char *key)
+{
+    if (!key_ok(key)) return;
+    char p[600], name[64];
+    snprintf(name, sizeof(name), "nvs-c/%s", key);
+    path_of(p, sizeof(p), name);
+    unlink(p);
+}
+
+void hil_port_reboot(void) { reset_requested = true; }
+int hil_port_wifi_start(const char *ssid, const char *password)
+{
+    (void)ssid;
+    (void)password;
+    return 0; /* the host is on the network already */
+}
+int hil_port_sntp_query(const char *server, int timeout_ms)
+{
+    (void)server;
+    (void)timeout_ms;
+    return -1; /* not implemented on this port yet */
+}
+
+/* ---- resolver shim ---- */
+static pthread_mutex_t resolve_mu = PTHREAD_MUTEX_INITIALIZER;
+static char resolve_host[256], resolve_to[256];
+
+int getaddrinfo(const char *node, const char *service, const struct addrinfo *hints, struct addrinfo **res)
+{
+    static int (*real)(const char *, const char *, const struct addrinfo *, struct addrinfo **);
+    if (!real) real = (int (*)(const char *, const char *, const struct addrinfo *, struct addrinfo **))dlsym(RTLD_NEXT, "getaddrinfo");
+    char to[256] = {0};
+    if (node) {
+        pthread_mutex_lock(&resolve_mu);
+        if (resolve_host[0] && strcasecmp(node, resolve_host) == 0) snprintf(to, sizeof(to), "%s", resolve_to);
+        pthread_mutex_unlock(&resolve_mu);
+    }
+    return real(to[0] ? to : node, service, hints, res);
+}
+
+/* ---- MQTT over Paho C ---- */
+typedef struct session {
+    MQTTClient cli;
+    bool created;
+    bool stale;      /* no longer the core's session; guarded by core_mu */
+    bool connecting; /* the connect thread still runs; guarded by core_mu */
+    bool graceful;
+    bool tls_verify_failed;
+    char uri[320], client_id[260], username[512], password[768], host[256];
+    char trust[600], cert[600], key[600];
+    int keepalive;
+    bool clean;
+} session;
+
+static session *cur; /* guarded by core_mu */
+
+static void *teardown(void *arg)
+{
+    session *s = arg;
+    if (s->created) {
+        if (MQTTClient_isConnected(s->cli)) MQTTClient_disconnect(s->cli, s->graceful ? 250 : 0);
+        MQTTClient_destroy(&s->cli);
+    }
+    unlink(s->key);
+    memset(s, 0, sizeof(*s));
+    free(s);
+    return NULL;
+}
+
+static void spawn_teardown(session *s)
+{
+    pthread_t t;
+    if (pthread_create(&t, NULL, teardown, s) == 0) pthread_detach(t);
+}
+
+static int ssl_error(const char *str, size_t len, void *u)
+{
+    session *s = u;
+    if (memmem(str, len, "certificate verify failed", 25) || memmem(str, len, "verify", 6)) s->tls_verify_failed = true;
+    return 0;
+}
+
+static void on_lost(void *ctx, char *cause)
+{
+    session *s = ctx;
+    hil_port_core_lock();
+    if (!s->stale && cur == s) {
+        s->stale = true;
+        cur = NULL;
+        hil_core_mqtt_lost(cause ? cause : "connection lost");
+        spawn_teardown(s);
+    }
+    hil_port_core_unlock();
+}
+
+static int on_message(void *ctx, char *topic, int topic_len, MQTTClient_message *m)
+{
+    session *s = ctx;
+    char *t = topic;
+    char *copy = NULL;
+    if (topic_len > 0 && topic[topic_len] != 0) {
+        copy = malloc((size_t)topic_len + 1);
+        if (copy) {
+            memcpy(copy, topic, (size_t)topic_len);
+            copy[topic_len] = 0;
+            t = copy;
+        }
+    }
+    hil_port_core_lock();
+    if (!s->stale && cur == s) hil_core_mqtt_message(t, m->payload, (size_t)m->payloadlen, m->dup != 0);
+    hil_port_core_unlock();
+    free(copy);
+    MQTTClient_freeMessage(&m);
+    MQTTClient_free(topic);
+    return 1; /* handled: Paho sends the PUBACK for QoS 1 (C2D-003) */
+}
+
+static void on_delivered(void *ctx, MQTTClient_deliveryToken dt)
+{
+    session *s = ctx;
+    hil_port_core_lock();
+    if (!s->stale && cur == s) hil_core_mqtt_published((int)dt);
+    hil_port_core_unlock();
+}
+
+static void *connect_thread(void *arg)
+{
+    session *s = arg;
+    int rc = MQTTClient_create(&s->cli, s->uri, s->client_id, MQTTCLIENT_PERSISTENCE_NONE, NULL);
+    if (rc == MQTTCLIENT_SUCCESS) {
+        s->created = true;
+        rc = MQTTClient_setCallbacks(s->cli, s, on_lost, on_message, on_delivered);
+    }
+    MQTTClient_connectOptions co = MQTTClient_connectOptions_initializer;
+    MQTTClient_SSLOptions so = MQTTClient_SSLOptions_initializer;
+    so.trustStore = s->trust[0] ? s->trust : NULL;
+    so.keyStore = s->cert[0] ? s->cert : NULL;
+    so.privateKey = s->key[0] ? s->key : NULL;
+    so.enableServerCertAuth = 1;
+    so.verify = 1; /* host name check against the URI host: the hub host */
+    so.sslVersion = MQTT_SSL_VERSION_TLS_1_2;
+    so.disableDefaultTrustStore = 1; /* only the roots of trust.add */
+    so.ssl_error_cb = ssl_error;
+    so.ssl_error_context = s;
+    co.ssl = &so;
+    co.keepAliveInterval = s->keepalive;
+    co.cleansession = s->clean;
+    co.username = s->username;
+    co.password = s->password[0] ? s->password : NULL;
+    co.connectTimeout = 10;
+    co.MQTTVersion = MQTTVERSION_3_1_1;
+    co.reliable = 0;
+    if (rc == MQTTCLIENT_SUCCESS) rc = MQTTClient_connect(s->cli, &co);
+    memset(s->password, 0, sizeof(s->password));
+    unlink(s->key); /* the key file lives only for the handshake */
+    hil_port_core_lock();
+    s->connecting = false;
+    if (s->stale) {
+        hil_port_core_unlock();
+        teardown(s);
+        return NULL;
+    }
+    if (rc == MQTTCLIENT_SUCCESS) {
+        hil_core_mqtt_connected(co.returned.sessionPresent != 0);
+        hil_port_core_unlock();
+        return NULL;
+    }
+    /* failed: this session is over */
+    cur = NULL;
+    s->stale = true;
+    char why[160];
+    int code = 0;
+    if (rc >= 1 && rc <= 5) {
+        code = rc;
+        static const char *const names[] = {"", "unacceptable protocol version", "identifier rejected", "server unavailable", "bad user name or password", "not authorized"};
+        snprintf(why, sizeof(why), "%s", names[rc]);
+    } else if (s->tls_verify_failed) {
+        code = -1;
+        snprintf(why, sizeof(why), "TLS: server certificate verification failed");
+    } else {
+        snprintf(why, sizeof(why), "connect failed (paho rc %d)", rc);
+    }
+    hil_core_mqtt_failed(code, why);
+    hil_port_core_unlock();
+    teardown(s);
+    return NULL;
+}
+
+static int put_file(const char *name, const char *content, char *path_out, size_t cap)
+{
+    path_of(path_out, cap, name);
+    if (!content) {
+        path_out[0] = 0;
+        return 0;
+    }
+    return write_file(path_out, content, strlen(content));
+}
+
+int hil_port_mqtt_connect(const hil_mqtt_params *p)
+{
+    if (cur) { /* the core ends a session before starting another */
+        cur->stale = true;
+        if (!cur->connecting) spawn_teardown(cur);
+        cur = NULL;
+    }
+    session *s = calloc(1, sizeof(*s));
+    if (!s) return -1;
+    snprintf(s->uri, sizeof(s->uri), "ssl://%s:%d", p->host, p->dial_port);
+    snprintf(s->client_id, sizeof(s->client_id), "%s", p->client_id);
+    snprintf(s->username, sizeof(s->username), "%s", p->username);
+    snprintf(s->password, sizeof(s->password), "%s", p->password ? p->password : "");
+    snprintf(s->host, sizeof(s->host), "%s", p->host);
+    s->keepalive = p->keepalive_s;
+    s->clean = p->clean_session;
+    if (put_file("tls-trust.pem", p->trust_pem ? p->trust_pem : "", s->trust, sizeof(s->trust)) ||
+        put_file("tls-cert.pem", p->cert_pem, s->cert, sizeof(s->cert)) || put_file("tls-key.pem", p->key_pem, s->key, sizeof(s->key))) {
+        free(s);
+        return -1;
+    }
+    pthread_mutex_lock(&resolve_mu);
+    snprintf(resolve_host, sizeof(resolve_host), "%s", p->host);
+    snprintf(resolve_to, sizeof(resolve_to), "%s", p->dial_host);
+    pthread_mutex_unlock(&resolve_mu);
+    s->connecting = true;
+    cur = s;
+    pthread_t t;
+    if (pthread_create(&t, NULL, connect_thread, s) != 0) {
+        cur = NULL;
+        free(s);
+        return -1;
+    }
+    pthread_detach(t);
+    return 0;
+}
+
+int hil_port_mqtt_subscribe(const char *const *filters, const int *qos, int n)
+{
+    if (!cur || cur->connecting) {
+        /* called from hil_core_mqtt_connected on the connect thread: the
+         * session is up, connecting is cleared just before */
+    }
+    if (!cur) return -1;
+    int q[8];
+    for (int i = 0; i < n && i < 8; i++) q[i] = qos[i];
+    return MQTTClient_subscribeMany(cur->cli, n, (char *const *)filters, q) == MQTTCLIENT_SUCCESS ? 0 : -1;
+}
+
+int hil_port_mqtt_publish(const char *topic, const void *payload, size_t len, int qos, int *msg_id)
+{
+    if (!cur || cur->connecting) return -1;
+    MQTTClient_message m = MQTTClient_message_initializer;
+    m.payload = (void *)payload;
+    m.payloadlen = (int)len;
+    m.qos = qos;
+    m.retained = 0;
+    MQTTClient_deliveryToken dt = 0;
+    int rc = MQTTClient_publishMessage(cur->cli, topic, &m, &dt);
+    if (msg_id) *msg_id = (int)dt;
+    return rc == MQTTCLIENT_SUCCESS ? 0 : rc;
+}
+
+void hil_port_mqtt_disconnect(bool graceful)
+{
+    if (!cur) return;
+    session *s = cur;
+    cur = NULL;
+    s->stale = true;
+    s->graceful = graceful;
+    if (!s->connecting) spawn_teardown(s);
+}
