@@ -42,6 +42,9 @@ typedef struct {
     twin_kind kind;
     uint32_t req; /* agent request id (0 for the resync) */
     uint64_t deadline;
+    uint64_t resend_at; /* waiting to be sent again (TWIN-005); 0 = awaiting the answer */
+    int tries;
+    char *body; /* reported patch, kept for a resend */
 } twin_pending;
 
 typedef struct {
@@ -72,6 +75,7 @@ static struct {
     bool mqtt_up;       /* a port session exists (connecting or connected) */
     int attempt;
     int connects;
+    uint64_t attempt_started;
     uint64_t next_attempt;
     int64_t token_se;
     int64_t renew_at_ms; /* RTC time of the next SAS renewal, 0 none */
@@ -184,12 +188,18 @@ static cJSON *hello_json(void)
 }
 
 /* ---------------------------------------------------------------- connection */
+static void twin_free(twin_pending *t)
+{
+    free(t->body);
+    memset(t, 0, sizeof(*t));
+}
+
 static void fail_twin_pending(const char *why)
 {
     for (int i = 0; i < MAX_TWIN_PENDING; i++) {
         if (!C.twin[i].used) continue;
         if (C.twin[i].req) hil_agent_fail(&C.agent, C.twin[i].req, HIL_ERR_NOT_CONNECTED, "twin request $rid=%s: %s", C.twin[i].rid, why);
-        C.twin[i].used = false;
+        twin_free(&C.twin[i]);
     }
 }
 
@@ -314,7 +324,21 @@ static void start_attempt(void)
         p.key_pem = key;
         C.renew_at_ms = 0;
     }
+    /* Subscriptions go out right after the CONNACK, before anything else
+     * (TWIN-001), whenever the session is gone (CONN-017). */
+    static char c2d[200];
+    static const char *filters[4];
+    static int qos[4] = {0, 0, 0, 1};
+    hil_topic_c2d_filter(dev, c2d, sizeof(c2d));
+    filters[0] = HIL_FILTER_TWIN_RES;
+    filters[1] = HIL_FILTER_TWIN_DESIRED;
+    filters[2] = HIL_FILTER_METHODS;
+    filters[3] = c2d;
+    p.filters = filters;
+    p.filter_qos = qos;
+    p.nfilters = *mod ? 3 : 4; /* modules have no C2D (MOD-010) */
     C.attempt++;
+    C.attempt_started = hil_port_uptime_ms();
     set_state(ST_CONNECTING, NULL, C.attempt, 0, false);
     C.mqtt_up = true;
     int rc = hil_port_mqtt_connect(&p);
@@ -337,7 +361,12 @@ static uint32_t retry_delay(int attempt)
 
 static void schedule_retry(const char *reason, uint32_t delay)
 {
-    C.next_attempt = hil_port_uptime_ms() + delay;
+    /* The delay separates the starts of two attempts (what the hub sees),
+     * so the time an attempt took counts against it, down to a quarter. */
+    uint64_t now = hil_port_uptime_ms(), at = C.attempt_started + delay;
+    if (at < now + delay / 4) at = now + delay / 4;
+    C.next_attempt = at;
+    delay = (uint32_t)(at - now);
     set_state(ST_BACKOFF, reason, C.attempt, delay, false);
 }
 
@@ -365,6 +394,21 @@ void hil_core_mqtt_failed(int rc, const char *reason)
     schedule_retry(why, d);
 }
 
+/* (Re)send the request of slot t with a fresh $rid (TWIN-002, TWIN-003). */
+static bool twin_send(twin_pending *t)
+{
+    snprintf(t->rid, sizeof(t->rid), "%lu", (unsigned long)++C.rid_seq);
+    char topic[96];
+    if (t->kind == TW_REPORT) hil_topic_twin_reported(t->rid, topic, sizeof(topic));
+    else hil_topic_twin_get(t->rid, topic, sizeof(topic));
+    int mid;
+    if (hil_port_mqtt_publish(topic, t->body, t->body ? strlen(t->body) : 0, 0, &mid) != 0) return false;
+    t->tries++;
+    t->resend_at = 0;
+    t->deadline = hil_port_uptime_ms() + (uint64_t)cfg_num("twin", "timeoutMs", 20000);
+    return true;
+}
+
 static bool twin_publish(twin_kind kind, uint32_t req, const char *body, char *rid_out)
 {
     int slot = -1;
@@ -375,33 +419,51 @@ static bool twin_publish(twin_kind kind, uint32_t req, const char *body, char *r
         }
     if (slot < 0) return false;
     twin_pending *t = &C.twin[slot];
-    snprintf(t->rid, sizeof(t->rid), "%lu", (unsigned long)++C.rid_seq);
-    char topic[96];
-    if (kind == TW_REPORT) hil_topic_twin_reported(t->rid, topic, sizeof(topic));
-    else hil_topic_twin_get(t->rid, topic, sizeof(topic));
-    int mid;
-    if (hil_port_mqtt_publish(topic, body, body ? strlen(body) : 0, 0, &mid) != 0) return false;
-    t->used = true;
+    memset(t, 0, sizeof(*t));
     t->kind = kind;
     t->req = req;
-    t->deadline = hil_port_uptime_ms() + (uint64_t)cfg_num("twin", "timeoutMs", 20000);
+    if (body) {
+        size_t n = strlen(body) + 1;
+        t->body = malloc(n);
+        if (!t->body) return false;
+        memcpy(t->body, body, n);
+    }
+    if (!twin_send(t)) {
+        twin_free(t);
+        return false;
+    }
+    t->used = true;
     if (rid_out) strcpy(rid_out, t->rid);
+    return true;
+}
+
+#define TWIN_RETRY_ATTEMPTS 6
+#define RESYNC_ATTEMPTS 3
+
+/* 429 and every 5xx are tried again with backoff, after 429 no sooner than
+ * the throttled minimum (TWIN-005, RECON-003); true when t was kept. */
+static bool twin_retry(twin_pending *t, int status)
+{
+    bool throttled = status == 429, server = status >= 500 && status <= 599;
+    int max_tries = t->kind == TW_RESYNC ? RESYNC_ATTEMPTS : TWIN_RETRY_ATTEMPTS;
+    if ((!throttled && !server) || t->tries >= max_tries) return false;
+    uint32_t d = retry_delay(t->tries);
+    if (throttled) {
+        uint32_t mx = (uint32_t)cfg_num("retry", "maxMs", 60000);
+        uint32_t fl = THROTTLED_MIN_BACKOFF_MS < mx ? THROTTLED_MIN_BACKOFF_MS : mx;
+        if (d < fl) d = fl;
+    }
+    hil_agent_log(&C.agent, 'W', "twin request $rid=%s answered %d; retrying in %lu ms", t->rid, status, (unsigned long)d);
+    t->resend_at = hil_port_uptime_ms() + d;
+    t->deadline = 0;
     return true;
 }
 
 void hil_core_mqtt_connected(bool session_present)
 {
     if (!C.mqtt_up || !C.session) return;
-    /* Subscriptions before anything else (TWIN-001), restored whenever
-     * the session is gone (CONN-017). */
-    if (!session_present) {
-        char c2d[200];
-        hil_topic_c2d_filter(cfg_str("identity", "deviceId"), c2d, sizeof(c2d));
-        const char *filters[4] = {HIL_FILTER_TWIN_RES, HIL_FILTER_TWIN_DESIRED, HIL_FILTER_METHODS, c2d};
-        int qos[4] = {0, 0, 0, 1};
-        int n = *cfg_str("identity", "moduleId") ? 3 : 4; /* modules have no C2D (MOD-010) */
-        if (hil_port_mqtt_subscribe(filters, qos, n) != 0) hil_agent_log(&C.agent, 'W', "subscribe failed");
-    }
+    /* The port subscribed to the filters of hil_mqtt_params (when no
+     * session was present) before reporting the CONNACK. */
     C.attempt = 0;
     C.connects++;
     /* The held twin is refreshed by a GET after every connect (TWIN-010). */
@@ -424,6 +486,7 @@ void hil_core_mqtt_lost(const char *reason)
     if (!C.session) return;
     hil_agent_log(&C.agent, 'W', "connection lost: %s", reason);
     C.attempt = 1;
+    C.attempt_started = hil_port_uptime_ms();
     schedule_retry("connection lost", retry_delay(C.attempt));
 }
 
@@ -573,13 +636,18 @@ static void on_twin_response(const hil_topic *t, const void *payload, size_t len
 {
     twin_pending *p = NULL;
     for (int i = 0; i < MAX_TWIN_PENDING; i++)
-        if (C.twin[i].used && strlen(C.twin[i].rid) == t->rid_len && memcmp(C.twin[i].rid, t->rid, t->rid_len) == 0) p = &C.twin[i];
+        if (C.twin[i].used && !C.twin[i].resend_at && strlen(C.twin[i].rid) == t->rid_len && memcmp(C.twin[i].rid, t->rid, t->rid_len) == 0) p = &C.twin[i];
     if (!p) {
         hil_agent_log(&C.agent, 'W', "twin response for unknown $rid=%.*s ignored", (int)t->rid_len, t->rid);
         return;
     }
-    p->used = false;
     bool ok = t->status >= 200 && t->status < 300;
+    if (!ok && twin_retry(p, t->status)) return;
+    twin_pending done = *p;
+    memset(p, 0, sizeof(*p)); /* the slot is free; done owns the body */
+    free(done.body);
+    p = &done;
+    p->body = NULL;
     if (p->kind == TW_REPORT) {
         if (!ok) {
             hil_agent_fail(&C.agent, p->req, HIL_ERR_REJECTED, "reported PATCH answered status %d: %.*s", t->status, (int)(len > 100 ? 100 : len), (const char *)payload);
@@ -1121,12 +1189,74 @@ static void op_twin_get(void *ctx, uint32_t id, const cJSON *args, hil_result *r
     r->kind = HIL_RES_DEFERRED;
 }
 
+#define MAX_KEY_BYTES 64
+#define MAX_DEPTH 5
+#define MAX_STRING_BYTES 512
+#define MAX_SAFE_INT 4503599627370495.0
+#define MIN_SAFE_INT -4503599627370496.0
+
+/* Local checks of a reported patch (TWIN-011..014, TWIN-016), as the hub's
+ * rules in rig/iothub/twin: a patch breaking them never leaves the device. */
+bool hil_twin_validate_reported(const cJSON *obj, int level, char *why, size_t cap)
+{
+    const cJSON *e;
+    cJSON_ArrayForEach(e, obj)
+    {
+        const char *k = e->string ? e->string : "";
+        size_t kl = strlen(k);
+        if (k[0] == '$') {
+            snprintf(why, cap, "key %.64s starts with '$' (TWIN-016)", k);
+            return false;
+        }
+        if (kl > MAX_KEY_BYTES) {
+            snprintf(why, cap, "key of %zu bytes, limit %d (TWIN-011)", kl, MAX_KEY_BYTES);
+            return false;
+        }
+        for (size_t i = 0; i < kl; i++) {
+            unsigned char c = (unsigned char)k[i];
+            bool c1 = c == 0xc2 && i + 1 < kl && (unsigned char)k[i + 1] >= 0x80 && (unsigned char)k[i + 1] <= 0x9f;
+            if (c < 0x20 || c1 || c == '.' || c == '$' || c == ' ' || c == ',') {
+                snprintf(why, cap, "key %.64s contains a forbidden character (TWIN-011)", k);
+                return false;
+            }
+        }
+        if (cJSON_IsString(e) && strlen(e->valuestring) > MAX_STRING_BYTES) {
+            snprintf(why, cap, "string of %zu bytes at %.64s, limit %d (TWIN-014)", strlen(e->valuestring), k, MAX_STRING_BYTES);
+            return false;
+        }
+        if (cJSON_IsArray(e)) {
+            snprintf(why, cap, "arrays are not allowed in reported properties (%.64s, TWIN-012)", k);
+            return false;
+        }
+        if (cJSON_IsNumber(e)) {
+            double d = e->valuedouble;
+            if (d == (double)(int64_t)d && (d > MAX_SAFE_INT || d < MIN_SAFE_INT)) {
+                snprintf(why, cap, "integer at %.64s outside -2^52..2^52-1 (TWIN-012)", k);
+                return false;
+            }
+        }
+        if (cJSON_IsObject(e)) {
+            if (level + 1 > MAX_DEPTH) {
+                snprintf(why, cap, "object at nesting level %d, limit %d (TWIN-013)", level + 1, MAX_DEPTH);
+                return false;
+            }
+            if (!hil_twin_validate_reported(e, level + 1, why, cap)) return false;
+        }
+    }
+    return true;
+}
+
 static void op_twin_report(void *ctx, uint32_t id, const cJSON *args, hil_result *r)
 {
     (void)ctx;
     const cJSON *patch = ARG("patch");
     if (!cJSON_IsObject(patch)) {
         hil_result_err(r, HIL_ERR_BAD_ARGS, "twin.report needs a patch object");
+        return;
+    }
+    char why[160];
+    if (!hil_twin_validate_reported(patch, 0, why, sizeof(why))) {
+        hil_result_err(r, HIL_ERR_BAD_ARGS, "reported patch not sent: %s", why);
         return;
     }
     if (C.state != ST_CONNECTED) {
@@ -1339,10 +1469,23 @@ void hil_core_tick(void)
     }
     for (int i = 0; i < MAX_TWIN_PENDING; i++) {
         twin_pending *t = &C.twin[i];
-        if (!t->used || now < t->deadline) continue;
-        t->used = false;
+        if (!t->used) continue;
+        if (t->resend_at) {
+            if (now < t->resend_at) continue;
+            if (C.state == ST_CONNECTED && twin_send(t)) continue;
+            if (t->req) hil_agent_fail(&C.agent, t->req, HIL_ERR_NOT_CONNECTED, "no hub connection for the retry of a twin request");
+            twin_free(t);
+            continue;
+        }
+        if (now < t->deadline) continue;
+        /* no answer in time (TWIN-019); the resync tries again */
+        if (t->kind == TW_RESYNC && t->tries < RESYNC_ATTEMPTS) {
+            t->resend_at = now + retry_delay(t->tries);
+            continue;
+        }
         if (t->req) hil_agent_fail(&C.agent, t->req, HIL_ERR_TIMEOUT, "no twin response for $rid=%s", t->rid);
         else hil_agent_log(&C.agent, 'W', "no twin resync response for $rid=%s", t->rid);
+        twin_free(t);
     }
     for (int i = 0; i < MAX_TEL_PENDING; i++) {
         tel_pending *p = &C.tel[i];

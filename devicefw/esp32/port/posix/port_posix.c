@@ -23,6 +23,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
+
 #include "MQTTClient.h"
 #include "hil_port.h"
 #include "port_posix.h"
@@ -273,64 +276,93 @@ int getaddrinfo(const char *node, const char *service, const struct addrinfo *hi
     return real(to[0] ? to : node, service, hints, res);
 }
 
-/* ---- MQTT over Paho C ---- */
-typedef struct session {
-    MQTTClient cli;
-    bool created;
-    bool stale;      /* no longer the core's session; guarded by core_mu */
-    bool connecting; /* the connect thread still runs; guarded by core_mu */
+/* ---- TLS shim ----
+ * Paho C checks the server's host name only after the handshake has
+ * completed, and offers TLS 1.0 and 1.1 whatever sslVersion says. A
+ * firmware must abandon a handshake with a certificate for another host
+ * (CONN-003) and offer TLS 1.2 or later only (CONN-004), so SSL_connect,
+ * which libpaho calls for every handshake step, is wrapped: before the
+ * first step the expected host goes into the verify parameters (checked
+ * inside the handshake by OpenSSL, which then aborts it) and the minimum
+ * version is set to TLS 1.2. */
+static pthread_mutex_t ssl_mu = PTHREAD_MUTEX_INITIALIZER;
+static char ssl_host[256];
+
+int SSL_connect(SSL *ssl)
+{
+    static int (*real)(SSL *);
+    if (!real) real = (int (*)(SSL *))dlsym(RTLD_NEXT, "SSL_connect");
+    if (SSL_get_state(ssl) == TLS_ST_BEFORE) {
+        if (SSL_get_min_proto_version(ssl) < TLS1_2_VERSION) SSL_set_min_proto_version(ssl, TLS1_2_VERSION);
+        pthread_mutex_lock(&ssl_mu);
+        if (ssl_host[0]) SSL_set1_host(ssl, ssl_host);
+        pthread_mutex_unlock(&ssl_mu);
+        SSL_set_hostflags(ssl, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
+    }
+    return real(ssl);
+}
+
+/* ---- MQTT over Paho C ----
+ * Paho's synchronous client shares one background thread and global lists
+ * between all clients, and creating, connecting and destroying clients from
+ * several threads at once crashed it (seen under ASan). So every lifecycle
+ * call (create, connect, subscribe, disconnect, destroy) runs on one MQTT
+ * worker thread, in order, and one client handle is kept and reused while
+ * the URI and client id stay the same. Publishes come from the core, under
+ * the core lock, on the connected handle (Paho locks its API calls). A
+ * generation number tells callbacks of an old connection from the current
+ * one. */
+typedef enum { JOB_CONNECT, JOB_DISCONNECT } job_kind;
+
+typedef struct job {
+    struct job *next;
+    job_kind kind;
+    unsigned gen;
     bool graceful;
-    bool tls_verify_failed;
     char uri[320], client_id[260], username[512], password[768], host[256];
     char trust[600], cert[600], key[600];
     int keepalive;
     bool clean;
-} session;
+    char filters[4][200];
+    char *filter_ptrs[4];
+    int filter_qos[4];
+    int nfilters;
+} job;
 
-static session *cur; /* guarded by core_mu */
+static pthread_mutex_t job_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t job_cv = PTHREAD_COND_INITIALIZER;
+static job *jobs_head, *jobs_tail;
+static bool worker_started;
 
-static void *teardown(void *arg)
-{
-    session *s = arg;
-    if (s->created) {
-        if (MQTTClient_isConnected(s->cli)) MQTTClient_disconnect(s->cli, s->graceful ? 250 : 0);
-        MQTTClient_destroy(&s->cli);
-    }
-    unlink(s->key);
-    memset(s, 0, sizeof(*s));
-    free(s);
-    return NULL;
-}
-
-static void spawn_teardown(session *s)
-{
-    pthread_t t;
-    if (pthread_create(&t, NULL, teardown, s) == 0) pthread_detach(t);
-}
+static MQTTClient cli; /* used by the worker; publishes by the core */
+static bool cli_created;
+static char cli_uri[320], cli_id[260];
+static unsigned cur_gen;     /* the core's current session; guarded by core_mu */
+static bool cur_active;      /* that session is connected; guarded by core_mu */
+static unsigned conn_gen;    /* generation the handle is connected for (worker; read under core_mu) */
+static bool tls_verify_failed;
 
 static int ssl_error(const char *str, size_t len, void *u)
 {
-    session *s = u;
-    if (memmem(str, len, "certificate verify failed", 25) || memmem(str, len, "verify", 6)) s->tls_verify_failed = true;
+    (void)u;
+    if (memmem(str, len, "certificate verify failed", 25) || memmem(str, len, "verify", 6)) tls_verify_failed = true;
     return 0;
 }
 
 static void on_lost(void *ctx, char *cause)
 {
-    session *s = ctx;
+    (void)ctx;
     hil_port_core_lock();
-    if (!s->stale && cur == s) {
-        s->stale = true;
-        cur = NULL;
+    if (cur_active && conn_gen == cur_gen) {
+        cur_active = false;
         hil_core_mqtt_lost(cause ? cause : "connection lost");
-        spawn_teardown(s);
     }
     hil_port_core_unlock();
 }
 
 static int on_message(void *ctx, char *topic, int topic_len, MQTTClient_message *m)
 {
-    session *s = ctx;
+    (void)ctx;
     char *t = topic;
     char *copy = NULL;
     if (topic_len > 0 && topic[topic_len] != 0) {
@@ -342,7 +374,7 @@ static int on_message(void *ctx, char *topic, int topic_len, MQTTClient_message 
         }
     }
     hil_port_core_lock();
-    if (!s->stale && cur == s) hil_core_mqtt_message(t, m->payload, (size_t)m->payloadlen, m->dup != 0);
+    if (conn_gen == cur_gen) hil_core_mqtt_message(t, m->payload, (size_t)m->payloadlen, m->dup != 0);
     hil_port_core_unlock();
     free(copy);
     MQTTClient_freeMessage(&m);
@@ -352,64 +384,96 @@ static int on_message(void *ctx, char *topic, int topic_len, MQTTClient_message 
 
 static void on_delivered(void *ctx, MQTTClient_deliveryToken dt)
 {
-    session *s = ctx;
+    (void)ctx;
     hil_port_core_lock();
-    if (!s->stale && cur == s) hil_core_mqtt_published((int)dt);
+    if (cur_active && conn_gen == cur_gen) hil_core_mqtt_published((int)dt);
     hil_port_core_unlock();
 }
 
-static void *connect_thread(void *arg)
+static void job_free(job *j)
 {
-    session *s = arg;
-    int rc = MQTTClient_create(&s->cli, s->uri, s->client_id, MQTTCLIENT_PERSISTENCE_NONE, NULL);
-    if (rc == MQTTCLIENT_SUCCESS) {
-        s->created = true;
-        rc = MQTTClient_setCallbacks(s->cli, s, on_lost, on_message, on_delivered);
+    if (j->kind == JOB_CONNECT) {
+        unlink(j->trust);
+        unlink(j->cert);
+        unlink(j->key);
     }
+    memset(j, 0, sizeof(*j));
+    free(j);
+}
+
+static void do_connect(job *j)
+{
+    int rc = MQTTCLIENT_SUCCESS;
+    if (cli_created && (strcmp(cli_uri, j->uri) || strcmp(cli_id, j->client_id))) {
+        if (MQTTClient_isConnected(cli)) MQTTClient_disconnect(cli, 0);
+        MQTTClient_destroy(&cli);
+        cli_created = false;
+    }
+    if (!cli_created) {
+        rc = MQTTClient_create(&cli, j->uri, j->client_id, MQTTCLIENT_PERSISTENCE_NONE, NULL);
+        if (rc == MQTTCLIENT_SUCCESS) {
+            cli_created = true;
+            snprintf(cli_uri, sizeof(cli_uri), "%s", j->uri);
+            snprintf(cli_id, sizeof(cli_id), "%s", j->client_id);
+            rc = MQTTClient_setCallbacks(cli, NULL, on_lost, on_message, on_delivered);
+        }
+    }
+    if (cli_created && MQTTClient_isConnected(cli)) MQTTClient_disconnect(cli, 0);
     MQTTClient_connectOptions co = MQTTClient_connectOptions_initializer;
     MQTTClient_SSLOptions so = MQTTClient_SSLOptions_initializer;
-    so.trustStore = s->trust[0] ? s->trust : NULL;
-    so.keyStore = s->cert[0] ? s->cert : NULL;
-    so.privateKey = s->key[0] ? s->key : NULL;
+    so.trustStore = j->trust[0] ? j->trust : NULL;
+    so.keyStore = j->cert[0] ? j->cert : NULL;
+    so.privateKey = j->key[0] ? j->key : NULL;
     so.enableServerCertAuth = 1;
-    so.verify = 1; /* host name check against the URI host: the hub host */
+    so.verify = 1;
     so.sslVersion = MQTT_SSL_VERSION_TLS_1_2;
     so.disableDefaultTrustStore = 1; /* only the roots of trust.add */
     so.ssl_error_cb = ssl_error;
-    so.ssl_error_context = s;
     co.ssl = &so;
-    co.keepAliveInterval = s->keepalive;
-    co.cleansession = s->clean;
-    co.username = s->username;
-    co.password = s->password[0] ? s->password : NULL;
+    co.keepAliveInterval = j->keepalive;
+    co.cleansession = j->clean;
+    co.username = j->username;
+    co.password = j->password[0] ? j->password : NULL;
     co.connectTimeout = 10;
     co.MQTTVersion = MQTTVERSION_3_1_1;
     co.reliable = 0;
-    if (rc == MQTTCLIENT_SUCCESS) rc = MQTTClient_connect(s->cli, &co);
-    memset(s->password, 0, sizeof(s->password));
-    unlink(s->key); /* the key file lives only for the handshake */
+    tls_verify_failed = false;
+    pthread_mutex_lock(&ssl_mu);
+    snprintf(ssl_host, sizeof(ssl_host), "%s", j->host);
+    pthread_mutex_unlock(&ssl_mu);
     hil_port_core_lock();
-    s->connecting = false;
-    if (s->stale) {
+    bool stale = j->gen != cur_gen;
+    conn_gen = j->gen;
+    hil_port_core_unlock();
+    if (stale) return;
+    if (rc == MQTTCLIENT_SUCCESS) rc = MQTTClient_connect(cli, &co);
+    memset(j->password, 0, sizeof(j->password));
+    unlink(j->key); /* the key file lives only for the handshake */
+    /* Subscriptions right after the CONNACK, before the core publishes
+     * anything; outside the core lock, as the SUBACK wait may be long. */
+    if (rc == MQTTCLIENT_SUCCESS && !co.returned.sessionPresent && j->nfilters > 0) {
+        int src = MQTTClient_subscribeMany(cli, j->nfilters, j->filter_ptrs, j->filter_qos);
+        if (src != MQTTCLIENT_SUCCESS) fprintf(stderr, "hilfw: subscribe failed (%d)\n", src);
+    }
+    hil_port_core_lock();
+    if (j->gen != cur_gen) {
         hil_port_core_unlock();
-        teardown(s);
-        return NULL;
+        if (rc == MQTTCLIENT_SUCCESS) MQTTClient_disconnect(cli, 250);
+        return;
     }
     if (rc == MQTTCLIENT_SUCCESS) {
+        cur_active = true;
         hil_core_mqtt_connected(co.returned.sessionPresent != 0);
         hil_port_core_unlock();
-        return NULL;
+        return;
     }
-    /* failed: this session is over */
-    cur = NULL;
-    s->stale = true;
     char why[160];
     int code = 0;
     if (rc >= 1 && rc <= 5) {
         code = rc;
         static const char *const names[] = {"", "unacceptable protocol version", "identifier rejected", "server unavailable", "bad user name or password", "not authorized"};
         snprintf(why, sizeof(why), "%s", names[rc]);
-    } else if (s->tls_verify_failed) {
+    } else if (tls_verify_failed) {
         code = -1;
         snprintf(why, sizeof(why), "TLS: server certificate verification failed");
     } else {
@@ -417,8 +481,43 @@ static void *connect_thread(void *arg)
     }
     hil_core_mqtt_failed(code, why);
     hil_port_core_unlock();
-    teardown(s);
+}
+
+static void *worker(void *arg)
+{
+    (void)arg;
+    for (;;) {
+        pthread_mutex_lock(&job_mu);
+        while (!jobs_head) pthread_cond_wait(&job_cv, &job_mu);
+        job *j = jobs_head;
+        jobs_head = j->next;
+        if (!jobs_head) jobs_tail = NULL;
+        pthread_mutex_unlock(&job_mu);
+        if (j->kind == JOB_CONNECT) do_connect(j);
+        else if (cli_created && MQTTClient_isConnected(cli)) MQTTClient_disconnect(cli, j->graceful ? 250 : 0);
+        job_free(j);
+    }
     return NULL;
+}
+
+static int enqueue(job *j)
+{
+    pthread_mutex_lock(&job_mu);
+    if (!worker_started) {
+        pthread_t t;
+        if (pthread_create(&t, NULL, worker, NULL) != 0) {
+            pthread_mutex_unlock(&job_mu);
+            return -1;
+        }
+        pthread_detach(t);
+        worker_started = true;
+    }
+    if (jobs_tail) jobs_tail->next = j;
+    else jobs_head = j;
+    jobs_tail = j;
+    pthread_cond_signal(&job_cv);
+    pthread_mutex_unlock(&job_mu);
+    return 0;
 }
 
 static int put_file(const char *name, const char *content, char *path_out, size_t cap)
@@ -433,73 +532,66 @@ static int put_file(const char *name, const char *content, char *path_out, size_
 
 int hil_port_mqtt_connect(const hil_mqtt_params *p)
 {
-    if (cur) { /* the core ends a session before starting another */
-        cur->stale = true;
-        if (!cur->connecting) spawn_teardown(cur);
-        cur = NULL;
+    job *j = calloc(1, sizeof(*j));
+    if (!j) return -1;
+    j->kind = JOB_CONNECT;
+    snprintf(j->uri, sizeof(j->uri), "ssl://%s:%d", p->host, p->dial_port);
+    snprintf(j->client_id, sizeof(j->client_id), "%s", p->client_id);
+    snprintf(j->username, sizeof(j->username), "%s", p->username);
+    snprintf(j->password, sizeof(j->password), "%s", p->password ? p->password : "");
+    snprintf(j->host, sizeof(j->host), "%s", p->host);
+    j->keepalive = p->keepalive_s;
+    j->clean = p->clean_session;
+    for (int i = 0; i < p->nfilters && i < 4; i++) {
+        snprintf(j->filters[i], sizeof(j->filters[i]), "%s", p->filters[i]);
+        j->filter_ptrs[i] = j->filters[i];
+        j->filter_qos[i] = p->filter_qos[i];
+        j->nfilters = i + 1;
     }
-    session *s = calloc(1, sizeof(*s));
-    if (!s) return -1;
-    snprintf(s->uri, sizeof(s->uri), "ssl://%s:%d", p->host, p->dial_port);
-    snprintf(s->client_id, sizeof(s->client_id), "%s", p->client_id);
-    snprintf(s->username, sizeof(s->username), "%s", p->username);
-    snprintf(s->password, sizeof(s->password), "%s", p->password ? p->password : "");
-    snprintf(s->host, sizeof(s->host), "%s", p->host);
-    s->keepalive = p->keepalive_s;
-    s->clean = p->clean_session;
-    if (put_file("tls-trust.pem", p->trust_pem ? p->trust_pem : "", s->trust, sizeof(s->trust)) ||
-        put_file("tls-cert.pem", p->cert_pem, s->cert, sizeof(s->cert)) || put_file("tls-key.pem", p->key_pem, s->key, sizeof(s->key))) {
-        free(s);
+    /* Files per attempt, so that no attempt removes another's key. */
+    static unsigned n;
+    char n1[64], n2[64], n3[64];
+    n++;
+    snprintf(n1, sizeof(n1), "tls-trust-%u.pem", n);
+    snprintf(n2, sizeof(n2), "tls-cert-%u.pem", n);
+    snprintf(n3, sizeof(n3), "tls-key-%u.pem", n);
+    if (put_file(n1, p->trust_pem ? p->trust_pem : "", j->trust, sizeof(j->trust)) || put_file(n2, p->cert_pem, j->cert, sizeof(j->cert)) ||
+        put_file(n3, p->key_pem, j->key, sizeof(j->key))) {
+        job_free(j);
         return -1;
     }
     pthread_mutex_lock(&resolve_mu);
     snprintf(resolve_host, sizeof(resolve_host), "%s", p->host);
     snprintf(resolve_to, sizeof(resolve_to), "%s", p->dial_host);
     pthread_mutex_unlock(&resolve_mu);
-    s->connecting = true;
-    cur = s;
-    pthread_t t;
-    if (pthread_create(&t, NULL, connect_thread, s) != 0) {
-        cur = NULL;
-        free(s);
-        return -1;
-    }
-    pthread_detach(t);
-    return 0;
-}
-
-int hil_port_mqtt_subscribe(const char *const *filters, const int *qos, int n)
-{
-    if (!cur || cur->connecting) {
-        /* called from hil_core_mqtt_connected on the connect thread: the
-         * session is up, connecting is cleared just before */
-    }
-    if (!cur) return -1;
-    int q[8];
-    for (int i = 0; i < n && i < 8; i++) q[i] = qos[i];
-    return MQTTClient_subscribeMany(cur->cli, n, (char *const *)filters, q) == MQTTCLIENT_SUCCESS ? 0 : -1;
+    cur_gen++;
+    cur_active = false;
+    j->gen = cur_gen;
+    return enqueue(j) == 0 ? 0 : (job_free(j), -1);
 }
 
 int hil_port_mqtt_publish(const char *topic, const void *payload, size_t len, int qos, int *msg_id)
 {
-    if (!cur || cur->connecting) return -1;
+    if (!cur_active || conn_gen != cur_gen) return -1;
     MQTTClient_message m = MQTTClient_message_initializer;
     m.payload = (void *)payload;
     m.payloadlen = (int)len;
     m.qos = qos;
     m.retained = 0;
     MQTTClient_deliveryToken dt = 0;
-    int rc = MQTTClient_publishMessage(cur->cli, topic, &m, &dt);
+    int rc = MQTTClient_publishMessage(cli, topic, &m, &dt);
     if (msg_id) *msg_id = (int)dt;
     return rc == MQTTCLIENT_SUCCESS ? 0 : rc;
 }
 
 void hil_port_mqtt_disconnect(bool graceful)
 {
-    if (!cur) return;
-    session *s = cur;
-    cur = NULL;
-    s->stale = true;
-    s->graceful = graceful;
-    if (!s->connecting) spawn_teardown(s);
+    cur_gen++; /* callbacks of the old connection are dropped from here on */
+    cur_active = false;
+    job *j = calloc(1, sizeof(*j));
+    if (!j) return;
+    j->kind = JOB_DISCONNECT;
+    j->graceful = graceful;
+    j->gen = cur_gen;
+    if (enqueue(j) != 0) free(j);
 }

@@ -106,6 +106,12 @@ bool hil_twin_patch_applies(int64_t held, int64_t incoming);
 /* A full GET document replaces the held desired state when not older. */
 bool hil_twin_get_applies(int64_t held, int64_t incoming);
 
+/* ---- reported-patch rules (TWIN-011..014, TWIN-016) ---- */
+struct cJSON;
+/* True when the object at nesting level `level` (0 for a patch) obeys the
+ * rules; else false with the reason in why. */
+bool hil_twin_validate_reported(const struct cJSON *obj, int level, char *why, size_t cap);
+
 #ifdef __cplusplus
 }
 #endif

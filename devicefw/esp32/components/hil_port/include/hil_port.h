@@ -73,13 +73,17 @@ typedef struct {
     const char *key_pem;
     const char *will_topic;   /* optional */
     const char *will_payload;
+    /* Filters the port subscribes to right after a CONNACK without a
+     * session present, before it reports hil_core_mqtt_connected and
+     * before anything else is published on the connection. */
+    const char *const *filters;
+    const int *filter_qos;
+    int nfilters;
 } hil_mqtt_params;
 
 /* Start connecting; the outcome comes through hil_core_mqtt_connected or
  * hil_core_mqtt_failed. Returns 0 when the attempt was started. */
 int hil_port_mqtt_connect(const hil_mqtt_params *p);
-/* Subscribe to n filters (QoS per filter); returns 0 when sent. */
-int hil_port_mqtt_subscribe(const char *const *filters, const int *qos, int n);
 /* Publish; *msg_id is the packet id for QoS 1 (PUBACK via
  * hil_core_mqtt_published). Returns 0 when handed to the session. */
 int hil_port_mqtt_publish(const char *topic, const void *payload, size_t len, int qos, int *msg_id);
