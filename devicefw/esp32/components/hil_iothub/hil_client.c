@@ -363,7 +363,9 @@ static void schedule_retry(const char *reason, uint32_t delay)
 {
     /* The delay separates the starts of two attempts (what the hub sees),
      * so the time an attempt took counts against it, down to a quarter. */
-    uint64_t now = hil_port_uptime_ms(), at = C.attempt_started + delay;
+    uint64_t now = hil_port_uptime_ms(), dial = hil_port_mqtt_dial_started_ms();
+    uint64_t base = dial >= C.attempt_started && dial <= now ? dial : now;
+    uint64_t at = base + delay;
     if (at < now + delay / 4) at = now + delay / 4;
     C.next_attempt = at;
     delay = (uint32_t)(at - now);
@@ -486,7 +488,7 @@ void hil_core_mqtt_lost(const char *reason)
     if (!C.session) return;
     hil_agent_log(&C.agent, 'W', "connection lost: %s", reason);
     C.attempt = 1;
-    C.attempt_started = hil_port_uptime_ms();
+    C.attempt_started = hil_port_uptime_ms() + 1; /* the dial of the lost connection does not count */
     schedule_retry("connection lost", retry_delay(C.attempt));
 }
 
