@@ -2,7 +2,9 @@
 #include "hil_agent.h"
 
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "hil_port.h"
@@ -357,3 +359,43 @@ void hil_agent_feed(hil_agent *a, const char *buf, size_t n)
         a->line[a->len++] = c;
     }
 }
+
+/* ---- heap accounting ---- */
+static size_t mem_cur, mem_peak, payload_peak;
+
+typedef union {
+    size_t n;
+    max_align_t align;
+} mem_hdr;
+
+void *hil_mem_alloc(size_t n)
+{
+    mem_hdr *h = malloc(sizeof(mem_hdr) + n);
+    if (!h) return NULL;
+    h->n = n;
+    mem_cur += n;
+    if (mem_cur > mem_peak) mem_peak = mem_cur;
+    return h + 1;
+}
+
+void hil_mem_free(void *p)
+{
+    if (!p) return;
+    mem_hdr *h = (mem_hdr *)p - 1;
+    mem_cur -= h->n;
+    free(h);
+}
+
+void hil_mem_install(void)
+{
+    cJSON_Hooks hooks = {hil_mem_alloc, hil_mem_free};
+    cJSON_InitHooks(&hooks);
+}
+
+size_t hil_mem_current(void) { return mem_cur; }
+size_t hil_mem_peak(void) { return mem_peak; }
+void hil_mem_note_payload(size_t n)
+{
+    if (n > payload_peak) payload_peak = n;
+}
+size_t hil_mem_payload_peak(void) { return payload_peak; }

@@ -111,7 +111,7 @@ static void save_config(void)
     char *s = cJSON_PrintUnformatted(C.cfg);
     if (s) {
         hil_port_nvs_set("config", s, strlen(s));
-        free(s);
+        hil_mem_free(s);
     }
 }
 
@@ -120,10 +120,10 @@ static char *nvs_string(const char *key)
 {
     int n = hil_port_nvs_get(key, NULL, 0);
     if (n < 0) return NULL;
-    char *b = malloc((size_t)n + 1);
+    char *b = hil_mem_alloc((size_t)n + 1);
     if (!b) return NULL;
     if (hil_port_nvs_get(key, b, (size_t)n + 1) != n) {
-        free(b);
+        hil_mem_free(b);
         return NULL;
     }
     b[n] = 0;
@@ -134,7 +134,7 @@ static cJSON *nvs_json(const char *key)
 {
     char *s = nvs_string(key);
     cJSON *j = s ? cJSON_Parse(s) : NULL;
-    free(s);
+    hil_mem_free(s);
     return j;
 }
 
@@ -190,7 +190,7 @@ static cJSON *hello_json(void)
 /* ---------------------------------------------------------------- connection */
 static void twin_free(twin_pending *t)
 {
-    free(t->body);
+    hil_mem_free(t->body);
     memset(t, 0, sizeof(*t));
 }
 
@@ -222,7 +222,7 @@ static void fail_tel_pending(void)
 static void drop_methods(void)
 {
     for (int i = 0; i < MAX_METHOD_PENDING; i++) {
-        free(C.meth[i].payload);
+        hil_mem_free(C.meth[i].payload);
         memset(&C.meth[i], 0, sizeof(C.meth[i]));
     }
 }
@@ -301,7 +301,7 @@ static void start_attempt(void)
         int64_t se = now / 1000 + ttl;
         hil_resource_uri(host, dev, mod, resource, sizeof(resource));
         if (hil_sas_token(resource, cfg_str("auth", "key"), se, password, sizeof(password)) < 0) {
-            free(trust);
+            hil_mem_free(trust);
             C.session = false;
             set_state(ST_STOPPED, "SAS token: bad key", 0, 0, false);
             return;
@@ -313,9 +313,9 @@ static void start_attempt(void)
         cert = nvs_string("cert");
         key = nvs_string("key");
         if (!cert || !key) {
-            free(trust);
-            free(cert);
-            free(key);
+            hil_mem_free(trust);
+            hil_mem_free(cert);
+            hil_mem_free(key);
             C.session = false;
             set_state(ST_STOPPED, "auth x509 needs a device certificate (cert.set)", 0, 0, false);
             return;
@@ -343,10 +343,10 @@ static void start_attempt(void)
     C.mqtt_up = true;
     int rc = hil_port_mqtt_connect(&p);
     memset(password, 0, sizeof(password));
-    free(trust);
+    hil_mem_free(trust);
     if (key) memset(key, 0, strlen(key));
-    free(cert);
-    free(key);
+    hil_mem_free(cert);
+    hil_mem_free(key);
     if (rc != 0) {
         C.mqtt_up = false;
         hil_core_mqtt_failed(0, "could not start the connection");
@@ -426,7 +426,7 @@ static bool twin_publish(twin_kind kind, uint32_t req, const char *body, char *r
     t->req = req;
     if (body) {
         size_t n = strlen(body) + 1;
-        t->body = malloc(n);
+        t->body = hil_mem_alloc(n);
         if (!t->body) return false;
         memcpy(t->body, body, n);
     }
@@ -511,12 +511,12 @@ static void sha256_hex(const void *p, size_t n, char out[65])
 
 static cJSON *string_n(const void *p, size_t n)
 {
-    char *s = malloc(n + 1);
+    char *s = hil_mem_alloc(n + 1);
     if (!s) return cJSON_CreateNull();
     memcpy(s, p, n);
     s[n] = 0;
     cJSON *j = cJSON_CreateString(s);
-    free(s);
+    hil_mem_free(s);
     return j;
 }
 
@@ -602,7 +602,7 @@ static bool fits_event(const cJSON *o)
 {
     char *s = cJSON_PrintUnformatted(o);
     bool ok = s && strlen(s) <= MAX_EVENT_DOC;
-    free(s);
+    hil_mem_free(s);
     return ok;
 }
 
@@ -647,7 +647,7 @@ static void on_twin_response(const hil_topic *t, const void *payload, size_t len
     if (!ok && twin_retry(p, t->status)) return;
     twin_pending done = *p;
     memset(p, 0, sizeof(*p)); /* the slot is free; done owns the body */
-    free(done.body);
+    hil_mem_free(done.body);
     p = &done;
     p->body = NULL;
     if (p->kind == TW_REPORT) {
@@ -771,7 +771,7 @@ static void on_method(const hil_topic *t, size_t len)
             snprintf(m->name, sizeof(m->name), "%s", name);
             m->size = (int)len;
             size_t pl = strlen(payload) + 1;
-            m->payload = malloc(pl);
+            m->payload = hil_mem_alloc(pl);
             if (m->payload) memcpy(m->payload, payload, pl);
         }
     } else {
@@ -941,9 +941,9 @@ static void op_trust_add(void *ctx, uint32_t id, const cJSON *args, hil_result *
     }
     char *cur = nvs_string("trust");
     size_t a = cur ? strlen(cur) : 0, b = strlen(pem);
-    char *all = malloc(a + b + 2);
+    char *all = hil_mem_alloc(a + b + 2);
     if (!all) {
-        free(cur);
+        hil_mem_free(cur);
         hil_result_err(r, HIL_ERR_INTERNAL, "out of memory");
         return;
     }
@@ -952,15 +952,15 @@ static void op_trust_add(void *ctx, uint32_t id, const cJSON *args, hil_result *
     size_t n = a + b;
     if (n && all[n - 1] != '\n') all[n++] = '\n';
     all[n] = 0;
-    free(cur);
+    hil_mem_free(cur);
     if (hil_port_nvs_set("trust", all, n) != 0) {
-        free(all);
+        hil_mem_free(all);
         hil_result_err(r, HIL_ERR_INTERNAL, "NVS full");
         return;
     }
     cJSON *d = cJSON_CreateObject();
     cJSON_AddNumberToObject(d, "roots", count_certs(all));
-    free(all);
+    hil_mem_free(all);
     ok(r, d);
 }
 
@@ -1040,7 +1040,8 @@ static void op_telemetry(void *ctx, uint32_t id, const cJSON *args, hil_result *
             return;
         }
         plen = (size_t)size;
-        genbuf = malloc(plen + 1);
+        genbuf = malloc(plen + 1); /* payload buffer: counted apart */
+        hil_mem_note_payload(plen + 1);
         if (!genbuf) {
             hil_result_err(r, HIL_ERR_INTERNAL, "out of memory for %zu bytes", plen);
             return;
@@ -1267,7 +1268,7 @@ static void op_twin_report(void *ctx, uint32_t id, const cJSON *args, hil_result
     }
     char *body = cJSON_PrintUnformatted(patch);
     bool sent = body && twin_publish(TW_REPORT, id, body, NULL);
-    free(body);
+    hil_mem_free(body);
     if (!sent) {
         hil_result_err(r, HIL_ERR_BUSY, "twin request not sent");
         return;
@@ -1303,7 +1304,7 @@ static void op_method_define(void *ctx, uint32_t id, const cJSON *args, hil_resu
     else cJSON_AddItemToObject(methods, name, copy);
     char *s = cJSON_PrintUnformatted(methods);
     int rc = s ? hil_port_nvs_set("methods", s, strlen(s)) : -1;
-    free(s);
+    hil_mem_free(s);
     cJSON_Delete(methods);
     if (rc) {
         hil_result_err(r, HIL_ERR_INTERNAL, "NVS full");
@@ -1443,6 +1444,7 @@ static void after_response(void *ctx, uint32_t id, const char *op)
 /* ---------------------------------------------------------------- entry points */
 void hil_core_boot(void)
 {
+    hil_mem_install();
     memset(&C, 0, sizeof(C));
     hil_agent_init(&C.agent, ops, sizeof(ops) / sizeof(ops[0]), NULL, FW_NAME);
     C.agent.after_response = after_response;
@@ -1499,7 +1501,7 @@ void hil_core_tick(void)
         method_pending *m = &C.meth[i];
         if (!m->used || now < m->due) continue;
         method_send(m->status, m->rid, m->name, m->size, m->payload ? m->payload : "");
-        free(m->payload);
+        hil_mem_free(m->payload);
         memset(m, 0, sizeof(*m));
     }
 }

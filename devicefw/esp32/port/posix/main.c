@@ -12,6 +12,7 @@
 #include <termios.h>
 #include <unistd.h>
 
+#include "hil_agent.h"
 #include "hil_port.h"
 #include "port_posix.h"
 
@@ -92,6 +93,10 @@ int main(int argc, char **argv)
         hil_port_core_unlock();
     }
     posix_port_save_rtc();
+    hil_port_core_lock();
+    fprintf(stderr, "hilfw: core heap peak %zu bytes (now %zu); largest generated payload buffer %zu bytes\n", hil_mem_peak(), hil_mem_current(),
+            hil_mem_payload_peak());
+    hil_port_core_unlock();
     if (posix_port_reset_requested()) {
         tcdrain(fd);
         _exit(HIL_EXIT_RESET); /* no graceful MQTT teardown: a rebooting chip just drops TCP */

@@ -125,6 +125,18 @@ void hil_agent_send_json(hil_agent *a, cJSON *obj);
 /* Handler helpers. */
 void hil_result_err(hil_result *r, const char *code, const char *fmt, ...);
 
+/* Heap accounting of the core: every allocation of hil_agent/hil_iothub
+ * and of cJSON (hooks set by hil_mem_install) goes through these, so the
+ * core's current and peak heap can be measured on any port. Call under the
+ * core lock. Large generated payloads (telemetry gen) are counted apart. */
+void *hil_mem_alloc(size_t n);
+void hil_mem_free(void *p);
+void hil_mem_install(void);
+size_t hil_mem_current(void);
+size_t hil_mem_peak(void);
+void hil_mem_note_payload(size_t n); /* a transient payload buffer of n bytes */
+size_t hil_mem_payload_peak(void);
+
 #ifdef __cplusplus
 }
 #endif
