@@ -15,6 +15,7 @@
 #include "hil_port.h"
 #include "mbedtls/base64.h"
 #include "mbedtls/sha256.h"
+#include "mbedtls/version.h"
 
 #define FW_NAME "hilrun-c"
 #define FW_VERSION "0.1.0"
@@ -505,7 +506,11 @@ static void reconnect_now(const char *reason)
 static void sha256_hex(const void *p, size_t n, char out[65])
 {
     unsigned char h[32];
+#if MBEDTLS_VERSION_MAJOR >= 3
+    mbedtls_sha256((const unsigned char *)p, n, h, 0);
+#else
     mbedtls_sha256_ret((const unsigned char *)p, n, h, 0);
+#endif
     for (int i = 0; i < 32; i++) snprintf(out + 2 * i, 3, "%02x", h[i]);
 }
 
@@ -1064,7 +1069,7 @@ static void op_telemetry(void *ctx, uint32_t id, const cJSON *args, hil_result *
     size_t n = 0;
     const char *mid = cJSON_GetStringValue(ARG("messageId"));
     const char *ct = cJSON_GetStringValue(ARG("contentType"));
-    char ctime[32];
+    char ctime[48];
     if (mid && *mid) bag[n++] = (hil_prop){"$.mid", mid, false};
     if (ct && *ct) {
         bag[n++] = (hil_prop){"$.ct", ct, false};
@@ -1073,6 +1078,7 @@ static void op_telemetry(void *ctx, uint32_t id, const cJSON *args, hil_result *
     if (cJSON_IsTrue(ARG("ctime"))) { /* UTC from the RTC (TEL-012) */
         bool synced;
         int64_t ms = hil_port_rtc_ms(&synced);
+        if (ms < 0) ms = 0;
         int64_t days = ms / 86400000, rem = ms % 86400000;
         /* civil from days (Howard Hinnant) */
         int64_t z = days + 719468, era = z / 146097, doe = z - era * 146097;
@@ -1081,7 +1087,7 @@ static void op_telemetry(void *ctx, uint32_t id, const cJSON *args, hil_result *
         int64_t d = doy - (153 * mp + 2) / 5 + 1, m = mp < 10 ? mp + 3 : mp - 9;
         if (m <= 2) y++;
         snprintf(ctime, sizeof(ctime), "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", (int)y, (int)m, (int)d, (int)(rem / 3600000),
-                 (int)(rem / 60000 % 60), (int)(rem / 1000 % 60), (int)(rem % 1000));
+                 (int)(rem / 60000 % 60), (int)(rem / 1000 % 60), (int)(rem % 1000 + 1000) % 1000);
         bag[n++] = (hil_prop){"$.ctime", ctime, false};
     }
     /* application properties, sorted by name */

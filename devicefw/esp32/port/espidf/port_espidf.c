@@ -239,12 +239,12 @@ static void mqtt_event(void *arg, esp_event_base_t base, int32_t id, void *data)
             if (ev->data_len < ev->total_data_len) rx_buf = malloc(rx_total ? rx_total : 1);
         }
         if (ev->data_len >= ev->total_data_len) {
-            hil_core_mqtt_message(rx_topic, ev->data, (size_t)ev->data_len, ev->retain);
+            hil_core_mqtt_message(rx_topic, ev->data, (size_t)ev->data_len, ev->dup);
         } else if (rx_buf) {
             memcpy(rx_buf + ev->current_data_offset, ev->data, (size_t)ev->data_len);
             rx_len += (size_t)ev->data_len;
             if (rx_len >= rx_total) {
-                hil_core_mqtt_message(rx_topic, rx_buf, rx_total, false);
+                hil_core_mqtt_message(rx_topic, rx_buf, rx_total, ev->dup);
                 free(rx_buf);
                 rx_buf = NULL;
             }

@@ -73,10 +73,11 @@ int main(int argc, char **argv)
     hil_core_boot();
     hil_port_core_unlock();
     char buf[512];
+    int wake = posix_port_wake_fd();
     while (!stop && !posix_port_reset_requested()) {
-        struct pollfd p = {.fd = fd, .events = POLLIN};
-        int n = poll(&p, 1, 20);
-        if (n > 0 && (p.revents & POLLIN)) {
+        struct pollfd pf[2] = {{.fd = fd, .events = POLLIN, .revents = 0}, {.fd = wake, .events = POLLIN, .revents = 0}};
+        int n = poll(pf, 2, 20);
+        if (n > 0 && (pf[0].revents & POLLIN)) {
             ssize_t r = read(fd, buf, sizeof(buf));
             if (r > 0) {
                 hil_port_core_lock();
@@ -85,10 +86,11 @@ int main(int argc, char **argv)
             } else if (r == 0 || (errno != EINTR && errno != EAGAIN)) {
                 break;
             }
-        } else if (n > 0 && (p.revents & (POLLHUP | POLLERR))) {
+        } else if (n > 0 && (pf[0].revents & (POLLHUP | POLLERR))) {
             usleep(20000); /* the host side of the pty is away; keep waiting */
         }
         hil_port_core_lock();
+        posix_port_drain();
         hil_core_tick();
         hil_port_core_unlock();
     }

@@ -361,34 +361,119 @@ static int ssl_error(const char *str, size_t len, void *u)
     return 0;
 }
 
+/* Paho calls these with its own mutex held, and the core calls Paho
+ * (publish) with the core lock held, so the callbacks never wait for the
+ * core: they queue what happened, with the generation of the connection it
+ * belongs to, and the main loop hands it to the core (posix_port_drain). */
+typedef enum { EV_LOST, EV_MESSAGE, EV_DELIVERED } ev_kind;
+typedef struct ev {
+    struct ev *next;
+    ev_kind kind;
+    unsigned gen;
+    int token;
+    bool dup;
+    char *topic;
+    char *payload;
+    size_t len;
+} ev;
+
+static pthread_mutex_t ev_mu = PTHREAD_MUTEX_INITIALIZER;
+static ev *ev_head, *ev_tail;
+static int wake_pipe[2] = {-1, -1};
+
+static void ev_push(ev *e)
+{
+    pthread_mutex_lock(&ev_mu);
+    e->gen = conn_gen;
+    if (ev_tail) ev_tail->next = e;
+    else ev_head = e;
+    ev_tail = e;
+    pthread_mutex_unlock(&ev_mu);
+    if (wake_pipe[1] >= 0) {
+        char c = 1;
+        ssize_t r = write(wake_pipe[1], &c, 1);
+        (void)r;
+    }
+}
+
+int posix_port_wake_fd(void)
+{
+    if (wake_pipe[0] < 0 && pipe(wake_pipe) == 0) {
+        fcntl(wake_pipe[0], F_SETFL, O_NONBLOCK);
+        fcntl(wake_pipe[1], F_SETFL, O_NONBLOCK);
+    }
+    return wake_pipe[0];
+}
+
+/* Called by the main loop with the core lock held. */
+void posix_port_drain(void)
+{
+    char buf[64];
+    while (read(wake_pipe[0], buf, sizeof(buf)) > 0) {
+    }
+    for (;;) {
+        pthread_mutex_lock(&ev_mu);
+        ev *e = ev_head;
+        if (e) {
+            ev_head = e->next;
+            if (!ev_head) ev_tail = NULL;
+        }
+        pthread_mutex_unlock(&ev_mu);
+        if (!e) return;
+        if (e->gen == cur_gen) {
+            switch (e->kind) {
+            case EV_LOST:
+                if (cur_active) {
+                    cur_active = false;
+                    hil_core_mqtt_lost(e->topic ? e->topic : "connection lost");
+                }
+                break;
+            case EV_MESSAGE:
+                hil_core_mqtt_message(e->topic, e->payload, e->len, e->dup);
+                break;
+            case EV_DELIVERED:
+                if (cur_active) hil_core_mqtt_published(e->token);
+                break;
+            }
+        }
+        free(e->topic);
+        free(e->payload);
+        free(e);
+    }
+}
+
 static void on_lost(void *ctx, char *cause)
 {
     (void)ctx;
-    hil_port_core_lock();
-    if (cur_active && conn_gen == cur_gen) {
-        cur_active = false;
-        hil_core_mqtt_lost(cause ? cause : "connection lost");
-    }
-    hil_port_core_unlock();
+    ev *e = calloc(1, sizeof(*e));
+    if (!e) return;
+    e->kind = EV_LOST;
+    if (cause) e->topic = strdup(cause);
+    ev_push(e);
 }
 
 static int on_message(void *ctx, char *topic, int topic_len, MQTTClient_message *m)
 {
     (void)ctx;
-    char *t = topic;
-    char *copy = NULL;
-    if (topic_len > 0 && topic[topic_len] != 0) {
-        copy = malloc((size_t)topic_len + 1);
-        if (copy) {
-            memcpy(copy, topic, (size_t)topic_len);
-            copy[topic_len] = 0;
-            t = copy;
+    ev *e = calloc(1, sizeof(*e));
+    size_t tl = topic_len > 0 ? (size_t)topic_len : strlen(topic);
+    if (e) {
+        e->kind = EV_MESSAGE;
+        e->topic = malloc(tl + 1);
+        e->payload = malloc((size_t)m->payloadlen + 1);
+        e->len = (size_t)m->payloadlen;
+        e->dup = m->dup != 0;
+        if (e->topic && e->payload) {
+            memcpy(e->topic, topic, tl);
+            e->topic[tl] = 0;
+            memcpy(e->payload, m->payload, e->len);
+            ev_push(e);
+        } else {
+            free(e->topic);
+            free(e->payload);
+            free(e);
         }
     }
-    hil_port_core_lock();
-    if (conn_gen == cur_gen) hil_core_mqtt_message(t, m->payload, (size_t)m->payloadlen, m->dup != 0);
-    hil_port_core_unlock();
-    free(copy);
     MQTTClient_freeMessage(&m);
     MQTTClient_free(topic);
     return 1; /* handled: Paho sends the PUBACK for QoS 1 (C2D-003) */
@@ -397,9 +482,11 @@ static int on_message(void *ctx, char *topic, int topic_len, MQTTClient_message 
 static void on_delivered(void *ctx, MQTTClient_deliveryToken dt)
 {
     (void)ctx;
-    hil_port_core_lock();
-    if (cur_active && conn_gen == cur_gen) hil_core_mqtt_published((int)dt);
-    hil_port_core_unlock();
+    ev *e = calloc(1, sizeof(*e));
+    if (!e) return;
+    e->kind = EV_DELIVERED;
+    e->token = (int)dt;
+    ev_push(e);
 }
 
 static void job_free(job *j)
