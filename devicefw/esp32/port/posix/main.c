@@ -74,6 +74,7 @@ int main(int argc, char **argv)
     hil_port_core_unlock();
     char buf[512];
     int wake = posix_port_wake_fd();
+    size_t reported_peak = 0;
     while (!stop && !posix_port_reset_requested()) {
         struct pollfd pf[2] = {{.fd = fd, .events = POLLIN, .revents = 0}, {.fd = wake, .events = POLLIN, .revents = 0}};
         int n = poll(pf, 2, 20);
@@ -92,7 +93,12 @@ int main(int argc, char **argv)
         hil_port_core_lock();
         posix_port_drain();
         hil_core_tick();
+        size_t peak = hil_mem_peak();
         hil_port_core_unlock();
+        if (peak >= reported_peak + 1024) { /* the board may end us with SIGKILL: say it as it grows */
+            reported_peak = peak;
+            fprintf(stderr, "hilfw: core heap peak %zu bytes so far; largest generated payload buffer %zu bytes\n", peak, hil_mem_payload_peak());
+        }
     }
     posix_port_save_rtc();
     hil_port_core_lock();
