@@ -76,6 +76,7 @@ static struct {
     bool mqtt_up;       /* a port session exists (connecting or connected) */
     int attempt;
     int connects;
+    int swap_connects; /* connects at the last certificate swap, -1 none */
     uint64_t attempt_started;
     uint64_t next_attempt;
     int64_t token_se;
@@ -373,6 +374,32 @@ static void schedule_retry(const char *reason, uint32_t delay)
     set_state(ST_BACKOFF, reason, C.attempt, delay, false);
 }
 
+/* The hub refused the device certificate (CONNACK 4/5): present the
+ * secondary certificate from cert.set slot "secondary" instead (CERT-006),
+ * once per connection that worked since the last swap. */
+static bool swap_to_secondary(int rc)
+{
+    if (strcmp(cfg_str("auth", "type"), "x509") != 0) return false;
+    if (C.swap_connects >= 0 && C.connects <= C.swap_connects) return false;
+    char *c2 = nvs_string("cert2"), *k2 = nvs_string("key2");
+    char *c1 = nvs_string("cert"), *k1 = nvs_string("key");
+    bool ok = c2 && k2 && c1 && k1;
+    if (ok) {
+        ok = hil_port_nvs_set("cert", c2, strlen(c2)) == 0 && hil_port_nvs_set("key", k2, strlen(k2)) == 0 &&
+             hil_port_nvs_set("cert2", c1, strlen(c1)) == 0 && hil_port_nvs_set("key2", k1, strlen(k1)) == 0;
+    }
+    if (k1) memset(k1, 0, strlen(k1));
+    if (k2) memset(k2, 0, strlen(k2));
+    hil_mem_free(c1), hil_mem_free(k1), hil_mem_free(c2), hil_mem_free(k2);
+    if (!ok) return false;
+    C.swap_connects = C.connects;
+    hil_agent_log(&C.agent, 'W', "hub refused the device certificate (CONNACK %d): switching to the secondary certificate", rc);
+    cJSON *d = cJSON_CreateObject();
+    cJSON_AddStringToObject(d, "kind", "cert-rotated");
+    hil_agent_event(&C.agent, "creds.renewed", d);
+    return true;
+}
+
 void hil_core_mqtt_failed(int rc, const char *reason)
 {
     if (!C.mqtt_up && rc != 0) return;
@@ -383,6 +410,10 @@ void hil_core_mqtt_failed(int rc, const char *reason)
     else snprintf(why, sizeof(why), "%s", reason);
     /* Unrecoverable (RECON-004): refused credentials or identity, or a
      * server that fails TLS verification. */
+    if ((rc == 4 || rc == 5) && swap_to_secondary(rc)) {
+        schedule_retry(why, retry_delay(C.attempt));
+        return;
+    }
     if (rc == 1 || rc == 2 || rc == 4 || rc == 5 || rc == -1) {
         C.session = false;
         set_state(ST_STOPPED, why, C.attempt, 0, false);
@@ -979,14 +1010,20 @@ static void op_cert_set(void *ctx, uint32_t id, const cJSON *args, hil_result *r
         hil_result_err(r, HIL_ERR_BAD_ARGS, "cert.set needs pem and keyPem");
         return;
     }
-    if (slot && *slot) {
-        hil_result_err(r, HIL_ERR_UNSUPPORTED, "cert.set slot %s: no secondary certificate in %s", slot, FW_NAME);
+    bool secondary = slot && *slot;
+    if (secondary && strcmp(slot, "secondary") != 0) {
+        hil_result_err(r, HIL_ERR_BAD_ARGS, "cert.set slot %.32s: want \"secondary\" or none", slot);
         return;
     }
-    if (hil_port_nvs_set("cert", pem, strlen(pem)) || hil_port_nvs_set("key", key, strlen(key))) {
+    if (hil_port_nvs_set(secondary ? "cert2" : "cert", pem, strlen(pem)) || hil_port_nvs_set(secondary ? "key2" : "key", key, strlen(key))) {
         hil_result_err(r, HIL_ERR_INTERNAL, "NVS full");
         return;
     }
+    if (!secondary) { /* the device certificate replaced: a secondary one is forgotten */
+        hil_port_nvs_erase("cert2");
+        hil_port_nvs_erase("key2");
+    }
+    C.swap_connects = -1;
     ok(r, NULL);
 }
 
@@ -1454,6 +1491,7 @@ void hil_core_boot(void)
     memset(&C, 0, sizeof(C));
     hil_agent_init(&C.agent, ops, sizeof(ops) / sizeof(ops[0]), NULL, FW_NAME);
     C.agent.after_response = after_response;
+    C.swap_connects = -1;
     C.cfg = nvs_json("config");
     if (!cJSON_IsObject(C.cfg)) {
         cJSON_Delete(C.cfg);
