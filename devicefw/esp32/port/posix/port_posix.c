@@ -514,7 +514,10 @@ static void do_connect(job *j)
             cli_created = true;
             snprintf(cli_uri, sizeof(cli_uri), "%s", j->uri);
             snprintf(cli_id, sizeof(cli_id), "%s", j->client_id);
-            rc = MQTTClient_setCallbacks(cli, NULL, on_lost, on_message, on_delivered);
+            /* No callbacks: Paho's synchronous mode. The worker cycles the
+             * client itself (MQTTClient_receive), so Paho starts no
+             * background thread, and its connect does not sleep 100 ms
+             * waiting for one after every lost connection. */
         }
     }
     if (cli_created && MQTTClient_isConnected(cli)) MQTTClient_disconnect(cli, 0);
@@ -582,19 +585,75 @@ static void do_connect(job *j)
     hil_port_core_unlock();
 }
 
+/* QoS 1 tokens published and not yet seen complete. */
+static pthread_mutex_t tok_mu = PTHREAD_MUTEX_INITIALIZER;
+static int toks[256];
+static int ntoks;
+
+static void check_deliveries(void)
+{
+    MQTTClient_deliveryToken *pend = NULL;
+    if (MQTTClient_getPendingDeliveryTokens(cli, &pend) != MQTTCLIENT_SUCCESS) return;
+    pthread_mutex_lock(&tok_mu);
+    for (int i = 0; i < ntoks;) {
+        bool pending = false;
+        for (int k = 0; pend && pend[k] != -1; k++)
+            if (pend[k] == toks[i]) pending = true;
+        if (pending) {
+            i++;
+            continue;
+        }
+        int t = toks[i];
+        toks[i] = toks[--ntoks];
+        pthread_mutex_unlock(&tok_mu);
+        on_delivered(NULL, t);
+        pthread_mutex_lock(&tok_mu);
+    }
+    pthread_mutex_unlock(&tok_mu);
+    if (pend) MQTTClient_free(pend);
+}
+
+static bool worker_connected; /* the handle holds a live connection (worker only) */
+
 static void *worker(void *arg)
 {
     (void)arg;
     for (;;) {
         pthread_mutex_lock(&job_mu);
-        while (!jobs_head) pthread_cond_wait(&job_cv, &job_mu);
+        if (!worker_connected)
+            while (!jobs_head) pthread_cond_wait(&job_cv, &job_mu);
         job *j = jobs_head;
-        jobs_head = j->next;
-        if (!jobs_head) jobs_tail = NULL;
+        if (j) {
+            jobs_head = j->next;
+            if (!jobs_head) jobs_tail = NULL;
+        }
         pthread_mutex_unlock(&job_mu);
-        if (j->kind == JOB_CONNECT) do_connect(j);
-        else if (cli_created && MQTTClient_isConnected(cli)) MQTTClient_disconnect(cli, j->graceful ? 250 : 0);
-        job_free(j);
+        if (j) {
+            if (j->kind == JOB_CONNECT) {
+                do_connect(j);
+                worker_connected = cli_created && MQTTClient_isConnected(cli);
+            } else {
+                if (cli_created && MQTTClient_isConnected(cli)) MQTTClient_disconnect(cli, j->graceful ? 250 : 0);
+                worker_connected = false;
+                pthread_mutex_lock(&tok_mu);
+                ntoks = 0;
+                pthread_mutex_unlock(&tok_mu);
+            }
+            job_free(j);
+            continue;
+        }
+        /* Cycle the connection: inbound PUBLISHes, PUBACKs, keep-alive. */
+        char *topic = NULL;
+        int tl = 0;
+        MQTTClient_message *m = NULL;
+        int rc = MQTTClient_receive(cli, &topic, &tl, &m, 20);
+        if (m) on_message(NULL, topic, tl, m);
+        else if (topic) MQTTClient_free(topic);
+        check_deliveries();
+        if ((rc != MQTTCLIENT_SUCCESS && rc != MQTTCLIENT_TOPICNAME_TRUNCATED) || !MQTTClient_isConnected(cli)) {
+            worker_connected = false;
+            on_lost(NULL, "connection lost");
+        }
     }
     return NULL;
 }
@@ -680,6 +739,11 @@ int hil_port_mqtt_publish(const char *topic, const void *payload, size_t len, in
     MQTTClient_deliveryToken dt = 0;
     int rc = MQTTClient_publishMessage(cli, topic, &m, &dt);
     if (msg_id) *msg_id = (int)dt;
+    if (rc == MQTTCLIENT_SUCCESS && qos == 1) {
+        pthread_mutex_lock(&tok_mu);
+        if (ntoks < (int)(sizeof(toks) / sizeof(toks[0]))) toks[ntoks++] = (int)dt;
+        pthread_mutex_unlock(&tok_mu);
+    }
     return rc == MQTTCLIENT_SUCCESS ? 0 : rc;
 }
 
