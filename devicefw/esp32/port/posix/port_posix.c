@@ -315,15 +315,18 @@ int SSL_connect(SSL *ssl)
 }
 
 /* ---- MQTT over Paho C ----
- * Paho's synchronous client shares one background thread and global lists
- * between all clients, and creating, connecting and destroying clients from
- * several threads at once crashed it (seen under ASan). So every lifecycle
- * call (create, connect, subscribe, disconnect, destroy) runs on one MQTT
- * worker thread, in order, and one client handle is kept and reused while
- * the URI and client id stay the same. Publishes come from the core, under
- * the core lock, on the connected handle (Paho locks its API calls). A
- * generation number tells callbacks of an old connection from the current
- * one. */
+ * Creating, connecting and destroying Paho clients from several threads at
+ * once crashed libpaho (seen under ASan), so every Paho call but publish
+ * runs on one MQTT worker thread, in order, on one handle kept while the
+ * URI and client id stay the same. Paho is used in its synchronous mode (no
+ * callbacks): the worker cycles the connection with MQTTClient_receive
+ * (inbound PUBLISHes, PUBACKs, keep-alive) and detects completed QoS 1
+ * deliveries with MQTTClient_getPendingDeliveryTokens. With callbacks Paho
+ * runs its own background thread and, after every lost connection, its
+ * connect sleeps 100 ms waiting for that thread to start again, which
+ * stretched the first reconnect delay (RECON-001). Publishes come from the
+ * core, under the core lock (Paho locks its API calls). A generation number
+ * tells events of an old connection from the current one. */
 typedef enum { JOB_CONNECT, JOB_DISCONNECT } job_kind;
 
 typedef struct job {
@@ -361,10 +364,12 @@ static int ssl_error(const char *str, size_t len, void *u)
     return 0;
 }
 
-/* Paho calls these with its own mutex held, and the core calls Paho
- * (publish) with the core lock held, so the callbacks never wait for the
- * core: they queue what happened, with the generation of the connection it
- * belongs to, and the main loop hands it to the core (posix_port_drain). */
+/* What the worker sees on the connection (lost, message, PUBACK) is queued
+ * with the generation of its connection, and the main loop hands it to the
+ * core (posix_port_drain): the worker never waits for the core lock while it
+ * is inside Paho, and the core publishes (inside Paho) with the core lock
+ * held. (With Paho's callbacks, called with Paho's mutex held, waiting for
+ * the core lock there deadlocked against a publish.) */
 typedef enum { EV_LOST, EV_MESSAGE, EV_DELIVERED } ev_kind;
 typedef struct ev {
     struct ev *next;
