@@ -13,6 +13,7 @@
 #include <sys/time.h>
 
 #include "driver/uart.h"
+#include "esp_attr.h"
 #include "esp_event.h"
 #include "esp_mac.h"
 #include "esp_netif.h"
@@ -315,7 +316,7 @@ static void mqtt_task(void *arg)
             stop_client(false);
             continue;
         }
-        esp_mqtt_client_register_event(cli, ESP_EVENT_ANY_ID, mqtt_event, (void *)(uintptr_t)j->gen);
+        esp_mqtt_client_register_event(cli, (esp_mqtt_event_id_t)ESP_EVENT_ANY_ID, mqtt_event, (void *)(uintptr_t)j->gen);
         if (esp_mqtt_client_start(cli) != ESP_OK) {
             hil_port_core_lock();
             hil_core_mqtt_failed(0, "esp_mqtt_client_start failed");
