@@ -314,6 +314,19 @@ int SSL_connect(SSL *ssl)
     return real(ssl);
 }
 
+/* Every byte Paho reads from the hub passes SSL_read: its time is the
+ * keep-alive watchdog's evidence that the link is alive (see worker). */
+static uint64_t last_rx_ms;
+
+int SSL_read(SSL *ssl, void *buf, int num)
+{
+    static int (*real)(SSL *, void *, int);
+    if (!real) real = (int (*)(SSL *, void *, int))dlsym(RTLD_NEXT, "SSL_read");
+    int n = real(ssl, buf, num);
+    if (n > 0) __atomic_store_n(&last_rx_ms, hil_port_uptime_ms(), __ATOMIC_RELAXED);
+    return n;
+}
+
 /* ---- MQTT over Paho C ----
  * Creating, connecting and destroying Paho clients from several threads at
  * once crashed libpaho (seen under ASan), so every Paho call but publish
@@ -619,6 +632,7 @@ static void check_deliveries(void)
 }
 
 static bool worker_connected; /* the handle holds a live connection (worker only) */
+static uint64_t worker_keepalive_ms;
 
 static void *worker(void *arg)
 {
@@ -637,6 +651,8 @@ static void *worker(void *arg)
             if (j->kind == JOB_CONNECT) {
                 do_connect(j);
                 worker_connected = cli_created && MQTTClient_isConnected(cli);
+                worker_keepalive_ms = (uint64_t)j->keepalive * 1000;
+                __atomic_store_n(&last_rx_ms, hil_port_uptime_ms(), __ATOMIC_RELAXED);
             } else {
                 if (cli_created && MQTTClient_isConnected(cli)) MQTTClient_disconnect(cli, j->graceful ? 250 : 0);
                 worker_connected = false;
@@ -658,6 +674,17 @@ static void *worker(void *arg)
         if ((rc != MQTTCLIENT_SUCCESS && rc != MQTTCLIENT_TOPICNAME_TRUNCATED) || !MQTTClient_isConnected(cli)) {
             worker_connected = false;
             on_lost(NULL, "connection lost");
+            continue;
+        }
+        /* Keep-alive watchdog (RECON-013): Paho sends PINGREQ after one
+         * keep-alive without traffic but gives up only one more keep-alive
+         * later. A live hub answers a PINGREQ at once, so nothing read for
+         * 1.5 x keep-alive means a dead link. */
+        uint64_t quiet = hil_port_uptime_ms() - __atomic_load_n(&last_rx_ms, __ATOMIC_RELAXED);
+        if (worker_keepalive_ms && quiet > worker_keepalive_ms * 3 / 2) {
+            worker_connected = false;
+            MQTTClient_disconnect(cli, 0);
+            on_lost(NULL, "keep-alive: nothing from the hub for 1.5 x keep-alive");
         }
     }
     return NULL;
