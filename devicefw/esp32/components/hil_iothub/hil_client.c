@@ -77,6 +77,10 @@ static struct {
     int attempt;
     int connects;
     int swap_connects; /* connects at the last certificate swap, -1 none */
+    bool sntp_pending;
+    int sntp_attempt;
+    uint64_t sntp_hold_until;
+    char sntp_hold_server[128];
     uint64_t attempt_started;
     uint64_t next_attempt;
     int64_t token_se;
@@ -169,7 +173,7 @@ static cJSON *status_json(void)
     return d;
 }
 
-static const char *const caps[] = {"sas", "x509", "c2d", "twin", "methods", "cert-rotation"};
+static const char *const caps[] = {"sas", "x509", "c2d", "twin", "methods", "cert-rotation", "sntp"};
 
 static cJSON *hello_json(void)
 {
@@ -246,6 +250,49 @@ static const char *client_type(void)
     return ct;
 }
 
+static uint32_t retry_delay(int attempt);
+
+static void schedule_clock(const char *reason, uint32_t delay)
+{
+    C.next_attempt = hil_port_uptime_ms() + delay;
+    set_state(ST_BACKOFF, reason, C.sntp_attempt, delay, false);
+}
+
+/* CLOCK-001: no TLS and no token before the RTC holds UTC. Returns true
+ * when the clock is set; else the wait (an SNTP query, or a backoff) is
+ * under way and the attempt comes later. */
+static bool clock_ready(void)
+{
+    bool synced = false;
+    hil_port_rtc_ms(&synced);
+    if (synced) return true;
+    if (C.sntp_pending) return false;
+    const char *server = cfg_str("sntp", "server");
+    uint32_t mx = (uint32_t)cfg_num("retry", "maxMs", 60000);
+    uint64_t now = hil_port_uptime_ms();
+    char why[200];
+    if (!*server) {
+        schedule_clock("waiting for UTC time: no SNTP server configured", mx);
+        return false;
+    }
+    if (C.sntp_hold_until > now && strcmp(C.sntp_hold_server, server) == 0) {
+        snprintf(why, sizeof(why), "waiting for UTC time: SNTP server %.80s sent a kiss-o'-death; not asking it again yet", server);
+        schedule_clock(why, (uint32_t)(C.sntp_hold_until - now));
+        return false;
+    }
+    C.sntp_attempt++;
+    uint32_t ini = (uint32_t)cfg_num("retry", "initialMs", 1000);
+    int timeout = (int)(2 * ini < 200 ? 200 : 2 * ini > 5000 ? 5000 : 2 * ini);
+    if (C.sntp_attempt == 1) hil_agent_log(&C.agent, 'I', "RTC not set: getting UTC time from %s before connecting", server);
+    if (hil_port_sntp_query(server, timeout) != 0) {
+        snprintf(why, sizeof(why), "waiting for UTC time: SNTP %.80s: query not sent", server);
+        schedule_clock(why, retry_delay(C.sntp_attempt));
+        return false;
+    }
+    C.sntp_pending = true;
+    return false;
+}
+
 /* Start one connection attempt. */
 static void start_attempt(void)
 {
@@ -275,6 +322,7 @@ static void start_attempt(void)
         if (rb) *rb = 0;
     }
     snprintf(client_id, sizeof(client_id), *mod ? "%s/%s" : "%s%s", dev, *mod ? mod : "");
+    if (!clock_ready()) return;
     const char *model = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(C.cfg, "modelId"));
     if (hil_username(host, dev, mod, HIL_API_VERSION, client_type(), model, username, sizeof(username)) < 0) {
         C.session = false;
@@ -859,11 +907,38 @@ void hil_core_mqtt_published(int msg_id)
     }
 }
 
-void hil_core_sntp_result(bool ok, int64_t unix_ms, const char *kiss_code)
+/* SNTP answer (CLOCK-001): the clock is set and the connection attempt
+ * goes ahead, or the next query waits with backoff; a kiss-o'-death holds
+ * that server off, RATE for the retry cap, anything else (DENY, RSTR) for
+ * five times that, like devicefw/sim. */
+void hil_core_sntp_result(bool ok, int64_t unix_ms, const char *kiss_code, const char *error)
 {
-    (void)ok;
-    (void)unix_ms;
-    (void)kiss_code; /* SNTP is not implemented yet (no "sntp" capability) */
+    C.sntp_pending = false;
+    if (!C.session) return;
+    const char *server = cfg_str("sntp", "server");
+    if (ok) {
+        hil_port_rtc_set(unix_ms, true);
+        hil_agent_log(&C.agent, 'I', "SNTP: clock set from %s", server);
+        cJSON *d = cJSON_CreateObject();
+        cJSON_AddNumberToObject(d, "unixMs", (double)unix_ms);
+        cJSON_AddTrueToObject(d, "synced");
+        hil_agent_event(&C.agent, "clock.synced", d);
+        C.sntp_attempt = 0;
+        start_attempt();
+        return;
+    }
+    char why[200];
+    uint32_t delay = retry_delay(C.sntp_attempt);
+    if (kiss_code && *kiss_code) {
+        uint32_t mx = (uint32_t)cfg_num("retry", "maxMs", 60000);
+        delay = strcmp(kiss_code, "RATE") == 0 ? mx : 5 * mx;
+        C.sntp_hold_until = hil_port_uptime_ms() + delay;
+        snprintf(C.sntp_hold_server, sizeof(C.sntp_hold_server), "%s", server);
+        snprintf(why, sizeof(why), "waiting for UTC time: SNTP %.80s: kiss-o'-death \"%.4s\"", server, kiss_code);
+    } else {
+        snprintf(why, sizeof(why), "waiting for UTC time: SNTP %.80s: %.80s", server, error ? error : "failed");
+    }
+    schedule_clock(why, delay);
 }
 
 /* ---------------------------------------------------------------- operations */
@@ -1045,6 +1120,7 @@ static void op_open(void *ctx, uint32_t id, const cJSON *args, hil_result *r)
     if (!C.session) {
         C.session = true;
         C.attempt = 0;
+        C.sntp_attempt = 0;
         /* The held twin belongs to the previous session (TWIN-010). */
         cJSON_Delete(C.desired);
         C.desired = NULL;
@@ -1444,6 +1520,7 @@ static void op_clock_set(void *ctx, uint32_t id, const cJSON *args, hil_result *
         return;
     }
     hil_port_rtc_set((int64_t)ms->valuedouble, true);
+    if (C.session && C.state == ST_BACKOFF && !C.mqtt_up && !C.sntp_pending) C.next_attempt = hil_port_uptime_ms();
     ok(r, clock_json());
 }
 

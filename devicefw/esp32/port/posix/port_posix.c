@@ -18,7 +18,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <poll.h>
 #include <sys/random.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -252,11 +254,131 @@ int hil_port_wifi_start(const char *ssid, const char *password)
     (void)password;
     return 0; /* the host is on the network already */
 }
+/* ---- SNTP (RFC 4330), one query per call, on its own thread ---- */
+#define NTP_EPOCH_OFFSET 2208988800ULL
+
+typedef struct {
+    char host[200], port[16];
+    int timeout_ms;
+} sntp_req;
+
+static void sntp_done(bool ok, int64_t ms, const char *kiss, const char *err);
+
+static uint64_t ntp_from_ms(int64_t ms)
+{
+    uint64_t secs = ((uint64_t)(ms / 1000) + NTP_EPOCH_OFFSET) & 0xffffffffULL;
+    uint64_t frac = ((uint64_t)(ms % 1000) << 32) / 1000;
+    return secs << 32 | frac;
+}
+
+static int64_t ms_from_ntp(uint64_t ts)
+{
+    int64_t secs = (int64_t)(ts >> 32);
+    if ((secs & 0x80000000LL) == 0) secs += 1LL << 32; /* era 1 (RFC 4330 section 3) */
+    return (secs - (int64_t)NTP_EPOCH_OFFSET) * 1000 + (int64_t)(((ts & 0xffffffffULL) * 1000) >> 32);
+}
+
+static uint64_t be64(const unsigned char *b)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++) v = v << 8 | b[i];
+    return v;
+}
+
+static void *sntp_thread(void *arg)
+{
+    sntp_req *q = arg;
+    struct addrinfo hints, *res = NULL;
+    memset(&hints, 0, sizeof(hints));
+    hints.ai_socktype = SOCK_DGRAM;
+    char err[120] = "";
+    int fd = -1;
+    if (getaddrinfo(q->host, q->port, &hints, &res) != 0 || !res) snprintf(err, sizeof(err), "cannot resolve %s", q->host);
+    else if ((fd = socket(res->ai_family, SOCK_DGRAM, 0)) < 0 || connect(fd, res->ai_addr, res->ai_addrlen) != 0)
+        snprintf(err, sizeof(err), "%s", strerror(errno));
+    if (res) freeaddrinfo(res);
+    if (err[0]) {
+        if (fd >= 0) close(fd);
+        sntp_done(false, 0, NULL, err);
+        free(q);
+        return NULL;
+    }
+    unsigned char pkt[48] = {0}, buf[512];
+    pkt[0] = 0 << 6 | 4 << 3 | 3; /* LI 0, version 4, mode 3 (client) */
+    uint64_t sent = ntp_from_ms(hil_port_rtc_ms(NULL));
+    if (sent == 0) sent = 1;
+    for (int i = 0; i < 8; i++) pkt[40 + i] = (unsigned char)(sent >> (56 - 8 * i));
+    uint64_t start = hil_port_uptime_ms();
+    bool ok = false;
+    int64_t result = 0;
+    char kiss[5] = "";
+    if (send(fd, pkt, sizeof(pkt), 0) != (ssize_t)sizeof(pkt)) snprintf(err, sizeof(err), "send: %s", strerror(errno));
+    while (!err[0] && !ok && !kiss[0]) {
+        int64_t left = (int64_t)q->timeout_ms - (int64_t)(hil_port_uptime_ms() - start);
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        if (left <= 0 || poll(&p, 1, (int)left) <= 0) {
+            snprintf(err, sizeof(err), "no answer within %d ms", q->timeout_ms);
+            break;
+        }
+        ssize_t n = recv(fd, buf, sizeof(buf), 0);
+        if (n < 48 || (buf[0] & 7) != 4 || be64(buf + 24) != sent) continue; /* not the answer to this request */
+        if (buf[1] == 0) {
+            int k = 0;
+            while (k < 4 && buf[12 + k] >= 0x20 && buf[12 + k] < 0x7f) {
+                kiss[k] = (char)buf[12 + k];
+                k++;
+            }
+            kiss[k] = 0;
+            if (!kiss[0]) snprintf(kiss, sizeof(kiss), "?");
+            break;
+        }
+        if (buf[0] >> 6 == 3 || buf[1] > 15) {
+            snprintf(err, sizeof(err), "server not synchronised (leap %d, stratum %d)", buf[0] >> 6, buf[1]);
+            break;
+        }
+        uint64_t recv_ts = be64(buf + 32), xmit_ts = be64(buf + 40);
+        if (xmit_ts == 0) {
+            snprintf(err, sizeof(err), "answer without a transmit timestamp");
+            break;
+        }
+        int64_t elapsed = (int64_t)(hil_port_uptime_ms() - start);
+        int64_t server_time = ms_from_ntp(xmit_ts) - ms_from_ntp(recv_ts);
+        int64_t delay = elapsed - server_time;
+        if (delay < 0) delay = 0;
+        result = ms_from_ntp(xmit_ts) + delay / 2;
+        ok = true;
+    }
+    close(fd);
+    sntp_done(ok, result, kiss[0] ? kiss : NULL, err);
+    free(q);
+    return NULL;
+}
+
 int hil_port_sntp_query(const char *server, int timeout_ms)
 {
-    (void)server;
-    (void)timeout_ms;
-    return -1; /* not implemented on this port yet */
+    sntp_req *q = calloc(1, sizeof(*q));
+    if (!q) return -1;
+    const char *colon = strrchr(server, ':');
+    if (colon) {
+        snprintf(q->host, sizeof(q->host), "%.*s", (int)(colon - server), server);
+        snprintf(q->port, sizeof(q->port), "%s", colon + 1);
+    } else {
+        snprintf(q->host, sizeof(q->host), "%s", server);
+        snprintf(q->port, sizeof(q->port), "123");
+    }
+    if (q->host[0] == '[') { /* [v6]:port */
+        memmove(q->host, q->host + 1, strlen(q->host));
+        char *rb = strchr(q->host, ']');
+        if (rb) *rb = 0;
+    }
+    q->timeout_ms = timeout_ms;
+    pthread_t t;
+    if (pthread_create(&t, NULL, sntp_thread, q) != 0) {
+        free(q);
+        return -1;
+    }
+    pthread_detach(t);
+    return 0;
 }
 
 /* ---- resolver shim ---- */
@@ -383,7 +505,7 @@ static int ssl_error(const char *str, size_t len, void *u)
  * is inside Paho, and the core publishes (inside Paho) with the core lock
  * held. (With Paho's callbacks, called with Paho's mutex held, waiting for
  * the core lock there deadlocked against a publish.) */
-typedef enum { EV_LOST, EV_MESSAGE, EV_DELIVERED } ev_kind;
+typedef enum { EV_LOST, EV_MESSAGE, EV_DELIVERED, EV_SNTP } ev_kind;
 typedef struct ev {
     struct ev *next;
     ev_kind kind;
@@ -438,7 +560,9 @@ void posix_port_drain(void)
         }
         pthread_mutex_unlock(&ev_mu);
         if (!e) return;
-        if (e->gen == cur_gen) {
+        if (e->kind == EV_SNTP) {
+            hil_core_sntp_result(e->dup, (int64_t)e->len, e->topic, e->payload);
+        } else if (e->gen == cur_gen) {
             switch (e->kind) {
             case EV_LOST:
                 if (cur_active) {
@@ -452,12 +576,26 @@ void posix_port_drain(void)
             case EV_DELIVERED:
                 if (cur_active) hil_core_mqtt_published(e->token);
                 break;
+            case EV_SNTP:
+                break;
             }
         }
         free(e->topic);
         free(e->payload);
         free(e);
     }
+}
+
+static void sntp_done(bool ok, int64_t ms, const char *kiss, const char *err)
+{
+    ev *e = calloc(1, sizeof(*e));
+    if (!e) return;
+    e->kind = EV_SNTP;
+    e->dup = ok;
+    e->len = (size_t)ms;
+    if (kiss) e->topic = strdup(kiss);
+    if (err && *err) e->payload = strdup(err);
+    ev_push(e);
 }
 
 static void on_lost(void *ctx, char *cause)

@@ -107,7 +107,10 @@ void hil_core_mqtt_failed(int rc, const char *reason);
 void hil_core_mqtt_lost(const char *reason);
 void hil_core_mqtt_message(const char *topic, const void *payload, size_t len, bool dup);
 void hil_core_mqtt_published(int msg_id);
-void hil_core_sntp_result(bool ok, int64_t unix_ms, const char *kiss_code);
+/* The answer to hil_port_sntp_query: ok with the server's time (already
+ * corrected by half the round trip), or a kiss-o'-death code ("RATE",
+ * "DENY", ...), or another error text. */
+void hil_core_sntp_result(bool ok, int64_t unix_ms, const char *kiss_code, const char *error);
 
 #ifdef __cplusplus
 }
