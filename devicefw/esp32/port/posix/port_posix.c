@@ -293,7 +293,7 @@ static void *sntp_thread(void *arg)
     hints.ai_socktype = SOCK_DGRAM;
     char err[120] = "";
     int fd = -1;
-    if (getaddrinfo(q->host, q->port, &hints, &res) != 0 || !res) snprintf(err, sizeof(err), "cannot resolve %s", q->host);
+    if (getaddrinfo(q->host, q->port, &hints, &res) != 0 || !res) snprintf(err, sizeof(err), "cannot resolve %.80s", q->host);
     else if ((fd = socket(res->ai_family, SOCK_DGRAM, 0)) < 0 || connect(fd, res->ai_addr, res->ai_addrlen) != 0)
         snprintf(err, sizeof(err), "%s", strerror(errno));
     if (res) freeaddrinfo(res);
