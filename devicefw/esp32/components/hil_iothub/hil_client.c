@@ -173,7 +173,7 @@ static cJSON *status_json(void)
     return d;
 }
 
-static const char *const caps[] = {"sas", "x509", "c2d", "twin", "methods", "cert-rotation", "sntp"};
+static const char *const caps[] = {"sas", "x509", "c2d", "twin", "methods", "cert-rotation", "sntp", "modules", "will"};
 
 static cJSON *hello_json(void)
 {
@@ -387,6 +387,31 @@ static void start_attempt(void)
     p.filters = filters;
     p.filter_qos = qos;
     p.nfilters = *mod ? 3 : 4; /* modules have no C2D (MOD-010) */
+    /* A Will goes to the identity's telemetry topic, with its properties
+     * as the bag (CONN-021, MOD-004). */
+    static char will_topic[1024];
+    const cJSON *will = cJSON_GetObjectItemCaseSensitive(section("mqtt"), "will");
+    if (cJSON_IsObject(will)) {
+        hil_prop bag[16];
+        size_t n = 0;
+        const cJSON *e;
+        cJSON_ArrayForEach(e, cJSON_GetObjectItemCaseSensitive(will, "props"))
+        {
+            if (n >= 16 || !cJSON_IsString(e)) continue;
+            hil_prop pr = {e->string, e->valuestring, false};
+            size_t k = n++;
+            while (k > 0 && strcmp(bag[k - 1].name, pr.name) > 0) {
+                bag[k] = bag[k - 1];
+                k--;
+            }
+            bag[k] = pr;
+        }
+        if (hil_topic_telemetry(dev, mod, bag, n, will_topic, sizeof(will_topic)) > 0) {
+            const char *wp = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(will, "payload"));
+            p.will_topic = will_topic;
+            p.will_payload = wp ? wp : "";
+        }
+    }
     C.attempt++;
     C.attempt_started = hil_port_uptime_ms();
     set_state(ST_CONNECTING, NULL, C.attempt, 0, false);

@@ -449,6 +449,23 @@ int SSL_read(SSL *ssl, void *buf, int num)
     return n;
 }
 
+/* Paho C sends DISCONNECT whenever it cleans up a connection, also one the
+ * hub has just dropped or that the firmware abandons on purpose (reset,
+ * client.close without grace). A DISCONNECT tells the hub to discard the
+ * Will (CONN-021) and marks the loss as clean, so the 2-byte DISCONNECT
+ * packet reaches the wire only while the worker performs a graceful
+ * disconnect. */
+static volatile bool graceful_disconnect;
+
+int SSL_write(SSL *ssl, const void *buf, int num)
+{
+    static int (*real)(SSL *, const void *, int);
+    if (!real) real = (int (*)(SSL *, const void *, int))dlsym(RTLD_NEXT, "SSL_write");
+    const unsigned char *b = buf;
+    if (num == 2 && b[0] == 0xE0 && b[1] == 0x00 && !__atomic_load_n(&graceful_disconnect, __ATOMIC_RELAXED)) return num;
+    return real(ssl, buf, num);
+}
+
 /* ---- MQTT over Paho C ----
  * Creating, connecting and destroying Paho clients from several threads at
  * once crashed libpaho (seen under ASan), so every Paho call but publish
@@ -473,6 +490,9 @@ typedef struct job {
     char trust[600], cert[600], key[600];
     int keepalive;
     bool clean;
+    bool has_will;
+    char will_topic[1024];
+    char *will_payload;
     char filters[4][200];
     char *filter_ptrs[4];
     int filter_qos[4];
@@ -647,6 +667,7 @@ static void on_delivered(void *ctx, MQTTClient_deliveryToken dt)
 
 static void job_free(job *j)
 {
+    free(j->will_payload);
     if (j->kind == JOB_CONNECT) {
         unlink(j->trust);
         unlink(j->cert);
@@ -694,6 +715,16 @@ static void do_connect(job *j)
     co.password = j->password[0] ? j->password : NULL;
     co.connectTimeout = 10;
     co.MQTTVersion = MQTTVERSION_3_1_1;
+    MQTTClient_willOptions wo = MQTTClient_willOptions_initializer;
+    if (j->has_will) {
+        wo.topicName = j->will_topic;
+        wo.message = NULL;
+        wo.payload.data = j->will_payload;
+        wo.payload.len = (int)strlen(j->will_payload);
+        wo.qos = 1;
+        wo.retained = 0;
+        co.will = &wo;
+    }
     co.reliable = 0;
     tls_verify_failed = false;
     pthread_mutex_lock(&ssl_mu);
@@ -792,7 +823,9 @@ static void *worker(void *arg)
                 worker_keepalive_ms = (uint64_t)j->keepalive * 1000;
                 __atomic_store_n(&last_rx_ms, hil_port_uptime_ms(), __ATOMIC_RELAXED);
             } else {
+                __atomic_store_n(&graceful_disconnect, j->graceful, __ATOMIC_RELAXED);
                 if (cli_created && MQTTClient_isConnected(cli)) MQTTClient_disconnect(cli, j->graceful ? 250 : 0);
+                __atomic_store_n(&graceful_disconnect, false, __ATOMIC_RELAXED);
                 worker_connected = false;
                 pthread_mutex_lock(&tok_mu);
                 ntoks = 0;
@@ -870,6 +903,12 @@ int hil_port_mqtt_connect(const hil_mqtt_params *p)
     snprintf(j->host, sizeof(j->host), "%s", p->host);
     j->keepalive = p->keepalive_s;
     j->clean = p->clean_session;
+    if (p->will_topic) {
+        j->has_will = true;
+        snprintf(j->will_topic, sizeof(j->will_topic), "%s", p->will_topic);
+        j->will_payload = strdup(p->will_payload ? p->will_payload : "");
+        if (!j->will_payload) j->has_will = false;
+    }
     for (int i = 0; i < p->nfilters && i < 4; i++) {
         snprintf(j->filters[i], sizeof(j->filters[i]), "%s", p->filters[i]);
         j->filter_ptrs[i] = j->filters[i];
