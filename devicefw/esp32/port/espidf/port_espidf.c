@@ -146,7 +146,7 @@ typedef struct {
     job_kind kind;
     unsigned gen;
     bool graceful;
-    char *host, *dial, *client_id, *username, *password, *trust, *cert, *key;
+    char *host, *dial, *client_id, *username, *password, *trust, *cert, *key, *will_topic, *will_payload;
     int dial_port, keepalive;
     bool clean;
     char *filters[4];
@@ -179,7 +179,7 @@ static void job_free(job *j)
     if (j->password) memset(j->password, 0, strlen(j->password));
     if (j->key) memset(j->key, 0, strlen(j->key));
     free(j->host), free(j->dial), free(j->client_id), free(j->username), free(j->password);
-    free(j->trust), free(j->cert), free(j->key);
+    free(j->trust), free(j->cert), free(j->key), free(j->will_topic), free(j->will_payload);
     for (int i = 0; i < j->nfilters; i++) free(j->filters[i]);
     free(j);
 }
@@ -299,6 +299,13 @@ static void mqtt_task(void *arg)
         c.session.keepalive = j->keepalive;
         c.session.disable_clean_session = !j->clean;
         c.session.protocol_ver = MQTT_PROTOCOL_V_3_1_1;
+        if (j->will_topic) { /* CONN-021: esp_mqtt_client_stop closes without DISCONNECT */
+            c.session.last_will.topic = j->will_topic;
+            c.session.last_will.msg = j->will_payload;
+            c.session.last_will.msg_len = (int)strlen(j->will_payload);
+            c.session.last_will.qos = 1;
+            c.session.last_will.retain = 0;
+        }
         c.network.disable_auto_reconnect = true; /* the core's backoff decides */
         c.network.timeout_ms = 10000;
         c.buffer.size = 4096;
@@ -342,6 +349,10 @@ int hil_port_mqtt_connect(const hil_mqtt_params *p)
     j->key = dup_str(p->key_pem);
     j->keepalive = p->keepalive_s;
     j->clean = p->clean_session;
+    if (p->will_topic) {
+        j->will_topic = dup_str(p->will_topic);
+        j->will_payload = dup_str(p->will_payload ? p->will_payload : "");
+    }
     for (int i = 0; i < p->nfilters && i < 4; i++) {
         j->filters[i] = dup_str(p->filters[i]);
         j->qos[i] = p->filter_qos[i];
