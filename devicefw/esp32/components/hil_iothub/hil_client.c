@@ -173,7 +173,9 @@ static cJSON *status_json(void)
     return d;
 }
 
-static const char *const caps[] = {"sas", "x509", "c2d", "twin", "methods", "cert-rotation", "sntp", "modules", "will"};
+static const char *const caps[] = {"sas", "x509", "c2d", "twin", "methods", "cert-rotation", "sntp", "modules", "will",
+                                   "persistent-session", "clean-session-1", "telemetry-qos0", "ctime", "module-x509",
+                                   "local-twin-validation"};
 
 static cJSON *hello_json(void)
 {
@@ -1151,8 +1153,13 @@ static void op_open(void *ctx, uint32_t id, const cJSON *args, hil_result *r)
         C.desired = NULL;
         C.desired_ver = C.reported_ver = 0;
         start_attempt();
+        ok(r, status_json());
+        return;
     }
-    ok(r, status_json());
+    /* Already open: no second loop, no new connection (PROTOCOL.md §4). */
+    cJSON *st = status_json();
+    cJSON_AddTrueToObject(st, "already");
+    ok(r, st);
 }
 
 static void op_close(void *ctx, uint32_t id, const cJSON *args, hil_result *r)
