@@ -77,6 +77,8 @@ static struct {
     int attempt;
     int connects;
     int swap_connects; /* connects at the last certificate swap, -1 none */
+    uint64_t up_at; /* when the current connection was established */
+    int quick;      /* losses in a row of connections that did not live long */
     bool sntp_pending;
     int sntp_attempt;
     uint64_t sntp_hold_until;
@@ -575,6 +577,7 @@ void hil_core_mqtt_connected(bool session_present)
      * session was present) before reporting the CONNACK. */
     C.attempt = 0;
     C.connects++;
+    C.up_at = hil_port_uptime_ms();
     /* The held twin is refreshed by a GET after every connect (TWIN-010). */
     twin_publish(TW_RESYNC, 0, NULL, NULL);
     set_state(ST_CONNECTED, NULL, 0, 0, session_present);
@@ -594,7 +597,13 @@ void hil_core_mqtt_lost(const char *reason)
     end_connection(false);
     if (!C.session) return;
     hil_agent_log(&C.agent, 'W', "connection lost: %s", reason);
-    C.attempt = 1;
+    /* A connection lost before it was stable (it lived less than the
+     * backoff cap) does not reset the backoff: a duplicate identity taking
+     * the connection over meets growing gaps, not a ping-pong (RECON-009);
+     * a single loss still waits the initial delay (RECON-001). */
+    if (hil_port_uptime_ms() - C.up_at < (uint64_t)cfg_num("retry", "maxMs", 60000)) C.quick++;
+    else C.quick = 1;
+    C.attempt = C.quick;
     C.attempt_started = hil_port_uptime_ms() + 1; /* the dial of the lost connection does not count */
     schedule_retry("connection lost", retry_delay(C.attempt));
 }
@@ -1148,6 +1157,7 @@ static void op_open(void *ctx, uint32_t id, const cJSON *args, hil_result *r)
         C.session = true;
         C.attempt = 0;
         C.sntp_attempt = 0;
+        C.quick = 0;
         /* The held twin belongs to the previous session (TWIN-010). */
         cJSON_Delete(C.desired);
         C.desired = NULL;
