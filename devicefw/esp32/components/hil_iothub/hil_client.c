@@ -175,7 +175,7 @@ static cJSON *status_json(void)
     return d;
 }
 
-static const char *const caps[] = {"sas", "x509", "c2d", "twin", "methods", "cert-rotation", "sntp", "modules", "will",
+static const char *const caps[] = {"sas", "x509", "c2d", "twin", "methods", "cert-rotation", "modules", "will",
                                    "persistent-session", "clean-session-1", "telemetry-qos0", "ctime", "module-x509",
                                    "local-twin-validation"};
 
@@ -191,7 +191,9 @@ static cJSON *hello_json(void)
     snprintf(cv, sizeof(cv), "%s (%s %s)", FW_VERSION, hil_port_mqtt_lib(), hil_port_mqtt_lib_version());
     cJSON_AddStringToObject(d, "clientVersion", cv);
     cJSON_AddStringToObject(d, "board", hil_port_board());
-    cJSON_AddItemToObject(d, "caps", cJSON_CreateStringArray(caps, (int)(sizeof(caps) / sizeof(caps[0]))));
+    cJSON *cj = cJSON_CreateStringArray(caps, (int)(sizeof(caps) / sizeof(caps[0])));
+    if (hil_port_has_sntp()) cJSON_AddItemToArray(cj, cJSON_CreateString("sntp"));
+    cJSON_AddItemToObject(d, "caps", cj);
     cJSON_AddNumberToObject(d, "boot", hil_port_boot_count());
     cJSON_AddNumberToObject(d, "maxFrame", HIL_MAX_FRAME);
     return d;

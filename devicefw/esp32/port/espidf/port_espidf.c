@@ -132,6 +132,8 @@ int hil_port_wifi_start(const char *ssid, const char *password)
     return esp_wifi_start() == ESP_OK ? 0 : -1;
 }
 
+bool hil_port_has_sntp(void) { return false; }
+
 int hil_port_sntp_query(const char *server, int timeout_ms)
 {
     (void)server;

@@ -354,6 +354,8 @@ static void *sntp_thread(void *arg)
     return NULL;
 }
 
+bool hil_port_has_sntp(void) { return true; }
+
 int hil_port_sntp_query(const char *server, int timeout_ms)
 {
     sntp_req *q = calloc(1, sizeof(*q));

@@ -53,6 +53,8 @@ void hil_port_reboot(void);
 int hil_port_wifi_start(const char *ssid, const char *password);
 
 /* --- SNTP ------------------------------------------------------------------ */
+/* Whether this port implements hil_port_sntp_query (the "sntp" capability). */
+bool hil_port_has_sntp(void);
 /* Start one query of server ("host:port"); the answer comes through
  * hil_core_sntp_result. Returns 0 when the query was started. */
 int hil_port_sntp_query(const char *server, int timeout_ms);
