@@ -40,13 +40,13 @@ const (
 // Capabilities a board may declare in Hello.Caps; specs for features the
 // board lacks are reported not applicable.
 const (
-	CapSAS          = "sas"
-	CapX509         = "x509"
-	CapModules      = "modules"
-	CapPnP          = "pnp"
-	CapDPS          = "dps"
-	CapOTA          = "ota"
-	CapWebSockets   = "websockets"
+	CapSAS        = "sas"
+	CapX509       = "x509"
+	CapModules    = "modules"
+	CapPnP        = "pnp"
+	CapDPS        = "dps"
+	CapOTA        = "ota"
+	CapWebSockets = "websockets"
 	// CapPersistentSession: the client can connect with CleanSession 0 and
 	// resume its session (subscriptions and QoS 1 messages kept by the hub).
 	CapPersistentSession = "persistent-session"
