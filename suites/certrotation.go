@@ -105,7 +105,16 @@ var _ = Describe("root migration and trust updates", func() {
 		m := s.Mark()
 		must(0, s.Call(ctx, agentproto.OpTrustClear, nil, nil))
 		must(0, s.Call(ctx, agentproto.OpTrustAdd, agentproto.Cert{PEM: fixtures.PEMOf(sc.NewRoot)}, nil))
-		moved := reconnectUnder(ctx, s, must(sc.Server(sc.NewRoot, 1, certs.Valid)))
+		// The old connection ends by the host closing the client and opening
+		// it again over the agent (no reset, no reliance on the device's own
+		// reconnect after an abrupt loss, which is RECON-001's matter):
+		// CERT-003 is judged on the next connection alone. A trust store
+		// read once per boot still fails here; a reboot is caught below.
+		certServe(s, must(sc.Server(sc.NewRoot, 1, certs.Valid)))
+		must(0, s.Call(ctx, agentproto.OpClose, agentproto.CloseArgs{Graceful: true}, nil))
+		om := s.Mark()
+		must(0, s.Call(ctx, agentproto.OpOpen, nil, nil))
+		moved := settle(ctx, s, om)
 		fixtures.NoteFact(fixtures.FactTrustStore, "root replaced over the agent (trust.clear, trust.add) without reflashing",
 			map[bool]string{true: "new root used at the next connection", false: "new root not used"}[moved.accepted], moved.accepted)
 		Expect(moved.accepted).To(BeTrue(), "CERT-003: after the stored root was replaced the device must reach the hub whose chain ends at the new root; board: %s\n%s",

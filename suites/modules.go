@@ -93,13 +93,17 @@ var _ = Describe("module identities", func() {
 		s := NewSession(ctx, fixtures.SessionOptions{ModuleID: "TwinMod"})
 		get := must(s.WaitTrace(ctx, s.Start(), "the module's twin GET", twinPublishTo(twinGetPrefix)))
 		tr := s.Trace(s.Start())
-		for _, f := range []string{iothub.TwinResponseFilter, iothub.TwinDesiredFilter} {
-			Expect(twinSubackedBefore(tr, get, f)).To(BeTrue(),
-				"MOD-005 (TWIN-001): on the module connection a SUBACK granting %s must precede the first twin request %s\n%s", f, get.Topic, traceText(tr))
-		}
+		// TWIN-001 asks only for the response filter before the first twin
+		// request (002 L13936); the desired filter before the GET is
+		// TWIN-010's start-up order (subscribe, then retrieve: 002
+		// L12100-12104).
+		Expect(twinSubackedBefore(tr, get, iothub.TwinResponseFilter)).To(BeTrue(),
+			"MOD-005 (TWIN-001): on the module connection a SUBACK granting %s must precede the first twin request %s (002 L13936)\n%s", iothub.TwinResponseFilter, get.Topic, traceText(tr))
+		Expect(twinSubackedBefore(tr, get, iothub.TwinDesiredFilter)).To(BeTrue(),
+			"MOD-005 (TWIN-010): on the module connection a SUBACK granting %s must precede the twin GET %s (subscribe, then retrieve: 002 L12100-12104)\n%s", iothub.TwinDesiredFilter, get.Topic, traceText(tr))
 		rid := twinRID(get.Topic)
-		Expect(get.Topic).To(Equal(iothub.TwinGetTopic(rid)), "MOD-005 (TWIN-002): the module's GET uses the device twin topic\n%s", traceText(tr))
-		Expect(get.PayloadLen).To(BeZero(), "MOD-005 (TWIN-002): empty GET payload\n%s", traceText(tr))
+		Expect(get.Topic).To(Equal(iothub.TwinGetTopic(rid)), "MOD-005 (TWIN-002): the module's GET uses the device twin topic $iothub/twin/GET/?$rid={rid} (002 L13936)\n%s", traceText(tr))
+		Expect(get.PayloadLen).To(BeZero(), "MOD-005 (TWIN-002): expected an empty GET payload (002 L13936); seen %d bytes\n%s", get.PayloadLen, traceText(tr))
 		twinResynced(ctx, s, s.Start())
 
 		// A desired change of the module twin reaches the module connection.

@@ -97,7 +97,7 @@ var _ = Describe("reconnect", func() {
 	})
 
 	Conformance("the SAS token is renewed by a new connection before its se", []string{"RECON-006"}, func(ctx SpecContext) {
-		ttl := 4 * time.Second
+		ttl := tokenLife(4*time.Second, 4*time.Second, 30*time.Second, "a renewal before se")
 		s := NewSession(ctx, fixtures.SessionOptions{TokenTTL: ttl})
 		first := must(s.WaitTrace(ctx, s.Start(), "CONNECT", isConnect))
 		se1 := tokenExpiry(first)

@@ -108,14 +108,30 @@ var _ = Describe("reconnect after network faults", func() {
 		// the device's missing PINGRESP can tell. Its reconnect shows as a
 		// new TCP connection at the proxy (accepted; the hub is dialled once
 		// the blackhole ends).
+		// The docs set no detection time (GAP, requirements.md RECON-013);
+		// the catalog's bound is "at most 2 × keep-alive", counted from
+		// the moment the rig silenced the link (the blackhole-on event,
+		// emitted once the proxy holds all traffic; the device's own last
+		// traffic came earlier, so this start is never before the silence).
+		// The bound is judged on the proxy's timestamp of the device's new
+		// connection, not on when this goroutine hears of it, with the
+		// rig's timing granularity as the only tolerance: the accept is
+		// stamped by the proxy's accept loop, a few ms behind the device's
+		// dial on a loaded host.
+		const granularity = 50 * time.Millisecond
 		limit := 2 * ka
-		dctx, cancel := context.WithDeadline(ctx, on.At.Add(limit))
+		dctx, cancel := context.WithDeadline(ctx, on.At.Add(limit+granularity+time.Second))
 		defer cancel()
 		acc, err := net.WaitEventAfter(dctx, on.Seq, func(e netem.Event) bool { return e.Kind == netem.EvAccept })
-		if err != nil {
-			Fail(fmt.Sprintf("RECON-013: the link has been dead for %s (keep-alive %s) and the device has not opened a new connection; expected within 2 × keep-alive\n%s%s",
-				limit, ka, netText(net.Events(), nm), traceText(s.Trace(s.Start()))))
+		if err != nil || acc.At.Sub(on.At) > limit+granularity {
+			seen := "has not opened a new connection"
+			if err == nil {
+				seen = fmt.Sprintf("opened its new connection only %s after the link went silent", acc.At.Sub(on.At).Round(time.Millisecond))
+			}
+			Fail(fmt.Sprintf("RECON-013: the link went silent at %s (keep-alive %s) and the device %s; expected within 2 × keep-alive = %s (catalog bound; rig granularity %s)\n%s%s",
+				on.At.Format(time.TimeOnly+".000"), ka, seen, limit, granularity, netText(net.Events(), nm), traceText(s.Trace(s.Start()))))
 		}
+		GinkgoWriter.Printf("RECON-013: new connection %s after the link went silent (bound %s)\n", acc.At.Sub(on.At).Round(time.Millisecond), limit)
 		series.Record(series.Series{Name: "dead link (blackhole on), then the device's new connection", Times: []time.Time{on.At, acc.At}})
 		net.Blackhole(false)
 		reconnected(ctx, s, m, live, "RECON-013: after the dead link")
@@ -138,7 +154,19 @@ var _ = Describe("reconnect after network faults", func() {
 		nm := net.Mark()
 		h.RefuseConnects(s.ID, 3, s.Env.Timing.Event)
 		Expect(net.Cut()).To(BeNumerically(">=", 1), "rig: no live connection to cut")
-		must(s.WaitTrace(ctx, m, "the calibration attempt refused with CONNACK 3", isConnack(3)))
+		if _, err := s.WaitTrace(ctx, m, "the calibration attempt refused with CONNACK 3", isConnack(3)); err != nil {
+			// The cut of the live connection is itself an abrupt close:
+			// a device that never comes back after it fails RECON-001
+			// (reconnect after any loss) and RECON-010 alike ("copes with
+			// the connection closing at any moment"), so this fails, with
+			// its cause named; the later cut points were not reached.
+			what := "made no reconnect attempt"
+			if len(packets(s.Trace(m), hub.DirIn, "CONNECT")) > 0 {
+				what = "sent a CONNECT that was not refused with CONNACK 3"
+			}
+			Fail(fmt.Sprintf("RECON-010: the device %s after the abrupt close (network cut) of its live connection within %s (its state: %s): a RECON-001 failure, which breaks RECON-010 as well (an abrupt close at any moment must be survived); the cuts during TLS, before CONNACK and mid-PUBLISH could not be judged\n%s",
+				what, s.Env.Timing.Event, deviceState(ctx, s), evidence()))
+		}
 		h.RefuseConnects(s.ID, 3, 0)
 		acc := must(waitNet(ctx, net, nm, "the calibration attempt's connection", func(e netem.Event) bool { return e.Kind == netem.EvAccept }))
 		end := must(waitNet(ctx, net, acc.Seq, "the end of the calibration connection", func(e netem.Event) bool { return e.Conn == acc.Conn && netEnded(e) }))

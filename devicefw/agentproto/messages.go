@@ -124,6 +124,10 @@ type Hello struct {
 	Defects   []string `json:"defects,omitempty"` // active defect switches (virtual board)
 	BootCount int      `json:"boot"`
 	MaxFrame  int      `json:"maxFrame"`
+	// MinTokenTTLS is the shortest SAS token life (s) the client library
+	// can hold a session with: it renews a fixed margin before se, so a
+	// shorter token is renewed at once, again and again (0: no such floor).
+	MinTokenTTLS int `json:"minTokenTtlS,omitempty"`
 }
 
 // Config is the device configuration. configure merges non-zero fields.
