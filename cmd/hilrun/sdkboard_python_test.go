@@ -1,22 +1,16 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
-
-	"github.com/creack/pty"
-	"golang.org/x/term"
 
 	"github.com/hilrun/hilrun/devicefw/agentproto"
 	azureiotpython "github.com/hilrun/hilrun/devicefw/sdk/azure-iot-python"
@@ -61,105 +55,8 @@ func TestSDKBoardPythonShim(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	master, slave, err := pty.Open()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer master.Close()
-	defer slave.Close()
-	if _, err := term.MakeRaw(int(slave.Fd())); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := term.MakeRaw(int(master.Fd())); err != nil {
-		t.Fatal(err)
-	}
-	state := t.TempDir()
-	cmd := exec.Command(shim, "--uart", slave.Name(), "--state", state, "--board", "pty-test")
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	stderr := &sdkLockedBuffer{} // written by exec's copy goroutine while the test reads it
-	cmd.Stderr = stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := false
-	defer func() {
-		if !exited {
-			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-			_ = cmd.Wait()
-		}
-	}()
-
-	lines := make(chan []byte, 64)
-	go func() {
-		r := bufio.NewReaderSize(master, 8192)
-		for {
-			l, err := r.ReadBytes('\n')
-			if len(l) > 0 {
-				lines <- l
-			}
-			if err != nil {
-				close(lines)
-				return
-			}
-		}
-	}()
-	var console []string
-	next := func(what string) *agentproto.Frame {
-		t.Helper()
-		deadline := time.After(15 * time.Second)
-		for {
-			select {
-			case l, ok := <-lines:
-				if !ok {
-					t.Fatalf("%s: UART closed; console %q; stderr %s", what, console, stderr.String())
-				}
-				text, f, err := agentproto.Split(l)
-				if len(bytes.TrimSpace(text)) > 0 {
-					console = append(console, string(text))
-				}
-				if err == agentproto.ErrNotFrame {
-					continue
-				}
-				if err != nil {
-					t.Fatalf("%s: undecodable frame %q: %v", what, l, err)
-				}
-				return f
-			case <-deadline:
-				t.Fatalf("%s: nothing within 15 s; console %q; stderr %s", what, console, stderr.String())
-			}
-		}
-	}
-	send := func(line []byte) {
-		t.Helper()
-		if _, err := master.Write(line); err != nil {
-			t.Fatal(err)
-		}
-	}
-	var skipped []*agentproto.Frame // events that arrived while a call waited
-	call := func(id uint32, op string, args any) *agentproto.Frame {
-		t.Helper()
-		f, err := agentproto.Request(id, op, args)
-		if err != nil {
-			t.Fatal(err)
-		}
-		b, err := agentproto.Encode(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		send(b)
-		for {
-			r := next(op)
-			if r.T == agentproto.KindEvent {
-				skipped = append(skipped, r) // conn events may interleave; checked below
-				continue
-			}
-			if r.T != agentproto.KindResponse || r.ID != id {
-				t.Fatalf("%s: want the response to id %d, got %+v", op, id, r)
-			}
-			return r
-		}
-	}
-
+	sh := startShim(t, shim, 15*time.Second)
+	next, send, call := sh.next, sh.send, sh.call
 	wantVer, err := azureiotpython.SDKVersion()
 	if err != nil {
 		t.Fatal(err)
@@ -186,8 +83,8 @@ func TestSDKBoardPythonShim(t *testing.T) {
 			t.Errorf("caps %v declare %q, which the SDK shim cannot do", h.Caps, c)
 		}
 	}
-	if len(console) == 0 || !strings.Contains(console[0], "azure-iot-device "+wantVer) {
-		t.Errorf("boot console line should name the SDK and its version; console %q", console)
+	if len(sh.console) == 0 || !strings.Contains(sh.console[0], "azure-iot-device "+wantVer) {
+		t.Errorf("boot console line should name the SDK and its version; console %q", sh.console)
 	}
 
 	r := call(7, agentproto.OpHello, nil)
@@ -234,7 +131,7 @@ func TestSDKBoardPythonShim(t *testing.T) {
 	if r = call(14, agentproto.OpConfigure, cfg); !r.OK || bytes.Contains(r.Data, []byte("c2VjcmV0")) {
 		t.Fatalf("configure sas: %+v", r)
 	}
-	if fi, err := os.Stat(filepath.Join(state, "nvs.json")); err != nil || fi.Mode().Perm() != 0o600 {
+	if fi, err := os.Stat(filepath.Join(sh.state, "nvs.json")); err != nil || fi.Mode().Perm() != 0o600 {
 		t.Fatalf("nvs.json must exist with mode 0600: %v %v", fi, err)
 	}
 	// client.open towards a closed port: conn events numbered on from
@@ -244,12 +141,7 @@ func TestSDKBoardPythonShim(t *testing.T) {
 	}
 	seq := uint64(1)
 	for {
-		var f *agentproto.Frame
-		if len(skipped) > 0 {
-			f, skipped = skipped[0], skipped[1:]
-		} else {
-			f = next("conn events")
-		}
+		f := sh.nextEvent("conn events")
 		if f.T != agentproto.KindEvent {
 			continue
 		}
@@ -268,23 +160,12 @@ func TestSDKBoardPythonShim(t *testing.T) {
 			break
 		}
 	}
-	if strings.Contains(strings.Join(console, "\n"), key) || strings.Contains(stderr.String(), key) {
+	if strings.Contains(strings.Join(sh.console, "\n"), key) || strings.Contains(sh.stderr.String(), key) {
 		t.Fatal("the SAS key appeared on the console or in the firmware log")
 	}
 	// reset: answered, then the process exits with the reset status.
 	if r = call(16, agentproto.OpReset, nil); !r.OK {
 		t.Fatalf("reset: %+v", r)
 	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	select {
-	case err := <-done:
-		exited = true
-		var ee *exec.ExitError
-		if !errors.As(err, &ee) || ee.ExitCode() != 3 {
-			t.Fatalf("after reset the shim must exit with status 3, got %v", err)
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("the shim did not exit after reset")
-	}
+	sh.expectResetExit()
 }

@@ -1,23 +1,16 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
-
-	"github.com/creack/pty"
-	"golang.org/x/term"
 
 	"github.com/hilrun/hilrun/devicefw/agentproto"
 	azureiotnode "github.com/hilrun/hilrun/devicefw/sdk/azure-iot-node"
@@ -44,95 +37,8 @@ func TestSDKBoardNodeShim(t *testing.T) {
 		t.Fatalf("install the shim: %v\n%s", err, log.String())
 	}
 
-	master, slave, err := pty.Open()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer master.Close()
-	defer slave.Close()
-	if _, err := term.MakeRaw(int(slave.Fd())); err != nil {
-		t.Fatal(err)
-	}
-	state := t.TempDir()
-	cmd := exec.Command(launcher, "--uart", slave.Name(), "--state", state, "--board", "pty-test")
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	stderr := &sdkLockedBuffer{}
-	cmd.Stderr = stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := false
-	defer func() {
-		if !exited {
-			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-			_ = cmd.Wait()
-		}
-	}()
-
-	lines := make(chan []byte, 64)
-	go func() {
-		r := bufio.NewReaderSize(master, 8192)
-		for {
-			l, err := r.ReadBytes('\n')
-			if len(l) > 0 {
-				lines <- l
-			}
-			if err != nil {
-				close(lines)
-				return
-			}
-		}
-	}()
-	var console []string
-	next := func(what string) *agentproto.Frame {
-		t.Helper()
-		deadline := time.After(10 * time.Second)
-		for {
-			select {
-			case l, ok := <-lines:
-				if !ok {
-					t.Fatalf("%s: UART closed; console %q; stderr %s", what, console, stderr.String())
-				}
-				text, f, err := agentproto.Split(l)
-				if len(bytes.TrimSpace(text)) > 0 {
-					console = append(console, string(text))
-				}
-				if err == agentproto.ErrNotFrame {
-					continue
-				}
-				if err != nil {
-					t.Fatalf("%s: undecodable frame %q: %v", what, l, err)
-				}
-				return f
-			case <-deadline:
-				t.Fatalf("%s: nothing within 10 s; console %q; stderr %s", what, console, stderr.String())
-			}
-		}
-	}
-	send := func(line []byte) {
-		t.Helper()
-		if _, err := master.Write(line); err != nil {
-			t.Fatal(err)
-		}
-	}
-	call := func(id uint32, op string, args any) *agentproto.Frame {
-		t.Helper()
-		f, err := agentproto.Request(id, op, args)
-		if err != nil {
-			t.Fatal(err)
-		}
-		b, err := agentproto.Encode(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		send(b)
-		r := next(op)
-		if r.T != agentproto.KindResponse || r.ID != id {
-			t.Fatalf("%s: want the response to id %d, got %+v", op, id, r)
-		}
-		return r
-	}
-
+	sh := startShim(t, launcher, 10*time.Second)
+	next, send, call := sh.next, sh.send, sh.call
 	wantVer, err := azureiotnode.SDKVersion("azure-iot-device")
 	if err != nil {
 		t.Fatal(err)
@@ -158,8 +64,8 @@ func TestSDKBoardNodeShim(t *testing.T) {
 			t.Errorf("caps %v declare %q, which the SDK shim cannot do", h.Caps, c)
 		}
 	}
-	if len(console) == 0 || !strings.Contains(console[0], "azure-iot-device "+wantVer) {
-		t.Errorf("boot console line should name the SDK and its version; console %q", console)
+	if len(sh.console) == 0 || !strings.Contains(sh.console[0], "azure-iot-device "+wantVer) {
+		t.Errorf("boot console line should name the SDK and its version; console %q", sh.console)
 	}
 
 	// A request glued to console text, answered by id.
@@ -196,42 +102,12 @@ func TestSDKBoardNodeShim(t *testing.T) {
 	if r = call(14, agentproto.OpConfigure, agentproto.Config{Auth: &agentproto.AuthConfig{Type: "sas", Key: "c2VjcmV0LWtleS1ub3QtZWNob2Vk"}}); !r.OK || bytes.Contains(r.Data, []byte("c2VjcmV0")) {
 		t.Fatalf("configure sas: %+v", r)
 	}
-	if fi, err := os.Stat(filepath.Join(state, "nvs.json")); err != nil || fi.Mode().Perm() != 0o600 {
+	if fi, err := os.Stat(filepath.Join(sh.state, "nvs.json")); err != nil || fi.Mode().Perm() != 0o600 {
 		t.Fatalf("nvs.json must exist with mode 0600: %v %v", fi, err)
 	}
 	// reset: answered, then the process exits with the reset status.
 	if r = call(15, agentproto.OpReset, nil); !r.OK {
 		t.Fatalf("reset: %+v", r)
 	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	select {
-	case err := <-done:
-		exited = true
-		var ee *exec.ExitError
-		if !errors.As(err, &ee) || ee.ExitCode() != 3 {
-			t.Fatalf("after reset the shim must exit with status 3, got %v", err)
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("the shim did not exit after reset")
-	}
-}
-
-// sdkLockedBuffer is a bytes.Buffer safe for the exec goroutine writing
-// and the test reading.
-type sdkLockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *sdkLockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *sdkLockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
+	sh.expectResetExit()
 }
