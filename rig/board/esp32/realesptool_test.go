@@ -6,7 +6,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -68,7 +67,7 @@ func realEsptool(t *testing.T) string {
 		ctx, cancel := context.WithTimeout(context.Background(), limit)
 		defer cancel()
 		cmd := exec.CommandContext(ctx, name, args...)
-		cmd.Env = append(os.Environ(), "PIP_DISABLE_PIP_VERSION_CHECK=1", "PYTHONDONTWRITEBYTECODE=")
+		cmd.Env = append(os.Environ(), "PIP_DISABLE_PIP_VERSION_CHECK=1")
 		return cmd.CombinedOutput()
 	}
 	if out, err := run(2*time.Minute, py3, "-m", "venv", dir); err != nil {
@@ -319,10 +318,6 @@ func TestRealEsptoolFlashReachesThePort(t *testing.T) {
 			}
 			if !strings.Contains(o, "Could not open "+port) {
 				t.Fatalf("esptool did not get as far as opening %s:\n%s", port, o)
-			}
-			var ee *exec.ExitError
-			if !errors.As(err, &ee) && !strings.Contains(err.Error(), "exit status") {
-				t.Logf("error: %v", err)
 			}
 			t.Logf("connection error as expected: %s", firstLine(err))
 		})
