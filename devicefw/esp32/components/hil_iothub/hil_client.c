@@ -1113,10 +1113,12 @@ static void op_trust_list(void *ctx, uint32_t id, const cJSON *args, hil_result 
             hil_result_err(r, HIL_ERR_BAD_ARGS, "sha256 must be an array of fingerprints");
             return;
         }
-        cJSON_ArrayForEach(e, filter) if (!cJSON_IsString(e))
+        cJSON_ArrayForEach(e, filter)
         {
-            hil_result_err(r, HIL_ERR_BAD_ARGS, "sha256 must be an array of fingerprints");
-            return;
+            if (!cJSON_IsString(e)) {
+                hil_result_err(r, HIL_ERR_BAD_ARGS, "sha256 must be an array of fingerprints");
+                return;
+            }
         }
     } else {
         filter = NULL;
