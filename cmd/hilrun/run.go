@@ -39,6 +39,7 @@ type runOptions struct {
 	defects     []string
 	misbehave   []string // hidden --sim-misbehave: rig misbehaviour modes
 	image       string
+	firmware    string // --firmware go|c (firmwarec.go)
 	// real boards (boards.go)
 	inventory string
 	hubListen string
@@ -79,6 +80,7 @@ this binary, behind a pseudo-terminal.`,
 	f.StringArrayVar(&o.misbehave, "sim-misbehave", nil, "flash the virtual board's firmware with a rig misbehaviour mode, not a defect (repeatable; devicefw/sim/DEFECTS.md)")
 	_ = f.MarkHidden("sim-misbehave") // for testing the rig's own fault handling, not for users
 	f.StringVar(&o.image, "image", "", "firmware to flash: for the virtual board an executable instead of the one built into hilrun; for esp32 a merged image (esptool, at 0x0)")
+	f.StringVar(&o.firmware, "firmware", "go", "virtual board firmware: go (built into hilrun) or c (devicefw/esp32 built for the host with cmake+clang, cached; run from the repository)")
 	f.StringVar(&o.inventory, "inventory", "", "board inventory (default ./hilrun.yaml if present; format: docs/inventory.md)")
 	f.StringVar(&o.hubListen, "hub-listen", "", "address the hub (behind its fault proxy) listens on for real boards, e.g. 0.0.0.0:8883 (default: inventory hub.listen, else loopback)")
 	f.StringVar(&o.advertise, "advertise", "", "host name or IP a real board dials to reach the hub; added to the hub certificate (default: inventory advertise)")
@@ -93,6 +95,9 @@ func runRun(cmd *cobra.Command, o runOptions) error {
 	}
 	if err := sim.ValidateMisbehave(o.misbehave); err != nil {
 		return &exitError{2, err.Error()}
+	}
+	if err := firmwareHook(cmd.Context(), &o, cmd.ErrOrStderr()); err != nil { // --firmware c (firmwarec.go)
+		return err
 	}
 	if err := sdkBoardHook(cmd.Context(), &o, cmd.ErrOrStderr()); err != nil { // --board sdk:NAME (sdkboard.go)
 		return err

@@ -28,10 +28,85 @@ static int same_bag(const hil_prop *a, size_t na, const hil_prop *b, size_t nb)
     return 1;
 }
 
+static char *slurp(const char *dir, const char *name)
+{
+    char path[1024];
+    snprintf(path, sizeof(path), "%s/%s", dir, name);
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    static char buf[2][8192];
+    static int k;
+    char *b = buf[k++ & 1];
+    size_t n = fread(b, 1, sizeof(buf[0]) - 1, f);
+    fclose(f);
+    b[n] = 0;
+    return b;
+}
+
+#define G2_FP "CB3CCBB76031E5E0138F8DD39A23F9DE47FFC35E43C1144CEA27D46A5AB1CB5F"
+#define BALT_FP "16AF57A9F676B0AB126095AA5EBADEF22AB31119D644AC95CD4B93DBF3F26AEB"
+
+/* trust.list entries from the public roots (certs/public), fingerprints
+ * and subjects as `openssl x509 -fingerprint -sha256 -nameopt RFC2253`. */
+static void test_trust(const char *dir)
+{
+    const char *g2 = slurp(dir, "digicert-global-root-g2.pem"), *balt = slurp(dir, "baltimore-cybertrust-root.pem");
+    CHECK(g2 && balt, "read %s", dir);
+    if (!g2 || !balt) return;
+    char both[16384];
+    snprintf(both, sizeof(both), "%s%s", g2, balt);
+    cJSON *arr = cJSON_CreateArray();
+    CHECK(hil_trust_list_append(arr, both, "factory", NULL) == 0, "parse bundle");
+    CHECK(cJSON_GetArraySize(arr) == 2, "two roots, got %d", cJSON_GetArraySize(arr));
+    const cJSON *a = cJSON_GetArrayItem(arr, 0), *b = cJSON_GetArrayItem(arr, 1);
+    CHECK(strcmp(hil_str(a, "sha256"), G2_FP) == 0, "G2 fingerprint %s", hil_str(a, "sha256"));
+    CHECK(strcmp(hil_str(a, "subject"), "CN=DigiCert Global Root G2,OU=www.digicert.com,O=DigiCert Inc,C=US") == 0,
+          "G2 subject %s", hil_str(a, "subject"));
+    CHECK(strcmp(hil_str(a, "source"), "factory") == 0, "source");
+    CHECK(strcmp(hil_str(b, "sha256"), BALT_FP) == 0, "Baltimore fingerprint %s", hil_str(b, "sha256"));
+    CHECK(strcmp(hil_str(b, "subject"), "CN=Baltimore CyberTrust Root,OU=CyberTrust,O=Baltimore,C=IE") == 0,
+          "Baltimore subject %s", hil_str(b, "subject"));
+    cJSON_Delete(arr);
+
+    /* filter: any case, only the roots among the fingerprints */
+    cJSON *f = cJSON_CreateArray();
+    cJSON_AddItemToArray(f, cJSON_CreateString("16af57a9f676b0ab126095aa5ebadef22ab31119d644ac95cd4b93dbf3f26aeb"));
+    cJSON_AddItemToArray(f, cJSON_CreateString("00"));
+    arr = cJSON_CreateArray();
+    hil_trust_list_append(arr, both, "configured", f);
+    CHECK(cJSON_GetArraySize(arr) == 1 && strcmp(hil_str(cJSON_GetArrayItem(arr, 0), "sha256"), BALT_FP) == 0,
+          "filtered to Baltimore");
+    cJSON_Delete(arr);
+    cJSON_DeleteItemFromArray(f, 0);
+    arr = cJSON_CreateArray();
+    hil_trust_list_append(arr, both, "configured", f);
+    CHECK(cJSON_GetArraySize(arr) == 0, "filter without a match");
+    cJSON_Delete(arr);
+    cJSON_Delete(f);
+
+    /* an empty filter lists everything (as the Go firmware); bad PEM, none */
+    f = cJSON_CreateArray();
+    arr = cJSON_CreateArray();
+    hil_trust_list_append(arr, g2, "configured", f);
+    CHECK(cJSON_GetArraySize(arr) == 1, "empty filter");
+    CHECK(hil_trust_list_append(arr, "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n", "x", NULL) < 0,
+          "bad PEM");
+    CHECK(hil_trust_list_append(arr, NULL, "x", NULL) == 0 && hil_trust_list_append(arr, "", "x", NULL) == 0, "no PEM");
+    CHECK(cJSON_GetArraySize(arr) == 1, "nothing added");
+    cJSON_Delete(arr);
+    cJSON_Delete(f);
+
+    /* fingerprint hex */
+    char hex[5];
+    const unsigned char bytes[2] = {0xAB, 0x01};
+    CHECK(hil_hex_upper(bytes, 2, hex, sizeof(hex)) == 4 && strcmp(hex, "AB01") == 0, "hex");
+    CHECK(hil_hex_upper(bytes, 2, hex, 4) == -1, "hex cap");
+}
+
 int main(int argc, char **argv)
 {
-    if (argc != 2) {
-        fprintf(stderr, "usage: test_iothub iothub.json\n");
+    if (argc != 3) {
+        fprintf(stderr, "usage: test_iothub iothub.json certs/public\n");
         return 2;
     }
     cJSON *v = hil_load_vectors(argv[1]);
@@ -128,6 +203,7 @@ int main(int argc, char **argv)
         CHECK(ok == hil_bool(c, "applied"), "twin %s held %lld incoming %lld", hil_str(c, "kind"), (long long)held, (long long)in);
         CHECK((ok ? in : held) == (int64_t)hil_num(c, "after"), "twin after");
     }
+    test_trust(argv[2]);
     /* renewal at 0.8 of a 100 s token expiring at 1000 s: 980 s */
     CHECK(hil_sas_renew_at_ms(1000, 100, 0.8) == 980000, "renew at");
     cJSON_Delete(v);

@@ -177,7 +177,7 @@ static cJSON *status_json(void)
 
 static const char *const caps[] = {"sas", "x509", "c2d", "twin", "methods", "cert-rotation", "modules", "will",
                                    "persistent-session", "clean-session-1", "telemetry-qos0", "ctime", "module-x509",
-                                   "local-twin-validation"};
+                                   "local-twin-validation", "trust-update"};
 
 static cJSON *hello_json(void)
 {
@@ -300,6 +300,8 @@ static bool clock_ready(void)
 }
 
 /* Start one connection attempt. */
+static char *trust_anchors(void);
+
 static void start_attempt(void)
 {
     const char *host = cfg_str("hub", "host");
@@ -345,7 +347,9 @@ static void start_attempt(void)
     p.username = username;
     p.keepalive_s = (int)cfg_num("mqtt", "keepAliveS", 60);
     p.clean_session = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(section("mqtt"), "cleanSession"));
-    char *trust = nvs_string("trust");
+    /* Read at every attempt: trust.add / trust.clear apply to the next
+     * connection without a reboot (CERT-003). */
+    char *trust = trust_anchors();
     char *cert = NULL, *key = NULL;
     p.trust_pem = trust;
     C.token_se = 0;
@@ -1080,6 +1084,63 @@ static int count_certs(const char *pem)
     return n;
 }
 
+/* The server chain's anchors: the configured roots, then the factory
+ * bundle of the port. */
+static char *trust_anchors(void)
+{
+    char *cur = nvs_string("trust");
+    const char *fac = hil_port_factory_trust_pem();
+    size_t a = cur ? strlen(cur) : 0, b = fac ? strlen(fac) : 0;
+    char *all = hil_mem_alloc(a + b + 2);
+    if (!all) return cur;
+    memcpy(all, cur ? cur : "", a);
+    if (a && all[a - 1] != '\n') all[a++] = '\n';
+    memcpy(all + a, fac ? fac : "", b);
+    all[a + b] = 0;
+    hil_mem_free(cur);
+    return all;
+}
+
+/* trust.list: configured roots, then the factory bundle, optionally only
+ * those among args.sha256; trimmed to what one frame holds. */
+static void op_trust_list(void *ctx, uint32_t id, const cJSON *args, hil_result *r)
+{
+    (void)ctx, (void)id;
+    const cJSON *filter = ARG("sha256");
+    if (filter && !cJSON_IsNull(filter)) {
+        const cJSON *e;
+        if (!cJSON_IsArray(filter)) {
+            hil_result_err(r, HIL_ERR_BAD_ARGS, "sha256 must be an array of fingerprints");
+            return;
+        }
+        cJSON_ArrayForEach(e, filter)
+        {
+            if (!cJSON_IsString(e)) {
+                hil_result_err(r, HIL_ERR_BAD_ARGS, "sha256 must be an array of fingerprints");
+                return;
+            }
+        }
+    } else {
+        filter = NULL;
+    }
+    cJSON *d = cJSON_CreateObject();
+    cJSON *roots = cJSON_AddArrayToObject(d, "roots");
+    char *cur = nvs_string("trust");
+    hil_trust_list_append(roots, cur, "configured", filter);
+    hil_mem_free(cur);
+    hil_trust_list_append(roots, hil_port_factory_trust_pem(), "factory", filter);
+    /* A response frame is at most HIL_MAX_FRAME with its envelope: drop
+     * trailing roots until the data fits (the host asks with a filter). */
+    for (;;) {
+        char *s = cJSON_PrintUnformatted(d);
+        size_t n = s ? strlen(s) : 0;
+        cJSON_free(s);
+        if (n <= HIL_MAX_FRAME - 256 || cJSON_GetArraySize(roots) == 0) break;
+        cJSON_DeleteItemFromArray(roots, cJSON_GetArraySize(roots) - 1);
+    }
+    ok(r, d);
+}
+
 static void op_trust_add(void *ctx, uint32_t id, const cJSON *args, hil_result *r)
 {
     (void)ctx, (void)id;
@@ -1582,6 +1643,7 @@ static const hil_op ops[] = {
     {"status", op_status},
     {"trust.clear", op_trust_clear},
     {"trust.add", op_trust_add},
+    {"trust.list", op_trust_list},
     {"cert.set", op_cert_set},
     {"client.open", op_open},
     {"client.close", op_close},

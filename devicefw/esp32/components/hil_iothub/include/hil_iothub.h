@@ -112,6 +112,20 @@ struct cJSON;
  * rules; else false with the reason in why. */
 bool hil_twin_validate_reported(const struct cJSON *obj, int level, char *why, size_t cap);
 
+/* ---- trust anchors (trust.list, CERT-001..003) ---- */
+/* Upper-case hex of n bytes; -1 when cap is too small. */
+int hil_hex_upper(const unsigned char *b, size_t n, char *out, size_t cap);
+/* The subject of an mbedtls_x509_crt as an RFC 4514 string (Go's
+ * pkix.Name.String: last RDN first, "CN=...,O=...,C=.."); -1 when it does
+ * not fit. */
+int hil_x509_subject(const void *crt, char *out, size_t cap);
+/* Appends to arr one {subject, sha256, source} object per certificate of
+ * pem (concatenated PEM blocks); sha256 is the DER fingerprint in
+ * upper-case hex. With filter (a JSON array of hex strings, any case) only
+ * the certificates among those fingerprints. Returns the number of blocks
+ * that did not parse, or -1 when none did. */
+int hil_trust_list_append(struct cJSON *arr, const char *pem, const char *source, const struct cJSON *filter);
+
 #ifdef __cplusplus
 }
 #endif

@@ -59,6 +59,13 @@ bool hil_port_has_sntp(void);
  * hil_core_sntp_result. Returns 0 when the query was started. */
 int hil_port_sntp_query(const char *server, int timeout_ms);
 
+/* --- factory trust bundle ----------------------------------------------- */
+/* The roots built into the image (like ESP-IDF's certificate bundle), as
+ * concatenated PEM, or NULL when the port carries none. The core trusts
+ * them for the server chain in addition to the trust.add roots and lists
+ * them in trust.list as "factory"; trust.clear leaves them alone. */
+const char *hil_port_factory_trust_pem(void);
+
 /* --- MQTT session over TLS -------------------------------------------------- */
 typedef struct {
     const char *host;      /* hub host: TLS SNI and certificate name check */
@@ -70,7 +77,7 @@ typedef struct {
     const char *password;  /* SAS token, or NULL for X.509 */
     int keepalive_s;
     bool clean_session;
-    const char *trust_pem; /* concatenated PEM roots (trust.add) */
+    const char *trust_pem; /* concatenated PEM roots (trust.add + factory) */
     const char *cert_pem;  /* device certificate chain (X.509) or NULL */
     const char *key_pem;
     const char *will_topic;   /* optional */
