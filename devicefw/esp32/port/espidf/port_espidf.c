@@ -8,9 +8,14 @@
  * Tasks: "hil_agent" reads the UART and ticks the core every 20 ms;
  * "hil_mqtt" runs every esp-mqtt lifecycle call (init, start, stop,
  * destroy) in order, like the POSIX port's worker; esp-mqtt's own task
- * delivers events. All of them call into the core under one mutex. */
+ * delivers events; a short-lived "hil_sntp" task runs one SNTP query. All
+ * of them call into the core under one mutex. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/time.h>
+#include <unistd.h>
 
 #include "driver/uart.h"
 #include "esp_attr.h"
@@ -27,6 +32,9 @@
 #include "freertos/task.h"
 #include "hil_agent.h"
 #include "hil_port.h"
+#include "hil_sntp.h"
+#include "lwip/netdb.h"
+#include "lwip/sockets.h"
 #include "mqtt_client.h"
 #include "nvs.h"
 #include "nvs_flash.h"
@@ -132,17 +140,83 @@ int hil_port_wifi_start(const char *ssid, const char *password)
     return esp_wifi_start() == ESP_OK ? 0 : -1;
 }
 
-bool hil_port_has_sntp(void) { return false; }
-
 /* No factory bundle on a board yet (ESP-IDF's esp_crt_bundle is not in PEM
  * form): trust.list lists the configured roots only. */
 const char *hil_port_factory_trust_pem(void) { return NULL; }
 
+/* ---- SNTP (RFC 4330): one query per call, in its own short-lived task ----
+ *
+ * The packets are the core's (hil_sntp.h); this is only the UDP socket
+ * over lwIP's BSD API. esp_sntp (lwIP's SNTP app) is not used: it polls
+ * its servers on its own schedule and only reports a successful sync
+ * (sntp_set_time_sync_notification_cb), so it can neither report a
+ * kiss-o'-death code (RATE, DENY) for one query nor answer "no reply
+ * within N ms", and the core's retry policy (backoff, leaving a DENY
+ * server alone, CLOCK-001) needs both. */
+typedef struct {
+    char host[200], port[16];
+    int timeout_ms;
+} sntp_req;
+
+static void sntp_task(void *arg)
+{
+    sntp_req *q = arg;
+    struct addrinfo hints = {0}, *res = NULL;
+    hints.ai_socktype = SOCK_DGRAM;
+    char err[120] = "", kiss[5] = "";
+    bool ok = false;
+    int64_t result = 0;
+    int fd = -1;
+    if (getaddrinfo(q->host, q->port, &hints, &res) != 0 || !res) snprintf(err, sizeof(err), "cannot resolve %.80s", q->host);
+    else if ((fd = socket(res->ai_family, SOCK_DGRAM, IPPROTO_UDP)) < 0 || connect(fd, res->ai_addr, res->ai_addrlen) != 0)
+        snprintf(err, sizeof(err), "socket: errno %d", errno);
+    if (res) freeaddrinfo(res);
+    unsigned char pkt[HIL_SNTP_PACKET], buf[128];
+    uint64_t sent = 0, start = 0;
+    if (!err[0]) {
+        sent = hil_sntp_request(pkt, hil_port_rtc_ms(NULL));
+        start = hil_port_uptime_ms();
+        if (send(fd, pkt, sizeof(pkt), 0) != (int)sizeof(pkt)) snprintf(err, sizeof(err), "send: errno %d", errno);
+    }
+    while (!err[0] && !ok && !kiss[0]) {
+        int64_t left = (int64_t)q->timeout_ms - (int64_t)(hil_port_uptime_ms() - start);
+        if (left <= 0) {
+            snprintf(err, sizeof(err), "no answer within %d ms", q->timeout_ms);
+            break;
+        }
+        struct timeval tv = {.tv_sec = (time_t)(left / 1000), .tv_usec = (suseconds_t)((left % 1000) * 1000)};
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+        int n = recv(fd, buf, sizeof(buf), 0);
+        if (n <= 0) continue; /* timeout (EAGAIN) or error: the deadline above ends it */
+        int64_t elapsed = (int64_t)(hil_port_uptime_ms() - start);
+        hil_sntp_status st = hil_sntp_parse(buf, (size_t)n, sent, elapsed, &result, kiss, err, sizeof(err));
+        if (st == HIL_SNTP_OK) ok = true;
+        else if (st != HIL_SNTP_IGNORE) break; /* kiss-o'-death or unusable answer */
+    }
+    if (fd >= 0) close(fd);
+    free(q);
+    hil_port_core_lock();
+    hil_core_sntp_result(ok, result, kiss[0] ? kiss : NULL, err[0] ? err : NULL);
+    hil_port_core_unlock();
+    vTaskDelete(NULL);
+}
+
+bool hil_port_has_sntp(void) { return true; }
+
 int hil_port_sntp_query(const char *server, int timeout_ms)
 {
-    (void)server;
-    (void)timeout_ms;
-    return -1; /* SNTP not implemented yet (no "sntp" capability) */
+    sntp_req *q = calloc(1, sizeof(*q));
+    if (!q) return -1;
+    if (hil_sntp_split_server(server, q->host, sizeof(q->host), q->port, sizeof(q->port)) != 0) {
+        free(q);
+        return -1;
+    }
+    q->timeout_ms = timeout_ms;
+    if (xTaskCreate(sntp_task, "hil_sntp", 4096, q, 5, NULL) != pdPASS) {
+        free(q);
+        return -1;
+    }
+    return 0;
 }
 
 /* ---- MQTT over esp-mqtt / esp-tls ---- */

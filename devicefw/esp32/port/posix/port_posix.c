@@ -30,6 +30,7 @@
 
 #include "MQTTClient.h"
 #include "hil_port.h"
+#include "hil_sntp.h"
 #include "port_posix.h"
 
 static char state_dir[512];
@@ -254,36 +255,14 @@ int hil_port_wifi_start(const char *ssid, const char *password)
     (void)password;
     return 0; /* the host is on the network already */
 }
-/* ---- SNTP (RFC 4330), one query per call, on its own thread ---- */
-#define NTP_EPOCH_OFFSET 2208988800ULL
-
+/* ---- SNTP (RFC 4330), one query per call, on its own thread; the
+ * packets are the core's (hil_sntp.h), the socket is the port's ---- */
 typedef struct {
     char host[200], port[16];
     int timeout_ms;
 } sntp_req;
 
 static void sntp_done(bool ok, int64_t ms, const char *kiss, const char *err);
-
-static uint64_t ntp_from_ms(int64_t ms)
-{
-    uint64_t secs = ((uint64_t)(ms / 1000) + NTP_EPOCH_OFFSET) & 0xffffffffULL;
-    uint64_t frac = ((uint64_t)(ms % 1000) << 32) / 1000;
-    return secs << 32 | frac;
-}
-
-static int64_t ms_from_ntp(uint64_t ts)
-{
-    int64_t secs = (int64_t)(ts >> 32);
-    if ((secs & 0x80000000LL) == 0) secs += 1LL << 32; /* era 1 (RFC 4330 section 3) */
-    return (secs - (int64_t)NTP_EPOCH_OFFSET) * 1000 + (int64_t)(((ts & 0xffffffffULL) * 1000) >> 32);
-}
-
-static uint64_t be64(const unsigned char *b)
-{
-    uint64_t v = 0;
-    for (int i = 0; i < 8; i++) v = v << 8 | b[i];
-    return v;
-}
 
 static void *sntp_thread(void *arg)
 {
@@ -303,11 +282,8 @@ static void *sntp_thread(void *arg)
         free(q);
         return NULL;
     }
-    unsigned char pkt[48] = {0}, buf[512];
-    pkt[0] = 0 << 6 | 4 << 3 | 3; /* LI 0, version 4, mode 3 (client) */
-    uint64_t sent = ntp_from_ms(hil_port_rtc_ms(NULL));
-    if (sent == 0) sent = 1;
-    for (int i = 0; i < 8; i++) pkt[40 + i] = (unsigned char)(sent >> (56 - 8 * i));
+    unsigned char pkt[HIL_SNTP_PACKET], buf[512];
+    uint64_t sent = hil_sntp_request(pkt, hil_port_rtc_ms(NULL));
     uint64_t start = hil_port_uptime_ms();
     bool ok = false;
     int64_t result = 0;
@@ -321,32 +297,11 @@ static void *sntp_thread(void *arg)
             break;
         }
         ssize_t n = recv(fd, buf, sizeof(buf), 0);
-        if (n < 48 || (buf[0] & 7) != 4 || be64(buf + 24) != sent) continue; /* not the answer to this request */
-        if (buf[1] == 0) {
-            int k = 0;
-            while (k < 4 && buf[12 + k] >= 0x20 && buf[12 + k] < 0x7f) {
-                kiss[k] = (char)buf[12 + k];
-                k++;
-            }
-            kiss[k] = 0;
-            if (!kiss[0]) snprintf(kiss, sizeof(kiss), "?");
-            break;
-        }
-        if (buf[0] >> 6 == 3 || buf[1] > 15) {
-            snprintf(err, sizeof(err), "server not synchronised (leap %d, stratum %d)", buf[0] >> 6, buf[1]);
-            break;
-        }
-        uint64_t recv_ts = be64(buf + 32), xmit_ts = be64(buf + 40);
-        if (xmit_ts == 0) {
-            snprintf(err, sizeof(err), "answer without a transmit timestamp");
-            break;
-        }
+        if (n <= 0) continue;
         int64_t elapsed = (int64_t)(hil_port_uptime_ms() - start);
-        int64_t server_time = ms_from_ntp(xmit_ts) - ms_from_ntp(recv_ts);
-        int64_t delay = elapsed - server_time;
-        if (delay < 0) delay = 0;
-        result = ms_from_ntp(xmit_ts) + delay / 2;
-        ok = true;
+        hil_sntp_status st = hil_sntp_parse(buf, (size_t)n, sent, elapsed, &result, kiss, err, sizeof(err));
+        if (st == HIL_SNTP_OK) ok = true;
+        else if (st != HIL_SNTP_IGNORE) break; /* kiss-o'-death or unusable answer */
     }
     close(fd);
     sntp_done(ok, result, kiss[0] ? kiss : NULL, err);
@@ -365,18 +320,9 @@ int hil_port_sntp_query(const char *server, int timeout_ms)
 {
     sntp_req *q = calloc(1, sizeof(*q));
     if (!q) return -1;
-    const char *colon = strrchr(server, ':');
-    if (colon) {
-        snprintf(q->host, sizeof(q->host), "%.*s", (int)(colon - server), server);
-        snprintf(q->port, sizeof(q->port), "%s", colon + 1);
-    } else {
-        snprintf(q->host, sizeof(q->host), "%s", server);
-        snprintf(q->port, sizeof(q->port), "123");
-    }
-    if (q->host[0] == '[') { /* [v6]:port */
-        memmove(q->host, q->host + 1, strlen(q->host));
-        char *rb = strchr(q->host, ']');
-        if (rb) *rb = 0;
+    if (hil_sntp_split_server(server, q->host, sizeof(q->host), q->port, sizeof(q->port)) != 0) {
+        free(q);
+        return -1;
     }
     q->timeout_ms = timeout_ms;
     pthread_t t;
