@@ -243,7 +243,38 @@ func invokeMethod(ctx context.Context, s *fixtures.Session, req hub.MethodReques
 	if req.Payload == nil {
 		req.Payload = []byte(`{}`)
 	}
+	waitMethodsSubscribed(ctx, s)
 	return s.Env.Hub.InvokeMethod(ctx, s.ID, req)
+}
+
+// waitMethodsSubscribed waits, bounded, until the hub has answered the
+// device's SUBSCRIBE to $iothub/methods/POST/# with a SUBACK. A client
+// library may confirm method.define before its SUBSCRIBE is acknowledged,
+// and an invocation in that window gets IoT Hub's 404; a spec would then
+// judge the rig's timing, not its requirement. A device that never
+// subscribes is invoked all the same, after the bound, and gets the 404
+// its requirement judges (METH-001, METH-010).
+func waitMethodsSubscribed(ctx context.Context, s *fixtures.Session) {
+	granted := func() bool {
+		// The newest connection that subscribed decides: packet ids of its
+		// methods SUBSCRIBEs, and whether one of them was answered.
+		pending, conn, ok := map[uint16]bool{}, "", false
+		for _, e := range s.Trace(s.Start()) {
+			switch {
+			case e.Dir == hub.DirIn && e.Type == "SUBSCRIBE" && len(methodFilters(e)) > 0:
+				if c := fmt.Sprint(e.ConnID); c != conn {
+					pending, conn, ok = map[uint16]bool{}, c, false
+				}
+				pending[e.PacketID] = true
+			case e.Dir == hub.DirOut && e.Type == "SUBACK" && fmt.Sprint(e.ConnID) == conn && pending[e.PacketID]:
+				ok = true
+			}
+		}
+		return ok
+	}
+	wctx, cancel := context.WithTimeout(ctx, s.Env.Timing.Event)
+	defer cancel()
+	_ = s.Env.Hub.Wait(wctx, granted)
 }
 
 // methodRequest is the hub's request PUBLISH carrying rid.
