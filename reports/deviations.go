@@ -149,7 +149,7 @@ func (c DeviationCheck) String() string {
 		if i := strings.IndexByte(msg, '\n'); i > 0 {
 			msg = msg[:i]
 		}
-		fmt.Fprintf(&b, "NEW FAILURE  %s [%s]\n             %s\n", s.Name, strings.Join(s.Requirements, ","), msg)
+		fmt.Fprintf(&b, "NEW FAILURE  %s\n             %s\n", s.Name, msg)
 	}
 	for _, e := range c.Fixed {
 		fmt.Fprintf(&b, "NOW PASSING  %s (listed: %s) — remove it from the list if the client was fixed\n", e.Requirement, e.Why)
