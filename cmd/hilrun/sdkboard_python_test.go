@@ -61,48 +61,11 @@ func TestSDKBoardPythonShim(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ev := next("hello event")
-	if ev.T != agentproto.KindEvent || ev.Ev != agentproto.EvHello || ev.Seq != 1 {
-		t.Fatalf("first frame must be the hello event with seq 1, got %+v", ev)
-	}
-	var h agentproto.Hello
-	if err := json.Unmarshal(ev.Data, &h); err != nil {
-		t.Fatal(err)
-	}
-	if h.Proto != agentproto.Version || !strings.HasPrefix(h.Client, "azure-iot-device") || !strings.Contains(h.Client, "python") ||
-		h.ClientVer != wantVer || h.Board != "pty-test" || h.BootCount != 1 || h.MaxFrame != agentproto.MaxFrame {
-		t.Fatalf("hello %+v: want proto 1, client azure-iot-device (python) %s, board pty-test, boot 1, maxFrame %d", h, wantVer, agentproto.MaxFrame)
-	}
-	for _, c := range []string{agentproto.CapSAS, agentproto.CapX509, agentproto.CapC2D, agentproto.CapMethods, agentproto.CapTwin} {
-		if !slices.Contains(h.Caps, c) {
-			t.Errorf("caps %v lack %q", h.Caps, c)
-		}
-	}
-	for _, c := range []string{agentproto.CapDefects, agentproto.CapWill, agentproto.CapSNTP, agentproto.CapCertRotation} {
-		if slices.Contains(h.Caps, c) {
-			t.Errorf("caps %v declare %q, which the SDK shim cannot do", h.Caps, c)
-		}
-	}
-	if len(sh.console) == 0 || !strings.Contains(sh.console[0], "azure-iot-device "+wantVer) {
-		t.Errorf("boot console line should name the SDK and its version; console %q", sh.console)
-	}
-
-	r := call(7, agentproto.OpHello, nil)
-	if !r.OK {
-		t.Fatalf("hello: %+v", r.Err)
-	}
-	r = call(8, agentproto.OpEcho, agentproto.EchoArgs{Data: "ünï \"q\""})
-	var echo agentproto.EchoArgs
-	if !r.OK || json.Unmarshal(r.Data, &echo) != nil || echo.Data != "ünï \"q\"" {
-		t.Fatalf("echo: %+v", r)
-	}
-	// A corrupted CRC, glued to console text: bad_frame with id 0.
-	good, _ := agentproto.Encode(&agentproto.Frame{T: agentproto.KindRequest, ID: 9, Op: agentproto.OpHello})
-	bad := bytes.Replace(good, []byte(`"hello"`), []byte(`"hellp"`), 1)
-	send(append([]byte("log text before the magic "), bad...))
-	if r = next("bad CRC"); r.T != agentproto.KindResponse || r.ID != 0 || r.Err == nil || r.Err.Code != agentproto.ErrBadFrame {
-		t.Fatalf("corrupted frame: want bad_frame with id 0, got %+v", r)
-	}
+	sh.expectHello(func(c string) bool { return strings.HasPrefix(c, "azure-iot-device") && strings.Contains(c, "python") }, wantVer,
+		[]string{agentproto.CapSAS, agentproto.CapX509, agentproto.CapC2D, agentproto.CapMethods, agentproto.CapTwin},
+		[]string{agentproto.CapDefects, agentproto.CapWill, agentproto.CapSNTP, agentproto.CapCertRotation})
+	sh.expectProtocolEdges()
+	var r *agentproto.Frame
 	// An overlong line: discarded, bad_frame.
 	send(append(append([]byte("@hil1 "), bytes.Repeat([]byte("x"), agentproto.MaxFrame+100)...), '\n'))
 	if r = next("overlong line"); r.T != agentproto.KindResponse || r.ID != 0 || r.Err == nil || r.Err.Code != agentproto.ErrBadFrame {

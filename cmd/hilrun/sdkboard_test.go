@@ -3,12 +3,9 @@ package main
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
-	"strings"
 	"testing"
 	"time"
 
@@ -38,53 +35,16 @@ func TestSDKBoardNodeShim(t *testing.T) {
 	}
 
 	sh := startShim(t, launcher, 10*time.Second)
-	next, send, call := sh.next, sh.send, sh.call
+	send, call := sh.send, sh.call
 	wantVer, err := azureiotnode.SDKVersion("azure-iot-device")
 	if err != nil {
 		t.Fatal(err)
 	}
-	ev := next("hello event")
-	if ev.T != agentproto.KindEvent || ev.Ev != agentproto.EvHello || ev.Seq != 1 {
-		t.Fatalf("first frame must be the hello event with seq 1, got %+v", ev)
-	}
-	var h agentproto.Hello
-	if err := json.Unmarshal(ev.Data, &h); err != nil {
-		t.Fatal(err)
-	}
-	if h.Proto != agentproto.Version || h.Client != "azure-iot-device" || h.ClientVer != wantVer || h.Board != "pty-test" || h.BootCount != 1 || h.MaxFrame != agentproto.MaxFrame {
-		t.Fatalf("hello %+v: want proto 1, client azure-iot-device %s, board pty-test, boot 1, maxFrame %d", h, wantVer, agentproto.MaxFrame)
-	}
-	for _, c := range []string{agentproto.CapSAS, agentproto.CapC2D, agentproto.CapMethods, agentproto.CapTwin} {
-		if !slices.Contains(h.Caps, c) {
-			t.Errorf("caps %v lack %q", h.Caps, c)
-		}
-	}
-	for _, c := range []string{agentproto.CapDefects, agentproto.CapWill, agentproto.CapSNTP} {
-		if slices.Contains(h.Caps, c) {
-			t.Errorf("caps %v declare %q, which the SDK shim cannot do", h.Caps, c)
-		}
-	}
-	if len(sh.console) == 0 || !strings.Contains(sh.console[0], "azure-iot-device "+wantVer) {
-		t.Errorf("boot console line should name the SDK and its version; console %q", sh.console)
-	}
-
-	// A request glued to console text, answered by id.
-	r := call(7, agentproto.OpHello, nil)
-	if !r.OK {
-		t.Fatalf("hello: %+v", r.Err)
-	}
-	r = call(8, agentproto.OpEcho, agentproto.EchoArgs{Data: "ünï \"q\""})
-	var echo agentproto.EchoArgs
-	if !r.OK || json.Unmarshal(r.Data, &echo) != nil || echo.Data != "ünï \"q\"" {
-		t.Fatalf("echo: %+v", r)
-	}
-	// A corrupted CRC: bad_frame with id 0.
-	good, _ := agentproto.Encode(&agentproto.Frame{T: agentproto.KindRequest, ID: 9, Op: agentproto.OpHello})
-	bad := bytes.Replace(good, []byte(`"hello"`), []byte(`"hellp"`), 1)
-	send(append([]byte("log text before the magic "), bad...))
-	if r = next("bad CRC"); r.T != agentproto.KindResponse || r.ID != 0 || r.Err == nil || r.Err.Code != agentproto.ErrBadFrame {
-		t.Fatalf("corrupted frame: want bad_frame with id 0, got %+v", r)
-	}
+	sh.expectHello(func(c string) bool { return c == "azure-iot-device" }, wantVer,
+		[]string{agentproto.CapSAS, agentproto.CapC2D, agentproto.CapMethods, agentproto.CapTwin},
+		[]string{agentproto.CapDefects, agentproto.CapWill, agentproto.CapSNTP})
+	sh.expectProtocolEdges()
+	var r *agentproto.Frame
 	send([]byte("console input without magic\n"))
 	if r = call(10, "no.such.op", nil); r.Err == nil || r.Err.Code != agentproto.ErrUnknownOp {
 		t.Fatalf("unknown op: %+v", r)

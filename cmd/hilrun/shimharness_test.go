@@ -3,8 +3,11 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"encoding/json"
 	"errors"
 	"os/exec"
+	"slices"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -184,4 +187,57 @@ func (l *sdkLockedBuffer) String() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.b.String()
+}
+
+// expectHello checks the boot: the hello event comes first with seq 1 and
+// names the client and version, the capabilities the shim must and must not
+// declare, and a boot console line naming the SDK and its version.
+func (h *shimHarness) expectHello(client func(string) bool, version string, must, mustNot []string) agentproto.Hello {
+	h.t.Helper()
+	ev := h.next("hello event")
+	if ev.T != agentproto.KindEvent || ev.Ev != agentproto.EvHello || ev.Seq != 1 {
+		h.t.Fatalf("first frame must be the hello event with seq 1, got %+v", ev)
+	}
+	var hello agentproto.Hello
+	if err := json.Unmarshal(ev.Data, &hello); err != nil {
+		h.t.Fatal(err)
+	}
+	if hello.Proto != agentproto.Version || !client(hello.Client) || hello.ClientVer != version || hello.Board != "pty-test" || hello.BootCount != 1 || hello.MaxFrame != agentproto.MaxFrame {
+		h.t.Fatalf("hello %+v: want proto 1, the SDK's client name, version %s, board pty-test, boot 1, maxFrame %d", hello, version, agentproto.MaxFrame)
+	}
+	for _, c := range must {
+		if !slices.Contains(hello.Caps, c) {
+			h.t.Errorf("caps %v lack %q", hello.Caps, c)
+		}
+	}
+	for _, c := range mustNot {
+		if slices.Contains(hello.Caps, c) {
+			h.t.Errorf("caps %v declare %q, which the SDK shim cannot do", hello.Caps, c)
+		}
+	}
+	if len(h.console) == 0 || !strings.Contains(h.console[0], "azure-iot-device "+version) {
+		h.t.Errorf("boot console line should name the SDK and its version; console %q", h.console)
+	}
+	return hello
+}
+
+// expectProtocolEdges checks requests answered by id (hello, echo of
+// non-ASCII text) and bad_frame with id 0 for a corrupted CRC glued to
+// console text. It uses request ids 7 to 9.
+func (h *shimHarness) expectProtocolEdges() {
+	h.t.Helper()
+	if r := h.call(7, agentproto.OpHello, nil); !r.OK {
+		h.t.Fatalf("hello: %+v", r.Err)
+	}
+	r := h.call(8, agentproto.OpEcho, agentproto.EchoArgs{Data: "ünï \"q\""})
+	var echo agentproto.EchoArgs
+	if !r.OK || json.Unmarshal(r.Data, &echo) != nil || echo.Data != "ünï \"q\"" {
+		h.t.Fatalf("echo: %+v", r)
+	}
+	good, _ := agentproto.Encode(&agentproto.Frame{T: agentproto.KindRequest, ID: 9, Op: agentproto.OpHello})
+	bad := bytes.Replace(good, []byte(`"hello"`), []byte(`"hellp"`), 1)
+	h.send(append([]byte("log text before the magic "), bad...))
+	if r = h.next("bad CRC"); r.T != agentproto.KindResponse || r.ID != 0 || r.Err == nil || r.Err.Code != agentproto.ErrBadFrame {
+		h.t.Fatalf("corrupted frame: want bad_frame with id 0, got %+v", r)
+	}
 }
