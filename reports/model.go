@@ -609,32 +609,19 @@ func (r *Report) summarize() Summary {
 
 // NotJudged returns the specs with a rig fault or cut by an interruption,
 // in report order.
-func (r *Report) NotJudged() []SpecResult {
-	var out []SpecResult
-	for _, s := range r.Specs {
-		if s.Status == SpecRigFault || s.Status == SpecInterrupted {
-			out = append(out, s)
-		}
-	}
-	return out
-}
+func (r *Report) NotJudged() []SpecResult { return r.specsWith(SpecRigFault, SpecInterrupted) }
 
 // PreconditionsUnmet returns the precondition-unmet specs in report order.
-func (r *Report) PreconditionsUnmet() []SpecResult {
-	var out []SpecResult
-	for _, s := range r.Specs {
-		if s.Status == SpecPreconditionUnmet {
-			out = append(out, s)
-		}
-	}
-	return out
-}
+func (r *Report) PreconditionsUnmet() []SpecResult { return r.specsWith(SpecPreconditionUnmet) }
 
 // Failed returns the failed specs in report order.
-func (r *Report) Failed() []SpecResult {
+func (r *Report) Failed() []SpecResult { return r.specsWith(SpecFailed) }
+
+// specsWith returns the specs with one of the statuses, in report order.
+func (r *Report) specsWith(statuses ...SpecStatus) []SpecResult {
 	var out []SpecResult
 	for _, s := range r.Specs {
-		if s.Status == SpecFailed {
+		if slices.Contains(statuses, s.Status) {
 			out = append(out, s)
 		}
 	}
