@@ -71,19 +71,6 @@ func TestSDKBoardPythonShim(t *testing.T) {
 	if r = next("overlong line"); r.T != agentproto.KindResponse || r.ID != 0 || r.Err == nil || r.Err.Code != agentproto.ErrBadFrame {
 		t.Fatalf("overlong frame: want bad_frame with id 0, got %+v", r)
 	}
-	send([]byte("console input without magic\n"))
-	if r = call(10, "no.such.op", nil); r.Err == nil || r.Err.Code != agentproto.ErrUnknownOp {
-		t.Fatalf("unknown op: %+v", r)
-	}
-	if r = call(11, agentproto.OpConfigure, map[string]any{"auth": map[string]any{"type": "psk"}}); r.Err == nil || r.Err.Code != agentproto.ErrBadArgs {
-		t.Fatalf("bad auth type: want bad_args, got %+v", r)
-	}
-	if r = call(12, agentproto.OpConfigure, map[string]any{"mqtt": map[string]any{"will": map[string]any{"payload": "x"}}}); r.Err == nil || r.Err.Code != agentproto.ErrUnsupported {
-		t.Fatalf("a Will: want unsupported, got %+v", r)
-	}
-	if r = call(13, agentproto.OpTelemetry, agentproto.TelemetryArgs{Payload: "{}"}); r.Err == nil || r.Err.Code != agentproto.ErrNotConnected {
-		t.Fatalf("telemetry while closed: want not_connected, got %+v", r)
-	}
 	// The SAS key stays in NVS (0600) and is never echoed.
 	const key = "c2VjcmV0LWtleS1ub3QtZWNob2Vk"
 	cfg := agentproto.Config{

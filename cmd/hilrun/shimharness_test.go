@@ -223,7 +223,9 @@ func (h *shimHarness) expectHello(client func(string) bool, version string, must
 
 // expectProtocolEdges checks requests answered by id (hello, echo of
 // non-ASCII text) and bad_frame with id 0 for a corrupted CRC glued to
-// console text. It uses request ids 7 to 9.
+// console text, then console input ignored, unknown_op, bad_args for an
+// unknown auth type, unsupported for a Will (no SDK shim can set one) and
+// not_connected for telemetry while closed. It uses request ids 7 to 13.
 func (h *shimHarness) expectProtocolEdges() {
 	h.t.Helper()
 	if r := h.call(7, agentproto.OpHello, nil); !r.OK {
@@ -239,5 +241,18 @@ func (h *shimHarness) expectProtocolEdges() {
 	h.send(append([]byte("log text before the magic "), bad...))
 	if r = h.next("bad CRC"); r.T != agentproto.KindResponse || r.ID != 0 || r.Err == nil || r.Err.Code != agentproto.ErrBadFrame {
 		h.t.Fatalf("corrupted frame: want bad_frame with id 0, got %+v", r)
+	}
+	h.send([]byte("console input without magic\n"))
+	if r = h.call(10, "no.such.op", nil); r.Err == nil || r.Err.Code != agentproto.ErrUnknownOp {
+		h.t.Fatalf("unknown op: %+v", r)
+	}
+	if r = h.call(11, agentproto.OpConfigure, map[string]any{"auth": map[string]any{"type": "psk"}}); r.Err == nil || r.Err.Code != agentproto.ErrBadArgs {
+		h.t.Fatalf("bad auth type: want bad_args, got %+v", r)
+	}
+	if r = h.call(12, agentproto.OpConfigure, map[string]any{"mqtt": map[string]any{"will": map[string]any{"payload": "x"}}}); r.Err == nil || r.Err.Code != agentproto.ErrUnsupported {
+		h.t.Fatalf("a Will: want unsupported, got %+v", r)
+	}
+	if r = h.call(13, agentproto.OpTelemetry, agentproto.TelemetryArgs{Payload: "{}"}); r.Err == nil || r.Err.Code != agentproto.ErrNotConnected {
+		h.t.Fatalf("telemetry while closed: want not_connected, got %+v", r)
 	}
 }
