@@ -376,8 +376,13 @@ func (dc *deviceClient) sendTelemetry(ctx context.Context, a agentproto.Telemetr
 	for _, k := range sortedKeys(a.Properties) {
 		bag = append(bag, iothub.Property{Name: k, Value: a.Properties[k]})
 	}
-	if n1, n2 := caseDuplicate(bag); n1 != "" && !dc.on(DefPropDuplicateCase) {
+	if n1, n2 := caseDuplicate(bag); n1 != "" {
+		// The reference firmware's policy (the docs recommend unique names
+		// to the application, 002 L10417; they set no client duty here).
 		return nil, agentproto.Errorf(agentproto.ErrBadArgs, "properties %q and %q are equal ignoring case; IoT Hub keeps only one (TEL-007)", n1, n2)
+	}
+	if dc.on(DefPropDuplicateCase) {
+		bag = lowerCaseCopies(bag)
 	}
 	bag = dc.telPropDefectBag(bag, cc.id, dc.on(DefJSONNoEncoding), dc.on(DefPropBadChars), dc.on(DefSpoofHubProperties))
 	size := iothub.MessageSize(payload, bag)

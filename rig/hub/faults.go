@@ -50,7 +50,10 @@ type faultState struct {
 	// twinFail: the next twin requests of an identity answered with an
 	// error status (TWIN-005), by ClientID.
 	twinFail map[string]twinFailure
-	timers   []*time.Timer
+	// cutAtSubscribe: identities whose next SUBSCRIBE is answered by a
+	// TCP reset instead of a SUBACK (RECON-010), by ClientID.
+	cutAtSubscribe map[string]bool
+	timers         []*time.Timer
 }
 
 // twinFailure is a pending FailTwinRequests fault.
@@ -152,6 +155,37 @@ func (h *Hub) connectFault(id iothub.Identity) (packets.Code, string, bool) {
 		}
 	}
 	return packets.Code{}, "", false
+}
+
+// CutAtNextSubscribe arms a one-shot rig fault: the next SUBSCRIBE id
+// sends is read and recorded, then its connection is reset (TCP RST, no
+// SUBACK). RECON-010 asks a device to survive an abrupt close at any point
+// (002 L13767, L16694-16698, "RST at every packet boundary"); a close
+// between SUBSCRIBE and SUBACK is the boundary a byte-count cut in the
+// proxy cannot aim at, because TLS record sizes differ between clients.
+// on false disarms it.
+func (h *Hub) CutAtNextSubscribe(id iothub.Identity, on bool) {
+	h.faults.mu.Lock()
+	defer h.faults.mu.Unlock()
+	if h.faults.cutAtSubscribe == nil {
+		h.faults.cutAtSubscribe = map[string]bool{}
+	}
+	if on {
+		h.faults.cutAtSubscribe[id.ClientID()] = true
+	} else {
+		delete(h.faults.cutAtSubscribe, id.ClientID())
+	}
+}
+
+// takeSubscribeCut reports (and consumes) an armed CutAtNextSubscribe.
+func (h *Hub) takeSubscribeCut(c *conn) bool {
+	h.faults.mu.Lock()
+	defer h.faults.mu.Unlock()
+	if !h.faults.cutAtSubscribe[c.clientID] {
+		return false
+	}
+	delete(h.faults.cutAtSubscribe, c.clientID)
+	return true
 }
 
 // Drop closes the identity's live connection: with rst a TCP reset, without
