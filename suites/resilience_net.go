@@ -113,26 +113,34 @@ var _ = Describe("reconnect after network faults", func() {
 		// the moment the rig silenced the link (the blackhole-on event,
 		// emitted once the proxy holds all traffic; the device's own last
 		// traffic came earlier, so this start is never before the silence).
-		// The bound is judged on the proxy's timestamp of the device's new
-		// connection, not on when this goroutine hears of it, with the
-		// rig's timing granularity as the only tolerance: the accept is
-		// stamped by the proxy's accept loop, a few ms behind the device's
-		// dial on a loaded host.
-		const granularity = 50 * time.Millisecond
+		// Detection is judged where the rig sees it: the device ending the
+		// dead connection (its FIN or reset, stamped by the proxy while the
+		// hub still sees nothing) or, for a client that leaves the old socket
+		// open, its new connection — whichever comes first. The reconnect
+		// delay after detection is the client's backoff (RECON-001), not
+		// part of this bound. Tolerance: the docs give no time at all, and
+		// the usual client algorithm (PINGREQ after a keep-alive of
+		// silence, the link declared dead when the next keep-alive tick
+		// finds no PINGRESP: mqtt.js, paho) lands on 2 × keep-alive itself,
+		// so the clients' timer lateness and the proxy's stamping (its
+		// goroutines run a few ms behind the device on a loaded host) must
+		// not decide the verdict: a quarter keep-alive is allowed on top.
+		// Measured: Node SDK 3.6–4.08 s, Python SDK 4.005–4.05 s at 2 s.
+		granularity := ka / 4
 		limit := 2 * ka
 		dctx, cancel := context.WithDeadline(ctx, on.At.Add(limit+granularity+time.Second))
 		defer cancel()
-		acc, err := net.WaitEventAfter(dctx, on.Seq, func(e netem.Event) bool { return e.Kind == netem.EvAccept })
-		if err != nil || acc.At.Sub(on.At) > limit+granularity {
-			seen := "has not opened a new connection"
+		det, err := net.WaitEventAfter(dctx, on.Seq, func(e netem.Event) bool { return e.Kind == netem.EvAccept || e.Kind == netem.EvDeviceEnd })
+		if err != nil || det.At.Sub(on.At) > limit+granularity {
+			seen := "neither ended the dead connection nor opened a new one"
 			if err == nil {
-				seen = fmt.Sprintf("opened its new connection only %s after the link went silent", acc.At.Sub(on.At).Round(time.Millisecond))
+				seen = fmt.Sprintf("noticed it only %s after the link went silent (%s)", det.At.Sub(on.At).Round(time.Millisecond), detectionText(det))
 			}
-			Fail(fmt.Sprintf("RECON-013: the link went silent at %s (keep-alive %s) and the device %s; expected within 2 × keep-alive = %s (catalog bound; rig granularity %s)\n%s%s",
+			Fail(fmt.Sprintf("RECON-013: the link went silent at %s (keep-alive %s) and the device %s; expected within 2 × keep-alive = %s (catalog bound, the docs set none: 002 L35842) plus %s for timer granularity\n%s%s",
 				on.At.Format(time.TimeOnly+".000"), ka, seen, limit, granularity, netText(net.Events(), nm), traceText(s.Trace(s.Start()))))
 		}
-		GinkgoWriter.Printf("RECON-013: new connection %s after the link went silent (bound %s)\n", acc.At.Sub(on.At).Round(time.Millisecond), limit)
-		series.Record(series.Series{Name: "dead link (blackhole on), then the device's new connection", Times: []time.Time{on.At, acc.At}})
+		GinkgoWriter.Printf("RECON-013: %s %s after the link went silent (bound %s)\n", detectionText(det), det.At.Sub(on.At).Round(time.Millisecond), limit)
+		series.Record(series.Series{Name: "dead link (blackhole on), then the device gives it up", Times: []time.Time{on.At, det.At}})
 		net.Blackhole(false)
 		reconnected(ctx, s, m, live, "RECON-013: after the dead link")
 	})
@@ -335,6 +343,14 @@ func reconnected(ctx context.Context, s *fixtures.Session, m fixtures.Marks, old
 	Expect(connect).To(BeTrue(), "%s: CONNACK 0 without a CONNECT on connection %d\n%s", what, up.ConnID, traceText(s.Trace(m)))
 	boardConnected(ctx, s, m, fmt.Sprintf("%s: the wire shows the device back (CONNACK 0 on connection %d)", what, up.ConnID))
 	return up
+}
+
+// detectionText says how the device showed that it gave up a dead link.
+func detectionText(e netem.Event) string {
+	if e.Kind == netem.EvDeviceEnd {
+		return "the device ended the dead connection (" + e.Detail + ")"
+	}
+	return "the device opened a new connection"
 }
 
 // boardUpNow waits until the board's status says connected: it asks, and
