@@ -128,6 +128,11 @@ type Hello struct {
 	// can hold a session with: it renews a fixed margin before se, so a
 	// shorter token is renewed at once, again and again (0: no such floor).
 	MinTokenTTLS int `json:"minTokenTtlS,omitempty"`
+	// TwinTimeoutFixedMS declares that the client library's bound on a
+	// twin request cannot be configured (a configured twin.timeoutMs is
+	// stored but not applied): its own fixed bound in ms, or -1 when it
+	// has none. 0: the bound is configurable (TWIN-019).
+	TwinTimeoutFixedMS int `json:"twinTimeoutFixedMs,omitempty"`
 }
 
 // Config is the device configuration. configure merges non-zero fields.
