@@ -53,7 +53,10 @@ type faultState struct {
 	// cutAtSubscribe: identities whose next SUBSCRIBE is answered by a
 	// TCP reset instead of a SUBACK (RECON-010), by ClientID.
 	cutAtSubscribe map[string]bool
-	timers         []*time.Timer
+	// twinDelay: identities whose next twin answer is held back for the
+	// given time (TWIN-008), by ClientID.
+	twinDelay map[string]time.Duration
+	timers    []*time.Timer
 }
 
 // twinFailure is a pending FailTwinRequests fault.
@@ -175,6 +178,35 @@ func (h *Hub) CutAtNextSubscribe(id iothub.Identity, on bool) {
 	} else {
 		delete(h.faults.cutAtSubscribe, id.ClientID())
 	}
+}
+
+// DelayNextTwinAnswer arms a one-shot rig fault: the hub's next answer to
+// a twin request of id goes out d late (IoT Hub's answer time is not
+// documented; a slow one is normal). TWIN-008: a device must take success
+// from the 2xx answer on the request's $rid, so it cannot have reported
+// success before that answer left the hub.
+func (h *Hub) DelayNextTwinAnswer(id iothub.Identity, d time.Duration) {
+	h.faults.mu.Lock()
+	if h.faults.twinDelay == nil {
+		h.faults.twinDelay = map[string]time.Duration{}
+	}
+	if d > 0 {
+		h.faults.twinDelay[id.ClientID()] = d
+	} else {
+		delete(h.faults.twinDelay, id.ClientID())
+	}
+	h.faults.mu.Unlock()
+	h.trace.add(Entry{ClientID: id.ClientID(), Dir: DirEvent, Type: EventFault, Requirement: "TWIN-008",
+		Reason: fmt.Sprintf("the next twin answer goes out %s late", d)})
+}
+
+// takeTwinDelay consumes an armed DelayNextTwinAnswer.
+func (h *Hub) takeTwinDelay(c *conn) time.Duration {
+	h.faults.mu.Lock()
+	defer h.faults.mu.Unlock()
+	d := h.faults.twinDelay[c.clientID]
+	delete(h.faults.twinDelay, c.clientID)
+	return d
 }
 
 // takeSubscribeCut reports (and consumes) an armed CutAtNextSubscribe.
