@@ -81,12 +81,12 @@ func (ac *awsClient) on(d string) bool {
 
 type awsConf struct {
 	endpoint, addr, thing, telemetry, c2d string
-	qos                                  byte
-	keepAlive                            time.Duration
-	timeout                              time.Duration
-	retryInitial, retryMax               time.Duration
-	trust                                []*x509.Certificate
-	cert                                 *tls.Certificate
+	qos                                   byte
+	keepAlive                             time.Duration
+	timeout                               time.Duration
+	retryInitial, retryMax                time.Duration
+	trust                                 []*x509.Certificate
+	cert                                  *tls.Certificate
 }
 
 func (ac *awsClient) conf() (awsConf, *agentproto.Error) {
@@ -281,9 +281,9 @@ func (ac *awsClient) connect(c awsConf, lost chan struct{}) (paho.Client, error)
 		clientID = c.thing + "-client"
 	}
 	var once sync.Once
-	o := paho.NewClientOptions().AddBroker(scheme+"://"+c.addr).SetClientID(clientID).SetCleanSession(true).
-		SetAutoReconnect(false).SetConnectRetry(false).SetKeepAlive(c.keepAlive).SetConnectTimeout(5*time.Second).
-		SetWriteTimeout(5*time.Second).SetOrderMatters(false).SetTLSConfig(tlsc).
+	o := paho.NewClientOptions().AddBroker(scheme + "://" + c.addr).SetClientID(clientID).SetCleanSession(true).
+		SetAutoReconnect(false).SetConnectRetry(false).SetKeepAlive(c.keepAlive).SetConnectTimeout(5 * time.Second).
+		SetWriteTimeout(5 * time.Second).SetOrderMatters(false).SetTLSConfig(tlsc).
 		SetDefaultPublishHandler(func(_ paho.Client, m paho.Message) { ac.onMessage(c, m) }).
 		SetConnectionLostHandler(func(_ paho.Client, err error) {
 			ac.fw.logf("W", "aws: connection lost: %v", err)
