@@ -185,6 +185,7 @@ const htmlSource = `<!DOCTYPE html>
 <dt>Wall time</dt><dd>{{wall .R.Run.Wall}}</dd>
 <dt>hilrun</dt><dd>{{.R.Run.Version}}</dd>
 <dt>Reference hub</dt><dd>{{.R.Run.HubVersion}}</dd>
+{{if .R.Run.Cloud}}<dt>Cloud</dt><dd>{{.R.Run.Cloud}}</dd>{{end}}
 <dt>Host</dt><dd>{{.R.Run.Host}}</dd>
 <dt>Command</dt><dd><code>{{join .R.Run.Command " "}}</code></dd>
 <dt>Strict timing</dt><dd>{{.R.Run.Strict}}</dd>
