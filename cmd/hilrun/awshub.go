@@ -117,6 +117,12 @@ func runAWSHub(ctx context.Context, cmd *cobra.Command, o *hubOptions, stdout, s
 			return err
 		}
 	}
+	if awsHubReady != nil {
+		awsHubReady(ep, info)
+	}
 	<-ctx.Done()
 	return nil
 }
+
+// awsHubReady, when set (tests), is called once the endpoint listens.
+var awsHubReady func(*awsiot.Endpoint, AWSReadyInfo)

@@ -287,3 +287,59 @@ func TestConcurrentRequestsNoRace(t *testing.T) {
 		t.Errorf("version after 40 updates: %+v", e.Shadow("dev4", ""))
 	}
 }
+
+func TestBrokerLimitsAndRetained(t *testing.T) {
+	e := startEndpoint(t)
+	leaf, _ := thing(t, e, "dev5")
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	closes := func(name string, act func(c paho.Client)) {
+		t.Helper()
+		c, _, err := dial(t, e, "dev5", leaf, e.Host())
+		if err != nil {
+			t.Fatal(err)
+		}
+		act(c)
+		if err := e.Wait(ctx, func() bool { return !e.Connected("dev5") }); err != nil {
+			t.Errorf("%s did not close the connection", name)
+		}
+	}
+	closes("a 129 KB publish", func(c paho.Client) {
+		c.Publish("device/dev5/messages/events", 1, false, strings.Repeat("x", awsproto.MaxPayloadBytes+1)).WaitTimeout(2 * time.Second)
+	})
+	closes("a QoS 2 publish", func(c paho.Client) {
+		c.Publish("device/dev5/messages/events", 2, false, "x").WaitTimeout(2 * time.Second)
+	})
+	closes("a publish to an answer topic", func(c paho.Client) {
+		c.Publish("$aws/things/dev5/shadow/update/accepted", 1, false, "{}").WaitTimeout(2 * time.Second)
+	})
+	closes("a retained shadow request", func(c paho.Client) {
+		c.Publish("$aws/things/dev5/shadow/update", 1, true, `{"state":{"reported":{}}}`).WaitTimeout(2 * time.Second)
+	})
+	closes("an unauthorized subscribe", func(c paho.Client) {
+		c.Subscribe("$aws/things/other/shadow/update/delta", 1, nil).WaitTimeout(2 * time.Second)
+	})
+	// Retained messages on ordinary topics reach a later subscriber.
+	c, ch, err := dial(t, e, "dev5", leaf, e.Host())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Publish("device/dev5/state", 1, true, "kept").WaitTimeout(2 * time.Second)
+	c.Subscribe("device/dev5/state", 1, nil).WaitTimeout(2 * time.Second)
+	if m := next(t, ch, "device/dev5/state"); string(m.payload) != "kept" {
+		t.Errorf("retained = %q", m.payload)
+	}
+	// The keep-alive is brought into range.
+	var warned bool
+	for _, en := range e.Trace().Entries(nil) {
+		if en.Type == hub.EventWarning && strings.Contains(en.Reason, "keep-alive") {
+			warned = true
+		}
+	}
+	if warned {
+		t.Error("keep-alive 60 s is in range; no warning expected")
+	}
+	if !e.Connected("dev5") {
+		t.Error("endpoint lost the connection")
+	}
+}
