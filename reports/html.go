@@ -127,13 +127,13 @@ table.figures { width: auto; margin: 0; } table.figures td { padding: .15em .5em
 `
 
 var htmlFuncs = template.FuncMap{
-	"css":       func() template.CSS { return reportCSS },
-	"offset":    fmtOffset,
-	"wall":      fmtWall,
-	"secs":      func(d time.Duration) string { return fmt.Sprintf("%.3f s", d.Seconds()) },
-	"join":      strings.Join,
-	"cloudName": CloudName,
-	"first":     firstLine,
+	"css":    func() template.CSS { return reportCSS },
+	"offset": fmtOffset,
+	"wall":   fmtWall,
+	"secs":   func(d time.Duration) string { return fmt.Sprintf("%.3f s", d.Seconds()) },
+	"join":   strings.Join,
+	"cloud":  CloudName,
+	"first":  firstLine,
 	"time": func(t time.Time) string {
 		if t.IsZero() {
 			return "–"
@@ -186,7 +186,8 @@ const htmlSource = `<!DOCTYPE html>
 <dt>Wall time</dt><dd>{{wall .R.Run.Wall}}</dd>
 <dt>hilrun</dt><dd>{{.R.Run.Version}}</dd>
 <dt>Reference hub</dt><dd>{{.R.Run.HubVersion}}</dd>
-{{if .R.Run.Cloud}}<dt>Judged against</dt><dd>{{cloudName .R.Run.Cloud}}</dd>{{end}}
+{{if .R.Run.Cloud}}<dt>Judged against</dt><dd>{{cloud .R.Run.Cloud}}</dd>{{end}}
+{{if .R.Run.Cloud}}<dt>Cloud</dt><dd>{{.R.Run.Cloud}}</dd>{{end}}
 <dt>Host</dt><dd>{{.R.Run.Host}}</dd>
 <dt>Command</dt><dd><code>{{join .R.Run.Command " "}}</code></dd>
 <dt>Strict timing</dt><dd>{{.R.Run.Strict}}</dd>
