@@ -187,7 +187,6 @@ const htmlSource = `<!DOCTYPE html>
 <dt>hilrun</dt><dd>{{.R.Run.Version}}</dd>
 <dt>Reference hub</dt><dd>{{.R.Run.HubVersion}}</dd>
 {{if .R.Run.Cloud}}<dt>Judged against</dt><dd>{{cloud .R.Run.Cloud}}</dd>{{end}}
-{{if .R.Run.Cloud}}<dt>Cloud</dt><dd>{{.R.Run.Cloud}}</dd>{{end}}
 <dt>Host</dt><dd>{{.R.Run.Host}}</dd>
 <dt>Command</dt><dd><code>{{join .R.Run.Command " "}}</code></dd>
 <dt>Strict timing</dt><dd>{{.R.Run.Strict}}</dd>
