@@ -182,3 +182,20 @@ func FuzzParseRequest(f *testing.F) {
 		}
 	})
 }
+
+// FuzzParseShadowTopic: topics come from the network; a parsed topic
+// renders back to itself.
+func FuzzParseShadowTopic(f *testing.F) {
+	for _, s := range []string{"$aws/things/t/shadow/get", "$aws/things/t/shadow/name/n/update/delta", "$aws/things/t/shadow/name//get", "$aws/things/t/shadow/update/x/y"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, topic string) {
+		r, ok := ParseShadowTopic(topic)
+		if ok && r.String() != topic {
+			t.Fatalf("%q parsed as %+v renders %q", topic, r, r.String())
+		}
+		_ = TopicProblem(topic)
+		_ = FilterProblem(topic)
+		_ = FilterMatches(topic, topic)
+	})
+}

@@ -133,6 +133,9 @@ func ParseShadowTopic(topic string) (ShadowRef, bool) {
 	}
 	r.Op = parts[0]
 	if len(parts) == 2 {
+		if parts[1] == "" {
+			return ShadowRef{}, false // ".../update/" is another topic than ".../update"
+		}
 		r.Answer = parts[1]
 	}
 	switch r.Op {
