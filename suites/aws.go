@@ -179,6 +179,13 @@ var _ = Describe("AWS IoT Core", func() {
 		Expect(r.Version).To(Equal(want), "AWS-007 (001 L120–133): the document from get/accepted has version %d; the device reports %d", want, r.Version)
 		Expect(r.Desired["color"]).To(Equal("blue"), "AWS-007 (001 L133): desired state of the fetched document not held: %v", r.Desired)
 
+		_, err = ep.UpdateShadow(s.Thing, "cfg", []byte(`{"state":{"desired":{"rate":10}}}`))
+		Expect(err).NotTo(HaveOccurred())
+		r = agentproto.ShadowResult{}
+		Expect(s.Call(ctx, agentproto.OpShadowGet, agentproto.ShadowArgs{Name: "cfg"}, &r)).To(Succeed(), "AWS-007 (NS-5): get of named shadow cfg")
+		Expect(r.Status).To(Equal(200), "AWS-007 (NS-5): `…/shadow/name/cfg/get/accepted` expected to reach the application; result %+v", r)
+		Expect(r.Desired["rate"]).To(BeNumerically("==", 10), "AWS-007 (NS-5): desired state of named shadow cfg not held: %v", r.Desired)
+
 		r = agentproto.ShadowResult{}
 		Expect(s.Call(ctx, agentproto.OpShadowGet, agentproto.ShadowArgs{Name: "absent"}, &r)).To(Succeed(), "AWS-007 (001 L126–131): get of a named shadow")
 		Expect(r.Status).To(Equal(404), "AWS-007 (001 L126–131): the endpoint answered get/rejected 404 for a shadow that does not exist; the device reports %+v", r)

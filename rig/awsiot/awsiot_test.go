@@ -343,3 +343,59 @@ func TestBrokerLimitsAndRetained(t *testing.T) {
 		t.Error("endpoint lost the connection")
 	}
 }
+
+func TestBadInputNeverCrashes(t *testing.T) {
+	e := startEndpoint(t)
+	leaf, _ := thing(t, e, "dev6")
+	c, ch, err := dial(t, e, "dev6", leaf, e.Host())
+	if err != nil {
+		t.Fatal(err)
+	}
+	pre := awsproto.ShadowPrefix("dev6", "")
+	if tok := c.Subscribe(pre+"/update/rejected", 1, nil); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		t.Fatal("subscribe")
+	}
+	for _, body := range []string{"\x00\x01\x02", "{", "[]", `{"state":[]}`, `{"state":{"reported":"x"}}`, `{"state":{"desired":{"a":1}},"version":-1}`,
+strings.Repeat("[", 5000), `{"state":{"reported":{}},"clientToken":7}`, "{\"state\":{\"reported\":{\"a\":\"\xc3\x28\"}}}"} {
+		c.Publish(pre+"/update", 1, false, body)
+		m := next(t, ch, pre+"/update/rejected")
+		var rej awsproto.Error
+		if json.Unmarshal(m.payload, &rej) != nil || rej.Code < 400 || rej.Code >= 500 {
+			t.Errorf("%q: rejected %s", body, m.payload)
+		}
+	}
+	if !e.Connected("dev6") {
+		t.Error("malformed shadow documents closed the connection; the service answers them on /rejected")
+	}
+	// A deleted thing's certificate no longer connects.
+	if err := e.Registry().DeleteThing("dev6"); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := e.Wait(ctx, func() bool { return !e.Connected("dev6") }); err != nil {
+		t.Error("deleting the thing left its connection up")
+	}
+	if _, _, err := dial(t, e, "dev6", leaf, e.Host()); err == nil {
+		t.Error("the certificate of a deleted thing connected")
+	}
+}
+
+func TestKeepAliveRange(t *testing.T) {
+	e := startEndpoint(t)
+	leaf, _ := thing(t, e, "dev7")
+	o := paho.NewClientOptions().AddBroker("tls://" + e.MQTTAddr()).SetClientID("dev7").SetAutoReconnect(false).SetKeepAlive(5 * time.Second).
+		SetTLSConfig(&tls.Config{RootCAs: e.RootCAs(), ServerName: e.Host(), Certificates: []tls.Certificate{leaf.TLSCertificate()}})
+	c := paho.NewClient(o)
+	if tok := c.Connect(); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		t.Fatal("connect")
+	}
+	defer c.Disconnect(0)
+	var got string
+	for _, en := range e.Trace().Entries(func(en *hub.Entry) bool { return en.Type == hub.EventWarning }) {
+		got += en.Reason
+	}
+	if !strings.Contains(got, "keep-alive 5 s is outside 30–1200 s; AWS IoT applies 30 s") {
+		t.Errorf("warnings: %q", got)
+	}
+}
