@@ -15,7 +15,7 @@ import (
 // cloudHook applies `hilrun run --cloud`: azure (default) judges against
 // the reference IoT Hub; aws starts the reference AWS IoT endpoint,
 // flashes the virtual board's AWS image and runs the AWS specs.
-func cloudHook(o *runOptions, opts *fixtures.Options) error {
+func cloudHook(o *runOptions) error {
 	switch o.cloud {
 	case "", fixtures.CloudAzure:
 		for _, d := range o.defects {
@@ -31,7 +31,6 @@ func cloudHook(o *runOptions, opts *fixtures.Options) error {
 	if strings.HasPrefix(o.board, "sdk:") || o.firmware == "c" {
 		return &exitError{2, "--cloud aws needs a firmware built for AWS IoT (the virtual board's Go firmware, or a real board's AWS image); the SDK boards and the C firmware are IoT Hub clients"}
 	}
-	opts.Cloud = fixtures.CloudAWS
 	return nil
 }
 

@@ -99,6 +99,9 @@ func runRun(cmd *cobra.Command, o runOptions) error {
 	if err := sim.ValidateMisbehave(o.misbehave); err != nil {
 		return &exitError{2, err.Error()}
 	}
+	if err := cloudHook(&o); err != nil { // --cloud (cloud.go)
+		return err
+	}
 	if err := firmwareHook(cmd.Context(), &o, cmd.ErrOrStderr()); err != nil { // --firmware c (firmwarec.go)
 		return err
 	}
@@ -106,9 +109,7 @@ func runRun(cmd *cobra.Command, o runOptions) error {
 		return err
 	}
 	opts := fixtures.Options{Strict: o.strict, Defects: o.defects, SimMisbehave: o.misbehave, Log: cmd.ErrOrStderr()}
-	if err := cloudHook(&o, &opts); err != nil { // --cloud (cloud.go)
-		return err
-	}
+	opts.Cloud = o.cloud // checked by cloudHook
 	rb, handled, err := resolveBoard(cmd, &o, &opts) // inventory ids and esp32: boards.go
 	if err != nil {
 		return err
