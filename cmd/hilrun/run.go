@@ -109,7 +109,7 @@ func runRun(cmd *cobra.Command, o runOptions) error {
 		return err
 	}
 	opts := fixtures.Options{Strict: o.strict, Defects: o.defects, SimMisbehave: o.misbehave, Log: cmd.ErrOrStderr()}
-	opts.Cloud = o.cloud // checked by cloudHook
+	opts.Cloud = o.cloud
 	rb, handled, err := resolveBoard(cmd, &o, &opts) // inventory ids and esp32: boards.go
 	if err != nil {
 		return err

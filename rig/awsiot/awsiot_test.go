@@ -356,7 +356,7 @@ func TestBadInputNeverCrashes(t *testing.T) {
 		t.Fatal("subscribe")
 	}
 	for _, body := range []string{"\x00\x01\x02", "{", "[]", `{"state":[]}`, `{"state":{"reported":"x"}}`, `{"state":{"desired":{"a":1}},"version":-1}`,
-strings.Repeat("[", 5000), `{"state":{"reported":{}},"clientToken":7}`, "{\"state\":{\"reported\":{\"a\":\"\xc3\x28\"}}}"} {
+		strings.Repeat("[", 5000), `{"state":{"reported":{}},"clientToken":7}`, "{\"state\":{\"reported\":{\"a\":\"\xc3\x28\"}}}"} {
 		c.Publish(pre+"/update", 1, false, body)
 		m := next(t, ch, pre+"/update/rejected")
 		var rej awsproto.Error
