@@ -329,6 +329,15 @@ func TestBrokerLimitsAndRetained(t *testing.T) {
 	if m := next(t, ch, "device/dev5/state"); string(m.payload) != "kept" {
 		t.Errorf("retained = %q", m.payload)
 	}
+	// A QoS 2 subscription is granted QoS 1 (AWS-006).
+	c.Subscribe("device/dev5/q2", 2, nil).WaitTimeout(2 * time.Second)
+	var granted []byte
+	for _, en := range e.Trace().Entries(func(en *hub.Entry) bool { return en.Type == "SUBACK" }) {
+		granted = en.Granted
+	}
+	if len(granted) != 1 || granted[0] != 1 {
+		t.Errorf("QoS 2 SUBSCRIBE granted %v, want [1]", granted)
+	}
 	// The keep-alive is brought into range.
 	var warned bool
 	for _, en := range e.Trace().Entries(nil) {
