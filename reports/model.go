@@ -172,6 +172,9 @@ type RunMeta struct {
 	LabelFilter string        `json:"labelFilter,omitempty"`
 	Defects     []string      `json:"defects,omitempty"` // defect switches active on the virtual board
 	HubVersion  string        `json:"hubVersion"`
+	// Cloud is the cloud the run was judged against: "azure" (the
+	// reference IoT Hub) or "aws" (the reference AWS IoT endpoint).
+	Cloud string `json:"cloud,omitempty"`
 	// Interrupted: a signal (Ctrl-C, SIGTERM) or the suite timeout ended
 	// the run early.
 	Interrupted     bool   `json:"interrupted"`

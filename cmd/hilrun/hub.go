@@ -36,6 +36,8 @@ type hubOptions struct {
 	sasGrace       time.Duration
 	faultInjection bool
 	verbose        bool
+	cloud          string // --cloud aws: the reference AWS IoT endpoint (awshub.go)
+	things         []string
 	onReady        func(*hub.Hub, ReadyInfo) // tests: called once listening
 }
 
@@ -72,11 +74,18 @@ On first start a test PKI is generated in --pki-dir; devices must trust its
 root (root.pem). Secrets are never logged: use --ready-file to get the
 connection strings.`,
 		Example: `  hilrun hub --mqtt-addr 127.0.0.1:8883 --https-addr 127.0.0.1:8443 --device dev1 --ready-file /tmp/hub.json
-  hilrun hub --host myhub.local --state-dir ./hub-state --device dev1:$(openssl rand -base64 32)`,
+  hilrun hub --host myhub.local --state-dir ./hub-state --device dev1:$(openssl rand -base64 32)
+  hilrun hub --cloud aws --mqtt-addr 127.0.0.1:8883 --https-addr 127.0.0.1:8443 --thing sensor-1 --ready-file /tmp/aws.json`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
+			if o.cloud == "aws" {
+				return runAWSHub(ctx, cmd, o, cmd.OutOrStdout(), cmd.ErrOrStderr())
+			}
+			if o.cloud != "" && o.cloud != "azure" {
+				return &exitError{2, fmt.Sprintf("--cloud %q: want azure or aws", o.cloud)}
+			}
 			return runHub(ctx, o, cmd.OutOrStdout(), cmd.ErrOrStderr())
 		},
 	}
@@ -93,6 +102,8 @@ connection strings.`,
 	f.DurationVar(&o.sasGrace, "sas-grace", 0, "drop connections this long after their SAS token expires (IoT Hub: a few minutes)")
 	f.BoolVar(&o.faultInjection, "fault-injection", false, "honour IoT Hub fault-injection properties (AzIoTHub_FaultOperationType) on telemetry")
 	f.BoolVarP(&o.verbose, "verbose", "v", false, "log every connection event")
+	f.StringVar(&o.cloud, "cloud", "azure", "azure (the reference IoT Hub) or aws (the reference AWS IoT Core endpoint)")
+	f.StringArrayVar(&o.things, "thing", nil, "--cloud aws: register a thing NAME with a generated certificate written to --pki-dir (repeatable)")
 	return cmd
 }
 

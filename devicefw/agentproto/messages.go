@@ -146,6 +146,7 @@ type Config struct {
 	WiFi     *WiFiConfig     `json:"wifi,omitempty"`
 	SNTP     *SNTPConfig     `json:"sntp,omitempty"`
 	Twin     *TwinConfig     `json:"twin,omitempty"`
+	AWS      *AWSConfig      `json:"aws,omitempty"`     // AWS IoT Core boards (aws.go)
 	Defects  []string        `json:"defects,omitempty"` // virtual board only
 }
 

@@ -45,6 +45,7 @@ type BootConfig struct {
 	// Misbehave are rig misbehaviour modes (misbehave.go): part of the
 	// image's configuration, like Defects, but never defects.
 	Misbehave []string
+	Cloud     string // "" (IoT Hub) or CloudAWS
 }
 
 // nvsFile is NVS on disk. It holds secrets (SAS key, private key): 0600.
@@ -132,7 +133,7 @@ func Boot(ctx context.Context, cfg BootConfig) error {
 			fmt.Fprintf(os.Stderr, "hilrun-sim: save RTC: %v\n", err)
 		}
 	}
-	err = Run(ctx, Options{UART: uart, Defects: cfg.Defects, Misbehave: cfg.Misbehave, Board: cfg.Board, BootCount: boots, NVS: nvs, RTC: rtc,
+	err = Run(ctx, Options{UART: uart, Defects: cfg.Defects, Misbehave: cfg.Misbehave, Board: cfg.Board, Cloud: cfg.Cloud, BootCount: boots, NVS: nvs, RTC: rtc,
 		Changed: func(what string) {
 			switch what {
 			case changedNVS:
@@ -319,6 +320,7 @@ func mainWith(args []string, stderr io.Writer) int {
 	fs.StringVar(&cfg.StateDir, "state", "", "state directory (NVS, boot count, RTC)")
 	fs.StringVar(&cfg.Board, "board", "sim", "board name reported in hello")
 	fs.Var(&defects, "defect", "defect switch to flash (repeatable; see devicefw/sim/DEFECTS.md)")
+	fs.StringVar(&cfg.Cloud, "cloud", "", "the image's cloud: azure (default) or aws (AWS IoT Core mode, aws.go)")
 	fs.Var(&misbehave, "misbehave", "rig misbehaviour mode of the image, not a defect (repeatable; see devicefw/sim/DEFECTS.md)")
 	if err := fs.Parse(args); err != nil {
 		return 2
@@ -335,6 +337,10 @@ func mainWith(args []string, stderr io.Writer) int {
 		return 2
 	}
 	if err := ValidateMisbehave(cfg.Misbehave); err != nil {
+		fmt.Fprintln(stderr, "hilrun-sim:", err)
+		return 2
+	}
+	if err := ValidateCloud(cfg.Cloud); err != nil {
 		fmt.Fprintln(stderr, "hilrun-sim:", err)
 		return 2
 	}

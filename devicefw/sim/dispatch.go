@@ -14,6 +14,11 @@ import (
 
 // dispatch runs one operation.
 func (fw *Firmware) dispatch(ctx context.Context, op string, raw json.RawMessage) (any, *agentproto.Error) {
+	if fw.aws != nil {
+		if data, err, ok := fw.dispatchAWS(ctx, op, raw); ok { // AWS IoT image (aws.go)
+			return data, err
+		}
+	}
 	switch op {
 	case agentproto.OpHello:
 		return fw.hello(), nil

@@ -51,6 +51,8 @@ type Options struct {
 	Changed func(what string)
 	// Misbehave are rig misbehaviour modes (misbehave.go), not defects.
 	Misbehave []string
+	// Cloud is the image's cloud: "" (IoT Hub) or CloudAWS (aws.go).
+	Cloud string
 }
 
 // What Options.Changed reports.
@@ -147,6 +149,7 @@ type Firmware struct {
 	frames        uint64 // frames written this boot (bad-crc)
 
 	client *deviceClient
+	aws    *awsClient // the AWS IoT client of a --cloud aws image (aws.go); nil otherwise
 	reset  chan struct{}
 	sntp   sntpState // the SNTP client's memory (kiss-o'-death hold-offs)
 }
@@ -189,6 +192,9 @@ func newFirmware(opts Options) (*Firmware, error) {
 	}
 	fw.nvs.mu.Unlock()
 	fw.client = newDeviceClient(fw)
+	if opts.Cloud == CloudAWS {
+		fw.aws = newAWSClient(fw)
+	}
 	return fw, nil
 }
 
@@ -197,6 +203,9 @@ func (fw *Firmware) run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	defer fw.client.shutdown()
+	if fw.aws != nil {
+		defer fw.aws.shutdown()
+	}
 
 	fw.logf("I", "boot %d: %s %s on board %s", opts.BootCount, FirmwareName, FirmwareVersion, opts.Board)
 	if len(opts.Misbehave) > 0 {
@@ -314,8 +323,12 @@ func (fw *Firmware) hello() agentproto.Hello {
 	fw.client.mu.Lock()
 	defects := fw.defects.list()
 	fw.client.mu.Unlock()
+	client := "paho.mqtt.golang"
+	if fw.aws != nil {
+		caps, client = awsCaps, "paho.mqtt.golang (AWS IoT Core)"
+	}
 	return agentproto.Hello{Proto: agentproto.Version, Firmware: FirmwareName, FWVersion: FirmwareVersion, Build: buildHash(),
-		Client: "paho.mqtt.golang", ClientVer: "v1.5.1", Board: fw.opts.Board, Caps: caps, Defects: defects,
+		Client: client, ClientVer: "v1.5.1", Board: fw.opts.Board, Caps: caps, Defects: defects,
 		BootCount: fw.opts.BootCount, MaxFrame: agentproto.MaxFrame}
 }
 
