@@ -52,11 +52,12 @@ var _ = Describe("reconnect after network faults", func() {
 		DeferCleanup(func() { net.RefuseNew(false) })
 		Expect(net.Cut()).To(BeNumerically(">=", 1), "rig: no live connection to cut")
 		cut := must(waitNet(ctx, net, nm, "the cut", func(e netem.Event) bool { return e.Kind == netem.EvCut }))
-		// The loss, then 8 refused attempts: growth 100 → 200 → 400 ms,
-		// then 5 gaps at the cap. Collecting stops early once a gap is
-		// clearly over the cap (the verdict is known) or at a deadline of
-		// twice the expected time.
-		const attempts = 8
+		// The loss, then 16 refused attempts: growth 100 → 200 → 400 ms,
+		// then 13 gaps at the cap (enough for the jitter check below to
+		// tell 20 % jitter from scheduling noise). Collecting stops early
+		// once a gap is clearly over the cap (the verdict is known) or at
+		// a deadline of twice the expected time.
+		const attempts = 16
 		times := []time.Time{cut.At}
 		wctx, cancel := context.WithTimeout(ctx, 2*(initial+2*initial+(attempts-2)*ceiling)+time.Second)
 		defer cancel()
@@ -87,7 +88,14 @@ var _ = Describe("reconnect after network faults", func() {
 		Expect(att).To(series.HaveAtLeastPoints(attempts+1), "RECON-001: the device must keep trying while the network refuses it\n%s", evidence)
 		// ×2 per attempt is configured; ×1.4 leaves room for the fit under jitter.
 		Expect(retries).To(series.GrowAtLeast(1.4), "RECON-001: the delays between retries must grow exponentially until the cap\n%s", evidence)
-		Expect(retries).To(series.HaveJitter(0.005), "RECON-001: the delays must be randomised (20 %% jitter configured)\n%s", evidence)
+		// Configured jitter of 20 % moves a typical gap by several per
+		// cent (measured on the reference firmware, which draws from
+		// [0.8, 1] × delay: a median deviation of 2.6-8.6 % on the
+		// plateau); gaps without jitter agree to a few ms in 400, 1.2 % at
+		// worst on a host at load 10, and single late gaps do not move a
+		// median. 1.6 % lies between; 13 jittered gaps fall under it with a
+		// chance near 1 in 1 000.
+		Expect(retries).To(series.HaveJitterMAD(0.016), "RECON-001: the delays must be randomised (20 %% jitter configured; 002 L16709, L16715: exponential backoff with jitter)\n%s", evidence)
 		// Connections are accepted again: the device gets in.
 		reconnected(ctx, s, m, live, "RECON-001: once the network accepts connections again")
 	})
