@@ -208,3 +208,18 @@ func FuzzBlobPath(f *testing.F) {
 		}
 	})
 }
+
+func TestPlainHTTPRefused(t *testing.T) {
+	s, _ := startTest(t, nil)
+	res, err := http.Get("http://" + s.PlainAddr() + "/hilrun/a.pe?sp=r")
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != 400 || res.Header.Get("x-ms-error-code") != "AccountRequiresHttps" {
+		t.Fatalf("plaintext: %d %s", res.StatusCode, res.Header.Get("x-ms-error-code"))
+	}
+	if r := s.Requests(); len(r) != 1 || !r[0].Plain {
+		t.Fatalf("log %+v", r)
+	}
+}

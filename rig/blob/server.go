@@ -56,8 +56,14 @@ type Config struct {
 	Host        string // the storage account's host name; default DefaultHost
 	Container   string // default DefaultContainer
 	Certificate *tls.Certificate
-	MaxBlob     int64            // default DefaultMaxBlob
-	Now         func() time.Time // token validity clock; default time.Now
+	// PlainAddr is a plaintext HTTP listener for the account's port 80,
+	// which refuses every request (400 AccountRequiresHttps, as a storage
+	// account with secure transfer required does) and records it, so that
+	// a client fetching over http is seen (OTA-008). Default 127.0.0.1:0;
+	// "off" disables it.
+	PlainAddr string
+	MaxBlob   int64            // default DefaultMaxBlob
+	Now       func() time.Time // token validity clock; default time.Now
 }
 
 // Request is one request as the endpoint saw it.
@@ -78,6 +84,7 @@ type Request struct {
 	TLSServer string    `json:"sni"`    // SNI the client sent
 	Proto     string    `json:"proto"`  // HTTP version
 	BlobType  string    `json:"blobType,omitempty"`
+	Plain     bool      `json:"plain,omitempty"` // plaintext HTTP (refused)
 }
 
 // String is a one-line summary for the wire trace.
@@ -116,6 +123,8 @@ type Server struct {
 	account string
 	ln      net.Listener
 	srv     *http.Server
+	plainLn net.Listener
+	plain   *http.Server
 
 	mu       sync.Mutex
 	blobs    map[string]*blobItem
@@ -169,6 +178,19 @@ func Start(cfg Config) (*Server, error) {
 		ReadTimeout: 60 * time.Second, WriteTimeout: 60 * time.Second, IdleTimeout: 30 * time.Second,
 		MaxHeaderBytes: 16 << 10, ErrorLog: nil}
 	go func() { _ = s.srv.ServeTLS(ln, "", "") }()
+	if cfg.PlainAddr != "off" {
+		pa := cfg.PlainAddr
+		if pa == "" {
+			pa = "127.0.0.1:0"
+		}
+		if s.plainLn, err = net.Listen("tcp", pa); err != nil {
+			_ = s.Close()
+			return nil, fmt.Errorf("blob: listen (plaintext): %w", err)
+		}
+		s.plain = &http.Server{Handler: http.HandlerFunc(s.servePlain), ReadHeaderTimeout: 10 * time.Second,
+			ReadTimeout: 10 * time.Second, WriteTimeout: 10 * time.Second, MaxHeaderBytes: 16 << 10}
+		go func() { _ = s.plain.Serve(s.plainLn) }()
+	}
 	return s, nil
 }
 
@@ -187,6 +209,9 @@ func (s *Server) Close() error {
 	if err != nil {
 		err = s.srv.Close()
 	}
+	if s.plain != nil {
+		_ = s.plain.Close()
+	}
 	s.mu.Lock()
 	s.closeErr = err
 	s.mu.Unlock()
@@ -195,6 +220,29 @@ func (s *Server) Close() error {
 
 // Addr is the listener address (host:port) a client dials.
 func (s *Server) Addr() string { return s.ln.Addr().String() }
+
+// PlainAddr is the plaintext trap's address ("" when off).
+func (s *Server) PlainAddr() string {
+	if s.plainLn == nil {
+		return ""
+	}
+	return s.plainLn.Addr().String()
+}
+
+// servePlain refuses a plaintext request and records it.
+func (s *Server) servePlain(w http.ResponseWriter, r *http.Request) {
+	rec := Request{Time: time.Now(), Remote: r.RemoteAddr, Method: r.Method, Path: r.URL.EscapedPath(), Proto: r.Proto, Plain: true}
+	if q, err := url.ParseQuery(r.URL.RawQuery); err == nil {
+		for k := range q {
+			rec.SAS = append(rec.SAS, k)
+		}
+		sort.Strings(rec.SAS)
+	}
+	e := refuse(http.StatusBadRequest, "AccountRequiresHttps", "the account being accessed does not support http")
+	rec.Status, rec.Reason = e.status, e.code+": "+e.msg
+	writeError(w, e)
+	s.record(rec)
+}
 
 // Host is the storage account's host name (SNI, URLs).
 func (s *Server) Host() string { return s.cfg.Host }

@@ -1,0 +1,75 @@
+package agentproto
+
+// Operations, events and shapes for twin-driven OTA (seed 004, OTA-*),
+// device sleep cycles (OTA-009) and IoT Hub file upload (FUP-*). They are
+// additions to protocol version 1: a firmware without them answers
+// `unknown_op`, does not declare `ota` / `file-upload`, and the specs that
+// need them are not applicable (PROTOCOL.md §4.1).
+const (
+	OpOTAStatus  = "ota.status"  // → OTAStatus: the installed version and files as the device holds them
+	OpSleep      = "sleep"       // SleepArgs: finish the cycle, disconnect, sleep, then boot (hello seq 1)
+	OpFileUpload = "file.upload" // FileUploadArgs → FileUploadResult
+
+	EvOTA = "ota" // OTAEvent: a step of the OTA engine
+)
+
+// OTA engine states (OTAEvent.State, reported fwUpdateStatus; 002 L8260-8292).
+const (
+	OTARead        = "read" // desired Files / Token / CodeVersion parsed (OTA-001)
+	OTACurrent     = "current"
+	OTADownloading = "downloading"
+	OTAVerifying   = "verifying"
+	OTAApplying    = "applying"
+	OTAError       = "error"
+)
+
+// OTAEvent is one step of the OTA engine.
+type OTAEvent struct {
+	State       string `json:"state"`
+	CodeVersion string `json:"codeVersion,omitempty"` // desired
+	Installed   string `json:"installed,omitempty"`   // installed before this step
+	Files       int    `json:"files,omitempty"`       // desired Files entries
+	HasToken    bool   `json:"hasToken,omitempty"`
+	File        string `json:"file,omitempty"`
+	Detail      string `json:"detail,omitempty"`
+}
+
+// OTAFile is an installed file.
+type OTAFile struct {
+	Name   string `json:"name"`
+	SHA256 string `json:"sha256"` // upper-case hex
+	Size   int    `json:"size"`
+}
+
+// OTAStatus is what ota.status answers.
+type OTAStatus struct {
+	Installed string    `json:"installed"` // installed CodeVersion ("" none)
+	Files     []OTAFile `json:"files,omitempty"`
+	State     string    `json:"state,omitempty"` // last engine state
+	Detail    string    `json:"detail,omitempty"`
+	Running   string    `json:"running,omitempty"` // the application running (installed version), "" none
+}
+
+// SleepArgs: how long the device sleeps before it boots again (bounded
+// by the firmware; the virtual board caps it at 2000 ms).
+type SleepArgs struct {
+	MS int `json:"ms"`
+}
+
+// FileUploadArgs asks for one file upload through the hub (FUP-001..003).
+type FileUploadArgs struct {
+	BlobName string `json:"blobName"`
+	Payload  string `json:"payload,omitempty"`
+	Gen      *Gen   `json:"gen,omitempty"`
+}
+
+// FileUploadResult says how the upload went.
+type FileUploadResult struct {
+	CorrelationID string `json:"correlationId,omitempty"`
+	BlobName      string `json:"blobName,omitempty"` // as the hub returned it
+	StartStatus   int    `json:"startStatus"`        // HTTP status of POST /files
+	UploadStatus  int    `json:"uploadStatus"`       // HTTP status of the blob PUT (0: not attempted)
+	NotifyStatus  int    `json:"notifyStatus"`       // HTTP status of the notification (0: none sent)
+	Size          int    `json:"size"`
+	Error         string `json:"error,omitempty"`
+}

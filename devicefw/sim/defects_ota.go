@@ -1,0 +1,42 @@
+package sim
+
+// Defect switches added for the OTA, FUP and LIMITS specs. Each has a row
+// in DEFECTS.md (section "Added for the OTA, FUP and LIMITS specs") and is
+// modelled on a real client bug.
+const (
+	DefOTANotReadAtBoot       = "ota-settings-not-read-at-boot"
+	DefOTAFilesFirstOnly      = "ota-files-first-only"
+	DefOTADownloadEveryBoot   = "ota-download-every-boot"
+	DefOTAVersionNotPersisted = "ota-version-not-persisted"
+	DefOTATokenDropped        = "ota-token-dropped"
+	DefOTASignatureCase       = "ota-signature-case-sensitive"
+	DefOTAInstallOnMismatch   = "ota-install-on-mismatch"
+	DefOTAUpdateTimeIgnored   = "ota-updatetime-ignored"
+	DefOTANoProgress          = "ota-no-progress"
+	DefOTAHTTPAccepted        = "ota-http-accepted"
+	DefOTASleepEarly          = "ota-sleep-before-done"
+	DefFUPDeprecatedGet       = "fup-deprecated-get"
+	DefFUPWrongLocation       = "fup-wrong-location"
+	DefFUPNoNotification      = "fup-no-notification"
+	DefFUPNoFailureNotice     = "fup-no-failure-notification"
+	DefFUPWrongCorrelation    = "fup-wrong-correlation-id"
+)
+
+var otaDefects = []Defect{
+	{DefOTANotReadAtBoot, "OTA-001", "the OTA settings are not read from the twin fetched at start: only a later desired patch would start an update"},
+	{DefOTAFilesFirstOnly, "OTA-006", "only the first entry of the desired Files array is taken (a one-slot parser); the others are never downloaded"},
+	{DefOTADownloadEveryBoot, "OTA-002", "the files are downloaded at every start, whether CodeVersion changed or not"},
+	{DefOTAVersionNotPersisted, "OTA-002", "the installed CodeVersion is kept in RAM only: after a reboot the unchanged version is downloaded again"},
+	{DefOTATokenDropped, "OTA-003", "FileName is fetched without the SAS Token (the storage answers 403)"},
+	{DefOTASignatureCase, "OTA-004", "the Signature is compared as an exact string with upper-case hyphenated hex: a lower-case Signature of the right hash is refused"},
+	{DefOTAInstallOnMismatch, "OTA-004", "a file whose SHA-256 does not match its Signature is installed anyway"},
+	{DefOTAUpdateTimeIgnored, "OTA-005", "the application ignores the desired UpdateTime and sends telemetry every 60 s"},
+	{DefOTANoProgress, "OTA-007", "no progress is reported during an update (only the final current state)"},
+	{DefOTAHTTPAccepted, "OTA-008", "an http:// FileName is fetched over plaintext HTTP"},
+	{DefOTASleepEarly, "OTA-009", "sleep cuts the radio at once: the running OTA cycle and its reported update are not finished and no DISCONNECT is sent"},
+	{DefFUPDeprecatedGet, "FUP-001", "file upload starts with the deprecated GET /devices/{id}/files/{name}"},
+	{DefFUPWrongLocation, "FUP-002", "the file is PUT to the requested blob name instead of the blobName the hub returned (storage answers 403)"},
+	{DefFUPNoNotification, "FUP-003", "no completion notification is sent after an upload"},
+	{DefFUPNoFailureNotice, "FUP-003", "a failed upload is not notified (only successful ones are)"},
+	{DefFUPWrongCorrelation, "FUP-003", "the notification carries the blob name as correlationId"},
+}
