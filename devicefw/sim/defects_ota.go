@@ -4,7 +4,7 @@ package sim
 // in DEFECTS.md (section "Added for the OTA, FUP and LIMITS specs") and is
 // modelled on a real client bug.
 const (
-	DefOTANotReadAtBoot       = "ota-settings-not-read-at-boot"
+	DefOTANotReadAtStart      = "ota-settings-not-read-at-start"
 	DefOTAFilesFirstOnly      = "ota-files-first-only"
 	DefOTADownloadEveryBoot   = "ota-download-every-boot"
 	DefOTAVersionNotPersisted = "ota-version-not-persisted"
@@ -23,7 +23,7 @@ const (
 )
 
 var otaDefects = []Defect{
-	{DefOTANotReadAtBoot, "OTA-001", "the OTA settings are not read from the twin fetched at start: only a later desired patch would start an update"},
+	{DefOTANotReadAtStart, "OTA-001", "the OTA settings are not read from the twin fetched at start: only a desired patch arriving while connected starts an update"},
 	{DefOTAFilesFirstOnly, "OTA-006", "only the first entry of the desired Files array is taken (a one-slot parser); the others are never downloaded"},
 	{DefOTADownloadEveryBoot, "OTA-002", "the files are downloaded at every start, whether CodeVersion changed or not"},
 	{DefOTAVersionNotPersisted, "OTA-002", "the installed CodeVersion is kept in RAM only: after a reboot the unchanged version is downloaded again"},

@@ -225,6 +225,7 @@ func (dc *deviceClient) onDesired(body []byte) {
 	}
 	dc.mu.Unlock()
 	dc.emit(agentproto.EvDesired, ev)
+	dc.otaOnPatch() // ota-settings-not-read-at-start only (ota.go)
 }
 
 // maxEventDoc bounds the twin documents copied into a twin.desired event,

@@ -61,7 +61,6 @@ type otaState struct {
 	state    string
 	detail   string
 	ramVer   *string // ota-version-not-persisted: the version held in RAM only
-	resyncs  int     // resyncs since boot (ota-settings-not-read-at-boot)
 	appStop  context.CancelFunc
 	appVer   string
 	appEvery time.Duration
@@ -102,16 +101,32 @@ func codeVersionText(raw json.RawMessage) (string, bool) {
 // start or wake, OTA-001). It returns at once; the cycle runs on.
 func (dc *deviceClient) otaAfterResync(s *session, cc connConfig) {
 	o := &dc.ota
-	o.mu.Lock()
-	o.resyncs++
-	first := o.resyncs == 1
 	o.cycle.Add(1)
-	o.mu.Unlock()
 	go func() {
 		defer o.cycle.Done()
-		if first && dc.on(DefOTANotReadAtBoot) {
-			return // defect: settings taken only from later desired patches
+		if dc.on(DefOTANotReadAtStart) {
+			return // defect: settings taken only from desired patches (otaOnPatch)
 		}
+		dc.otaCycle(s.ctx, cc)
+	}()
+}
+
+// otaOnPatch is where ota-settings-not-read-at-start runs the engine: on
+// a desired patch, never on the twin fetched at start.
+func (dc *deviceClient) otaOnPatch() {
+	if !dc.on(DefOTANotReadAtStart) {
+		return
+	}
+	dc.mu.Lock()
+	s := dc.sess
+	dc.mu.Unlock()
+	cc, err := dc.snapshot()
+	if s == nil || err != nil {
+		return
+	}
+	dc.ota.cycle.Add(1)
+	go func() {
+		defer dc.ota.cycle.Done()
 		dc.otaCycle(s.ctx, cc)
 	}()
 }

@@ -134,6 +134,7 @@ type Server struct {
 	owners   map[string]string // token signature → owner
 	onReq    []func(Request)
 	changed  chan struct{}
+	failPuts int // the next failPuts PUTs are answered 500 (FailPuts)
 	closed   bool
 	closeErr error
 }
@@ -591,7 +592,26 @@ func (s *Server) serveGet(w http.ResponseWriter, r *http.Request, name string, r
 	return nil
 }
 
+// FailPuts makes the next n uploads fail with 500 InternalError, as a
+// storage outage would: the rig's way to see how a device reports a failed
+// upload (FUP-003).
+func (s *Server) FailPuts(n int) {
+	s.mu.Lock()
+	s.failPuts = n
+	s.mu.Unlock()
+}
+
 func (s *Server) servePut(w http.ResponseWriter, r *http.Request, name string, rec *Request) *refusal {
+	s.mu.Lock()
+	fail := s.failPuts > 0
+	if fail {
+		s.failPuts--
+	}
+	s.mu.Unlock()
+	if fail {
+		_, _ = io.Copy(io.Discard, io.LimitReader(r.Body, s.cfg.MaxBlob))
+		return refuse(http.StatusInternalServerError, "InternalError", "upload failed (rig fault switch FailPuts)")
+	}
 	if q := r.URL.Query(); q.Get("comp") != "" {
 		return refuse(http.StatusBadRequest, "UnsupportedQueryParameter", "comp=%s (blocks, block lists, properties) is not served here; PUT the blob in one request", q.Get("comp"))
 	}
