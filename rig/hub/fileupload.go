@@ -405,6 +405,7 @@ func (h *Hub) fileRoutes() []restRoute {
 	svc := func(f restHandlerFunc) restOp { return restOp{RightServiceConnect, f} }
 	return []restRoute{
 		r("hilrun/files/notifications", map[string]restOp{http.MethodGet: svc(h.restFileNotifications)}),
+		r("hilrun/usage", map[string]restOp{http.MethodGet: svc(h.restUsage)}),
 		r("hilrun/blobs", map[string]restOp{http.MethodGet: svc(h.restBlobInfo)}),
 		r("hilrun/blobs/{}", map[string]restOp{http.MethodGet: svc(h.restGetBlob), http.MethodPut: svc(h.restPutBlob)}),
 	}

@@ -80,6 +80,9 @@ type Config struct {
 	FaultInjection bool
 	// Limits are per-identity throttles; zero values mean unlimited.
 	Limits Limits
+	// Quota is the tier, units and fleet the hub meters each device
+	// against (metering.go, LIMITS-*); zero: DefaultProfile.
+	Quota Profile
 	// BlobAddr is the storage endpoint's listener (rig/blob: OTA files and
 	// file upload, fileupload.go); default "127.0.0.1:0", "off" disables.
 	BlobAddr string
@@ -135,7 +138,8 @@ type Hub struct {
 	connSeq  atomic.Uint64
 	ridSeq   atomic.Uint64
 	telem    *telemetryStore
-	files    fileState // file upload and the storage endpoint (fileupload.go)
+	files    fileState         // file upload and the storage endpoint (fileupload.go)
+	idLimits map[string]Limits // per-identity throttles (metering.go); guarded by mu
 
 	changedMu sync.Mutex
 	changedCh chan struct{}
