@@ -9,6 +9,7 @@ const (
 	OpOTAStatus  = "ota.status"  // → OTAStatus: the installed version and files as the device holds them
 	OpSleep      = "sleep"       // SleepArgs: finish the cycle, disconnect, sleep, then boot (hello seq 1)
 	OpFileUpload = "file.upload" // FileUploadArgs → FileUploadResult
+	OpAppBurst   = "app.burst"   // BurstArgs → BurstResult: the application hands the client a backlog
 
 	EvOTA = "ota" // OTAEvent: a step of the OTA engine
 )
@@ -72,4 +73,28 @@ type FileUploadResult struct {
 	NotifyStatus  int    `json:"notifyStatus"`       // HTTP status of the notification (0: none sent)
 	Size          int    `json:"size"`
 	Error         string `json:"error,omitempty"`
+}
+
+// Burst kinds.
+const (
+	BurstTelemetry = "telemetry" // count messages, flushed when connected (LIMITS-001)
+	BurstReported  = "reported"  // count samples of one reported property (LIMITS-002)
+)
+
+// BurstArgs: the application produces Count items at once (a backlog of
+// readings, a burst of samples); PerSecond is the device's budget for
+// that traffic (its share of the hub's throttle, LIMITS-001/002), which a
+// conforming client keeps to. Telemetry is queued while disconnected and
+// flushed after the next connect.
+type BurstArgs struct {
+	Kind      string  `json:"kind"`
+	Count     int     `json:"count"`
+	Size      int     `json:"size,omitempty"` // telemetry payload bytes (generated)
+	Key       string  `json:"key,omitempty"`  // reported property name (default "sample")
+	PerSecond float64 `json:"perSecond"`
+}
+
+// BurstResult: the items were accepted (the work goes on in the device).
+type BurstResult struct {
+	Queued int `json:"queued"`
 }

@@ -20,6 +20,10 @@ const (
 	DefFUPNoNotification      = "fup-no-notification"
 	DefFUPNoFailureNotice     = "fup-no-failure-notification"
 	DefFUPWrongCorrelation    = "fup-wrong-correlation-id"
+	DefThrottlingIgnored      = "throttling-ignored"
+	DefTwinPerSample          = "twin-report-per-sample"
+	DefMethodResponsePadded   = "method-response-padded"
+	DefHeartbeatTelemetry     = "heartbeat-as-telemetry"
 )
 
 var otaDefects = []Defect{
@@ -39,4 +43,8 @@ var otaDefects = []Defect{
 	{DefFUPNoNotification, "FUP-003", "no completion notification is sent after an upload"},
 	{DefFUPNoFailureNotice, "FUP-003", "a failed upload is not notified (only successful ones are)"},
 	{DefFUPWrongCorrelation, "FUP-003", "the notification carries the blob name as correlationId"},
+	{DefThrottlingIgnored, "LIMITS-001", "a telemetry backlog is flushed at full speed after reconnect, ignoring the device's D2C budget (and the hub's throttle)"},
+	{DefTwinPerSample, "LIMITS-002", "every sample becomes its own reported PATCH at once: no coalescing, above the twin-update budget"},
+	{DefMethodResponsePadded, "LIMITS-004", "every method response carries a 40 KB diagnostic dump whatever the handler answers (ten 4 KB method meters)"},
+	{DefHeartbeatTelemetry, "LIMITS-005", "the client keeps its connection alive with a telemetry heartbeat every 200 ms instead of MQTT PINGREQ (metered messages around the clock)"},
 }

@@ -152,7 +152,7 @@ func (fw *Firmware) dispatch(ctx context.Context, op string, raw json.RawMessage
 		return agentproto.Clock{UnixMS: fw.rtc.Now().UnixMilli(), Synced: true}, nil
 	case agentproto.OpReset:
 		return nil, nil
-	case agentproto.OpOTAStatus, agentproto.OpSleep, agentproto.OpFileUpload:
+	case agentproto.OpOTAStatus, agentproto.OpSleep, agentproto.OpFileUpload, agentproto.OpAppBurst:
 		return fw.dispatchOTA(ctx, op, raw) // ota.go, fileupload.go
 	}
 	return nil, agentproto.Errorf(agentproto.ErrUnknownOp, "operation %q is not implemented by %s", op, FirmwareName)

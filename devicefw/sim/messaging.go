@@ -334,6 +334,7 @@ func (dc *deviceClient) onMethod(c *conn, t iothub.Topic, body []byte) {
 		}
 		topic = "$iothub/methods/res/" + text + "/?$rid=" + rid
 	}
+	payload = dc.methodPayloadPadded(payload) // method-response-padded only (limits.go)
 	tok := c.cli.Publish(topic, 0, false, payload)
 	if !tok.WaitTimeout(connectTimeout) || tok.Error() != nil {
 		dc.fw.logf("W", "method %s response not sent: %v", t.MethodName, tok.Error())

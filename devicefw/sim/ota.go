@@ -109,6 +109,7 @@ func (dc *deviceClient) otaAfterResync(s *session, cc connConfig) {
 		}
 		dc.otaCycle(s.ctx, cc)
 	}()
+	dc.heartbeat(s) // heartbeat-as-telemetry only (limits.go)
 }
 
 // otaOnPatch is where ota-settings-not-read-at-start runs the engine: on
@@ -463,6 +464,12 @@ func (fw *Firmware) dispatchOTA(ctx context.Context, op string, raw json.RawMess
 			return nil, err
 		}
 		return fw.client.fileUpload(ctx, a)
+	case agentproto.OpAppBurst:
+		var a agentproto.BurstArgs
+		if err := decodeArgs(raw, &a); err != nil {
+			return nil, err
+		}
+		return fw.client.burst(a)
 	}
 	return nil, agentproto.Errorf(agentproto.ErrUnknownOp, "operation %q is not implemented", op)
 }

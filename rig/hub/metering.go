@@ -128,10 +128,12 @@ type Usage struct {
 	MethodMeters     int       `json:"methodMeters"`
 	MethodBytes      int       `json:"methodBytes"`
 	Connects         int       `json:"connects"`
-	FreePackets      int       `json:"freePackets"` // CONNECT, SUBSCRIBE, PINGREQ … (not metered)
+	ConnectAttempts  int       `json:"connectAttempts"` // CONNECT packets, answered or refused
+	FreePackets      int       `json:"freePackets"`     // CONNECT, SUBSCRIBE, PINGREQ … (not metered)
 	// Peak rates in any one-second window.
 	PeakD2CPerSecond         int `json:"peakD2cPerSecond"`
 	PeakConnectsPerSecond    int `json:"peakConnectsPerSecond"`
+	PeakAttemptsPerSecond    int `json:"peakConnectAttemptsPerSecond"`
 	PeakTwinReadsPerSecond   int `json:"peakTwinReadsPerSecond"`
 	PeakTwinUpdatesPerSecond int `json:"peakTwinUpdatesPerSecond"`
 	PeakMethodBytesPerSecond int `json:"peakMethodBytesPerSecond"`
@@ -150,7 +152,7 @@ func meters(size, chunk int) int { return max(1, (size+chunk-1)/chunk) }
 func (p Profile) Meter(entries []Entry) Usage {
 	share := p.Hub()
 	var u Usage
-	var d2c, conns, reads, updates []time.Duration
+	var d2c, conns, attempts, reads, updates []time.Duration
 	type sized struct {
 		at time.Duration
 		n  int
@@ -195,12 +197,17 @@ func (p Profile) Meter(entries []Entry) Usage {
 				mbytes = append(mbytes, sized{e.Mono, e.PayloadLen})
 			}
 		case e.Dir == DirIn:
+			if e.Type == "CONNECT" {
+				u.ConnectAttempts++
+				attempts = append(attempts, e.Mono)
+			}
 			u.FreePackets++
 		}
 	}
 	u.Seconds = u.To.Sub(u.From).Seconds()
 	u.PeakD2CPerSecond = peakCount(d2c)
 	u.PeakConnectsPerSecond = peakCount(conns)
+	u.PeakAttemptsPerSecond = peakCount(attempts)
 	u.PeakTwinReadsPerSecond = peakCount(reads)
 	u.PeakTwinUpdatesPerSecond = peakCount(updates)
 	sort.Slice(mbytes, func(i, j int) bool { return mbytes[i].at < mbytes[j].at })
