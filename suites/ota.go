@@ -219,14 +219,14 @@ var _ = Describe("twin-driven OTA (seed 004)", func() {
 	})
 
 	Conformance("the installed application honours the desired UpdateTime as its telemetry period", []string{"OTA-005"}, func(ctx SpecContext) {
-		const period = 300 * time.Millisecond // 004 L123 uses 120000; compressed here, the rule is the same
+		const period = 200 * time.Millisecond // 004 L123 uses 120000; compressed here, the rule is the same
 		s, _, _, v := otaSetup(ctx, 1, twin.Section{"UpdateTime": period.Milliseconds()})
 		m := s.Mark()
 		must(0, s.Open(ctx))
 		done, err := otaSettled(ctx, s, m, v)
 		Expect(err).NotTo(HaveOccurred(), "precondition: the update must finish\n%s", blobText(s, m))
 		Expect(done.State).To(Equal(agentproto.OTACurrent), "precondition: CodeVersion %d must install (%s)", v, done.Detail)
-		// Four messages at 300 ms take about 1.2 s of real time.
+		// Four messages at 200 ms take about 0.8 s of real time.
 		wctx, cancel := context.WithTimeout(ctx, 8*period+s.Env.Timing.Event)
 		defer cancel()
 		msgs, err := s.Env.Hub.WaitTelemetryCount(wctx, s.ID, m.Telemetry, 4)

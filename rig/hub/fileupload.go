@@ -50,6 +50,9 @@ const (
 	// uploadSASLifetime is how long an issued upload SAS URI is valid
 	// (IoT Hub's default file-upload SAS TTL, one hour).
 	uploadSASLifetime = time.Hour
+	// maxKeptUploads is the storage account's limit on outstanding SAS
+	// URIs (002 L13459); it also bounds what the hub remembers.
+	maxKeptUploads = 10000
 	// maxFileBody bounds a file-upload request body.
 	maxFileBody = 64 << 10
 )
@@ -354,6 +357,20 @@ func (h *Hub) issueUpload(deviceID string, body []byte) (*uploadAnswer, error) {
 	}
 	corr := newEtag()
 	h.files.mu.Lock()
+	if len(h.files.issued) >= maxKeptUploads {
+		// Forget completed and expired URIs; outstanding ones stay.
+		kept := h.files.issued[:0]
+		for _, u := range h.files.issued {
+			if !u.Notified && now.Before(u.Expires) {
+				kept = append(kept, u)
+			}
+		}
+		h.files.issued = kept
+	}
+	if len(h.files.issued) >= maxKeptUploads {
+		h.files.mu.Unlock()
+		return nil, restFail(errUploadLimit, "%d upload SAS URIs are outstanding for the storage account (002 L13459)", len(h.files.issued))
+	}
 	h.files.issued = append(h.files.issued, &FileUpload{DeviceID: deviceID, CorrelationID: corr, BlobName: name, Issued: now, Expires: now.Add(uploadSASLifetime)})
 	h.files.mu.Unlock()
 	return &uploadAnswer{CorrelationID: corr, HostName: b.Host(), ContainerName: b.Container(), BlobName: name, SASToken: "?" + tok}, nil
@@ -389,6 +406,9 @@ func (h *Hub) fileNotified(deviceID string, body []byte) error {
 	up.Notified = true
 	_, stored := h.files.blob.Get(up.BlobName)
 	h.files.seq++
+	if len(h.files.notes) >= maxKeptUploads {
+		h.files.notes = append([]FileNotification(nil), h.files.notes[len(h.files.notes)-maxKeptUploads/2:]...)
+	}
 	h.files.notes = append(h.files.notes, FileNotification{Seq: h.files.seq, DeviceID: deviceID, CorrelationID: up.CorrelationID,
 		BlobName: up.BlobName, BlobURI: h.files.blob.URL(up.BlobName), IsSuccess: *n.IsSuccess, StatusCode: n.StatusCode,
 		StatusDescription: n.StatusDescription, Uploaded: stored, EnqueuedTime: h.cfg.Now().UTC()})
