@@ -227,10 +227,11 @@ var _ = Describe("twin-driven OTA (seed 004)", func() {
 		Expect(err).NotTo(HaveOccurred(), "precondition: the update must finish\n%s", blobText(s, m))
 		Expect(done.State).To(Equal(agentproto.OTACurrent), "precondition: CodeVersion %d must install (%s)", v, done.Detail)
 		// Four messages at 200 ms take about 0.8 s of real time.
-		wctx, cancel := context.WithTimeout(ctx, 8*period+s.Env.Timing.Event)
+		bound := 8*period + s.Env.Timing.Event
+		wctx, cancel := context.WithTimeout(ctx, bound)
 		defer cancel()
 		msgs, err := s.Env.Hub.WaitTelemetryCount(wctx, s.ID, m.Telemetry, 4)
-		Expect(err).NotTo(HaveOccurred(), "OTA-005: with UpdateTime %d ms the application must send telemetry every %s (004 L123); fewer than 4 messages arrived within %s\n%s", period.Milliseconds(), period, 8*period, traceText(s.Trace(m)))
+		Expect(err).NotTo(HaveOccurred(), "OTA-005: with UpdateTime %d ms the application must send telemetry every %s (004 L123); fewer than 4 messages arrived within %s\n%s", period.Milliseconds(), period, bound, traceText(s.Trace(m)))
 		var gaps []time.Duration
 		for i := 1; i < len(msgs); i++ {
 			gaps = append(gaps, msgs[i].Received.Sub(msgs[i-1].Received))
