@@ -60,7 +60,7 @@ var _ = Describe("quotas and throttling", func() {
 		appBurst(ctx, s, agentproto.BurstArgs{Kind: agentproto.BurstTelemetry, Count: n, Size: 64, PerSecond: share.D2CPerSecond})
 		m := s.Mark()
 		must(0, s.Open(ctx))
-		wctx, cancel := context.WithTimeout(ctx, time.Duration(float64(n)/share.D2CPerSecond*float64(time.Second))+2*s.Env.Timing.Event)
+		wctx, cancel := context.WithTimeout(ctx, time.Duration(float64(n)/share.D2CPerSecond*float64(time.Second))+s.Env.Timing.Event)
 		defer cancel()
 		_, err := s.Env.Hub.WaitTelemetryCount(wctx, s.ID, m.Telemetry, n)
 		u := s.Env.Hub.Usage(s.ID, m.Trace)
