@@ -55,6 +55,16 @@ func otaDesired(files []fixtures.OTAFile, token string, version int64, extra twi
 	return d
 }
 
+// otaPublish writes an OTA twin. The Token in it is a storage credential
+// (registered with rig/secrets, masked in the trace); when the spec ends
+// the suite takes it out of the twin again, as an operator would once the
+// update is done, so no twin keeps a live credential after its spec.
+func otaPublish(s *fixtures.Session, desired twin.Section) {
+	GinkgoHelper()
+	must(s.Env.Hub.UpdateDesired(s.ID, desired))
+	DeferCleanup(func() { _, _ = s.Env.Hub.UpdateDesired(s.ID, twin.Section{"Token": nil}) })
+}
+
 // otaSetup registers a session without opening it, publishes n files and
 // writes the OTA twin; it returns the session, files, token and version.
 func otaSetup(ctx context.Context, n int, extra twin.Section) (*fixtures.Session, []fixtures.OTAFile, string, int64) {
@@ -66,7 +76,7 @@ func otaSetup(ctx context.Context, n int, extra twin.Section) (*fixtures.Session
 	}
 	tok := must(s.OTAToken(time.Hour))
 	v := otaNewVersion()
-	must(s.Env.Hub.UpdateDesired(s.ID, otaDesired(files, tok, v, extra)))
+	otaPublish(s, otaDesired(files, tok, v, extra))
 	return s, files, tok, v
 }
 
@@ -157,7 +167,7 @@ var _ = Describe("twin-driven OTA (seed 004)", func() {
 
 		// A new CodeVersion: one GET per file at the next start.
 		v2 := v + 1
-		must(s.Env.Hub.UpdateDesired(s.ID, otaDesired(files, tok, v2, nil)))
+		otaPublish(s, otaDesired(files, tok, v2, nil))
 		m3 := s.Mark()
 		must(0, s.Reboot(ctx, false))
 		_, err = otaSettled(ctx, s, m3, v2)
@@ -171,7 +181,7 @@ var _ = Describe("twin-driven OTA (seed 004)", func() {
 		// st is set so that the token has every field of 004 L126.
 		tok := must(s.Env.Hub.Blob().IssueToken(blob.TokenOptions{Permissions: blob.PermRead, Start: time.Now().Add(-5 * time.Minute), Expiry: time.Now().Add(time.Hour), Owner: s.ID.DeviceID}))
 		v := otaNewVersion()
-		must(s.Env.Hub.UpdateDesired(s.ID, otaDesired([]fixtures.OTAFile{f}, tok, v, nil)))
+		otaPublish(s, otaDesired([]fixtures.OTAFile{f}, tok, v, nil))
 		m := s.Mark()
 		must(0, s.Open(ctx))
 		r, err := s.WaitBlobRequest(ctx, m, "GET "+f.Name, func(r blob.Request) bool { return r.Method == "GET" && r.Blob == f.Name })
@@ -191,7 +201,7 @@ var _ = Describe("twin-driven OTA (seed 004)", func() {
 		good.Signature = strings.ToLower(good.Signature) // the same 32 bytes (GAP: case-insensitive compare assumed)
 		tok := must(s.OTAToken(time.Hour))
 		v := otaNewVersion()
-		must(s.Env.Hub.UpdateDesired(s.ID, otaDesired([]fixtures.OTAFile{good}, tok, v, nil)))
+		otaPublish(s, otaDesired([]fixtures.OTAFile{good}, tok, v, nil))
 		m := s.Mark()
 		must(0, s.Open(ctx))
 		done, err := otaSettled(ctx, s, m, v)
@@ -204,7 +214,7 @@ var _ = Describe("twin-driven OTA (seed 004)", func() {
 		bad := must(s.PutOTAFile("tampered.pe", []byte("tampered application")))
 		bad.Signature = fixtures.Signature([]byte("the application that was signed"))
 		v2 := v + 1
-		must(s.Env.Hub.UpdateDesired(s.ID, otaDesired([]fixtures.OTAFile{bad}, tok, v2, nil)))
+		otaPublish(s, otaDesired([]fixtures.OTAFile{bad}, tok, v2, nil))
 		m2 := s.Mark()
 		s.Close(ctx)
 		must(0, s.Open(ctx)) // the engine runs at every start
@@ -266,7 +276,7 @@ var _ = Describe("twin-driven OTA (seed 004)", func() {
 		f.URL = "http://" + strings.TrimPrefix(f.URL, "https://")
 		tok := must(s.OTAToken(time.Hour))
 		v := otaNewVersion()
-		must(s.Env.Hub.UpdateDesired(s.ID, otaDesired([]fixtures.OTAFile{f}, tok, v, nil)))
+		otaPublish(s, otaDesired([]fixtures.OTAFile{f}, tok, v, nil))
 		m := s.Mark()
 		must(0, s.Open(ctx))
 		out, err := otaSettled(ctx, s, m, v)
