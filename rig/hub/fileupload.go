@@ -26,6 +26,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"strings"
 	"sync"
@@ -118,7 +119,12 @@ func (h *Hub) startBlob() error {
 	if addr == "" {
 		addr = "127.0.0.1:0"
 	}
-	b, err := blob.Start(blob.Config{Addr: addr, Host: host, Certificate: &cert, Now: h.cfg.Now})
+	// The plaintext trap (OTA-008) listens on the same host.
+	plain := "127.0.0.1:0"
+	if lh, _, err := net.SplitHostPort(addr); err == nil {
+		plain = net.JoinHostPort(lh, "0")
+	}
+	b, err := blob.Start(blob.Config{Addr: addr, PlainAddr: plain, Host: host, Certificate: &cert, Now: h.cfg.Now})
 	if err != nil {
 		return err
 	}
