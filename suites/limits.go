@@ -128,7 +128,7 @@ var _ = Describe("quotas and throttling", func() {
 		}
 		u := s.Env.Hub.Usage(s.ID, m.Trace)
 		quotaFact("peak direct-method traffic", float64(u.PeakMethodBytesPerSecond)/1024, share.MethodBytesPerSecond/1024, "KB/s")
-		quotaFact("largest method response", float64(u.MaxMethodResponse), hub.MeterMethod, "bytes (one 4 KB meter)")
+		fixtures.NoteFact(factQuota, "largest method response", fmt.Sprintf("%d bytes = %d method meter(s) of 4 KB", u.MaxMethodResponse, max(1, (u.MaxMethodResponse+hub.MeterMethod-1)/hub.MeterMethod)), u.MaxMethodResponse <= hub.MeterMethod)
 		Expect(u.MaxMethodResponse).To(BeNumerically("<=", hub.MeterMethod), "LIMITS-004: the handler answers 11 bytes; the device's method response should stay small, within one 4 KB meter (002 L13436); it was %d bytes (%d meters)\n%s",
 			u.MaxMethodResponse, (u.MaxMethodResponse+hub.MeterMethod-1)/hub.MeterMethod, traceText(s.Trace(m)))
 		Expect(float64(u.PeakMethodBytesPerSecond)).To(BeNumerically("<=", share.MethodBytesPerSecond), "LIMITS-004: three calls in a row should stay within the device's share of the method throttle (%s: 160 KB/s per unit, 002 L13424) of %.0f bytes/s; they took %d bytes in one second",
@@ -154,7 +154,7 @@ var _ = Describe("quotas and throttling", func() {
 		<-qctx.Done()
 		u := s.Env.Hub.Usage(s.ID, idle.Trace)
 		perDay := float64(u.Messages()) / idleFor.Seconds() * 86400
-		quotaFact("metered messages for two 6 KB messages", float64(work.D2CMeters), 4, "messages")
+		fixtures.NoteFact(factQuota, "two 6 KB telemetry messages", fmt.Sprintf("metered as %d messages (4 KB chunks)", work.D2CMeters), work.D2CMeters == 4)
 		quotaFact("idle consumption extrapolated to a day", perDay, share.MessagesPerDay, "messages/day")
 		Expect(work.D2CMeters).To(Equal(4), "precondition: two 6 KB messages meter as 4 (4 KB chunks, 002 L13509); metered %d", work.D2CMeters)
 		Expect(perDay).To(BeNumerically("<=", share.MessagesPerDay/10), "LIMITS-005: the daily volume should fit the budget (%s: 400,000 messages per unit a day, 002 L16899; this device's share %.0f); idle and connected, the device metered %d messages in %s (%.0f a day) — connection set-up and keep-alive are free (002 L13519), telemetry is metered in 4 KB chunks (002 L13508)\n%s",
