@@ -195,6 +195,30 @@ var _ = Describe("twin-driven OTA (seed 004)", func() {
 		_, _ = otaSettled(ctx, s, m, v)
 	})
 
+	Conformance("a download the storage refuses (expired Token, 403) is reported, not looped on", []string{"OTA-003"}, func(ctx SpecContext) {
+		s := NewSession(ctx, fixtures.SessionOptions{NoOpen: true})
+		f := must(s.PutOTAFile("app.pe", []byte("application for "+s.ID.DeviceID)))
+		// A token whose window has passed (GAP: the catalog assumes a 403 is reported, not retried in a loop).
+		tok := must(s.Env.Hub.Blob().IssueToken(blob.TokenOptions{Permissions: blob.PermRead, Start: time.Now().Add(-2 * time.Hour), Expiry: time.Now().Add(-time.Hour), Owner: s.ID.DeviceID}))
+		v := otaNewVersion()
+		otaPublish(s, otaDesired([]fixtures.OTAFile{f}, tok, v, nil))
+		m := s.Mark()
+		must(0, s.Open(ctx))
+		out, err := otaEvent(ctx, s, m, "the engine's error for CodeVersion "+otaVersionText(v), func(o agentproto.OTAEvent) bool {
+			return o.CodeVersion == otaVersionText(v) && o.State == agentproto.OTAError
+		})
+		Expect(err).NotTo(HaveOccurred(), "OTA-003: a download refused with 403 (the Token's window has passed) should be reported (004 L119, L126: st/se)\n%s", blobText(s, m))
+		// Watch the quiet period after the report: no further attempts.
+		after := len(blobGets(s, m, f.Name))
+		qctx, cancel := context.WithTimeout(ctx, s.Env.Timing.Quiet)
+		defer cancel()
+		<-qctx.Done()
+		gets := blobGets(s, m, f.Name)
+		Expect(gets).NotTo(BeEmpty(), "precondition: the device tried the download\n%s", blobText(s, m))
+		Expect(gets[0].Status).To(Equal(403), "precondition: the storage refused the expired Token\n%s", blobText(s, m))
+		Expect(len(gets)).To(Equal(after), "OTA-003: after reporting the refused download (%s) the device must not loop on it; %d more GETs came within %s\n%s", out.Detail, len(gets)-after, s.Env.Timing.Quiet, blobText(s, m))
+	})
+
 	Conformance("checks each file's SHA-256 against Signature: a lower-case Signature of the right hash installs, a tampered file is neither stored nor run", []string{"OTA-004"}, func(ctx SpecContext) {
 		s := NewSession(ctx, fixtures.SessionOptions{NoOpen: true})
 		good := must(s.PutOTAFile("good.pe", []byte("good application of "+s.ID.DeviceID)))

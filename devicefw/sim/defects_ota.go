@@ -9,6 +9,7 @@ const (
 	DefOTADownloadEveryBoot   = "ota-download-every-boot"
 	DefOTAVersionNotPersisted = "ota-version-not-persisted"
 	DefOTATokenDropped        = "ota-token-dropped"
+	DefOTARetryLoop           = "ota-retry-403-loop"
 	DefOTASignatureCase       = "ota-signature-case-sensitive"
 	DefOTAInstallOnMismatch   = "ota-install-on-mismatch"
 	DefOTAUpdateTimeIgnored   = "ota-updatetime-ignored"
@@ -32,6 +33,7 @@ var otaDefects = []Defect{
 	{DefOTADownloadEveryBoot, "OTA-002", "the files are downloaded at every start, whether CodeVersion changed or not"},
 	{DefOTAVersionNotPersisted, "OTA-002", "the installed CodeVersion is kept in RAM only: after a reboot the unchanged version is downloaded again"},
 	{DefOTATokenDropped, "OTA-003", "FileName is fetched without the SAS Token (the storage answers 403)"},
+	{DefOTARetryLoop, "OTA-003", "a refused download (403) is reported and then tried again every 100 ms (bounded: 50 tries)"},
 	{DefOTASignatureCase, "OTA-004", "the Signature is compared as an exact string with upper-case hyphenated hex: a lower-case Signature of the right hash is refused"},
 	{DefOTAInstallOnMismatch, "OTA-004", "a file whose SHA-256 does not match its Signature is installed anyway"},
 	{DefOTAUpdateTimeIgnored, "OTA-005", "the application ignores the desired UpdateTime and sends telemetry every 60 s"},

@@ -50,6 +50,8 @@ const (
 	otaMaxFileSize = 4 << 20
 	otaHTTPTimeout = 20 * time.Second
 	sleepMaxMS     = 2000
+	// otaRetryLoopMax bounds ota-retry-403-loop.
+	otaRetryLoopMax = 50
 	// otaMinPeriod bounds the application's telemetry period from below.
 	otaMinPeriod = 50 * time.Millisecond
 )
@@ -211,6 +213,11 @@ func (dc *deviceClient) otaCycle(ctx context.Context, cc connConfig) {
 	var got []agentproto.OTAFile
 	for _, f := range files {
 		data, err := dc.otaDownload(ctx, client, f.FileName, token)
+		for try := 1; err != nil && dc.on(DefOTARetryLoop) && try < otaRetryLoopMax && ctx.Err() == nil; try++ {
+			dc.otaFail(ctx, installed, ver, fmt.Sprintf("%s: %v", f.FileName, err)) // defect: reported, then looped on
+			time.Sleep(100 * time.Millisecond)
+			data, err = dc.otaDownload(ctx, client, f.FileName, token)
+		}
 		if err != nil {
 			dc.otaFail(ctx, installed, ver, fmt.Sprintf("%s: %v", f.FileName, err))
 			return
