@@ -27,6 +27,7 @@ type hubOptions struct {
 	host           string
 	mqttAddr       string
 	httpsAddr      string
+	blobAddr       string
 	plainAddr      string
 	stateDir       string
 	pkiDir         string
@@ -44,10 +45,16 @@ type hubOptions struct {
 // ReadyInfo is what `hilrun hub --ready-file` writes once the hub listens.
 // Scripts and CI wait for the file instead of sleeping.
 type ReadyInfo struct {
-	Host                    string        `json:"host"`
-	MQTTAddr                string        `json:"mqttAddr"`
-	HTTPSAddr               string        `json:"httpsAddr,omitempty"`
-	PlainMQTTAddr           string        `json:"plainMqttAddr,omitempty"`
+	Host          string `json:"host"`
+	MQTTAddr      string `json:"mqttAddr"`
+	HTTPSAddr     string `json:"httpsAddr,omitempty"`
+	PlainMQTTAddr string `json:"plainMqttAddr,omitempty"`
+	// The storage endpoint (OTA files, file upload): its host name (SNI,
+	// URLs), where it listens, and the plaintext trap of its port 80.
+	BlobHost                string        `json:"blobHost,omitempty"`
+	BlobAddr                string        `json:"blobAddr,omitempty"`
+	BlobPlainAddr           string        `json:"blobPlainAddr,omitempty"`
+	BlobContainer           string        `json:"blobContainer,omitempty"`
 	CABundle                string        `json:"caBundle"`
 	ServiceConnectionString string        `json:"serviceConnectionString"`
 	Devices                 []ReadyDevice `json:"devices"`
@@ -93,6 +100,7 @@ connection strings.`,
 	f.StringVar(&o.host, "host", "localhost", "hub FQDN: used in the server certificate, the MQTT Username and SAS sr")
 	f.StringVar(&o.mqttAddr, "mqtt-addr", ":8883", "MQTT over TLS listen address (port 0 picks a free port)")
 	f.StringVar(&o.httpsAddr, "https-addr", ":443", `HTTPS listen address for MQTT over WebSocket and the REST API ("off" disables)`)
+	f.StringVar(&o.blobAddr, "blob-addr", "127.0.0.1:0", `HTTPS listen address of the storage endpoint for OTA files and file upload ("off" disables)`)
 	f.StringVar(&o.plainAddr, "plain-mqtt-addr", "", "also listen for plaintext MQTT here (debugging only; IoT Hub has no such port)")
 	f.StringVar(&o.stateDir, "state-dir", "", "keep the registry and twins here across restarts (default: in memory)")
 	f.StringVar(&o.pkiDir, "pki-dir", "", "hub PKI directory (default: <state-dir>/pki, or ~/.local/state/hilrun/pki)")
@@ -149,7 +157,7 @@ func runHub(ctx context.Context, o *hubOptions, stdout, stderr io.Writer) error 
 	h, err := hub.Start(hub.Config{
 		Host: o.host, MQTTAddr: o.mqttAddr, HTTPSAddr: o.httpsAddr, PlainMQTTAddr: o.plainAddr,
 		Certificate: &cert, PKI: pki, StateDir: o.stateDir, SASGrace: o.sasGrace,
-		FaultInjection: o.faultInjection, Logger: logger,
+		FaultInjection: o.faultInjection, Logger: logger, BlobAddr: o.blobAddr,
 	})
 	if err != nil {
 		return err
@@ -158,6 +166,9 @@ func runHub(ctx context.Context, o *hubOptions, stdout, stderr io.Writer) error 
 
 	info := ReadyInfo{Host: o.host, MQTTAddr: h.MQTTAddr(), HTTPSAddr: h.HTTPSAddr(), PlainMQTTAddr: h.PlainMQTTAddr(),
 		CABundle: rootPath, Version: hub.Version, PID: os.Getpid()}
+	if b := h.Blob(); b != nil {
+		info.BlobHost, info.BlobAddr, info.BlobPlainAddr, info.BlobContainer = b.Host(), b.Addr(), b.PlainAddr(), b.Container()
+	}
 	for _, spec := range o.devices {
 		d, err := registerDevice(h, spec)
 		if err != nil {
@@ -178,6 +189,10 @@ func runHub(ctx context.Context, o *hubOptions, stdout, stderr io.Writer) error 
 	}
 	if a := h.PlainMQTTAddr(); a != "" {
 		fmt.Fprintf(stdout, "  PLAINTEXT MQTT     %s  (debug only: real IoT Hub refuses plaintext)\n", a)
+	}
+	if b := h.Blob(); b != nil {
+		fmt.Fprintf(stdout, "  storage (OTA, file upload) https://%s/%s/ listening at %s (devices dial it with SNI %s)\n", b.Host(), b.Container(), b.Addr(), b.Host())
+		fmt.Fprintf(stdout, "    put a file: PUT /hilrun/blobs/{name} on the REST API (answers its URL and a read SAS token); uploads: POST /devices/{id}/files on the HTTPS port\n")
 	}
 	fmt.Fprintf(stdout, "  devices trust      %s\n", rootPath)
 	fmt.Fprintf(stdout, "    e.g. mosquitto_pub --cafile %s -h %s ... or add it to the firmware's trust bundle\n", rootPath, o.host)

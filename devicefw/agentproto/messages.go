@@ -148,6 +148,10 @@ type Config struct {
 	Twin     *TwinConfig     `json:"twin,omitempty"`
 	AWS      *AWSConfig      `json:"aws,omitempty"`     // AWS IoT Core boards (aws.go)
 	Defects  []string        `json:"defects,omitempty"` // virtual board only
+	// Hosts maps "host:port" to the address this rig serves it at (the
+	// hub's HTTPS port for file upload, the storage endpoint for OTA and
+	// uploads); the firmware dials the address, with the host as SNI.
+	Hosts map[string]string `json:"hosts,omitempty"`
 }
 
 // HubConfig says where the hub is.

@@ -60,6 +60,9 @@ type nvsFile struct {
 	// The secondary device certificate (CERT-006).
 	Cert2PEM string `json:"cert2Pem,omitempty"`
 	Key2PEM  string `json:"key2Pem,omitempty"`
+
+	// The installed OTA application (ota.go, OTA-002).
+	OTA OTAStore `json:"ota,omitempty"`
 }
 
 type rtcFile struct {
@@ -217,12 +220,13 @@ func loadNVS(path string) (*NVS, error) {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	nvs.Defects = f.Defects
+	nvs.OTA = f.OTA
 	return nvs, nil
 }
 
 func storeNVS(path string, nvs *NVS) error {
 	nvs.mu.Lock()
-	f := nvsFile{Config: nvs.Config, Defects: nvs.Defects}
+	f := nvsFile{Config: nvs.Config, Defects: nvs.Defects, OTA: nvs.OTA.clone()}
 	if len(nvs.Methods) > 0 {
 		f.Methods = make(map[string]agentproto.MethodBehaviour, len(nvs.Methods))
 		for k, v := range nvs.Methods {

@@ -155,6 +155,7 @@ type deviceClient struct {
 	tls  tlsClientState  // defects_tls.go
 	toks tokenCache      // defects_tokens.go
 	mods moduleState     // defects_modules.go
+	ota  otaState        // ota.go
 }
 
 func newDeviceClient(fw *Firmware) *deviceClient {
@@ -835,6 +836,7 @@ func (dc *deviceClient) resync(s *session, c *conn, cc connConfig, first *pendin
 				dc.fw.logf("E", "twin resync: %v", err)
 				return
 			}
+			dc.otaAfterResync(s, cc) // every start or wake (OTA-001)
 			dc.emit(agentproto.EvResync, agentproto.ResyncEvent{DesiredVersion: res.DesiredVersion, ReportedVersion: res.ReportedVersion})
 			return
 		}

@@ -225,6 +225,7 @@ func (dc *deviceClient) onDesired(body []byte) {
 	}
 	dc.mu.Unlock()
 	dc.emit(agentproto.EvDesired, ev)
+	dc.otaOnPatch() // ota-settings-not-read-at-start only (ota.go)
 }
 
 // maxEventDoc bounds the twin documents copied into a twin.desired event,
@@ -333,6 +334,7 @@ func (dc *deviceClient) onMethod(c *conn, t iothub.Topic, body []byte) {
 		}
 		topic = "$iothub/methods/res/" + text + "/?$rid=" + rid
 	}
+	payload = dc.methodPayloadPadded(payload) // method-response-padded only (limits.go)
 	tok := c.cli.Publish(topic, 0, false, payload)
 	if !tok.WaitTimeout(connectTimeout) || tok.Error() != nil {
 		dc.fw.logf("W", "method %s response not sent: %v", t.MethodName, tok.Error())
