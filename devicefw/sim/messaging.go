@@ -390,10 +390,15 @@ func (dc *deviceClient) sendTelemetry(ctx context.Context, a agentproto.Telemetr
 	size := iothub.MessageSize(payload, bag)
 	dc.mu.Lock()
 	d := dc.fw.defects
-	oversize, wrongTopic, raw := d.on(DefOversizeTelemetry), d.on(DefTelemetryWrongTopic), d.on(DefBagNotEncoded)
+	countsTopic, wrongTopic, raw := d.on(DefSizeCountsTopic), d.on(DefTelemetryWrongTopic), d.on(DefBagNotEncoded)
 	fakeQoS0, qos2, retain := d.on(DefTelemetryQoS0), d.on(DefTelemetryQoS2), d.on(DefTelemetryRetain)
 	dc.mu.Unlock()
-	if size > iothub.MaxTelemetryBytes && !oversize {
+	if countsTopic { // defect: the wire topic counted as well
+		size = len(payload) + len(iothub.TelemetryTopic(dc.telemetryIdentity(cc.id), bag))
+	}
+	// Refusing a larger message here is the reference firmware's policy:
+	// the docs limit the message (TEL-005, 002 L10229), the hub refuses it.
+	if size > iothub.MaxTelemetryBytes {
 		return nil, agentproto.Errorf(agentproto.ErrBadArgs, "message of %d bytes exceeds IoT Hub's %d-byte limit; not sent (TEL-005)", size, iothub.MaxTelemetryBytes)
 	}
 	c := dc.current()
