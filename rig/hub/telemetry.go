@@ -58,6 +58,8 @@ type telemetryStore struct {
 	limit int
 	seq   uint64
 	msgs  chunkLog[Message]
+	// dropped counts messages the bound discarded, oldest first.
+	dropped uint64
 }
 
 func newTelemetryStore(limit int) *telemetryStore { return &telemetryStore{limit: limit} }
@@ -75,7 +77,9 @@ func (s *telemetryStore) add(m Message) Message {
 	s.seq++
 	m.Seq = s.seq
 	if s.limit > 0 && s.msgs.len() >= s.limit {
-		s.msgs.dropFront(max(1, s.limit/10))
+		k := max(1, s.limit/10)
+		s.dropped += uint64(k)
+		s.msgs.dropFront(k)
 	}
 	s.msgs.push(m)
 	return m
@@ -143,4 +147,12 @@ func (h *Hub) LastTelemetrySeq() uint64 {
 	h.telem.mu.Lock()
 	defer h.telem.mu.Unlock()
 	return h.telem.seq
+}
+
+// TelemetryDropped is how many of the oldest stored messages the store's
+// bound (Config.MaxStoredTelemetry) has discarded.
+func (h *Hub) TelemetryDropped() uint64 {
+	h.telem.mu.Lock()
+	defer h.telem.mu.Unlock()
+	return h.telem.dropped
 }
