@@ -81,6 +81,7 @@ Figures, not asserts: nothing here fails on speed.`,
 	f.IntVar(&o.Sources, "sources", 0, "spread client sockets over 127.0.0.1…127.0.0.N")
 	f.BoolVar(&tls13, "tls13", false, "negotiate TLS 1.3 (default TLS 1.2, as most device stacks)")
 	f.StringVar(&o.CPUProfile, "cpuprofile", "", "write a CPU profile of the hub's telemetry phase to this file")
+	f.StringVar(&o.MemProfile, "memprofile", "", "write a heap profile of the hub once all devices are connected to this file")
 	f.BoolVar(&asJSON, "json", false, "print the result as JSON on stdout (progress goes to stderr)")
 	f.IntVar(&agent, "agent", 0, "measure N agent echo round trips over the pty instead")
 	f.StringVar(&agentImage, "image", "", "with --agent: a firmware executable for the virtual board (the C firmware's host build); default the Go firmware")

@@ -40,7 +40,6 @@ type conn struct {
 	remote    string
 	facts     *TLSFacts
 	netConn   net.Conn
-	username  iothub.Username
 	auth      string
 	sasExpiry time.Time
 	clean     bool
@@ -403,7 +402,6 @@ func (h *Hub) authenticate(c *conn, pk packets.Packet) (packets.Code, string, st
 	if err != nil {
 		return packets.ErrMalformedUsername, "Username: " + err.Error(), "CONN-006"
 	}
-	c.username = u
 	if !strings.EqualFold(u.Host, h.cfg.Host) {
 		return packets.ErrBadUsernameOrPassword, fmt.Sprintf("Username host %q is not this hub (%q)", u.Host, h.cfg.Host), "CONN-006"
 	}

@@ -21,6 +21,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"runtime/debug"
 	"runtime/pprof"
 	"sync"
 	"time"
@@ -53,6 +54,9 @@ type Options struct {
 	// CPUProfile, when set, receives a CPU profile of the hub process
 	// during the hub's telemetry phase.
 	CPUProfile string
+	// MemProfile, when set, receives a heap profile of the hub process
+	// once every device is connected.
+	MemProfile string
 	// Progress receives human-readable progress lines (nil: none).
 	Progress io.Writer
 	// LoadCommand starts the load generator process; it must run
@@ -162,6 +166,8 @@ type Memory struct {
 	// RSSPerConn is the process's resident set added per connection.
 	RSSPerConn float64 `json:"rssPerConn"`
 	RSSBytes   uint64  `json:"rssBytes"`
+	// GoroutinesPerConn is the goroutines added per connection (hub only).
+	GoroutinesPerConn float64 `json:"goroutinesPerConn,omitempty"`
 }
 
 // HoldResult is the memory after holding every connection open.
@@ -294,6 +300,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	}
 	heap0, stack0 := liveBytes()
 	rss0 := selfRSS()
+	gor0 := runtime.NumGoroutine()
 	p("hub: connecting %d devices (TLS, SAS CONNECT, SUBSCRIBE methods/C2D/twin)", o.Devices)
 	r, err := g.call(Request{Op: "connect"})
 	if err != nil {
@@ -306,11 +313,16 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	}
 	heap1, stack1 := liveBytes()
 	rss1 := selfRSS()
+	if o.MemProfile != "" {
+		if err := writeHeapProfile(o.MemProfile); err != nil {
+			return nil, err
+		}
+	}
 	n := float64(o.Devices)
 	res.Hub.Memory = Memory{HeapPerConn: (float64(heap1) - float64(heap0)) / n, StackPerConn: (float64(stack1) - float64(stack0)) / n,
-		RSSPerConn: (float64(rss1) - float64(rss0)) / n, RSSBytes: rss1}
-	p("hub: %d connected in %s; memory per connection: heap %s, stacks %s, RSS %s",
-		r.Count, round(r.Elapsed), kb(res.Hub.Memory.HeapPerConn), kb(res.Hub.Memory.StackPerConn), kb(res.Hub.Memory.RSSPerConn))
+		RSSPerConn: (float64(rss1) - float64(rss0)) / n, RSSBytes: rss1, GoroutinesPerConn: float64(runtime.NumGoroutine()-gor0) / n}
+	p("hub: %d connected in %s; memory per connection: heap %s, stacks %s (%.1f goroutines), RSS %s",
+		r.Count, round(r.Elapsed), kb(res.Hub.Memory.HeapPerConn), kb(res.Hub.Memory.StackPerConn), res.Hub.Memory.GoroutinesPerConn, kb(res.Hub.Memory.RSSPerConn))
 
 	p("hub: QoS 1 telemetry, %s", loadDesc(o))
 	var stopProf func()
@@ -561,6 +573,7 @@ func register(h *hub.Hub, n int, ttl time.Duration) ([]benchDevice, error) {
 func liveBytes() (heap, stack uint64) {
 	runtime.GC()
 	runtime.GC()
+	debug.FreeOSMemory() // so RSS shows what is live, not what GC has yet to return
 	var m runtime.MemStats
 	runtime.ReadMemStats(&m)
 	return m.HeapAlloc, m.StackInuse
@@ -585,3 +598,12 @@ func tlsName(v uint16) string {
 
 func kb(b float64) string { return fmt.Sprintf("%.1f KB", b/1024) }
 func mb(b float64) string { return fmt.Sprintf("%.1f MB", b/(1024*1024)) }
+
+func writeHeapProfile(path string) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return pprof.Lookup("heap").WriteTo(f, 0)
+}
