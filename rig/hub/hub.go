@@ -75,6 +75,15 @@ type Config struct {
 	MaxTraceEntries int
 	// MaxStoredTelemetry bounds the telemetry store. Default 100000.
 	MaxStoredTelemetry int
+	// MaxTraceEntriesPerClient bounds one client ID's entries in the trace
+	// (its oldest are dropped and counted in Trace.Dropped), so that one
+	// chatty device cannot push every other device's records out of
+	// MaxTraceEntries. Default 20000; negative: no per-client bound.
+	MaxTraceEntriesPerClient int
+	// MaxTelemetryPerDevice bounds one identity's messages in the
+	// telemetry store likewise (Hub.TelemetryDropped). Default 10000;
+	// negative: no per-device bound.
+	MaxTelemetryPerDevice int
 	// FaultInjection enables IoT Hub's fault injection through telemetry
 	// properties (AzIoTHub_FaultOperationType ...). Off by default, as on IoT Hub.
 	FaultInjection bool
@@ -167,6 +176,12 @@ func start(cfg Config, ht httpTimeouts) (*Hub, error) {
 	if cfg.MaxStoredTelemetry == 0 {
 		cfg.MaxStoredTelemetry = 100000
 	}
+	if cfg.MaxTraceEntriesPerClient == 0 {
+		cfg.MaxTraceEntriesPerClient = 20000
+	}
+	if cfg.MaxTelemetryPerDevice == 0 {
+		cfg.MaxTelemetryPerDevice = 10000
+	}
 	if len(cfg.APIVersions) == 0 {
 		cfg.APIVersions = iothub.KnownAPIVersions
 	}
@@ -192,7 +207,9 @@ func start(cfg Config, ht httpTimeouts) (*Hub, error) {
 		saveCh:    make(chan struct{}, 1),
 	}
 	h.trace = newTrace(cfg.MaxTraceEntries, h.notify)
+	h.trace.perClient.limit = cfg.MaxTraceEntriesPerClient
 	h.telem = newTelemetryStore(cfg.MaxStoredTelemetry)
+	h.telem.perDevice.limit = cfg.MaxTelemetryPerDevice
 	h.reg.onRevoke = h.revoke
 	h.tlsMin.Store(tls.VersionTLS12)
 	h.tlsMax.Store(tls.VersionTLS13)

@@ -28,7 +28,14 @@ type Message struct {
 	// message as sent and are <redacted> in Topic, Properties and Payload
 	// here: the service side never gets a key back (CONN-011).
 	Secrets []SecretSeen `json:"secrets,omitempty"`
+
+	gone bool // removed by the per-device bound (keyBound); never handed out
 }
+
+func (m *Message) seq() uint64          { return m.Seq }
+func (m *Message) key() iothub.Identity { return m.Identity }
+func (m *Message) isGone() bool         { return m.gone }
+func (m *Message) bury()                { *m = Message{Seq: m.Seq, gone: true} }
 
 // maskMessage masks registered secrets in what the service API hands out.
 // The payload is replaced, not written to: it is the packet's buffer.
@@ -58,8 +65,9 @@ type telemetryStore struct {
 	limit int
 	seq   uint64
 	msgs  chunkLog[Message]
-	// dropped counts messages the bound discarded, oldest first.
-	dropped uint64
+	// dropped counts messages the bounds discarded, oldest first.
+	dropped   uint64
+	perDevice keyBound[iothub.Identity]
 }
 
 func newTelemetryStore(limit int) *telemetryStore { return &telemetryStore{limit: limit} }
@@ -79,9 +87,13 @@ func (s *telemetryStore) add(m Message) Message {
 	if s.limit > 0 && s.msgs.len() >= s.limit {
 		k := max(1, s.limit/10)
 		s.dropped += uint64(k)
-		s.msgs.dropFront(k)
+		s.msgs.dropFrontEach(k, func(old *Message) { droppedFrom[iothub.Identity](&s.perDevice, old) })
 	}
 	s.msgs.push(m)
+	if old := addedTo[iothub.Identity](&s.perDevice, &s.msgs, s.msgs.at(s.msgs.len()-1)); old != nil {
+		old.bury()
+		s.dropped++
+	}
 	return m
 }
 
@@ -90,7 +102,7 @@ func (s *telemetryStore) list(match func(*Message) bool) []Message {
 	defer s.mu.Unlock()
 	var out []Message
 	s.msgs.each(func(m *Message) {
-		if match == nil || match(m) {
+		if !m.gone && (match == nil || match(m)) {
 			out = append(out, *m)
 		}
 	})
@@ -150,7 +162,8 @@ func (h *Hub) LastTelemetrySeq() uint64 {
 }
 
 // TelemetryDropped is how many of the oldest stored messages the store's
-// bound (Config.MaxStoredTelemetry) has discarded.
+// bounds (Config.MaxStoredTelemetry, Config.MaxTelemetryPerDevice) have
+// discarded.
 func (h *Hub) TelemetryDropped() uint64 {
 	h.telem.mu.Lock()
 	defer h.telem.mu.Unlock()
