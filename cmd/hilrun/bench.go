@@ -78,6 +78,7 @@ Figures, not asserts: nothing here fails on speed.`,
 	f.IntVar(&o.Twin, "twin", 2, "twin reported patches per device")
 	f.IntVar(&o.ServiceOps, "service-ops", 1000, "direct method calls, and C2D messages, sent by the service side")
 	f.DurationVar(&o.Hold, "hold", 0, "keep all connections open this long after the load, then measure memory again")
+	f.IntVar(&o.Rounds, "rounds", 6, "telemetry rounds, alternating hub and Mosquitto (each gets --duration in total)")
 	f.IntVar(&o.Sources, "sources", 0, "spread client sockets over 127.0.0.1…127.0.0.N")
 	f.BoolVar(&tls13, "tls13", false, "negotiate TLS 1.3 (default TLS 1.2, as most device stacks)")
 	f.StringVar(&o.CPUProfile, "cpuprofile", "", "write a CPU profile of the hub's telemetry phase to this file")

@@ -96,9 +96,11 @@ func (e *Entry) key() string  { return e.ClientID }
 func (e *Entry) isGone() bool { return e.gone }
 func (e *Entry) bury()        { *e = Entry{Seq: e.Seq, gone: true} }
 
-// EventTraceDropped is a hub-wide event saying that a bound of the trace
-// (Config.MaxTraceEntries, Config.MaxTraceEntriesPerClient) discarded old
-// entries, and how many so far; Trace.Dropped has the running total.
+// EventTraceDropped is a hub-wide event saying that a client's oldest
+// entries are being dropped by Config.MaxTraceEntriesPerClient (once per
+// client), with the count so far; Trace.Dropped has the running total of
+// both bounds (the global one, Config.MaxTraceEntries, drops the oldest
+// tenth at a time).
 const EventTraceDropped = "trace-dropped"
 
 // SecretSeen is one registered secret found in a trace entry.
@@ -214,10 +216,9 @@ func (t *Trace) pushLocked(e Entry, now time.Time) {
 	e.Seq = t.seq
 	e.Time = now
 	e.Mono = now.Sub(t.start)
-	dropped := 0
 	if t.limit > 0 && t.entries.len() >= t.limit {
-		// Drop the oldest tenth in one go.
-		dropped = max(1, t.limit/10)
+		// Drop the oldest tenth in one go (counted in Dropped).
+		dropped := max(1, t.limit/10)
 		t.dropped += uint64(dropped)
 		t.entries.dropFrontEach(dropped, func(old *Entry) { droppedFrom[string](&t.perClient, old) })
 	}
@@ -233,10 +234,6 @@ func (t *Trace) pushLocked(e Entry, now time.Time) {
 			reason, _ := secrets.MaskFind(fmt.Sprintf("the oldest trace entries of %q are being dropped: it has more than %d (Config.MaxTraceEntriesPerClient); %d entries dropped so far", e.ClientID, t.perClient.limit, t.dropped))
 			t.pushLocked(Entry{Dir: DirEvent, Type: EventTraceDropped, Reason: reason}, now)
 		}
-	}
-	if dropped > 0 {
-		t.pushLocked(Entry{Dir: DirEvent, Type: EventTraceDropped,
-			Reason: fmt.Sprintf("the oldest %d trace entries were dropped: the trace holds at most %d (Config.MaxTraceEntries); %d entries dropped so far", dropped, t.limit, t.dropped)}, now)
 	}
 }
 

@@ -23,6 +23,7 @@ import (
 	"runtime"
 	"runtime/debug"
 	"runtime/pprof"
+	"slices"
 	"sync"
 	"time"
 
@@ -49,6 +50,9 @@ type Options struct {
 	// TLSMax caps the TLS version both brokers negotiate (tls.VersionTLS12
 	// by default, as most device stacks; 0x0304 for TLS 1.3).
 	TLSMax uint16
+	// Rounds splits the telemetry phase into slices that alternate
+	// between the brokers (default 6).
+	Rounds int
 	// Sources spreads client sockets over 127.0.0.1 … 127.0.0.N (0: one).
 	Sources int
 	// CPUProfile, when set, receives a CPU profile of the hub process
@@ -76,6 +80,9 @@ func (o *Options) defaults() {
 	}
 	if o.Payload <= 0 {
 		o.Payload = 256
+	}
+	if o.Rounds <= 0 {
+		o.Rounds = 6
 	}
 	if o.Mosquitto == "" {
 		o.Mosquitto = "auto"
@@ -185,6 +192,7 @@ type genProc struct {
 	dec      *json.Decoder
 	stdin    io.WriteCloser
 	progress io.Writer
+	stopped  bool
 }
 
 func startGenerator(o *Options, name string) (*genProc, error) {
@@ -227,6 +235,10 @@ func (g *genProc) call(req Request) (Response, error) {
 func (g *genProc) pid() int { return g.cmd.Process.Pid }
 
 func (g *genProc) stop() {
+	if g.stopped {
+		return
+	}
+	g.stopped = true
 	_, _ = g.call(Request{Op: "close"})
 	_ = g.stdin.Close()
 	done := make(chan struct{})
@@ -324,7 +336,29 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	p("hub: %d connected in %s; memory per connection: heap %s, stacks %s (%.1f goroutines), RSS %s",
 		r.Count, round(r.Elapsed), kb(res.Hub.Memory.HeapPerConn), kb(res.Hub.Memory.StackPerConn), res.Hub.Memory.GoroutinesPerConn, kb(res.Hub.Memory.RSSPerConn))
 
-	p("hub: QoS 1 telemetry, %s", loadDesc(o))
+	// Mosquitto, connected now so that the two brokers' telemetry rounds
+	// can alternate: load from other processes on the machine then falls
+	// on both alike.
+	var mside *side
+	bin, note := findMosquitto(o.Mosquitto)
+	if bin == "" {
+		res.MosquittoNote = note
+		p("mosquitto: %s", note)
+	} else {
+		m, err := startMosquitto(ctx, bin, h.PKI(), o.TLSMax)
+		if err != nil {
+			return res, fmt.Errorf("mosquitto: %w", err)
+		}
+		defer m.stop()
+		mside, err = connectMosquitto(&o, m, setup(m.addr), p)
+		if err != nil {
+			return res, err
+		}
+		defer mside.g.stop()
+		mside.t.Name = m.version
+		res.Mosquitto = mside.t
+	}
+	hside := &side{name: "hub", g: g, pid: "self", t: &res.Hub}
 	var stopProf func()
 	if o.CPUProfile != "" {
 		f, err := os.Create(o.CPUProfile)
@@ -337,20 +371,20 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		}
 		stopProf = func() { pprof.StopCPUProfile(); f.Close() }
 	}
-	runtime.GC()
-	cpuB0, cpuG0 := cpuOf("self"), cpuOf(fmt.Sprint(g.pid()))
-	r, err = g.call(Request{Op: "telemetry", Messages: o.Messages, Payload: o.Payload, Duration: o.Duration})
-	cpuB1, cpuG1 := cpuOf("self"), cpuOf(fmt.Sprint(g.pid()))
+	err = telemetryRounds(&o, hside, mside)
 	if stopProf != nil {
 		stopProf()
 	}
 	if err != nil {
 		return nil, err
 	}
-	res.Hub.Telemetry = opOf(r)
-	res.Hub.BrokerCPU = cores(cpuB1-cpuB0, r.Elapsed)
-	res.Hub.GeneratorCPU = cores(cpuG1-cpuG0, r.Elapsed)
-	p("hub: telemetry %.0f msg/s, latency %s", res.Hub.Telemetry.PerSecond, r.Latency)
+	if mside != nil {
+		mside.g.stop()
+		if mside.t.Telemetry.PerSecond > 0 {
+			res.Ratio = res.Hub.Telemetry.PerSecond / mside.t.Telemetry.PerSecond
+		}
+		p("ratio hub/mosquitto (QoS 1 telemetry, same run, alternating rounds): %.2f", res.Ratio)
+	}
 
 	if o.Twin > 0 {
 		p("hub: twin reported patches, %d per device", o.Twin)
@@ -411,37 +445,87 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	res.TelemetryStored = h.LastTelemetrySeq()
 	res.TelemetryDropped = h.TelemetryDropped()
 
-	// Mosquitto, same load, same credentials, same TLS.
-	bin, note := findMosquitto(o.Mosquitto)
-	if bin == "" {
-		res.MosquittoNote = note
-		p("mosquitto: %s", note)
-		return res, nil
-	}
-	m, err := startMosquitto(ctx, bin, h.PKI(), o.TLSMax)
-	if err != nil {
-		return res, fmt.Errorf("mosquitto: %w", err)
-	}
-	defer m.stop()
-	mt, err := runMosquitto(&o, m, setup(m.addr), p)
-	if err != nil {
-		return res, err
-	}
-	mt.Name = m.version
-	res.Mosquitto = mt
-	if mt.Telemetry.PerSecond > 0 {
-		res.Ratio = res.Hub.Telemetry.PerSecond / mt.Telemetry.PerSecond
-	}
-	p("ratio hub/mosquitto (QoS 1 telemetry): %.2f", res.Ratio)
 	return res, nil
 }
 
-func runMosquitto(o *Options, m *mosquitto, s *Setup, p func(string, ...any)) (*Target, error) {
+// side is one broker under load: its generator, its process, its figures.
+type side struct {
+	name    string
+	g       *genProc
+	pid     string // broker process for CPU figures ("self": the hub)
+	t       *Target
+	elapsed time.Duration
+	count   int
+	cpuB    uint64
+	cpuG    uint64
+}
+
+// telemetryRounds runs the QoS 1 telemetry load in Rounds slices,
+// alternating the brokers (and which goes first), and sums each side.
+func telemetryRounds(o *Options, sides ...*side) error {
+	var live []*side
+	for _, s := range sides {
+		if s != nil {
+			live = append(live, s)
+		}
+	}
+	rounds := max(o.Rounds, 1)
+	msgs := 0
+	if o.Messages > 0 {
+		msgs = max(1, o.Messages/rounds)
+	}
+	dur := o.Duration / time.Duration(rounds)
+	for i := range rounds {
+		order := slices.Clone(live)
+		if i%2 == 1 {
+			slices.Reverse(order)
+		}
+		for _, s := range order {
+			fmt.Fprintf(o.Progress, "%s: QoS 1 telemetry round %d/%d, %s\n", s.name, i+1, rounds, loadDesc(Options{Devices: o.Devices, Messages: msgs, Duration: dur, Payload: o.Payload}))
+			runtime.GC()
+			gpid := fmt.Sprint(s.g.pid())
+			b0, g0 := cpuOf(s.pid), cpuOf(gpid)
+			r, err := s.g.call(Request{Op: "telemetry", Messages: msgs, Payload: o.Payload, Duration: dur, Accumulate: true})
+			s.cpuB += cpuOf(s.pid) - b0
+			s.cpuG += cpuOf(gpid) - g0
+			if err != nil {
+				return fmt.Errorf("%s: %w", s.name, err)
+			}
+			if r.Errors > 0 {
+				return fmt.Errorf("%s: %d devices failed during telemetry; first: %s", s.name, r.Errors, r.First)
+			}
+			s.elapsed += r.Elapsed
+			s.count += r.Count
+		}
+	}
+	for _, s := range live {
+		r, err := s.g.call(Request{Op: "telemetry-total"})
+		if err != nil {
+			return err
+		}
+		s.t.Telemetry = Op{Count: s.count, Elapsed: s.elapsed, Latency: r.Latency}
+		if s.elapsed > 0 {
+			s.t.Telemetry.PerSecond = float64(s.count) / s.elapsed.Seconds()
+		}
+		s.t.BrokerCPU = cores(s.cpuB, s.elapsed)
+		s.t.GeneratorCPU = cores(s.cpuG, s.elapsed)
+		fmt.Fprintf(o.Progress, "%s: telemetry %.0f msg/s, latency %s; cpu %s %.2f cores, generator %.2f cores\n",
+			s.name, s.t.Telemetry.PerSecond, r.Latency, s.name, s.t.BrokerCPU, s.t.GeneratorCPU)
+	}
+	return nil
+}
+
+func connectMosquitto(o *Options, m *mosquitto, s *Setup, p func(string, ...any)) (*side, error) {
 	g, err := startGenerator(o, "mosquitto")
 	if err != nil {
 		return nil, err
 	}
-	defer g.stop()
+	ok := false
+	defer func() {
+		if !ok {
+			g.stop()
+		}
+	}()
 	if _, err := g.call(Request{Op: "setup", Setup: s}); err != nil {
 		return nil, err
 	}
@@ -459,18 +543,8 @@ func runMosquitto(o *Options, m *mosquitto, s *Setup, p func(string, ...any)) (*
 	rss1 := rssOf(pid)
 	t.Memory = Memory{RSSPerConn: (float64(rss1) - float64(rss0)) / float64(o.Devices), RSSBytes: rss1}
 	p("mosquitto: %d connected in %s; RSS per connection %s", r.Count, round(r.Elapsed), kb(t.Memory.RSSPerConn))
-	p("mosquitto: QoS 1 telemetry, %s", loadDesc(*o))
-	cpuB0, cpuG0 := cpuOf(pid), cpuOf(fmt.Sprint(g.pid()))
-	r, err = g.call(Request{Op: "telemetry", Messages: o.Messages, Payload: o.Payload, Duration: o.Duration})
-	cpuB1, cpuG1 := cpuOf(pid), cpuOf(fmt.Sprint(g.pid()))
-	if err != nil {
-		return nil, err
-	}
-	t.Telemetry = opOf(r)
-	t.BrokerCPU = cores(cpuB1-cpuB0, r.Elapsed)
-	t.GeneratorCPU = cores(cpuG1-cpuG0, r.Elapsed)
-	p("mosquitto: telemetry %.0f msg/s, latency %s", t.Telemetry.PerSecond, r.Latency)
-	return t, nil
+	ok = true
+	return &side{name: "mosquitto", g: g, pid: pid, t: t}, nil
 }
 
 func loadDesc(o Options) string {

@@ -25,6 +25,10 @@ const (
 	typeDisconnect = 14
 )
 
+// maxPacket bounds a packet the load client accepts (IoT Hub's messages
+// are at most 256 KB; the slack covers topic and properties).
+const maxPacket = 1 << 20
+
 // errClosed is returned by waits on a connection that went away.
 var errClosed = errors.New("connection closed")
 
@@ -152,6 +156,9 @@ func readPacket(br *bufio.Reader) (byte, []byte, error) {
 			return 0, nil, errors.New("malformed remaining length")
 		}
 		mult *= 128
+	}
+	if n > maxPacket {
+		return 0, nil, fmt.Errorf("packet of %d bytes is larger than any the benchmark expects", n)
 	}
 	body := make([]byte, n)
 	if _, err := io.ReadFull(br, body); err != nil {

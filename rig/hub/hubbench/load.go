@@ -22,12 +22,14 @@ import (
 
 // Request is one instruction to the load generator.
 type Request struct {
-	Op       string        `json:"op"` // setup, connect, telemetry, twin, counts, ping, close
+	Op       string        `json:"op"` // setup, connect, telemetry, telemetry-total, twin, counts, ping, close
 	Setup    *Setup        `json:"setup,omitempty"`
 	Messages int           `json:"messages,omitempty"` // telemetry: per device; 0 = until Duration
 	Payload  int           `json:"payload,omitempty"`  // telemetry payload bytes
 	Duration time.Duration `json:"duration,omitempty"` // telemetry: wall-time bound
 	Twin     int           `json:"twin,omitempty"`     // twin: reported patches per device
+	// Accumulate keeps the telemetry latencies for telemetry-total.
+	Accumulate bool `json:"accumulate,omitempty"`
 }
 
 // Setup is what the generator connects to, and as whom.
@@ -117,6 +119,7 @@ type generator struct {
 	clients []*client
 	out     *json.Encoder
 	outMu   sync.Mutex
+	telLat  []time.Duration // accumulated telemetry latencies
 }
 
 // ServeLoad runs the load generator on r/w until r ends or a close request.
@@ -178,6 +181,8 @@ func (g *generator) do(req Request) Response {
 		return g.telemetry(req)
 	case "twin":
 		return g.twin(req)
+	case "telemetry-total":
+		return Response{Count: len(g.telLat), Latency: Summarise(slices.Clone(g.telLat))}
 	case "counts":
 		var r Response
 		for _, c := range g.clients {
@@ -360,6 +365,9 @@ func (g *generator) telemetry(req Request) Response {
 	var all []time.Duration
 	for _, l := range lats {
 		all = append(all, l...)
+	}
+	if req.Accumulate {
+		g.telLat = append(g.telLat, all...)
 	}
 	r.Count = len(all)
 	r.Latency = Summarise(all)
