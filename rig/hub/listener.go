@@ -45,6 +45,10 @@ type hubConn struct {
 	closeMu sync.Mutex
 	closed  bool
 	onClose func()
+
+	// conn is the hub's state for the mochi client on this connection
+	// (connSlot): set and cleared with Hub.conns.
+	conn atomic.Pointer[conn]
 }
 
 // Close closes the connection and then runs the function whenClosed set.

@@ -29,7 +29,8 @@ type Message struct {
 	// here: the service side never gets a key back (CONN-011).
 	Secrets []SecretSeen `json:"secrets,omitempty"`
 
-	gone bool // removed by the per-device bound (keyBound); never handed out
+	gone bool      // removed by the per-device bound (keyBound); never handed out
+	pre  *pubState // topic and payload masked already (OnPublish); cleared by maskMessage
 }
 
 func (m *Message) seq() uint64          { return m.Seq }
@@ -40,13 +41,18 @@ func (m *Message) bury()                { *m = Message{Seq: m.Seq, gone: true} }
 // maskMessage masks registered secrets in what the service API hands out.
 // The payload is replaced, not written to: it is the packet's buffer.
 func maskMessage(m *Message) {
-	if out, found := secrets.MaskFind(m.Topic); found != nil {
-		m.Topic = out
-		m.Secrets = appendSeen(m.Secrets, "topic", found)
-	}
-	if out, found := secrets.MaskBytesFind(m.Payload); found != nil {
-		m.Payload = out
-		m.Secrets = appendSeen(m.Secrets, "payload", found)
+	if p := m.pre; p != nil {
+		m.pre = nil
+		p.apply(&m.Topic, &m.Payload, &m.Secrets)
+	} else {
+		if out, found := secrets.MaskFind(m.Topic); found != nil {
+			m.Topic = out
+			m.Secrets = appendSeen(m.Secrets, "topic", found)
+		}
+		if out, found := secrets.MaskBytesFind(m.Payload); found != nil {
+			m.Payload = out
+			m.Secrets = appendSeen(m.Secrets, "payload", found)
+		}
 	}
 	for i, p := range m.Properties {
 		n, fn := secrets.MaskFind(p.Name)

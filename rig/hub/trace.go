@@ -88,7 +88,8 @@ type Entry struct {
 	// never shows them: specs judge leaks from it (CONN-011).
 	Secrets []SecretSeen `json:"secrets,omitempty"`
 
-	gone bool // removed by the per-client bound (keyBound); never handed out
+	gone bool      // removed by the per-client bound (keyBound); never handed out
+	pre  *pubState // topic and payload masked already (traceIn); cleared by maskEntry
 }
 
 func (e *Entry) seq() uint64  { return e.Seq }
@@ -136,8 +137,13 @@ func maskEntry(e *Entry) {
 		}
 	}
 	str("clientId", &e.ClientID)
-	str("topic", &e.Topic)
-	bin("payload", &e.Payload)
+	if p := e.pre; p != nil {
+		e.pre = nil
+		p.apply(&e.Topic, &e.Payload, &e.Secrets)
+	} else {
+		str("topic", &e.Topic)
+		bin("payload", &e.Payload)
+	}
 	str("username", &e.Username)
 	str("password", &e.Password)
 	str("willTopic", &e.WillTopic)
