@@ -29,23 +29,24 @@ type keyBound[K comparable] struct {
 	keys  map[K]*keyCount
 }
 
-// added accounts for the element just pushed with sequence s and returns
-// the element to bury, nil when the key is within its limit.
+// addedTo accounts for el, just pushed as the newest element of l, and
+// returns the element to bury, nil while el's key is within its limit.
+// The common case is one map lookup; the key and sequence number come in
+// as arguments so that it makes no calls through el.
 func addedTo[K comparable, T any, PT interface {
 	*T
 	sequenced[K]
-}](b *keyBound[K], l *chunkLog[T], el PT) PT {
+}](b *keyBound[K], l *chunkLog[T], k K, seq uint64) PT {
 	var zero K
-	k := el.key()
 	if b.limit <= 0 || k == zero {
 		return nil
 	}
-	if b.keys == nil {
-		b.keys = map[K]*keyCount{}
-	}
 	kc := b.keys[k]
 	if kc == nil {
-		kc = &keyCount{cursor: el.seq()}
+		if b.keys == nil {
+			b.keys = map[K]*keyCount{}
+		}
+		kc = &keyCount{cursor: seq}
 		b.keys[k] = kc
 	}
 	kc.live++
@@ -53,7 +54,7 @@ func addedTo[K comparable, T any, PT interface {
 		return nil
 	}
 	first := PT(l.at(0)).seq()
-	for s := max(kc.cursor, first); s <= el.seq(); s++ {
+	for s := max(kc.cursor, first); s <= seq; s++ {
 		cand := PT(l.at(int(s - first)))
 		if !cand.isGone() && cand.key() == k {
 			kc.live--

@@ -96,7 +96,7 @@ func (s *telemetryStore) add(m Message) Message {
 		s.msgs.dropFrontEach(k, func(old *Message) { droppedFrom[iothub.Identity](&s.perDevice, old) })
 	}
 	s.msgs.push(m)
-	if old := addedTo[iothub.Identity](&s.perDevice, &s.msgs, s.msgs.at(s.msgs.len()-1)); old != nil {
+	if old := addedTo[iothub.Identity, Message](&s.perDevice, &s.msgs, m.Identity, m.Seq); old != nil {
 		old.bury()
 		s.dropped++
 	}

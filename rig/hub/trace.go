@@ -229,7 +229,7 @@ func (t *Trace) pushLocked(e Entry, now time.Time) {
 		t.entries.dropFrontEach(dropped, func(old *Entry) { droppedFrom[string](&t.perClient, old) })
 	}
 	t.entries.push(e)
-	if old := addedTo[string](&t.perClient, &t.entries, t.entries.at(t.entries.len()-1)); old != nil {
+	if old := addedTo[string, Entry](&t.perClient, &t.entries, e.ClientID, e.Seq); old != nil {
 		old.bury()
 		t.dropped++
 		if !t.clientDrops[e.ClientID] {
