@@ -75,3 +75,13 @@ func TestTelemetryPerDeviceBound(t *testing.T) {
 		t.Fatalf("dropped = %d, want 15", s.dropped)
 	}
 }
+
+func TestC2DDoneBounded(t *testing.T) {
+	var q c2dQueue
+	for i := range 3 * maxC2DDone {
+		q.finish(C2DStatus{MessageID: string(rune('a' + i%26)), State: C2DCompleted})
+	}
+	if len(q.done) > maxC2DDone || q.doneDropped == 0 || uint64(len(q.done))+q.doneDropped != 3*maxC2DDone {
+		t.Fatalf("done holds %d, dropped %d, after %d finished (bound %d)", len(q.done), q.doneDropped, 3*maxC2DDone, maxC2DDone)
+	}
+}
