@@ -79,6 +79,7 @@ Figures, not asserts: nothing here fails on speed.`,
 	f.IntVar(&o.ServiceOps, "service-ops", 1000, "direct method calls, and C2D messages, sent by the service side")
 	f.DurationVar(&o.Hold, "hold", 0, "keep all connections open this long after the load, then measure memory again")
 	f.IntVar(&o.Rounds, "rounds", 6, "telemetry rounds, alternating hub and Mosquitto (each gets --duration in total)")
+	f.BoolVar(&o.Mochi, "mochi", false, "also measure a bare mochi-mqtt server (the library the hub is built on) in the same rounds")
 	f.IntVar(&o.Sources, "sources", 0, "spread client sockets over 127.0.0.1…127.0.0.N")
 	f.BoolVar(&tls13, "tls13", false, "negotiate TLS 1.3 (default TLS 1.2, as most device stacks)")
 	f.StringVar(&o.CPUProfile, "cpuprofile", "", "write a CPU profile of the hub's telemetry phase to this file")
@@ -130,6 +131,13 @@ func printBench(w io.Writer, r *hubbench.Result) {
 	fmt.Fprintf(w, "  %-22s hub %.2f cores, generator %.2f cores\n", "cpu during telemetry", r.Hub.BrokerCPU, r.Hub.GeneratorCPU)
 	fmt.Fprintf(w, "  %-22s %d entries (%d dropped by the bound); telemetry %d stored (%d dropped)\n", "trace",
 		r.TraceEntries, r.TraceDropped, r.TelemetryStored, r.TelemetryDropped)
+	if m := r.Mochi; m != nil {
+		fmt.Fprintf(w, " %s\n", m.Name)
+		row("telemetry QoS 1", m.Telemetry, "msg/s")
+		fmt.Fprintf(w, "  %-22s heap %.1f KB + stacks %.1f KB\n", "memory per connection", m.Memory.HeapPerConn/1024, m.Memory.StackPerConn/1024)
+		fmt.Fprintf(w, "  %-22s mochi %.2f cores, generator %.2f cores\n", "cpu during telemetry", m.BrokerCPU, m.GeneratorCPU)
+		fmt.Fprintf(w, " ratio hub/bare mochi-mqtt, QoS 1 telemetry throughput: %.2f\n", r.MochiRatio)
+	}
 	if m := r.Mosquitto; m != nil {
 		fmt.Fprintf(w, " %s\n", m.Name)
 		row("connect", m.Connect, "conn/s")

@@ -53,6 +53,9 @@ type Options struct {
 	// Rounds splits the telemetry phase into slices that alternate
 	// between the brokers (default 6).
 	Rounds int
+	// Mochi adds a bare mochi-mqtt server (allow-all, same TLS, in this
+	// process) as a third side of the telemetry comparison.
+	Mochi bool
 	// Sources spreads client sockets over 127.0.0.1 … 127.0.0.N (0: one).
 	Sources int
 	// CPUProfile, when set, receives a CPU profile of the hub process
@@ -116,6 +119,10 @@ type Result struct {
 
 	Hub       Target  `json:"hub"`
 	Mosquitto *Target `json:"mosquitto,omitempty"`
+	// Mochi is the bare mochi-mqtt baseline (Options.Mochi), and MochiRatio
+	// hub ÷ bare mochi-mqtt: what the hub's own work costs.
+	Mochi      *Target `json:"mochi,omitempty"`
+	MochiRatio float64 `json:"mochiRatio,omitempty"`
 	// MosquittoNote says why Mosquitto was not measured.
 	MosquittoNote string `json:"mosquittoNote,omitempty"`
 	// Ratio is hub ÷ Mosquitto QoS 1 telemetry throughput, same run.
@@ -358,6 +365,16 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		mside.t.Name = m.version
 		res.Mosquitto = mside.t
 	}
+	var bside *side
+	if o.Mochi {
+		var stopMochi func()
+		bside, stopMochi, err = connectMochi(&o, h.PKI(), setup, p)
+		if err != nil {
+			return res, err
+		}
+		defer stopMochi()
+		res.Mochi = bside.t
+	}
 	hside := &side{name: "hub", g: g, pid: "self", t: &res.Hub}
 	var stopProf func()
 	if o.CPUProfile != "" {
@@ -371,7 +388,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		}
 		stopProf = func() { pprof.StopCPUProfile(); f.Close() }
 	}
-	err = telemetryRounds(&o, hside, mside)
+	err = telemetryRounds(&o, hside, mside, bside)
 	if stopProf != nil {
 		stopProf()
 	}
@@ -384,6 +401,11 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 			res.Ratio = res.Hub.Telemetry.PerSecond / mside.t.Telemetry.PerSecond
 		}
 		p("ratio hub/mosquitto (QoS 1 telemetry, same run, alternating rounds): %.2f", res.Ratio)
+	}
+	if bside != nil && bside.t.Telemetry.PerSecond > 0 {
+		bside.g.stop()
+		res.MochiRatio = res.Hub.Telemetry.PerSecond / bside.t.Telemetry.PerSecond
+		p("ratio hub/bare mochi-mqtt (QoS 1 telemetry, same run): %.2f", res.MochiRatio)
 	}
 
 	if o.Twin > 0 {
