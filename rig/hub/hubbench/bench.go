@@ -502,6 +502,13 @@ func telemetryRounds(o *Options, sides ...*side) error {
 		msgs = max(1, o.Messages/rounds)
 	}
 	dur := o.Duration / time.Duration(rounds)
+	// Warm-up, not measured: every device's first message pays for lazy
+	// state on both ends (buffers, TLS record state, page faults).
+	for _, s := range live {
+		if r, err := s.g.call(Request{Op: "telemetry", Messages: 1, Payload: o.Payload}); err != nil || r.Errors > 0 {
+			return fmt.Errorf("%s: telemetry warm-up: %v %s", s.name, err, r.First)
+		}
+	}
 	for i := range rounds {
 		order := slices.Clone(live)
 		if i%2 == 1 {
