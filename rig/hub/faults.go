@@ -465,6 +465,6 @@ func (k *faultHooks) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 	}
 	reason := fmt.Sprintf("fault injection: %s: %s right after CONNECT, no CONNACK (%s of the fault left)", f.typ, how, time.Until(f.until).Round(time.Millisecond))
 	h.trace.add(Entry{ConnID: c.id, ClientID: c.clientID, Remote: c.remote, Dir: DirEvent, Type: EventConnClosed, Reason: reason, Requirement: f.kind.req})
-	h.conns.Delete(cl)
+	h.deleteConn(cl)
 	return errors.New(reason)
 }
