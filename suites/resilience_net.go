@@ -84,7 +84,7 @@ var _ = Describe("reconnect after network faults", func() {
 		series.Record(retries)
 		Expect(att).To(series.HaveAtLeastPoints(3), "RECON-001: the device must try again while the network refuses it\n%s", evidence)
 		Expect(retries).To(series.HaveMinimumGap(initial*8/10), "RECON-001: no retry may follow the previous attempt sooner than the initial delay %s less its 20 %% jitter (only the first retry may come at once)\n%s", initial, evidence)
-		Expect(att).To(series.StayUnder(ceiling, 0.1), "RECON-001: the delay must level off at the configured maximum %s\n%s", ceiling, evidence)
+		Expect(att).To(series.StayUnderCap(ceiling, 0.1), "RECON-001: the delay must level off at the configured maximum %s (002 L16715: the delay slows down to a maximum)\n%s", ceiling, evidence)
 		Expect(att).To(series.HaveAtLeastPoints(attempts+1), "RECON-001: the device must keep trying while the network refuses it\n%s", evidence)
 		// ×2 per attempt is configured; ×1.4 leaves room for the fit under jitter.
 		Expect(retries).To(series.GrowAtLeast(1.4), "RECON-001: the delays between retries must grow exponentially until the cap\n%s", evidence)
