@@ -30,8 +30,8 @@ var _ = Describe("reconnect: session continuity", func() {
 		t := s.Env.Timing
 		m := s.Mark()
 		// A duplicate of the device connects with the same identity and,
-		// like a naive client, reconnects at once whenever it is dropped,
-		// for a window of 20 initial backoff delays.
+		// like a naive client, reconnects 50 ms after it is dropped, every
+		// time, for a window of 20 initial backoff delays.
 		window := 20 * t.RetryInitial
 		dupErr := runDuplicate(ctx, s, window)
 		Expect(dupErr).NotTo(HaveOccurred(), "the duplicate client could not connect\n%s", traceText(s.Trace(m)))
@@ -254,9 +254,20 @@ func runDuplicate(ctx context.Context, s *fixtures.Session, window time.Duration
 		select {
 		case <-lost:
 			cli.Disconnect(0)
-			if time.Now().Before(until) {
-				continue
+			if !time.Now().Before(until) {
+				return nil
 			}
+			// The duplicate's own (naive) policy: a fixed 50 ms, no backoff.
+			// Not at once: a device's comeback then always completes its
+			// CONNACK before the duplicate returns, so whether the device
+			// fights is seen on every run, not only when it wins the race
+			// of two simultaneous CONNECTs.
+			select {
+			case <-time.After(duplicateComeback):
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+			continue
 		case <-time.After(time.Until(until)):
 			cli.Disconnect(50)
 		case <-ctx.Done():
@@ -267,6 +278,9 @@ func runDuplicate(ctx context.Context, s *fixtures.Session, window time.Duration
 	}
 	return nil
 }
+
+// duplicateComeback is how long the duplicate waits after being dropped.
+const duplicateComeback = 50 * time.Millisecond
 
 // duplicateClientType marks the duplicate's CONNECTs in the trace.
 const duplicateClientType = "hilrun-duplicate/1.0"
