@@ -59,6 +59,9 @@ type nvsFile struct {
 	// The secondary device certificate (CERT-006).
 	Cert2PEM string `json:"cert2Pem,omitempty"`
 	Key2PEM  string `json:"key2Pem,omitempty"`
+
+	// The IoT Plug and Play definition (pnp.define).
+	PnP *agentproto.PnPDefinition `json:"pnp,omitempty"`
 }
 
 type rtcFile struct {
@@ -212,6 +215,7 @@ func loadNVS(path string) (*NVS, error) {
 		nvs.Cert2 = &c
 	}
 	nvs.Methods = f.Methods
+	nvs.PnP = f.PnP
 	if err := ValidateDefects(f.Defects); err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
@@ -221,7 +225,7 @@ func loadNVS(path string) (*NVS, error) {
 
 func storeNVS(path string, nvs *NVS) error {
 	nvs.mu.Lock()
-	f := nvsFile{Config: nvs.Config, Defects: nvs.Defects}
+	f := nvsFile{Config: nvs.Config, Defects: nvs.Defects, PnP: nvs.PnP}
 	if len(nvs.Methods) > 0 {
 		f.Methods = make(map[string]agentproto.MethodBehaviour, len(nvs.Methods))
 		for k, v := range nvs.Methods {
