@@ -72,6 +72,9 @@ func (fw *Firmware) dpsRegister(ctx context.Context, a agentproto.DPSRegisterArg
 	trust := append([]*x509.Certificate(nil), n.Trust...)
 	cert := n.Cert
 	modelID := n.Config.ModelID
+	if n.PnP != nil && n.PnP.ModelID != "" {
+		modelID = n.PnP.ModelID // PNP-006: the model of pnp.define
+	}
 	n.mu.Unlock()
 
 	key := ""
