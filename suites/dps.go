@@ -175,6 +175,7 @@ var _ = Describe("device provisioning (DPS)", func() {
 			Expect(t.TLS.ServerName).To(Equal(res.AssignedHub), "DPS-006: the hub connection's SNI is the assigned hub\n%s", traceText(tr))
 		}
 		expectAccepted(ctx, ds.Session, hm, connect)
+		fixtures.NoteFact(fixtures.FactDPS, "individual SAS enrollment", fmt.Sprintf("registration %s assigned to %s as device %s", ds.RegID, res.AssignedHub, res.DeviceID), true)
 	})
 
 	dpsFinal := func(ctx SpecContext, o fixtures.DPSOptions, want string) {

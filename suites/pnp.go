@@ -36,6 +36,7 @@ var _ = Describe("IoT Plug and Play", func() {
 		waitBoardConnected(ctx, s, m)
 		first := pnpModelOf(connect)
 		tr := hubSince(s, m)
+		fixtures.NoteFact(fixtures.FactPnP, "model ID in the CONNECT Username", first, iothub.ValidDTMI(first))
 		Expect(first).To(Equal(pnpModel), "PNP-001: the CONNECT announces the model ID given at client creation (000 L114-120); seen model-id %q\n%s", first, traceText(tr))
 		Expect(connect.Username).To(ContainSubstring("model-id="+url.QueryEscape(pnpModel)), "PNP-001: model-id is URL-encoded in the Username query [NS-1]\n%s", traceText(tr))
 		// A reconnect: the hub drops the connection (as IoT Hub may at any time).
@@ -63,10 +64,9 @@ var _ = Describe("IoT Plug and Play", func() {
 		must(0, s.Open(ctx))
 		twinResynced(ctx, s, s.Start())
 		m := s.Mark()
-		v := must(s.Env.Hub.UpdateDesired(s.ID, twin.Section{"targetTemperature": 25}))
+		must(s.Env.Hub.UpdateDesired(s.ID, twin.Section{"targetTemperature": 25}))
 		ack := pnpAck(ctx, s, m, "", "targetTemperature")
 		pnpExpectAck(s, m, ack, 25, "PNP-003")
-		_ = v
 		m = s.Mark()
 		must(s.Env.Hub.UpdateDesired(s.ID, twin.Section{"thermostat1": map[string]any{"__t": "c", "targetTemperature": 21}}))
 		ack = pnpAck(ctx, s, m, "thermostat1", "targetTemperature")

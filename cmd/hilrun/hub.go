@@ -36,6 +36,7 @@ type hubOptions struct {
 	sasGrace       time.Duration
 	faultInjection bool
 	verbose        bool
+	dps            dpsOptions                // hubdps.go
 	onReady        func(*hub.Hub, ReadyInfo) // tests: called once listening
 }
 
@@ -49,6 +50,7 @@ type ReadyInfo struct {
 	CABundle                string        `json:"caBundle"`
 	ServiceConnectionString string        `json:"serviceConnectionString"`
 	Devices                 []ReadyDevice `json:"devices"`
+	DPS                     *ReadyDPS     `json:"dps,omitempty"`
 	Version                 string        `json:"version"`
 	PID                     int           `json:"pid"`
 }
@@ -93,6 +95,7 @@ connection strings.`,
 	f.DurationVar(&o.sasGrace, "sas-grace", 0, "drop connections this long after their SAS token expires (IoT Hub: a few minutes)")
 	f.BoolVar(&o.faultInjection, "fault-injection", false, "honour IoT Hub fault-injection properties (AzIoTHub_FaultOperationType) on telemetry")
 	f.BoolVarP(&o.verbose, "verbose", "v", false, "log every connection event")
+	addDPSFlags(f, &o.dps)
 	return cmd
 }
 
@@ -173,6 +176,14 @@ func runHub(ctx context.Context, o *hubOptions, stdout, stderr io.Writer) error 
 	for _, d := range info.Devices {
 		fmt.Fprintf(stdout, "  device            %s\n", d.ID)
 	}
+	d, dinfo, err := startDPS(h, o.dps, stdout)
+	if err != nil {
+		return err
+	}
+	if d != nil {
+		defer d.Close()
+	}
+	info.DPS = dinfo
 	if o.readyFile != "" {
 		if err := writeJSONAtomic(o.readyFile, info); err != nil {
 			return fmt.Errorf("ready file: %w", err)
