@@ -631,6 +631,7 @@ func (k *hooks) OnSessionEstablish(cl *mqtt.Client, pk packets.Packet) {
 	// h.mu, so an old connection's OnDisconnect cannot overwrite it.
 	h.reg.setConnection(c.identity, true, time.Now())
 	h.mu.Unlock()
+	h.noteModelID(c.identity, c.username.ModelID) // PNP-001 (pnp.go)
 	if old != nil && old != c {
 		old.mu.Lock()
 		old.takenOver = true
