@@ -295,6 +295,9 @@ func newDPS(ctx context.Context, o fixtures.DPSOptions, extra ...string) *fixtur
 			Skip(notApplicable + "board does not declare capability " + c)
 		}
 	}
+	if e.DPS == nil {
+		PreconditionUnmet("no reference DPS in this run (the hub has no PKI to issue its certificate)")
+	}
 	ds, err := e.NewDPSSession(ctx, o)
 	if ds != nil && ds.Session != nil {
 		current = ds.Session
