@@ -76,7 +76,7 @@ var _ = Describe("device provisioning (DPS)", func() {
 		Expect(err).NotTo(HaveOccurred(), "%s: sr is URL-encoded\n%s", req, traceText(tr))
 		want := dpsproto.ResourceURI(ds.Env.DPS.IDScope(), ds.RegID)
 		Expect(strings.EqualFold(sr, want)).To(BeTrue(), "%s: the token is scoped to %s [NS-4]; seen sr %q\n%s", req, want, sr, traceText(tr))
-		Expect(f["skn"]).To(Equal(dpsproto.KeyName), "%s: the token names skn=%s [NS-4]; seen %q\n%s", req, dpsproto.KeyName, f["skn"], traceText(tr))
+		Expect(f["skn"]).To(Equal(dpsproto.KeyName), "%s: the token names skn=%s, the policy of a registration token (NS-4; DPS MQTT support doc in device-sdk-behaviours.md §0); seen %q\n%s", req, dpsproto.KeyName, f["skn"], traceText(tr))
 		v := dpsVerdict(tr, connect)
 		Expect(v.Type).To(Equal(hub.EventConnOpened), "%s: the signature must verify with the %s (000 L359): the endpoint answered %s\n%s", req,
 			map[bool]string{true: "key derived for the registration ID from the group key", false: "individual enrollment's key"}[auth == fixtures.DPSGroupSAS], v.Reason, traceText(tr))
@@ -225,7 +225,11 @@ var _ = Describe("device provisioning (DPS)", func() {
 		Expect(got.err).NotTo(HaveOccurred(), "DPS-006: dps.register")
 		Expect(got.res.Status).To(Equal(want), "DPS-006: the outcome is reported with its status (000 L377); seen %+v\n%s", got.res, traceText(tr))
 		Expect(got.res.ErrorMessage).NotTo(BeEmpty(), "DPS-006: the outcome is reported with its error message (000 L377); seen %+v", got.res)
-		Expect(ds.Env.Hub.Registry().List("")).NotTo(ContainElement(HaveField("DeviceID", ds.DeviceID)), "DPS-006: no hub identity is created for a %s registration", want)
+		dpsConns := ds.DPSConnIDs(m)
+		for _, e := range hubSince(ds.Session, m) {
+			Expect(e.Dir == hub.DirIn && e.Type == "CONNECT" && !dpsConns[e.ConnID]).To(BeFalse(),
+				"DPS-006: only an assigned result leads to a hub connection (000 L375-379); after %s the board sent a hub CONNECT as %q\n%s", want, e.ClientID, traceText(hubSince(ds.Session, m)))
+		}
 	}
 	Conformance("a failed result is reported with its status and error and ends the attempt: no further polls, no hub connection", []string{"DPS-006"}, func(ctx SpecContext) {
 		dpsFinal(ctx, fixtures.DPSOptions{Name: "dps006f", Faults: dps.Faults{FailWith200: true}}, dpsproto.StatusFailed)
