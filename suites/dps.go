@@ -12,6 +12,7 @@ import (
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 
+	"github.com/hilrun/hilrun/certs"
 	"github.com/hilrun/hilrun/devicefw/agentproto"
 	"github.com/hilrun/hilrun/fixtures"
 	"github.com/hilrun/hilrun/fixtures/catalog"
@@ -48,6 +49,25 @@ var _ = Describe("device provisioning (DPS)", func() {
 		Expect(tlsE).NotTo(BeNil(), "DPS-001: expected a TLS connection to the provisioning endpoint (000 L32, L365); seen none (register result %+v)\n%s", res, traceText(tr))
 		Expect(tlsE.TLS.ServerName).To(Equal(fixtures.DPSHost), "DPS-001: the ClientHello names the provisioning host %s as SNI (000 L365, L372); seen %q\n%s", fixtures.DPSHost, tlsE.TLS.ServerName, traceText(tr))
 		Expect(tlsE.TLS.Version).To(BeElementOf("TLS 1.2", "TLS 1.3"), "DPS-001 (CONN-004): TLS 1.2 or later (000 L32)\n%s", traceText(tr))
+	})
+
+	Conformance("the device abandons a provisioning handshake whose leaf names another host: no CONNECT, no credentials reach the endpoint", []string{"DPS-001"}, func(ctx SpecContext) {
+		ds := newDPS(ctx, fixtures.DPSOptions{Name: "dps001h", TimeoutMS: 4000})
+		d := ds.Env.DPS
+		// Under the trusted root, for another host (CONN-003's rule, which DPS-001 applies).
+		leaf := must(ds.Env.Hub.PKI().Intermediate.IssueServer(certs.LeafOptions{CommonName: "wrong-host.example.net", DNSNames: []string{"wrong-host.example.net"}}))
+		old := d.ServerCertificate()
+		d.SetServerCertificate(leaf.TLSCertificate())
+		DeferCleanup(func() { d.SetServerCertificate(old) })
+		m := ds.Mark()
+		res := must(ds.Register(ctx))
+		conns := ds.DPSConnIDs(m)
+		tr := ds.Env.Hub.Trace().Entries(func(e *hub.Entry) bool { return e.Seq > m.Trace && conns[e.ConnID] })
+		Expect(conns).NotTo(BeEmpty(), "DPS-001: expected the device to open a TLS connection to the provisioning endpoint; result %+v", res)
+		for _, e := range tr {
+			Expect(e.Dir == hub.DirIn && e.Type == "CONNECT").To(BeFalse(), "DPS-001 (CONN-003): the server certificate names wrong-host.example.net, not %s: the device must abandon the handshake, yet it sent a CONNECT (000 L369-372)\n%s", fixtures.DPSHost, traceText(tr))
+		}
+		Expect(res.Status).NotTo(Equal(dpsproto.StatusAssigned), "DPS-001: no assignment over a connection to the wrong host")
 	})
 
 	Conformance("the DPS CONNECT uses ClientId = registration ID and Username {idScope}/registrations/{registrationId}/api-version=2019-03-31", []string{"DPS-002"}, func(ctx SpecContext) {

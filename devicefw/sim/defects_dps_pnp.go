@@ -6,6 +6,7 @@ package sim
 // "QoS / confirmations") or a common one.
 const (
 	DefDPSNoSNI                  = "dps-no-sni"
+	DefDPSTLSNoVerify            = "dps-tls-no-verify"
 	DefDPSUsernameHubForm        = "dps-username-hub-form"
 	DefDPSNoSkn                  = "dps-sas-no-skn"
 	DefDPSGroupKeyNotDerived     = "dps-group-key-not-derived"
@@ -26,6 +27,7 @@ const (
 
 var dpsPnPDefects = []Defect{
 	{DefDPSNoSNI, "DPS-001", "the TLS ClientHello to the provisioning service carries no SNI (the chain is still verified against the host)"},
+	{DefDPSTLSNoVerify, "DPS-001", "the provisioning connection accepts any server certificate (InsecureSkipVerify), as some samples configure it; the hub connection still verifies"},
 	{DefDPSUsernameHubForm, "DPS-002", "the DPS Username uses the IoT Hub form {idScope}/registrations/{registrationId}/?api-version=… (the endpoint refuses it)"},
 	{DefDPSNoSkn, "DPS-003", "the registration SAS token carries no skn=registration (as the nanoFramework client's)"},
 	{DefDPSGroupKeyNotDerived, "DPS-003", "with a group enrollment the token is signed with the group key itself instead of the key derived for the registration ID"},

@@ -21,6 +21,7 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
@@ -72,7 +73,7 @@ type Endpoint struct {
 	trace *hub.Trace
 	srv   *mqtt.Server
 	ln    net.Listener
-	cert  tls.Certificate
+	cert  atomic.Pointer[tls.Certificate]
 	conns *chanListener
 	infos sync.Map // net.Conn → *connInfo
 	dcs   sync.Map // *mqtt.Client → *dconn
@@ -143,9 +144,11 @@ func Start(cfg Config) (*Endpoint, error) {
 	if err != nil {
 		return nil, fmt.Errorf("dps: server certificate: %w", err)
 	}
-	e := &Endpoint{cfg: cfg, hub: cfg.Hub, trace: cfg.Hub.Trace(), cert: leaf.TLSCertificate(),
+	e := &Endpoint{cfg: cfg, hub: cfg.Hub, trace: cfg.Hub.Trace(),
 		individual: map[string]*Enrollment{}, groups: map[string]*Enrollment{}, regs: map[string]*Registration{},
 		ops: map[string]*operation{}, faults: map[string]*Faults{}}
+	c := leaf.TLSCertificate()
+	e.cert.Store(&c)
 	caps := mqtt.NewDefaultServerCapabilities()
 	caps.MaximumQos = 1
 	caps.MinimumProtocolVersion = 4
@@ -207,6 +210,16 @@ func (e *Endpoint) IDScope() string { return e.cfg.IDScope }
 // RetryAfter is the retry-after the endpoint advertises by default.
 func (e *Endpoint) RetryAfter() int { return e.cfg.RetryAfter }
 
+// SetServerCertificate swaps the chain new handshakes get (DPS-001 specs
+// present a bad one and put the old back).
+func (e *Endpoint) SetServerCertificate(c tls.Certificate) {
+	e.cert.Store(&c)
+	e.trace.AddExternal(hub.Entry{Dir: hub.DirEvent, Type: hub.EventFault, Reason: "DPS: server certificate chain replaced"})
+}
+
+// ServerCertificate is the chain new handshakes get.
+func (e *Endpoint) ServerCertificate() tls.Certificate { return *e.cert.Load() }
+
 // Hub is the hub devices are assigned to.
 func (e *Endpoint) Hub() *hub.Hub { return e.hub }
 
@@ -242,7 +255,8 @@ func (e *Endpoint) handshake(raw net.Conn) {
 	info := &connInfo{id: e.hub.NewConnID(), facts: &hub.TLSFacts{Transport: "dps-mqtts"}}
 	remote := raw.RemoteAddr().String()
 	_ = raw.SetDeadline(time.Now().Add(e.cfg.HandshakeTimeout))
-	cfg := &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{e.cert}, ClientAuth: tls.RequestClientCert,
+	cfg := &tls.Config{MinVersion: tls.VersionTLS12, ClientAuth: tls.RequestClientCert,
+		GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return e.cert.Load(), nil },
 		GetConfigForClient: func(chi *tls.ClientHelloInfo) (*tls.Config, error) {
 			info.facts.ServerName = chi.ServerName
 			for _, v := range chi.SupportedVersions {

@@ -50,7 +50,8 @@ func (e *Endpoint) startREST(addr string) error {
 	e.restLn = ln
 	e.restSrv = &http.Server{Handler: http.HandlerFunc(e.serveREST), ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second, IdleTimeout: 60 * time.Second}
-	tl := tls.NewListener(ln, &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{e.cert}})
+	tl := tls.NewListener(ln, &tls.Config{MinVersion: tls.VersionTLS12,
+		GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return e.cert.Load(), nil }})
 	go func() { _ = e.restSrv.Serve(tl) }()
 	return nil
 }
