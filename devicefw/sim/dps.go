@@ -141,7 +141,7 @@ func (fw *Firmware) dpsRegister(ctx context.Context, a agentproto.DPSRegisterArg
 	}
 
 	answers := make(chan dpsAnswer, 8)
-	o := paho.NewClientOptions().AddBroker((&url.URL{Scheme: "ssl", Host: addr}).String()).SetClientID(a.RegistrationID).
+	o := paho.NewClientOptions().AddBroker((&url.URL{Scheme: "ssl", Host: addr}).String()).SetClientID(a.RegistrationID).SetProtocolVersion(4).
 		SetCleanSession(true).SetAutoReconnect(false).SetConnectRetry(false).SetKeepAlive(defaultKeepAlive).
 		SetConnectTimeout(connectTimeout).SetWriteTimeout(connectTimeout).SetOrderMatters(false).SetTLSConfig(tlsc).
 		SetCredentialsProvider(func() (string, string) { return username, password }).
