@@ -39,6 +39,7 @@ type hubOptions struct {
 	verbose        bool
 	cloud          string // --cloud aws: the reference AWS IoT endpoint (awshub.go)
 	things         []string
+	dps            dpsOptions                // hubdps.go
 	onReady        func(*hub.Hub, ReadyInfo) // tests: called once listening
 }
 
@@ -58,6 +59,7 @@ type ReadyInfo struct {
 	CABundle                string        `json:"caBundle"`
 	ServiceConnectionString string        `json:"serviceConnectionString"`
 	Devices                 []ReadyDevice `json:"devices"`
+	DPS                     *ReadyDPS     `json:"dps,omitempty"`
 	Version                 string        `json:"version"`
 	PID                     int           `json:"pid"`
 }
@@ -112,6 +114,7 @@ connection strings.`,
 	f.BoolVarP(&o.verbose, "verbose", "v", false, "log every connection event")
 	f.StringVar(&o.cloud, "cloud", "azure", "azure (the reference IoT Hub) or aws (the reference AWS IoT Core endpoint)")
 	f.StringArrayVar(&o.things, "thing", nil, "--cloud aws: register a thing NAME with a generated certificate written to --pki-dir (repeatable)")
+	addDPSFlags(f, &o.dps)
 	return cmd
 }
 
@@ -199,6 +202,14 @@ func runHub(ctx context.Context, o *hubOptions, stdout, stderr io.Writer) error 
 	for _, d := range info.Devices {
 		fmt.Fprintf(stdout, "  device            %s\n", d.ID)
 	}
+	d, dinfo, err := startDPS(h, o.dps, stdout)
+	if err != nil {
+		return err
+	}
+	if d != nil {
+		defer d.Close()
+	}
+	info.DPS = dinfo
 	if o.readyFile != "" {
 		if err := writeJSONAtomic(o.readyFile, info); err != nil {
 			return fmt.Errorf("ready file: %w", err)

@@ -172,6 +172,11 @@ func TestNoSecretLeaksFromRuns(t *testing.T) {
 		{"token-wrong-key", "CONN-009", "CONN-009", false},
 		{"tls-plaintext-fallback", "CERT-004", "CERT-004", false},
 		{"tls-fallback-1883", "CERT-004", "CERT-004", false},
+		// Provisioning: enrollment and derived keys over the agent, DPS
+		// tokens, the hub identities DPS creates; and a token signed with
+		// the group key itself.
+		{"", "DPS || PNP-006", "", false},
+		{"dps-group-key-not-derived", "DPS-003", "DPS-003", false},
 	}
 	for _, tc := range cases {
 		name := tc.defect

@@ -301,6 +301,9 @@ type TelemetryArgs struct {
 	CreationTime bool `json:"ctime,omitempty"`
 	QoS          *int `json:"qos,omitempty"`
 	Wait         bool `json:"wait,omitempty"` // respond only after PUBACK (QoS 1)
+	// Component names the DTDL component the message belongs to ($.sub,
+	// IoT Plug and Play; boards declaring `pnp`).
+	Component string `json:"component,omitempty"`
 }
 
 // Gen asks for a generated payload of Size bytes from Seed, so large

@@ -63,6 +63,8 @@ type nvsFile struct {
 
 	// The installed OTA application (ota.go, OTA-002).
 	OTA OTAStore `json:"ota,omitempty"`
+	// The IoT Plug and Play definition (pnp.define).
+	PnP *agentproto.PnPDefinition `json:"pnp,omitempty"`
 }
 
 type rtcFile struct {
@@ -216,6 +218,7 @@ func loadNVS(path string) (*NVS, error) {
 		nvs.Cert2 = &c
 	}
 	nvs.Methods = f.Methods
+	nvs.PnP = f.PnP
 	if err := ValidateDefects(f.Defects); err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
@@ -226,7 +229,7 @@ func loadNVS(path string) (*NVS, error) {
 
 func storeNVS(path string, nvs *NVS) error {
 	nvs.mu.Lock()
-	f := nvsFile{Config: nvs.Config, Defects: nvs.Defects, OTA: nvs.OTA.clone()}
+	f := nvsFile{Config: nvs.Config, Defects: nvs.Defects, OTA: nvs.OTA.clone(), PnP: nvs.PnP}
 	if len(nvs.Methods) > 0 {
 		f.Methods = make(map[string]agentproto.MethodBehaviour, len(nvs.Methods))
 		for k, v := range nvs.Methods {

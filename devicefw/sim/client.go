@@ -649,6 +649,7 @@ func (dc *deviceClient) willTopic(cc connConfig) string {
 
 // connect makes one connection attempt.
 func (dc *deviceClient) connect(s *session, cc connConfig) (c *conn, session bool, exp time.Time, rc byte, err error) {
+	cc.modelID = dc.pnpModelID(s, cc.modelID) // PNP-001
 	username := dc.username(cc)
 	password := ""
 	if cc.authType == "sas" {

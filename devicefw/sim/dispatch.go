@@ -136,6 +136,7 @@ func (fw *Firmware) dispatch(ctx context.Context, op string, raw json.RawMessage
 	case agentproto.OpMethodClear:
 		fw.nvs.mu.Lock()
 		fw.nvs.Methods = nil
+		fw.nvs.PnP = nil // pnp.define's commands are method definitions too
 		fw.nvs.mu.Unlock()
 		fw.changed(changedNVS)
 		return nil, nil
@@ -159,6 +160,22 @@ func (fw *Firmware) dispatch(ctx context.Context, op string, raw json.RawMessage
 		return nil, nil
 	case agentproto.OpOTAStatus, agentproto.OpSleep, agentproto.OpFileUpload, agentproto.OpAppBurst:
 		return fw.dispatchOTA(ctx, op, raw) // ota.go, fileupload.go
+	case agentproto.OpDPSRegister:
+		var a agentproto.DPSRegisterArgs
+		if err := decodeArgs(raw, &a); err != nil {
+			return nil, err
+		}
+		return fw.dpsRegister(ctx, a)
+	case agentproto.OpPnPDefine:
+		var d agentproto.PnPDefinition
+		if err := decodeArgs(raw, &d); err != nil {
+			return nil, err
+		}
+		if err := fw.pnpDefine(d); err != nil {
+			return nil, err
+		}
+		fw.changed(changedNVS)
+		return nil, nil
 	}
 	return nil, agentproto.Errorf(agentproto.ErrUnknownOp, "operation %q is not implemented by %s", op, FirmwareName)
 }

@@ -77,7 +77,8 @@ type NVS struct {
 	Cert2   *tls.Certificate // secondary device certificate (CERT-006)
 	Methods map[string]agentproto.MethodBehaviour
 	Defects []string
-	OTA     OTAStore // the installed OTA application (ota.go)
+	OTA     OTAStore                  // the installed OTA application (ota.go)
+	PnP     *agentproto.PnPDefinition // pnp.define; forgotten by method.clear
 }
 
 // RTC is the virtual real-time clock: it starts at the Unix epoch at power
@@ -320,7 +321,7 @@ func (fw *Firmware) hello() agentproto.Hello {
 		agentproto.CapPersistentSession, agentproto.CapC2D, agentproto.CapMethods, agentproto.CapTwin,
 		agentproto.CapCertRotation, agentproto.CapTrustUpdate, agentproto.CapWill, agentproto.CapDefects, agentproto.CapSNTP,
 		agentproto.CapCleanSession1, agentproto.CapTelemetryQoS0, agentproto.CapCTime, agentproto.CapModuleX509,
-		agentproto.CapLocalTwinValidation, agentproto.CapOTA, agentproto.CapFileUpload}
+		agentproto.CapLocalTwinValidation, agentproto.CapOTA, agentproto.CapFileUpload, agentproto.CapDPS, agentproto.CapPnP}
 	fw.client.mu.Lock()
 	defects := fw.defects.list()
 	fw.client.mu.Unlock()

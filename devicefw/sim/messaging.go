@@ -226,6 +226,9 @@ func (dc *deviceClient) onDesired(body []byte) {
 	dc.mu.Unlock()
 	dc.emit(agentproto.EvDesired, ev)
 	dc.otaOnPatch() // ota-settings-not-read-at-start only (ota.go)
+	if ev.Applied {
+		go dc.pnpAcks(patch, v) // PNP-003: writable properties are acknowledged
+	}
 }
 
 // maxEventDoc bounds the twin documents copied into a twin.desired event,
@@ -245,10 +248,14 @@ func (dc *deviceClient) onMethod(c *conn, t iothub.Topic, body []byte) {
 	late, limit64K, puback := md.on(DefMethodReplyLate), md.on(DefMethodRequest64K), md.on(DefMethodRequestPuback)
 	lastRID, failNoReply := md.on(DefMethodReplyLastRID), md.on(DefMethodFailNoReply)
 	dc.lastMethodRID = t.RID
+	cmdUnmatched := md.on(DefPnPComponentCmdUnmatched) && strings.Contains(t.MethodName, iothub.CommandSeparator)
 	dc.mu.Unlock()
 	n := dc.fw.nvs
 	n.mu.Lock()
 	b, ok := n.Methods[t.MethodName]
+	if cmdUnmatched {
+		ok = false // defect pnp-component-command-unmatched
+	}
 	if !ok && caseFold {
 		for name, mb := range n.Methods { // defect: case-insensitive lookup
 			if strings.EqualFold(name, t.MethodName) {
@@ -377,6 +384,9 @@ func (dc *deviceClient) sendTelemetry(ctx context.Context, a agentproto.Telemetr
 	}
 	for _, k := range sortedKeys(a.Properties) {
 		bag = append(bag, iothub.Property{Name: k, Value: a.Properties[k]})
+	}
+	if a.Component != "" {
+		bag = append(bag, iothub.Property{Name: iothub.PropComponent, Value: a.Component}) // PnP component telemetry
 	}
 	if n1, n2 := caseDuplicate(bag); n1 != "" {
 		// The reference firmware's policy (the docs recommend unique names

@@ -40,6 +40,7 @@ type conn struct {
 	remote    string
 	facts     *TLSFacts
 	netConn   net.Conn
+	username  iothub.Username
 	auth      string
 	sasExpiry time.Time
 	clean     bool
@@ -463,6 +464,7 @@ func (h *Hub) authenticate(c *conn, pk packets.Packet) (packets.Code, string, st
 	if err != nil {
 		return packets.ErrMalformedUsername, "Username: " + err.Error(), "CONN-006"
 	}
+	c.username = u
 	if !strings.EqualFold(u.Host, h.cfg.Host) {
 		return packets.ErrBadUsernameOrPassword, fmt.Sprintf("Username host %q is not this hub (%q)", u.Host, h.cfg.Host), "CONN-006"
 	}
@@ -690,6 +692,7 @@ func (k *hooks) OnSessionEstablish(cl *mqtt.Client, pk packets.Packet) {
 	// h.mu, so an old connection's OnDisconnect cannot overwrite it.
 	h.reg.setConnection(c.identity, true, time.Now())
 	h.mu.Unlock()
+	h.noteModelID(c.identity, c.username.ModelID) // PNP-001 (pnp.go)
 	if old != nil && old != c {
 		old.mu.Lock()
 		old.takenOver = true

@@ -136,6 +136,8 @@ type Hub struct {
 
 	conns sync.Map // *mqtt.Client → *conn, read by every hook without h.mu
 
+	modelIDs sync.Map // ClientID → PnP model ID of the latest accepted connection (pnp.go)
+
 	mu       sync.Mutex
 	active   map[string]*conn // live connection per ClientID (CONN-016)
 	sessions map[string]*session

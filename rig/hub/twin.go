@@ -167,6 +167,9 @@ type Twin struct {
 	Tags            twin.Section   `json:"tags"`
 	Properties      TwinProperties `json:"properties"`
 	ConnectionState string         `json:"connectionState,omitempty"`
+	// ModelID is the Plug and Play model the identity announced on its
+	// latest connection (PNP-001), as IoT Hub shows it in the twin.
+	ModelID string `json:"modelId,omitempty"`
 }
 
 // TwinProperties holds the two property sections, each with $version and
@@ -193,7 +196,7 @@ func (h *Hub) GetTwin(id iothub.Identity) (Twin, error) {
 	defer h.mu.Unlock()
 	t := h.twinOf(id)
 	return Twin{DeviceID: id.DeviceID, ModuleID: id.ModuleID, Etag: t.Etag, Version: t.Version, Status: dev.Status,
-		ConnectionState: dev.ConnectionState, Tags: twin.Clone(t.Tags),
+		ConnectionState: dev.ConnectionState, Tags: twin.Clone(t.Tags), ModelID: h.ModelID(id),
 		Properties: TwinProperties{
 			Desired:  sectionView(t.Desired, t.DesiredVersion, t.DesiredUpdated),
 			Reported: sectionView(t.Reported, t.ReportedVersion, t.ReportedUpdated),
