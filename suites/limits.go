@@ -99,7 +99,13 @@ var _ = Describe("quotas and throttling", func() {
 	Conformance("reconnects while the hub throttles connections stay negligible against the connection share", []string{"LIMITS-003", "RECON-001"}, func(ctx SpecContext) {
 		s := NewSession(ctx, fixtures.SessionOptions{})
 		share := s.Env.Hub.Quota().DeviceShare()
-		limit := allowed(share.ConnectsPerSecond)
+		// "Negligible against the throttle": a quarter of the device's
+		// share at most. A device that backs off (RECON-001) or waits the
+		// throttled minimum (RECON-003) makes one or two attempts in the
+		// second; one that retries at a fixed short pace lands near the
+		// whole share, where a limit of the share itself would make the
+		// verdict a coin toss between 10 and 11 attempts.
+		limit := allowed(share.ConnectsPerSecond / 4)
 		m := s.Mark()
 		// One second of CONNACK 3 (throttling): the reconnect attempts in
 		// that second are the evidence (RECON-001 spaces them by backoff,
@@ -113,8 +119,8 @@ var _ = Describe("quotas and throttling", func() {
 		u := s.Env.Hub.Usage(s.ID, m.Trace)
 		quotaFact("peak connection attempts while throttled", float64(u.PeakAttemptsPerSecond), share.ConnectsPerSecond, "CONNECT/s")
 		Expect(u.ConnectAttempts).NotTo(BeZero(), "precondition: the device tries to reconnect after the drop\n%s", traceText(s.Trace(m)))
-		Expect(u.PeakAttemptsPerSecond).To(BeNumerically("<=", limit), "LIMITS-003: the device's reconnect rate should stay negligible against the new-connection throttle (%s: max(100/s, 12/s per unit), 002 L13417, L13442-13446), a share of %.3g/s; it sent %d CONNECTs in one second (RECON-001: exponential backoff)\n%s",
-			profileText(), share.ConnectsPerSecond, u.PeakAttemptsPerSecond, traceText(s.Trace(m)))
+		Expect(u.PeakAttemptsPerSecond).To(BeNumerically("<=", limit), "LIMITS-003: the device's reconnect rate should stay negligible against the new-connection throttle (%s: max(100/s, 12/s per unit), 002 L13417, L13442-13446): at most %d a second, a quarter of its share of %.3g/s; it sent %d CONNECTs in one second (RECON-001: exponential backoff)\n%s",
+			profileText(), limit, share.ConnectsPerSecond, u.PeakAttemptsPerSecond, traceText(s.Trace(m)))
 	})
 
 	Conformance("method responses stay small against the method budget", []string{"LIMITS-004"}, func(ctx SpecContext) {
