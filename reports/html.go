@@ -133,6 +133,7 @@ var htmlFuncs = template.FuncMap{
 	"secs":   func(d time.Duration) string { return fmt.Sprintf("%.3f s", d.Seconds()) },
 	"join":   strings.Join,
 	"first":  firstLine,
+	"claim":  Claim,
 	"time": func(t time.Time) string {
 		if t.IsZero() {
 			return "–"
@@ -292,7 +293,7 @@ const htmlSource = `<!DOCTYPE html>
 <thead><tr><th>ID</th><th>Severity</th><th>Title</th><th>Status</th><th>Specs</th></tr></thead>
 <tbody>
 {{range .Reqs}}<tr id="req-{{.ID}}"><td><code>{{.ID}}</code></td><td>{{.Severity}}</td><td>{{.Title}}</td><td class="st st-{{.Status}}">{{.Status}}</td>
-<td>{{range .Specs}}<div><span class="st st-{{.Status}}">{{.Status}}</span> {{if eq .Status "failed"}}<a href="#{{$.AnchorFor .Name}}">{{.Name}}</a> — {{first .Failure}}{{else if eq .Status "precondition-unmet"}}{{.Name}} — {{first .Failure}}{{else}}{{.Name}}{{end}}</div>{{end}}</td></tr>
+<td>{{range .Specs}}<div><span class="st st-{{.Status}}">{{.Status}}</span> {{if eq .Status "failed"}}<a href="#{{$.AnchorFor .Name}}">{{.Name}}</a> — {{claim .Failure}}{{else if eq .Status "precondition-unmet"}}{{.Name}} — {{first .Failure}}{{else}}{{.Name}}{{end}}</div>{{end}}</td></tr>
 {{end}}
 </tbody>
 </table>

@@ -67,6 +67,11 @@ func seconds(d interface{ Seconds() float64 }) string { return fmt.Sprintf("%.3f
 
 func writeJUnit(buf *bytes.Buffer, r *Report) error {
 	top := junitSuites{Name: "hilrun", Time: seconds(r.Run.Wall)}
+	if r.Filtered() {
+		// A CI test tab shows the suite name: a selection must not pass
+		// for the whole suite (issue 16).
+		top.Name = "hilrun (filtered: " + r.Selection() + ")"
+	}
 	props := []junitProperty{
 		{"run.id", r.Run.ID},
 		{"hilrun.version", r.Run.Version},
@@ -77,6 +82,10 @@ func writeJUnit(buf *bytes.Buffer, r *Report) error {
 		{"strict", fmt.Sprint(r.Run.Strict)},
 	}
 	props = append(props, junitProperty{"outcome", string(r.Outcome())})
+	if r.Filtered() {
+		props = append(props, junitProperty{"filtered", r.Selection()},
+			junitProperty{"requirements.not-run", fmt.Sprint(r.Summary.Requirements[NotRun])})
+	}
 	if r.Run.Interrupted {
 		props = append(props, junitProperty{"interrupted", r.Run.InterruptReason})
 	}
@@ -87,9 +96,14 @@ func writeJUnit(buf *bytes.Buffer, r *Report) error {
 	// of its own with an <error> (the suite could not complete; not a
 	// failure), so that a CI test tab never shows such a run as green or
 	// as a firmware failure.
-	if reason, rig := r.runRigFault(); rig || r.Run.Interrupted {
+	// A run that judged no spec is an <error> too: zero tests would read
+	// as a clean run.
+	noSpecs := r.Outcome() == OutcomeNoSpecs
+	if reason, rig := r.runRigFault(); rig || r.Run.Interrupted || noSpecs {
 		c := junitCase{Name: "hilrun run", Classname: "hilrun.run", Time: seconds(r.Run.Wall)}
-		if rig {
+		if noSpecs && !rig && !r.Run.Interrupted {
+			c.Error = &junitFailure{Message: r.NoSpecsReason(), Type: "no-specs", Body: r.NoSpecsReason()}
+		} else if rig {
 			c.Error = &junitFailure{Message: "rig fault: " + firstLine(orNone(reason)), Type: "rig-fault", Body: orNone(reason)}
 		} else {
 			c.Error = &junitFailure{Message: "interrupted: " + firstLine(orNone(r.Run.InterruptReason)), Type: "interrupted", Body: orNone(r.Run.InterruptReason)}
@@ -143,7 +157,7 @@ func junitCaseOf(sp SpecResult, classname string) junitCase {
 	}
 	switch sp.Status {
 	case SpecFailed:
-		c.Failure = &junitFailure{Message: firstLine(sp.Failure), Type: "failure", Body: failureBody(sp)}
+		c.Failure = &junitFailure{Message: Claim(sp.Failure), Type: "failure", Body: failureBody(sp)}
 	case SpecNotApplicable:
 		c.Skipped = &junitSkipped{Message: "not applicable: the board lacks a capability this spec needs"}
 	case SpecSkipped:

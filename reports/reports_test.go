@@ -114,8 +114,12 @@ func TestVerdict(t *testing.T) {
 		{"MUST failed", []RequirementResult{req("A-001", Must, Pass), req("A-002", Must, Fail)}, false, false, "A-002 (MUST) failed: s-A-002: boom"},
 		{"SHOULD failed", []RequirementResult{req("A-003", Should, Fail)}, false, false, "A-003 (SHOULD) failed"},
 		{"interrupted", []RequirementResult{req("A-001", Must, Pass)}, true, false, "run interrupted: board hung"},
+		{"no spec judged", nil, false, false, "no spec ran"},
 	} {
 		r := &Report{Requirements: tc.reqs}
+		if tc.name != "no spec judged" {
+			r.Specs = []SpecResult{{Name: "judged", Status: SpecPassed}}
+		}
 		r.Run.Interrupted = tc.interrupted
 		r.Run.InterruptReason = "board hung"
 		ok, why := r.Verdict()
@@ -298,7 +302,7 @@ func TestHTML(t *testing.T) {
 func TestMarkdown(t *testing.T) {
 	dir, _ := writeSample(t)
 	s := read(t, dir, MarkdownFile)
-	for _, want := range []string{"## hilrun conformance: ❌ **FAIL**", "| CONN | 0 / 2 / 2 | 0 | 2 | 0 | 0 | 1 |", "**CONN-007** (MUST)", "wall time 1m23s", "TEL-999"} {
+	for _, want := range []string{"## hilrun conformance: ❌ **FAIL**", "| CONN | 0 / 2 / 2 | 0 | 2 | 0 | 0 | 0 | 1 |", "**CONN-007** (MUST)", "wall time 1m23s", "TEL-999"} {
 		if !strings.Contains(s, want) {
 			t.Errorf("summary.md lacks %q:\n%s", want, s)
 		}

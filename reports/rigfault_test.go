@@ -155,7 +155,7 @@ func TestRigFaultWriters(t *testing.T) {
 	}
 
 	md := read(t, dir, MarkdownFile)
-	for _, want := range []string{"⚠️ **RIG FAULT**", "**Rig fault ended the run:**", "1 rig fault (not judged)", "| TEL | 0 / 0 / 2 | 0 | 0 | 1 | 0 | 1 |",
+	for _, want := range []string{"⚠️ **RIG FAULT**", "**Rig fault ended the run:**", "1 rig fault (not judged)", "| TEL | 0 / 0 / 2 | 0 | 0 | 1 | 0 | 0 | 1 |",
 		"### Rig faults and interruptions", "rig-fault **topic**", "rig fault outside any spec at 18:00:01.000: seq-gap"} {
 		if !strings.Contains(md, want) {
 			t.Errorf("summary.md lacks %q:\n%s", want, md)

@@ -63,12 +63,13 @@ func Run(ctx context.Context, o RunOptions) (*reports.Report, error) {
 		return nil, fmt.Errorf("report directory: %w", err)
 	}
 	meta := reports.RunMeta{ID: time.Now().UTC().Format("20060102T150405Z"), Started: time.Now(), Version: o.Version,
-		Command: o.Command, Strict: o.Env.Strict, LabelFilter: o.LabelFilter, Defects: o.Env.Defects, HubVersion: hub.Version}
+		Command: o.Command, Strict: o.Env.Strict, LabelFilter: o.LabelFilter, Focus: o.Focus, Defects: o.Env.Defects, HubVersion: hub.Version}
 	meta.Host, _ = os.Hostname()
 	cat := catalog.MustLoad()
 	var refs []reports.RequirementRef
 	for _, r := range cat.All() {
-		refs = append(refs, reports.RequirementRef{ID: r.ID, Title: r.Title, Area: r.Area, Severity: string(r.Severity)})
+		refs = append(refs, reports.RequirementRef{ID: r.ID, Title: r.Title, Area: r.Area, Severity: string(r.Severity),
+			Text: r.Summary, Refs: r.Refs, Capability: r.Capability})
 	}
 	var binfo reports.BoardInfo
 	finish := func(interrupt string) (*reports.Report, error) {
@@ -80,6 +81,7 @@ func Run(ctx context.Context, o RunOptions) (*reports.Report, error) {
 		resultsMu.Lock()
 		specs := append([]reports.SpecResult(nil), results...)
 		resultsMu.Unlock()
+		meta.NotSelected = notSelectedIDs()
 		rep := reports.BuildWithFaults(meta, binfo, refs, specs, rigFaultEvents())
 		if err := reports.Write(o.OutDir, rep); err != nil {
 			return rep, fmt.Errorf("write report: %w", err)
@@ -108,6 +110,7 @@ func Run(ctx context.Context, o RunOptions) (*reports.Report, error) {
 	setEnv(e)
 	defer setEnv(nil)
 	rigSetup(o.LabelFilter, o.Focus)
+	selectionReset()
 	defer noteInterrupt(ctx)()
 	e.StartWatchdog(func(line string) { fmt.Fprintln(progress, line) })
 
@@ -208,6 +211,7 @@ var _ = ReportAfterEach(func(r SpecReport) {
 	}
 	current = nil
 	if !keep {
+		noteFilteredOut(r)
 		return
 	}
 	resultsMu.Lock()
@@ -219,7 +223,7 @@ var _ = ReportAfterEach(func(r SpecReport) {
 	mark := map[reports.SpecStatus]string{reports.SpecPassed: "PASS", reports.SpecFailed: "FAIL",
 		reports.SpecNotApplicable: "N/A ", reports.SpecSkipped: "SKIP", reports.SpecRigFault: "RIG ",
 		reports.SpecInterrupted: "INT ", reports.SpecPreconditionUnmet: "PRE "}[res.Status]
-	fmt.Fprintf(progress, "%s  %-70s %6.2fs\n", mark, res.Name, res.Duration.Seconds())
+	fmt.Fprintf(progress, "%s %s  %-70s %6.2fs\n", progressPrefix(res.Area), mark, res.Name, res.Duration.Seconds())
 	msg := ""
 	switch res.Status {
 	case reports.SpecFailed, reports.SpecInterrupted:
@@ -230,10 +234,7 @@ var _ = ReportAfterEach(func(r SpecReport) {
 		msg = "precondition unmet: " + res.Failure
 	}
 	if msg != "" {
-		if i := strings.IndexByte(msg, '\n'); i > 0 {
-			msg = msg[:i]
-		}
-		fmt.Fprintf(progress, "      %s\n", msg)
+		fmt.Fprintf(progress, "      %s\n", reports.Claim(msg))
 	}
 })
 
