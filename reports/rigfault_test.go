@@ -162,7 +162,7 @@ func TestRigFaultWriters(t *testing.T) {
 		}
 	}
 	page := read(t, dir, HTMLFile)
-	for _, want := range []string{`<span class="verdict rig">RIG FAULT</span>`, `id="rig-faults"`, `<span class="st st-rig-fault">rig-fault</span> topic`,
+	for _, want := range []string{`class="verdict rig">RIG FAULT</span>`, `id="rig-faults"`, `<span class="st st-rig-fault">rig-fault</span> topic`,
 		`class="st st-rig-fault">rig-fault</td>`, "Outside any spec", `<dt>Rig fault</dt>`} {
 		if !strings.Contains(page, want) {
 			t.Errorf("report.html lacks %q", want)
