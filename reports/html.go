@@ -114,6 +114,9 @@ function apply(){
  });
  document.body.setAttribute('data-filter', (o?'failures':'all')+(a?':'+a:''));
 }
+var h=decodeURIComponent(location.hash.slice(1));
+if(h.indexOf('failures')===0){only.checked=true;}
+var m=/area=([A-Z0-9]+)/.exec(h); if(m){area.value=m[1];}
 only.addEventListener('change',apply); area.addEventListener('change',apply);
 window.addEventListener('beforeprint',function(){document.querySelectorAll('details').forEach(function(d){d.open=true;});});
 apply();

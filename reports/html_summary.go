@@ -66,7 +66,7 @@ func AreaChartSVG(r *Report) template.HTML {
 		maxTotal = max(maxTotal, t)
 	}
 	legendY := float64(len(areas))*rowH + 14
-	h := legendY + 2*rowH
+	h := legendY + 3*rowH
 	var b strings.Builder
 	fmt.Fprintf(&b, `<svg id="chart" class="chart" role="img" aria-label="Requirements by area and status" viewBox="0 0 %.0f %.0f" width="%.0f" height="%.0f">`,
 		labelW+barW+countW, h, labelW+barW+countW, h)
@@ -89,16 +89,13 @@ func AreaChartSVG(r *Report) template.HTML {
 	}
 	x := 0.0
 	for i, st := range chartStatuses {
-		if i == 4 {
+		if i%3 == 0 {
 			x = 0
 		}
-		y := legendY
-		if i >= 4 {
-			y += rowH
-		}
+		y := legendY + float64(i/3)*rowH
 		fmt.Fprintf(&b, `<rect x="%.0f" y="%.0f" width="10" height="10" fill="%s"/><text x="%.0f" y="%.0f" font-size="11">%s</text>`,
 			x, y, chartColors[st], x+14, y+9, statusLabels[st])
-		x += 165
+		x += 215
 	}
 	b.WriteString(`</svg>`)
 	return template.HTML(b.String())
