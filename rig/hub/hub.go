@@ -192,6 +192,7 @@ func start(cfg Config, ht httpTimeouts) (*Hub, error) {
 		saveCh:    make(chan struct{}, 1),
 	}
 	h.trace = newTrace(cfg.MaxTraceEntries, h.notify)
+	h.trace.observe = h.logRefusal // every refusal logged with reason and rule (refusallog.go)
 	h.telem = newTelemetryStore(cfg.MaxStoredTelemetry)
 	h.reg.onRevoke = h.revoke
 	h.tlsMin.Store(tls.VersionTLS12)

@@ -184,6 +184,7 @@ type Trace struct {
 	dropped uint64
 	seq     uint64
 	notify  func()
+	observe func(Entry) // refusal logging (refusallog.go); nil: none
 }
 
 func newTrace(limit int, notify func()) *Trace {
@@ -223,6 +224,9 @@ func (t *Trace) add(e Entry) {
 	}
 	t.entries.push(e)
 	t.mu.Unlock()
+	if t.observe != nil {
+		t.observe(e)
+	}
 	if t.notify != nil {
 		t.notify()
 	}
