@@ -767,7 +767,7 @@ func (e *WaitError) Error() string {
 	var b strings.Builder
 	// In the protocol's words (agent events, not the rig's cursors):
 	// what was expected, until when, and what came instead.
-	fmt.Fprintf(&b, "expected from the board: event %s; not seen by the deadline %s; %d events seen while waiting",
+	fmt.Fprintf(&b, "expected from the board: %s; not seen by the deadline %s; %d events seen while waiting",
 		e.Want, e.Deadline.Format("15:04:05.000"), len(e.Seen))
 	const show = 20
 	seen := e.Seen
