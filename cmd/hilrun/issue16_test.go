@@ -178,3 +178,29 @@ func TestConsoleViewRender(t *testing.T) {
 		}
 	}
 }
+
+// selftest prints where it wrote and a short verdict; the table goes to
+// selftest.md, not the terminal.
+func TestSelftestVerdictIsShort(t *testing.T) {
+	res := selftestResult{OK: false, Specs: 115, CleanPassed: true, Wall: 12}
+	for i := 0; i < 120; i++ {
+		res.Defects = append(res.Defects, defectOutcome{Defect: "d" + string(rune('a'+i%26)), Requirement: "TWIN-010", Caught: i != 7, CaughtBy: []string{"spec"}})
+	}
+	res.Unfailable = []string{"spec x"}
+	v := selftestVerdict(res, "/out/st")
+	if n := strings.Count(v, "\n"); n > 6 {
+		t.Errorf("verdict is %d lines:\n%s", n, v)
+	}
+	for _, w := range []string{"selftest: FAIL", "defects caught: 119 of 120", "defects not caught: dh", "specs no defect makes fail: spec x", "/out/st/selftest.md"} {
+		if !strings.Contains(v, w) {
+			t.Errorf("verdict lacks %q:\n%s", w, v)
+		}
+	}
+	if strings.Contains(v, "| defect |") {
+		t.Error("the table is printed")
+	}
+	res.Subset, res.Unfailable = true, nil
+	if v := selftestVerdict(res, "/out/st"); strings.Contains(v, "every spec can fail;") || strings.Contains(v, "; every spec can fail (") {
+		t.Errorf("a subset run claims every spec can fail:\n%s", v)
+	}
+}
