@@ -4,6 +4,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"runtime/debug"
 	"strings"
 	"testing"
 
@@ -202,5 +203,20 @@ func TestSelftestVerdictIsShort(t *testing.T) {
 	res.Subset, res.Unfailable = true, nil
 	if v := selftestVerdict(res, "/out/st"); strings.Contains(v, "every spec can fail;") || strings.Contains(v, "; every spec can fail (") {
 		t.Errorf("a subset run claims every spec can fail:\n%s", v)
+	}
+}
+
+func TestBuildVersion(t *testing.T) {
+	for _, tc := range []struct {
+		bi   *debug.BuildInfo
+		want string
+	}{
+		{&debug.BuildInfo{Main: debug.Module{Version: "v1.2.3"}}, "v1.2.3"},
+		{&debug.BuildInfo{Main: debug.Module{Version: "(devel)"}, Settings: []debug.BuildSetting{{Key: "vcs.revision", Value: "0123456789abcdef"}, {Key: "vcs.modified", Value: "true"}}}, "git-0123456789ab+dirty"},
+		{&debug.BuildInfo{Main: debug.Module{Version: "(devel)"}}, ""},
+	} {
+		if got := buildVersion(tc.bi, true); got != tc.want {
+			t.Errorf("buildVersion = %q, want %q", got, tc.want)
+		}
 	}
 }
