@@ -114,6 +114,9 @@ func TestTokenCommandDrivesTheStandaloneHub(t *testing.T) {
 	if !strings.Contains(log, "broke a documented rule") || !strings.Contains(log, "requirement=TEL-") || !strings.Contains(log, `reason="PUBLISH to`) {
 		t.Errorf("refusal not logged with reason and requirement:\n%s", log)
 	}
+	if strings.Contains(log, `msg=""`) {
+		t.Errorf("a log line without a message:\n%s", log)
+	}
 
 	svc := token()
 	if svc.Kind != "service" || !strings.Contains(svc.Authorization, "&skn=iothubowner") {

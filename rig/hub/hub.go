@@ -232,7 +232,7 @@ func start(cfg Config, ht httpTimeouts) (*Hub, error) {
 	caps.MaximumSessionExpiryInterval = uint32((48 * time.Hour).Seconds()) // C2D retention (Appendix A)
 	caps.WildcardSubAvailable = 1
 	caps.Compatibilities.ObscureNotAuthorized = false
-	h.srv = mqtt.New(&mqtt.Options{Capabilities: caps, Logger: log.With("component", "mochi")})
+	h.srv = mqtt.New(&mqtt.Options{Capabilities: caps, Logger: mochiLogger(log)})
 	if err := h.srv.AddHook(&hooks{h: h}, nil); err != nil {
 		return nil, err
 	}

@@ -1,6 +1,12 @@
 package hub
 
-import "strconv"
+import (
+	"context"
+	"log/slog"
+	"strconv"
+
+	"github.com/mochi-mqtt/server/v2/packets"
+)
 
 // logRefusal logs every refusal the hub makes — a rule the device broke
 // (the connection is closed), a CONNECT refused, a tolerated deviation, a
@@ -49,3 +55,40 @@ func (h *Hub) logRefusal(e Entry) {
 	}
 	h.log.Warn(msg, attrs...)
 }
+
+// mochiLogger is the broker library's logger: its records with an empty
+// message (a connection it ended, e.g. "packet rejected" after a hub
+// refusal that logRefusal has already explained) are dropped when they
+// only repeat a refusal, and otherwise get a message saying what they are.
+func mochiLogger(log *slog.Logger) *slog.Logger {
+	return slog.New(mochiHandler{log.Handler()}).With("component", "mochi")
+}
+
+type mochiHandler struct{ next slog.Handler }
+
+func (m mochiHandler) Enabled(ctx context.Context, l slog.Level) bool { return m.next.Enabled(ctx, l) }
+
+func (m mochiHandler) Handle(ctx context.Context, r slog.Record) error {
+	if r.Message != "" {
+		return m.next.Handle(ctx, r)
+	}
+	var errText string
+	r.Attrs(func(a slog.Attr) bool {
+		if a.Key == "error" {
+			errText = a.Value.String()
+		}
+		return true
+	})
+	if errText == packets.ErrRejectPacket.Error() {
+		return nil // the refusal that caused it is logged with its reason and rule
+	}
+	nr := slog.NewRecord(r.Time, r.Level, "mqtt broker: connection ended", r.PC)
+	r.Attrs(func(a slog.Attr) bool { nr.AddAttrs(a); return true })
+	return m.next.Handle(ctx, nr)
+}
+
+func (m mochiHandler) WithAttrs(as []slog.Attr) slog.Handler {
+	return mochiHandler{m.next.WithAttrs(as)}
+}
+
+func (m mochiHandler) WithGroup(name string) slog.Handler { return mochiHandler{m.next.WithGroup(name)} }
