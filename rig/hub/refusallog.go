@@ -91,4 +91,6 @@ func (m mochiHandler) WithAttrs(as []slog.Attr) slog.Handler {
 	return mochiHandler{m.next.WithAttrs(as)}
 }
 
-func (m mochiHandler) WithGroup(name string) slog.Handler { return mochiHandler{m.next.WithGroup(name)} }
+func (m mochiHandler) WithGroup(name string) slog.Handler {
+	return mochiHandler{m.next.WithGroup(name)}
+}
