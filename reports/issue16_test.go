@@ -219,3 +219,33 @@ func TestIssue16FailureDocument(t *testing.T) {
 		t.Errorf("junit failure message is not the whole claim:\n%s", ju)
 	}
 }
+
+// JUnit names carry the requirement IDs once, though the suite's spec
+// names end in "[ID,ID]".
+func TestJUnitCaseNameIDsOnce(t *testing.T) {
+	for _, tc := range []struct {
+		sp   SpecResult
+		want string
+	}{
+		{SpecResult{Name: "twin resync [TWIN-010]", Requirements: []string{"TWIN-010"}}, "[TWIN-010] twin resync"},
+		{SpecResult{Name: "backoff [TWIN-005,RECON-003]", Requirements: []string{"TWIN-005", "RECON-003"}}, "[TWIN-005 RECON-003] backoff"},
+		{SpecResult{Name: "plain", Requirements: []string{"CONN-001"}}, "[CONN-001] plain"},
+		{SpecResult{Name: "no ids"}, "no ids"},
+	} {
+		if got := caseName(tc.sp); got != tc.want {
+			t.Errorf("caseName(%q) = %q, want %q", tc.sp.Name, got, tc.want)
+		}
+	}
+}
+
+// A board that judged no spec never makes a merged report pass.
+func TestMergeNoSpecsBoardIsNotAPass(t *testing.T) {
+	rs := issue16Reports()
+	m, err := Merge([]MergeInput{{Path: "a/report.json", Report: rs["pass"]}, {Path: "b/report.json", Report: rs["no-specs"]}}, MergeOptions{Version: "test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.Summary.Verdict == BoardPass || m.Boards[1].Verdict == BoardPass {
+		t.Errorf("merged verdict %s, board b %s: a no-spec board passed", m.Summary.Verdict, m.Boards[1].Verdict)
+	}
+}

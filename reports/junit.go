@@ -213,11 +213,14 @@ func (s *junitSuite) add(c junitCase) {
 	s.Tests++
 }
 
+// caseName is "[ID ID] spec text", the requirement IDs once: the suite's
+// spec names end in "[ID,ID]" already, which is dropped here.
 func caseName(sp SpecResult) string {
 	if len(sp.Requirements) == 0 {
 		return sp.Name
 	}
-	return "[" + strings.Join(sp.Requirements, " ") + "] " + sp.Name
+	name := strings.TrimSuffix(sp.Name, " ["+strings.Join(sp.Requirements, ",")+"]")
+	return "[" + strings.Join(sp.Requirements, " ") + "] " + name
 }
 
 func fileOf(loc string) string {
