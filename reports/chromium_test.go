@@ -58,9 +58,9 @@ func TestHTMLInChromium(t *testing.T) {
 		})
 	}
 	t.Run("failures-only filter", func(t *testing.T) {
-		dom := chromium(t, bin, "file://"+filepath.Join(dirs["fail"], HTMLFile)+"#failures", "--dump-dom")
+		dom := chromium(t, bin, "file://"+filepath.Join(dirs["fail"], HTMLFile)+"#show=failures", "--dump-dom")
 		if !strings.Contains(dom, `data-filter="failures"`) {
-			t.Fatal("the filter script did not take #failures")
+			t.Fatal("the filter script did not take #show=failures")
 		}
 		if !regexp.MustCompile(`<tr id="req-CONN-001"[^>]*hidden`).MatchString(dom) {
 			t.Error("a passed requirement row is still shown with failures only")

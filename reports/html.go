@@ -115,7 +115,7 @@ function apply(){
  document.body.setAttribute('data-filter', (o?'failures':'all')+(a?':'+a:''));
 }
 var h=decodeURIComponent(location.hash.slice(1));
-if(h.indexOf('failures')===0){only.checked=true;}
+if(/(^|&)show=failures/.test(h)){only.checked=true;}
 var m=/area=([A-Z0-9]+)/.exec(h); if(m){area.value=m[1];}
 only.addEventListener('change',apply); area.addEventListener('change',apply);
 window.addEventListener('beforeprint',function(){document.querySelectorAll('details').forEach(function(d){d.open=true;});});
@@ -213,6 +213,7 @@ var htmlFuncs = template.FuncMap{
 	"statusLabel":   func(s Status) string { return statusLabels[s] },
 	"chartStatuses": func() []Status { return chartStatuses },
 	"nz":            func(m map[Status]int, s Status) int { return m[s] },
+	"specTitle":     specTitle,
 }
 
 var htmlTmpl = template.Must(template.New("report").Funcs(htmlFuncs).Parse(htmlSource))
@@ -259,6 +260,54 @@ const htmlSource = `<!DOCTYPE html>
  · <label>area <select id="area-filter"><option value="">all areas</option>{{range .Areas}}{{if .Reqs}}<option value="{{.Code}}">{{.Code}}</option>{{end}}{{end}}</select></label>
 </div>
 
+<section id="failures">
+<h2>Failures</h2>
+{{if not .FailView}}<p class="note" id="no-failures">No spec failed{{if ne .Outcome "pass"}} (see the verdict above: {{.Outcome.Label}}){{end}}.</p>{{end}}
+{{range .FailView}}{{$s := .Spec}}{{$f := .}}
+<div class="failure" id="{{.Anchor}}" data-area="{{$s.Area}}" data-status="failed">
+<h3>{{range $i, $id := $s.Requirements}}{{if $i}}, {{end}}<a class="id" href="#req-{{$id}}">{{$id}}</a>{{end}} — {{specTitle $s}}</h3>
+{{range .Reqs}}<div class="req">
+<p class="req-text"><b class="id">{{.ID}}</b> <span class="note">{{.Severity}}</span> <b>{{.Title}}</b>{{with .Text}} — {{.}}{{end}}</p>
+{{with refs .Refs}}<p class="note">Documentation: {{range $i, $d := .}}{{if $i}}; {{end}}{{if $d.URL}}<a class="docref" href="{{$d.URL}}">{{$d.Title}}</a> {{$d.Lines}}{{else}}{{$d.Ref}}{{end}}{{end}}</p>{{end}}
+</div>{{end}}
+<p class="expect"><b>Expected:</b> {{.Claim}}</p>
+<p class="note">Spec ran {{secs $s.Duration}}{{with $s.Location}} · assertion at <code>{{.}}</code>{{end}}. Times below are seconds since the spec started.</p>
+{{template "timing" $s}}
+{{if $s.Wire}}
+<h4>Wire sequence</h4>
+{{template "wire" $s.Wire}}
+<table class="seq"><tbody><tr class="missing"><td class="t">{{offset $s.Duration}}</td><td colspan="3">✗ {{if .Missing}}missing: the expected packet did not arrive{{else}}the expectation failed here{{end}} — {{.Claim}}</td></tr></tbody></table>
+{{end}}
+{{if $s.Console}}
+<h4>Console of this spec</h4>
+<pre>{{range $s.Console}}{{offset .Offset}} {{with .Stream}}{{.}} {{end}}{{fold .Text}}
+{{end}}</pre>
+{{end}}
+{{with .Evidence}}<details><summary>The assertion's own evidence (its times count from the start of its wait)</summary><pre>{{fold .}}</pre></details>{{end}}
+</div>
+{{end}}
+</section>
+
+{{if or .NotJudge .Loose}}
+<h2 id="rig-faults">Rig faults and interruptions</h2>
+<p class="note">Not verdicts on the firmware: the rig failed (frames lost or corrupted on the line, an event sequence gap, a board that stopped responding) or the run was cut. What a spec's assertions said meanwhile is kept below but not judged.</p>
+{{range .NotJudge}}<div class="rigfault">
+<h3><span class="st st-{{.Status}}">{{.Status}}</span> {{.Name}}</h3>
+<p>Requirements: {{range $i, $id := .Requirements}}{{if $i}}, {{end}}<a href="#req-{{$id}}">{{$id}}</a>{{end}} · duration {{secs .Duration}}</p>
+{{with .RigFault}}<pre>{{.}}</pre>{{end}}
+{{with .Failure}}<details><summary>what the spec saw meanwhile (not a verdict)</summary><pre>{{.}}</pre></details>{{end}}
+{{if .Console}}<details><summary>Console ({{len .Console}} lines)</summary><pre>{{range .Console}}{{offset .Offset}} {{with .Stream}}{{.}} {{end}}{{.Text}}
+{{end}}</pre></details>{{end}}
+</div>
+{{end}}{{if .Loose}}<p>Outside any spec:</p><ul>{{range .Loose}}<li>{{time .At}} {{.Kind}}: {{.Message}}</li>{{end}}</ul>{{end}}
+{{end}}
+
+{{with .R.PreconditionsUnmet}}
+<h2 id="preconditions">Preconditions not met</h2>
+<p class="note">Not verdicts on the firmware: the board could not set up something these specs need but their requirements do not (it answered <code>unsupported</code>). Neither passed nor failed.</p>
+<ul>{{range .}}<li><span class="st st-precondition-unmet">precondition-unmet</span> {{.Name}} ({{range $i, $id := .Requirements}}{{if $i}}, {{end}}<a href="#req-{{$id}}">{{$id}}</a>{{end}}) — {{.Failure}}</li>{{end}}</ul>
+{{end}}
+
 <h2>Run</h2>
 <dl class="meta">
 <dt>Run ID</dt><dd><code>{{.R.Run.ID}}</code></dd>
@@ -279,7 +328,7 @@ const htmlSource = `<!DOCTYPE html>
 <h2>Board</h2>
 <dl class="meta">
 <dt>Profile</dt><dd>{{.R.Board.Profile}}{{with .R.Board.Port}} on <code>{{.}}</code>{{end}}</dd>
-<dt>Firmware</dt><dd>{{with .R.Board.Firmware.Name}}{{.}} {{$.R.Board.Firmware.Version}}{{with $.R.Board.Firmware.Build}} (build <code>{{ver .}}</code>){{end}}{{else}}<span class="note">not identified</span>{{end}}</dd>
+<dt>Firmware</dt><dd>{{with .R.Board.Firmware.Name}}{{.}} {{$.R.Board.Firmware.Version}}{{with $.R.Board.Firmware.Build}}{{if ne . "(devel)"}} (build <code>{{.}}</code>){{else}} (development build){{end}}{{end}}{{else}}<span class="note">not identified</span>{{end}}</dd>
 <dt>Device client</dt><dd>{{with .R.Board.Firmware.Client}}{{.}} {{$.R.Board.Firmware.ClientVersion}}{{else}}<span class="note">not identified</span>{{end}}</dd>
 <dt>Board</dt><dd>{{with .R.Board.Firmware.Board}}{{.}}{{else}}<span class="note">not identified</span>{{end}}</dd>
 <dt>Capabilities</dt><dd>{{with .R.Board.Firmware.Caps}}{{join . ", "}}{{else}}<span class="note">none declared</span>{{end}}</dd>
@@ -309,53 +358,7 @@ const htmlSource = `<!DOCTYPE html>
 <p>Specs: {{scount .R.Summary.Specs "passed"}} passed, {{scount .R.Summary.Specs "failed"}} failed, {{scount .R.Summary.Specs "rig-fault"}} rig fault, {{scount .R.Summary.Specs "interrupted"}} interrupted, {{scount .R.Summary.Specs "not-run"}} not run, {{scount .R.Summary.Specs "precondition-unmet"}} precondition unmet, {{scount .R.Summary.Specs "skipped"}} skipped, {{scount .R.Summary.Specs "not-applicable"}} not applicable.</p>
 {{with .R.Summary.Unmapped}}<p class="st st-fail">Specs naming requirement IDs the catalog does not know:</p><ul>{{range .}}<li><code>{{.}}</code></li>{{end}}</ul>{{end}}
 
-{{if or .NotJudge .Loose}}
-<h2 id="rig-faults">Rig faults and interruptions</h2>
-<p class="note">Not verdicts on the firmware: the rig failed (frames lost or corrupted on the line, an event sequence gap, a board that stopped responding) or the run was cut. What a spec's assertions said meanwhile is kept below but not judged.</p>
-{{range .NotJudge}}<div class="rigfault">
-<h3><span class="st st-{{.Status}}">{{.Status}}</span> {{.Name}}</h3>
-<p>Requirements: {{range $i, $id := .Requirements}}{{if $i}}, {{end}}<a href="#req-{{$id}}">{{$id}}</a>{{end}} · duration {{secs .Duration}}</p>
-{{with .RigFault}}<pre>{{.}}</pre>{{end}}
-{{with .Failure}}<details><summary>what the spec saw meanwhile (not a verdict)</summary><pre>{{.}}</pre></details>{{end}}
-{{if .Console}}<details><summary>Console ({{len .Console}} lines)</summary><pre>{{range .Console}}{{offset .Offset}} {{with .Stream}}{{.}} {{end}}{{.Text}}
-{{end}}</pre></details>{{end}}
-</div>
-{{end}}{{if .Loose}}<p>Outside any spec:</p><ul>{{range .Loose}}<li>{{time .At}} {{.Kind}}: {{.Message}}</li>{{end}}</ul>{{end}}
-{{end}}
 
-{{with .R.PreconditionsUnmet}}
-<h2 id="preconditions">Preconditions not met</h2>
-<p class="note">Not verdicts on the firmware: the board could not set up something these specs need but their requirements do not (it answered <code>unsupported</code>). Neither passed nor failed.</p>
-<ul>{{range .}}<li><span class="st st-precondition-unmet">precondition-unmet</span> {{.Name}} ({{range $i, $id := .Requirements}}{{if $i}}, {{end}}<a href="#req-{{$id}}">{{$id}}</a>{{end}}) — {{.Failure}}</li>{{end}}</ul>
-{{end}}
-
-<section id="failures">
-<h2>Failures</h2>
-{{if not .FailView}}<p class="note" id="no-failures">No spec failed{{if ne .Outcome "pass"}} (see the verdict above: {{.Outcome.Label}}){{end}}.</p>{{end}}
-{{range .FailView}}{{$s := .Spec}}{{$f := .}}
-<div class="failure" id="{{.Anchor}}" data-area="{{$s.Area}}" data-status="failed">
-<h3>{{range $i, $id := $s.Requirements}}{{if $i}}, {{end}}<a class="id" href="#req-{{$id}}">{{$id}}</a>{{end}} — {{$s.Name}}</h3>
-{{range .Reqs}}<div class="req">
-<p class="req-text"><b class="id">{{.ID}}</b> <span class="note">{{.Severity}}</span> <b>{{.Title}}</b>{{with .Text}} — {{.}}{{end}}</p>
-{{with refs .Refs}}<p class="note">Documentation: {{range $i, $d := .}}{{if $i}}; {{end}}{{if $d.URL}}<a class="docref" href="{{$d.URL}}">{{$d.Title}}</a> {{$d.Lines}}{{else}}{{$d.Ref}}{{end}}{{end}}</p>{{end}}
-</div>{{end}}
-<p class="expect"><b>Expected:</b> {{.Claim}}</p>
-<p class="note">Spec ran {{secs $s.Duration}}{{with $s.Location}} · assertion at <code>{{.}}</code>{{end}}. Times below are seconds since the spec started.</p>
-{{template "timing" $s}}
-{{if $s.Wire}}
-<h4>Wire sequence</h4>
-{{template "wire" $s.Wire}}
-<table class="seq"><tbody><tr class="missing"><td class="t">{{offset $s.Duration}}</td><td colspan="3">✗ {{if .Missing}}missing: the expected packet did not arrive{{else}}the expectation failed here{{end}} — {{.Claim}}</td></tr></tbody></table>
-{{end}}
-{{if $s.Console}}
-<h4>Console of this spec</h4>
-<pre>{{range $s.Console}}{{offset .Offset}} {{with .Stream}}{{.}} {{end}}{{fold .Text}}
-{{end}}</pre>
-{{end}}
-{{with .Evidence}}<details><summary>The assertion's own evidence (its times count from the start of its wait)</summary><pre>{{fold .}}</pre></details>{{end}}
-</div>
-{{end}}
-</section>
 
 {{if .Timing}}
 <h2 id="timing">Reconnection and backoff</h2>

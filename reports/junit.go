@@ -219,8 +219,13 @@ func caseName(sp SpecResult) string {
 	if len(sp.Requirements) == 0 {
 		return sp.Name
 	}
-	name := strings.TrimSuffix(sp.Name, " ["+strings.Join(sp.Requirements, ",")+"]")
-	return "[" + strings.Join(sp.Requirements, " ") + "] " + name
+	return "[" + strings.Join(sp.Requirements, " ") + "] " + specTitle(sp)
+}
+
+// specTitle is the spec's text without the "[ID,ID]" suffix the suite's
+// spec names carry (where the IDs are shown separately).
+func specTitle(sp SpecResult) string {
+	return strings.TrimSuffix(sp.Name, " ["+strings.Join(sp.Requirements, ",")+"]")
 }
 
 func fileOf(loc string) string {
