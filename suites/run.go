@@ -223,7 +223,9 @@ var _ = ReportAfterEach(func(r SpecReport) {
 	mark := map[reports.SpecStatus]string{reports.SpecPassed: "PASS", reports.SpecFailed: "FAIL",
 		reports.SpecNotApplicable: "N/A ", reports.SpecSkipped: "SKIP", reports.SpecRigFault: "RIG ",
 		reports.SpecInterrupted: "INT ", reports.SpecPreconditionUnmet: "PRE "}[res.Status]
-	fmt.Fprintf(progress, "%s %s  %-70s %6.2fs\n", progressPrefix(res.Area), mark, res.Name, res.Duration.Seconds())
+	// The outcome mark stays first (tools and the pool's tests match
+	// "PASS " at the start of a line), then the [n/N] counter.
+	fmt.Fprintf(progress, "%s %s  %-70s %6.2fs\n", mark, progressPrefix(res.Area), res.Name, res.Duration.Seconds())
 	msg := ""
 	switch res.Status {
 	case reports.SpecFailed, reports.SpecInterrupted:

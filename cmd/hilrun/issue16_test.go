@@ -67,7 +67,7 @@ func TestIssue16FilteredRunProgressAndConsoleMarkers(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("exit %d:\n%s", code, out)
 	}
-	for _, re := range []string{`(?m)^── TWIN: Device twin$`, `(?m)^\[1/3\] PASS `, `(?m)^\[3/3\] PASS `,
+	for _, re := range []string{`(?m)^── TWIN: Device twin$`, `(?m)^PASS \[1/3\] `, `(?m)^PASS \[3/3\] `,
 		`verdict: PASS \(filtered: label filter TWIN-010\)`, `filtered run \(label filter TWIN-010\): 3 specs selected; \d+ requirements not run`} {
 		if !regexp.MustCompile(re).MatchString(out) {
 			t.Errorf("output lacks %s:\n%s", re, out)
