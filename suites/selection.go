@@ -21,14 +21,13 @@ var sel struct {
 	mu          sync.Mutex
 	total       int                 // specs that will run (Ginkgo's pre-run count)
 	done        int                 // specs finished so far
-	area        string              // area of the last progress line
 	notSelected map[string]struct{} // requirement IDs of specs the filter left out
 }
 
 func selectionReset() {
 	sel.mu.Lock()
 	defer sel.mu.Unlock()
-	sel.total, sel.done, sel.area, sel.notSelected = 0, 0, "", map[string]struct{}{}
+	sel.total, sel.done, sel.notSelected = 0, 0, map[string]struct{}{}
 }
 
 // notSelectedIDs returns the requirement IDs of the filtered-out specs, sorted.
@@ -61,25 +60,19 @@ func noteFilteredOut(r SpecReport) {
 	}
 }
 
-// progressPrefix counts a finished spec and returns its "[n/N]" prefix,
-// printing an area header first when the area changed.
+// progressPrefix counts a finished spec and returns its "[n/N] AREA"
+// column. Ginkgo runs the specs in its own order (top-level containers
+// shuffled by the seed), in which the areas interleave; the area column
+// groups each line by its area, and the summary then counts by area.
 func progressPrefix(area string) string {
 	sel.mu.Lock()
 	defer sel.mu.Unlock()
 	sel.done++
-	if area != sel.area {
-		sel.area = area
-		name := catalog.MustLoad().AreaName(area)
-		if name == "" {
-			name = area
-		}
-		fmt.Fprintf(progress, "── %s: %s\n", area, name)
-	}
 	if sel.total <= 0 {
-		return fmt.Sprintf("[%d]", sel.done)
+		return fmt.Sprintf("[%d] %-6s", sel.done, area)
 	}
 	w := len(fmt.Sprint(sel.total))
-	return fmt.Sprintf("[%*d/%d]", w, sel.done, sel.total)
+	return fmt.Sprintf("[%*d/%d] %-6s", w, sel.done, sel.total, area)
 }
 
 var _ = ReportBeforeSuite(func(r Report) {
