@@ -50,7 +50,9 @@ type htmlView struct {
 	Facts    []FactGroup
 	FailView []failureView
 	Shown    map[Status]int // requirement counts over the shown areas
-	anchors  map[string]string
+	// NoneJudged: the rig ended the run before the first spec.
+	NoneJudged bool
+	anchors    map[string]string
 }
 
 func newHTMLView(r *Report) *htmlView {
@@ -65,6 +67,8 @@ func newHTMLView(r *Report) *htmlView {
 	}
 	v.Facts = r.FactGroups()
 	v.Shown = r.ShownCounts()
+	_, rig := r.runRigFault()
+	v.NoneJudged = rig && len(r.Specs) == 0
 	sums := map[string]AreaSummary{}
 	for _, a := range r.Summary.Areas {
 		sums[a.Area] = a
@@ -249,11 +253,11 @@ const htmlSource = `<!DOCTYPE html>
 <dt>Firmware</dt><dd>{{with .R.Board.Firmware.Name}}{{.}} {{$.R.Board.Firmware.Version}}{{with $.R.Board.Firmware.Build}}{{if ne . "(devel)"}} (build <code>{{.}}</code>){{end}}{{end}}{{else}}<span class="note">not identified (the board never answered the rig's hello)</span>{{end}}</dd>
 <dt>Device SDK</dt><dd>{{with .R.Board.Firmware.Client}}{{.}} {{$.R.Board.Firmware.ClientVersion}}{{else}}<span class="note">not identified</span>{{end}}</dd>
 <dt>Date</dt><dd>{{time .R.Run.Started}} · {{wall .R.Run.Wall}}</dd>
-<dt>Requirements</dt><dd class="counts">{{range $st := chartStatuses}}{{with nz $.Shown $st}}<span class="st st-{{$st}}">{{.}} {{statusLabel $st}}</span> · {{end}}{{end}}</dd>
+<dt>Requirements</dt><dd class="counts">{{if .NoneJudged}}<span class="note">none judged: the run ended before the first spec</span>{{else}}{{range $st := chartStatuses}}{{with nz $.Shown $st}}<span class="st st-{{$st}}">{{.}} {{statusLabel $st}}</span> · {{end}}{{end}}{{end}}</dd>
 <dt>Specs</dt><dd>{{scount .R.Summary.Specs "passed"}} passed, {{scount .R.Summary.Specs "failed"}} failed, {{scount .R.Summary.Specs "rig-fault"}} rig fault, {{scount .R.Summary.Specs "not-applicable"}} not applicable, {{scount .R.Summary.Specs "precondition-unmet"}} precondition unmet, {{scount .R.Summary.Specs "not-run"}} not run</dd>
 </dl>
-{{if .Areas}}{{chart .R}}{{end}}
-{{if .Why}}<ul>{{range .Why}}<li>{{claim .}}</li>{{end}}</ul>{{end}}
+{{if and .Areas (not .NoneJudged)}}{{chart .R}}{{end}}
+{{if and .Why (not .NoneJudged) (ne .Outcome "no-specs")}}<ul>{{range .Why}}<li>{{claim .}}</li>{{end}}</ul>{{end}}
 </section>
 <div id="filter" class="noprint" hidden>
 <label><input type="checkbox" id="failures-only"> failures only</label>

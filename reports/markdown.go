@@ -32,13 +32,15 @@ func writeMarkdown(buf *bytes.Buffer, r *Report) error {
 	}
 	c := r.Summary.Requirements
 	sc := r.Summary.Specs
-	fmt.Fprintf(buf, "Requirements: %d pass, %d fail, %d rig fault (not judged), %d precondition unmet (not judged), %d not applicable, %d not run (filtered out), %d not covered. Specs: %d passed, %d failed, %d rig fault, %d interrupted, %d not run, %d precondition unmet, %d skipped, %d not applicable.\n\n",
-		c[Pass], c[Fail], c[RigFaultStatus], c[PreconditionUnmet], c[NotApplicable], c[NotRun], c[NotCovered],
-		sc[SpecPassed], sc[SpecFailed], sc[SpecRigFault], sc[SpecInterrupted], sc[SpecNotRun], sc[SpecPreconditionUnmet], sc[SpecSkipped], sc[SpecNotApplicable])
-
 	if _, rig := r.runRigFault(); rig && len(r.Specs) == 0 {
 		buf.WriteString("No requirement was judged: the run ended before the first spec.\n\n")
 	} else {
+		fmt.Fprintf(buf, "Requirements: %d pass, %d fail, %d rig fault (not judged), %d precondition unmet (not judged), %d not applicable, %d not run (filtered out), %d not covered. Specs: %d passed, %d failed, %d rig fault, %d interrupted, %d not run, %d precondition unmet, %d skipped, %d not applicable.\n\n",
+			c[Pass], c[Fail], c[RigFaultStatus], c[PreconditionUnmet], c[NotApplicable], c[NotRun], c[NotCovered],
+			sc[SpecPassed], sc[SpecFailed], sc[SpecRigFault], sc[SpecInterrupted], sc[SpecNotRun], sc[SpecPreconditionUnmet], sc[SpecSkipped], sc[SpecNotApplicable])
+	}
+
+	if _, rig := r.runRigFault(); !rig || len(r.Specs) > 0 {
 		buf.WriteString("| Area | MUST passed / covered / total | pass | fail | rig fault | n/a | not run | not covered |\n")
 		buf.WriteString("|---|---:|---:|---:|---:|---:|---:|---:|\n")
 		for _, a := range r.Summary.Areas {

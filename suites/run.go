@@ -72,6 +72,12 @@ func Run(ctx context.Context, o RunOptions) (*reports.Report, error) {
 			Text: r.Summary, Refs: r.Refs, Capability: r.Capability})
 	}
 	var binfo reports.BoardInfo
+	if b := o.Env.Board; b != nil {
+		// Known before the board answers: a board that never comes up is
+		// still named in the report (its profile and port).
+		info := b.Info()
+		binfo.Profile, binfo.Port = info.Profile, info.Port
+	}
 	finish := func(interrupt string) (*reports.Report, error) {
 		meta.Finished = time.Now()
 		meta.Wall = meta.Finished.Sub(meta.Started)

@@ -184,8 +184,11 @@ func printSummary(cmd *cobra.Command, rep *reports.Report, dir string) {
 	fmt.Fprintf(w, "\n%d specs: %d passed, %d failed, %d rig fault, %d interrupted, %d not run, %d precondition unmet, %d not applicable, %d skipped — %.1fs wall\n",
 		len(rep.Specs), s.Specs[reports.SpecPassed], s.Specs[reports.SpecFailed], s.Specs[reports.SpecRigFault], s.Specs[reports.SpecInterrupted],
 		s.Specs[reports.SpecNotRun], s.Specs[reports.SpecPreconditionUnmet], s.Specs[reports.SpecNotApplicable], s.Specs[reports.SpecSkipped], rep.Run.Wall.Seconds())
-	fmt.Fprintf(w, "requirements: %d pass, %d fail, %d rig fault (not judged), %d precondition unmet (not judged), %d not applicable, %d not run (filtered out), %d not covered\n",
-		s.Requirements[reports.Pass], s.Requirements[reports.Fail], s.Requirements[reports.RigFaultStatus], s.Requirements[reports.PreconditionUnmet], s.Requirements[reports.NotApplicable], s.Requirements[reports.NotRun], s.Requirements[reports.NotCovered])
+	if rep.Run.RigFault != "" && len(rep.Specs) == 0 {
+		fmt.Fprintln(w, "requirements: none judged (the run ended before the first spec)")
+	} else {
+		printRequirementCounts(w, s)
+	}
 	for _, a := range s.Areas {
 		if a.MustCovered == 0 && a.MustFailed == 0 {
 			continue
