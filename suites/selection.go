@@ -2,6 +2,7 @@ package suites
 
 import (
 	"fmt"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -108,3 +109,36 @@ var _ = ReportAfterEach(func(r SpecReport) {
 		e.Console.Notef("%s", specMarker("end", r))
 	}
 })
+
+var leadingID = regexp.MustCompile(`^[A-Z0-9]+-\d{3}\b`)
+
+// withRequirement makes a failure message from a helper's error (a wait
+// that ran into its deadline, a hub call that failed) start the way every
+// assertion message does: with the spec's requirement IDs and the
+// documentation line of the first (the catalog's first reference), e.g.
+// "TWIN-010 (002 L12094): expected on the wire: …". A message that already
+// starts with a requirement ID is kept as it is.
+func withRequirement(msg string, labels []string) string {
+	if leadingID.MatchString(msg) {
+		return msg
+	}
+	cat := catalog.MustLoad()
+	var ids []string
+	ref := ""
+	for _, l := range labels {
+		if r, ok := cat.Get(l); ok {
+			ids = append(ids, l)
+			if ref == "" && len(r.Refs) > 0 {
+				ref, _, _ = strings.Cut(r.Refs[0], ",")
+			}
+		}
+	}
+	if len(ids) == 0 {
+		return msg
+	}
+	head := strings.Join(ids, ", ")
+	if ref != "" {
+		head += " (" + strings.TrimSpace(ref) + ")"
+	}
+	return head + ": " + msg
+}
