@@ -249,3 +249,28 @@ func TestMergeNoSpecsBoardIsNotAPass(t *testing.T) {
 		t.Errorf("merged verdict %s, board b %s: a no-spec board passed", m.Summary.Verdict, m.Boards[1].Verdict)
 	}
 }
+
+func TestFoldPEM(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{"a -----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE----- b", "a [certificate, 58 bytes, folded] b"},
+		{`{"pem":"-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"}`, `{"pem":"[certificate, 60 bytes, folded]\n"}`},
+		{"two -----BEGIN A-----x-----END A----- and -----BEGIN B-----y-----END B-----", "two [a, 33 bytes, folded] and [b, 33 bytes, folded]"},
+		{"unterminated -----BEGIN CERTIFICATE-----\nMIIB", "unterminated -----BEGIN CERTIFICATE-----\nMIIB"},
+		{"plain", "plain"},
+	} {
+		if got := FoldPEM(tc.in); got != tc.want {
+			t.Errorf("FoldPEM(%q) = %q, want %q", tc.in, got, tc.want)
+		}
+	}
+}
+
+func FuzzFoldPEM(f *testing.F) {
+	f.Add("-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----")
+	f.Add("-----BEGIN -----END -----")
+	f.Fuzz(func(t *testing.T, s string) {
+		out := FoldPEM(s)
+		if len(out) > len(s)+64*strings.Count(s, "-----BEGIN ") {
+			t.Fatalf("FoldPEM grew %d → %d bytes", len(s), len(out))
+		}
+	})
+}

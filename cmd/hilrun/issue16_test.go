@@ -220,3 +220,38 @@ func TestBuildVersion(t *testing.T) {
 		}
 	}
 }
+
+func TestUnknownLabels(t *testing.T) {
+	for _, tc := range []struct {
+		filter string
+		want   []string
+	}{
+		{"TWIN", nil},
+		{"twin-010 || CONN", nil},
+		{"(TWIN && !TWIN-018) || METH-001", nil},
+		{"TWIN-999", []string{"TWIN-999"}},
+		{"TWIN && (FOO || CONN-001), BAR", []string{"FOO", "BAR"}},
+		{"/TWIN-0[0-9]+/ && !QUUX", []string{"QUUX"}},
+		{"Feature: consistsOf {a}", nil},
+		{"FOO || FOO", []string{"FOO"}},
+	} {
+		got := unknownLabels(tc.filter)
+		if strings.Join(got, ",") != strings.Join(tc.want, ",") {
+			t.Errorf("unknownLabels(%q) = %q, want %q", tc.filter, got, tc.want)
+		}
+	}
+}
+
+// FuzzConsoleViewRender: the console view parses lines the board sent.
+func FuzzConsoleViewRender(f *testing.F) {
+	f.Add(`   +0.5s in  frame   {"t":"evt","ev":"conn","data":{"state":"connected"},"seq":3}`)
+	f.Add("   +0.1s in  text    -----BEGIN CERTIFICATE-----x-----END CERTIFICATE-----")
+	f.Add("garbage")
+	f.Fuzz(func(t *testing.T, line string) {
+		v := &consoleView{}
+		if s, ok := v.render(line); ok && strings.Contains(s, `"t":"res"`) && !strings.Contains(line, `"t":"res"`) {
+			t.Fatalf("render invented a response: %q", s)
+		}
+		_ = shorten(line)
+	})
+}
