@@ -57,6 +57,16 @@ func TestHTMLInChromium(t *testing.T) {
 			}
 		})
 	}
+	t.Run("print to PDF", func(t *testing.T) {
+		// The print style sheet: the filter controls are not printed and
+		// every section is (a customer's PDF of the failing report).
+		pdf := filepath.Join(t.TempDir(), "fail.pdf")
+		chromium(t, bin, "file://"+filepath.Join(dirs["fail"], HTMLFile), "--print-to-pdf="+pdf, "--no-pdf-header-footer")
+		b, err := os.ReadFile(pdf)
+		if err != nil || len(b) < 10000 || !strings.HasPrefix(string(b), "%PDF-") {
+			t.Fatalf("PDF %s: %d bytes, %v", pdf, len(b), err)
+		}
+	})
 	t.Run("failures-only filter", func(t *testing.T) {
 		dom := chromium(t, bin, "file://"+filepath.Join(dirs["fail"], HTMLFile)+"#show=failures", "--dump-dom")
 		if !strings.Contains(dom, `data-filter="failures"`) {
