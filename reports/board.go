@@ -46,7 +46,7 @@ func BoardLine(r *Report) string {
 // Markdown reports (an Azure board's report does not list AWS as a gap);
 // report.json keeps every row.
 func (r *Report) OutsideCloud(area string) bool {
-	if slices.Contains(r.Board.Firmware.Caps, CapAWS) {
+	if r.Run.Cloud == "aws" || slices.Contains(r.Board.Firmware.Caps, CapAWS) {
 		return false
 	}
 	n := 0

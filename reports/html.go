@@ -185,6 +185,7 @@ var htmlFuncs = template.FuncMap{
 	"wall":   fmtWall,
 	"secs":   func(d time.Duration) string { return fmt.Sprintf("%.3f s", d.Seconds()) },
 	"join":   strings.Join,
+	"cloud":  CloudName,
 	"first":  firstLine,
 	"claim":  Claim,
 	"time": func(t time.Time) string {
@@ -251,6 +252,7 @@ const htmlSource = `<!DOCTYPE html>
 <dt>Verdict</dt><dd>{{.Outcome.Label}}{{if .R.Filtered}} (filtered){{end}}</dd>
 <dt>Board</dt><dd>{{with .R.Board.Firmware.Board}}{{.}}{{else}}<span class="note">not identified</span>{{end}}{{with .R.Board.Profile}} · profile {{.}}{{end}}{{with .R.Board.Port}} on <code>{{.}}</code>{{end}}</dd>
 <dt>Firmware</dt><dd>{{with .R.Board.Firmware.Name}}{{.}} {{$.R.Board.Firmware.Version}}{{with $.R.Board.Firmware.Build}}{{if ne . "(devel)"}} (build <code>{{.}}</code>){{end}}{{end}}{{else}}<span class="note">not identified (the board never answered the rig's hello)</span>{{end}}</dd>
+{{if .R.Run.Cloud}}<dt>Judged against</dt><dd>{{cloud .R.Run.Cloud}}</dd>{{end}}
 <dt>Device SDK</dt><dd>{{with .R.Board.Firmware.Client}}{{.}} {{$.R.Board.Firmware.ClientVersion}}{{else}}<span class="note">not identified</span>{{end}}</dd>
 <dt>Date</dt><dd>{{time .R.Run.Started}} · {{wall .R.Run.Wall}}</dd>
 <dt>Requirements</dt><dd class="counts">{{if .NoneJudged}}<span class="note">none judged: the run ended before the first spec</span>{{else}}{{range $st := chartStatuses}}{{with nz $.Shown $st}}<span class="st st-{{$st}}">{{.}} {{statusLabel $st}}</span> · {{end}}{{end}}{{end}}</dd>
@@ -320,6 +322,7 @@ const htmlSource = `<!DOCTYPE html>
 <dt>Wall time</dt><dd>{{wall .R.Run.Wall}}</dd>
 <dt>hilrun</dt><dd>{{ver .R.Run.Version}}</dd>
 <dt>Reference hub</dt><dd>{{.R.Run.HubVersion}}</dd>
+{{if .R.Run.Cloud}}<dt>Judged against</dt><dd>{{cloud .R.Run.Cloud}}</dd>{{end}}
 <dt>Host</dt><dd>{{.R.Run.Host}}</dd>
 <dt>Command</dt><dd><code>{{command .R.Run.Command}}</code></dd>
 <dt>Strict timing</dt><dd>{{.R.Run.Strict}}</dd>

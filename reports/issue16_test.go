@@ -274,3 +274,23 @@ func FuzzFoldPEM(f *testing.F) {
 		}
 	})
 }
+
+// An AWS run's own scope (label AWS) is not a filtered run; a user filter
+// inside it is.
+func TestAWSScopeIsNotAFilter(t *testing.T) {
+	for _, tc := range []struct {
+		filter, cloud string
+		filtered      bool
+		selection     string
+	}{
+		{"AWS", "aws", false, ""},
+		{"(AWS-003) && AWS", "aws", true, "label filter AWS-003"},
+		{"AWS", "azure", true, "label filter AWS"},
+		{"", "", false, ""},
+	} {
+		r := &Report{Run: RunMeta{LabelFilter: tc.filter, Cloud: tc.cloud}}
+		if r.Filtered() != tc.filtered || r.Selection() != tc.selection {
+			t.Errorf("%q on %q: filtered %v selection %q", tc.filter, tc.cloud, r.Filtered(), r.Selection())
+		}
+	}
+}

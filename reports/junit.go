@@ -81,6 +81,9 @@ func writeJUnit(buf *bytes.Buffer, r *Report) error {
 		{"client", strings.TrimSpace(r.Board.Firmware.Client + " " + r.Board.Firmware.ClientVersion)},
 		{"strict", fmt.Sprint(r.Run.Strict)},
 	}
+	if r.Run.Cloud != "" {
+		props = append(props, junitProperty{"cloud", r.Run.Cloud})
+	}
 	props = append(props, junitProperty{"outcome", string(r.Outcome())})
 	if r.Filtered() {
 		props = append(props, junitProperty{"filtered", r.Selection()},

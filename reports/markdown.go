@@ -17,6 +17,9 @@ func writeMarkdown(buf *bytes.Buffer, r *Report) error {
 	}
 	fmt.Fprintf(buf, "## hilrun conformance: %s\n\n", verdict)
 	fmt.Fprintf(buf, "%s · wall time %s · run `%s`\n\n", md(BoardLine(r)), fmtWall(r.Run.Wall), mdCode(r.Run.ID))
+	if name := CloudName(r.Run.Cloud); name != "" {
+		fmt.Fprintf(buf, "Judged against: %s\n\n", md(name))
+	}
 	if r.Filtered() {
 		fmt.Fprintf(buf, "> **Filtered run** (%s): %d specs selected; %d requirements not run (filtered out). Not a whole-suite verdict.\n\n",
 			md(r.Selection()), len(r.Specs), r.Summary.Requirements[NotRun])

@@ -196,6 +196,9 @@ type RunMeta struct {
 	NotSelected []string `json:"notSelected,omitempty"`
 	Defects     []string `json:"defects,omitempty"` // defect switches active on the virtual board
 	HubVersion  string   `json:"hubVersion"`
+	// Cloud is the cloud the run was judged against: "azure" (the
+	// reference IoT Hub) or "aws" (the reference AWS IoT endpoint).
+	Cloud string `json:"cloud,omitempty"`
 	// Interrupted: a signal (Ctrl-C, SIGTERM) or the suite timeout ended
 	// the run early.
 	Interrupted     bool   `json:"interrupted"`
@@ -295,6 +298,7 @@ const (
 	FactRoot       = "root"       // a server root or chain the board accepted or refused
 	FactClock      = "clock"      // a clock scenario and the behaviour the board showed
 	FactTrustStore = "truststore" // what the board's trust store holds
+	FactQuota      = "quota"      // a metered rate or volume against the device's share (LIMITS-*)
 
 	// FactEntryPrefix prefixes the Ginkgo report entry carrying a Fact.
 	FactEntryPrefix = "fact:"
@@ -378,7 +382,7 @@ type Report struct {
 }
 
 // FactKinds is the order of the "TLS and clock" section.
-var FactKinds = []string{FactTLS, FactRoot, FactTrustStore, FactClock}
+var FactKinds = []string{FactTLS, FactRoot, FactTrustStore, FactClock, FactQuota}
 
 // Build assembles a report. cat fixes the requirement rows and their order;
 // specs are kept in the order given. Wall is taken from Finished−Started when
@@ -530,15 +534,31 @@ func (r *Report) NoSpecsReason() string {
 	return fmt.Sprintf("no spec was judged: %s selected %d specs, none passed or failed (not applicable, skipped or not run)", sel, len(r.Specs))
 }
 
-// Filtered reports whether the run ran a selection of the suite.
-func (r *Report) Filtered() bool { return r.Run.LabelFilter != "" || len(r.Run.Focus) > 0 }
+// Filtered reports whether the run ran a selection of the suite (the
+// AWS cloud's own scope, label AWS, is the whole suite of that cloud).
+func (r *Report) Filtered() bool { return r.userFilter() != "" || len(r.Run.Focus) > 0 }
+
+// userFilter is the label filter the user gave: run.labelFilter without
+// the scope an AWS run adds to it ("AWS", or "(FILTER) && AWS").
+func (r *Report) userFilter() string {
+	f := r.Run.LabelFilter
+	if r.Run.Cloud == "aws" {
+		if f == "AWS" {
+			return ""
+		}
+		if inner, ok := strings.CutSuffix(f, ") && AWS"); ok && strings.HasPrefix(inner, "(") {
+			return inner[1:]
+		}
+	}
+	return f
+}
 
 // Selection describes the run's filter, e.g. "label filter TWIN && !TWIN-018";
 // empty for a whole-suite run.
 func (r *Report) Selection() string {
 	var parts []string
-	if r.Run.LabelFilter != "" {
-		parts = append(parts, "label filter "+r.Run.LabelFilter)
+	if f := r.userFilter(); f != "" {
+		parts = append(parts, "label filter "+f)
 	}
 	if len(r.Run.Focus) > 0 {
 		parts = append(parts, "focus "+strings.Join(r.Run.Focus, ", "))
@@ -863,6 +883,7 @@ var factTitles = map[string]string{
 	FactRoot:       "Server roots and chains",
 	FactTrustStore: "Trust store",
 	FactClock:      "Clock behaviour",
+	FactQuota:      "Quotas: rates against the device's share",
 }
 
 // FactGroups splits TLSClock by kind, in section order.

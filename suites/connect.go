@@ -144,7 +144,8 @@ var _ = Describe("connect", func() {
 		// RECON-006): the moment a client could overlap two sessions.
 		// Judged on the wire: the board need not report connected (a
 		// client that mishandles the short token is RECON-006's matter).
-		s := NewSession(ctx, fixtures.SessionOptions{TokenTTL: 2 * time.Second, NoOpen: true}, agentproto.CapSAS)
+		// 3 s: se is whole seconds (see the RECON-007 outage spec).
+		s := NewSession(ctx, fixtures.SessionOptions{TokenTTL: 3 * time.Second, NoOpen: true}, agentproto.CapSAS)
 		must(0, s.Call(ctx, agentproto.OpOpen, nil, nil))
 		must(s.WaitTrace(ctx, s.Start(), "a second CONNACK 0 (reconnect for token renewal)", func(e hub.Entry) bool {
 			return len(acceptedConns(s.Trace(s.Start()))) >= 2

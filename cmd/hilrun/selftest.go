@@ -116,6 +116,9 @@ func runSelftest(cmd *cobra.Command, o selftestOptions) error {
 		}
 	}
 	fmt.Fprintf(w, "selftest: clean run: %d specs, passed=%v (%.1fs)\n", len(clean.Specs), res.CleanPassed, clean.Run.Wall.Seconds())
+	if err := selftestCleanAWS(ctx, exe, o.out, w, clean, &res); err != nil { // cloud.go
+		return err
+	}
 
 	defects := sim.Defects
 	if len(o.defects) > 0 {
@@ -141,7 +144,7 @@ func runSelftest(cmd *cobra.Command, o selftestOptions) error {
 			defer func() { <-sem }()
 			t0 := time.Now()
 			out := defectOutcome{Defect: d.Name, Requirement: d.Requirement, CaughtBy: []string{}}
-			rep, err := selfRun(ctx, exe, filepath.Join(o.out, d.Name), []string{d.Name}, d.Requirement)
+			rep, err := selfRun(ctx, exe, filepath.Join(o.out, d.Name), []string{d.Name}, d.Requirement, cloudArgs(d.Requirement)...)
 			out.Seconds = time.Since(t0).Seconds()
 			if err != nil {
 				out.Error = err.Error()
@@ -201,8 +204,8 @@ func runSelftest(cmd *cobra.Command, o selftestOptions) error {
 // selfRun runs `hilrun run` in a child process and loads its report. A
 // failing verdict is expected with defects on; only a missing report is an
 // error.
-func selfRun(ctx context.Context, exe, dir string, defects []string, labelFilter string) (*reports.Report, error) {
-	args := []string{"run", "--out", dir}
+func selfRun(ctx context.Context, exe, dir string, defects []string, labelFilter string, extra ...string) (*reports.Report, error) {
+	args := append([]string{"run", "--out", dir}, extra...)
 	for _, d := range defects {
 		args = append(args, "--defect", d)
 	}

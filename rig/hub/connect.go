@@ -697,10 +697,11 @@ func (k *hooks) OnSessionEstablished(cl *mqtt.Client, pk packets.Packet) {
 		return
 	}
 	c.opened = time.Now()
-	if l := h.cfg.Limits; l.TwinOpsPerSecond > 0 {
+	l := h.limitsFor(c.clientID) // Config.Limits or SetIdentityLimits (LIMITS-001/002)
+	if l.TwinOpsPerSecond > 0 {
 		c.twinLimit = rate.NewLimiter(rate.Limit(l.TwinOpsPerSecond), max(1, l.TwinBurst))
 	}
-	if l := h.cfg.Limits; l.TelemetryPerSecond > 0 {
+	if l.TelemetryPerSecond > 0 {
 		c.telemLimit = rate.NewLimiter(rate.Limit(l.TelemetryPerSecond), max(1, l.TelemetryBurst))
 	}
 	if hc, ok := c.netConn.(*hubConn); ok {

@@ -80,6 +80,14 @@ type Config struct {
 	FaultInjection bool
 	// Limits are per-identity throttles; zero values mean unlimited.
 	Limits Limits
+	// Quota is the tier, units and fleet the hub meters each device
+	// against (metering.go, LIMITS-*); zero: DefaultProfile.
+	Quota Profile
+	// BlobAddr is the storage endpoint's listener (rig/blob: OTA files and
+	// file upload, fileupload.go); default "127.0.0.1:0", "off" disables.
+	BlobAddr string
+	// BlobHost is the storage account's host name; default blob.DefaultHost.
+	BlobHost string
 	// Logger receives operational logs (never secrets). Default: discard.
 	Logger *slog.Logger
 	// Now is the hub's clock for SAS expiry checks. Default time.Now.
@@ -130,6 +138,8 @@ type Hub struct {
 	connSeq  atomic.Uint64
 	ridSeq   atomic.Uint64
 	telem    *telemetryStore
+	files    fileState         // file upload and the storage endpoint (fileupload.go)
+	idLimits map[string]Limits // per-identity throttles (metering.go); guarded by mu
 
 	changedMu sync.Mutex
 	changedCh chan struct{}
@@ -245,8 +255,13 @@ func start(cfg Config, ht httpTimeouts) (*Hub, error) {
 		h.closeListeners()
 		return nil, err
 	}
+	if err := h.startBlob(); err != nil {
+		h.closeListeners()
+		return nil, fmt.Errorf("start the storage endpoint: %w", err)
+	}
 	if err := h.srv.Serve(); err != nil {
 		h.closeListeners()
+		h.closeBlob()
 		return nil, err
 	}
 	h.wg.Add(1)
@@ -281,6 +296,7 @@ func (h *Hub) Close() error {
 		}
 		_ = h.srv.Close()
 		h.closeListeners()
+		h.closeBlob()
 		h.mu.Lock()
 		for _, m := range h.methods {
 			m.finish(methodResult{err: ErrHubClosed})

@@ -84,6 +84,12 @@ func (k *hooks) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.Packet
 			pk.Properties.User = append(pk.Properties.User, packets.UserProperty{Key: retainMarker, Val: "true"})
 		}
 	case packets.Subscribe:
+		if h.takeSubscribeCut(c) {
+			reason := "rig fault: connection reset on SUBSCRIBE, before the SUBACK (CutAtNextSubscribe)"
+			h.fault(c, "", reason)
+			h.closeConn(c, reason, "", true)
+			return pk, packets.ErrRejectPacket
+		}
 		h.mu.Lock()
 		existing := 0
 		var have map[string]byte
