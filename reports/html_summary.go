@@ -145,7 +145,9 @@ func (v *htmlView) failureViews() []failureView {
 	for _, f := range v.Failures {
 		fv := failureView{Anchor: f.Anchor, Spec: f.Spec, Claim: Claim(f.Spec.Failure), Evidence: Evidence(f.Spec.Failure)}
 		low := strings.ToLower(fv.Claim)
-		fv.Missing = strings.Contains(low, "not seen") || strings.Contains(low, "no ") || strings.Contains(low, "never")
+		// Something expected that never came (a wait that ran into its
+		// deadline), as opposed to a packet that came wrong.
+		fv.Missing = strings.Contains(low, "not seen") || strings.Contains(low, "did not arrive") || strings.Contains(low, "deadline")
 		for _, id := range f.Spec.Requirements {
 			if q, ok := byID[id]; ok {
 				fv.Reqs = append(fv.Reqs, q)
