@@ -8,7 +8,7 @@
 //
 //	report.json   the machine-readable report (schema in SCHEMA.md)
 //	junit.xml     JUnit XML for CI test tabs (one testsuite per area)
-//	report.html   a self-contained page for humans (no scripts, no external assets)
+//	report.html   a self-contained qualification document (no external assets; one small inline filter script)
 //	summary.md    Markdown for a GitHub Actions step summary
 //
 // Load reads report.json back and Render regenerates the other three from
