@@ -645,7 +645,7 @@ func (r *Report) RigFaultReason() string {
 func firstFailure(specs []SpecResult) string {
 	for _, s := range specs {
 		if s.Status == SpecFailed {
-			return s.Name + ": " + Claim(s.Failure)
+			return specTitle(s) + ": " + Claim(s.Failure)
 		}
 	}
 	return ""
