@@ -48,7 +48,11 @@ type htmlView struct {
 	Failures []htmlFailure
 	Timing   []htmlTiming
 	Facts    []FactGroup
-	anchors  map[string]string
+	FailView []failureView
+	Shown    map[Status]int // requirement counts over the shown areas
+	// NoneJudged: the rig ended the run before the first spec.
+	NoneJudged bool
+	anchors    map[string]string
 }
 
 func newHTMLView(r *Report) *htmlView {
@@ -62,11 +66,17 @@ func newHTMLView(r *Report) *htmlView {
 		}
 	}
 	v.Facts = r.FactGroups()
+	v.Shown = r.ShownCounts()
+	_, rig := r.runRigFault()
+	v.NoneJudged = rig && len(r.Specs) == 0
 	sums := map[string]AreaSummary{}
 	for _, a := range r.Summary.Areas {
 		sums[a.Area] = a
 	}
 	for _, code := range r.Areas() {
+		if r.OutsideCloud(code) {
+			continue // another cloud's area (AWS on an Azure board)
+		}
 		a := htmlArea{Code: code, Sum: sums[code]}
 		for _, q := range r.Requirements {
 			if q.Area == code {
@@ -88,8 +98,33 @@ func newHTMLView(r *Report) *htmlView {
 			v.Timing = append(v.Timing, htmlTiming{Anchor: fmt.Sprintf("timing-%d", i+1), Failure: failAnchor, Spec: s})
 		}
 	}
+	v.FailView = v.failureViews()
 	return v
 }
+
+// reportScript is the report's only script, inline: the failures-only and
+// area filter. Without it (scripts off, a PDF) the page shows everything.
+const reportScript = `(function(){
+var f=document.getElementById('filter'); if(!f) return; f.hidden=false;
+var only=document.getElementById('failures-only'), area=document.getElementById('area-filter');
+function apply(){
+ var a=area.value, o=only.checked;
+ document.querySelectorAll('[data-area]').forEach(function(el){
+  if(el.closest('#chart')) return;
+  var hide=(a!=='' && el.getAttribute('data-area')!==a);
+  var st=el.getAttribute('data-status');
+  if(o && st!==null && st!=='fail' && st!=='failed') hide=true;
+  el.hidden=hide;
+ });
+ document.body.setAttribute('data-filter', (o?'failures':'all')+(a?':'+a:''));
+}
+var h=decodeURIComponent(location.hash.slice(1));
+if(/(^|&)show=failures/.test(h)){only.checked=true;}
+var m=/area=([A-Z0-9]+)/.exec(h); if(m){area.value=m[1];}
+only.addEventListener('change',apply); area.addEventListener('change',apply);
+window.addEventListener('beforeprint',function(){document.querySelectorAll('details').forEach(function(d){d.open=true;});});
+apply();
+})();`
 
 // reportCSS is the style sheet of report.html, shared by the merged report.
 const reportCSS = `:root { --pass:#1a7f37; --fail:#cf222e; --na:#6e7781; --nc:#9a6700; --line:#d0d7de; --bg2:#f6f8fa; }
@@ -124,6 +159,24 @@ svg.timeline { display: block; max-width: 100%; height: auto; margin: .3em 0; }
 svg.series { display: block; max-width: 100%; height: auto; }
 .series-box { display: flex; flex-wrap: wrap; gap: 1em; align-items: flex-start; margin: .5em 0; }
 table.figures { width: auto; margin: 0; } table.figures td { padding: .15em .5em; }
+.id, td.id, code.id, a.id { white-space: nowrap; }
+.filtered { background: #0969da; } .nospec { background: #6e7781; }
+.exec { border: 1px solid var(--line); border-radius: 6px; padding: .5em 1.2em 1em; background: #fff; }
+.exec .counts { font-size: 1.05em; }
+svg.chart { display: block; max-width: 100%; height: auto; margin: .6em 0; }
+.notice { border-left: 4px solid #0969da; background: #ddf4ff; padding: .4em 1em; margin: .8em 0; }
+.notice.warn { border-color: var(--nc); background: #fff8c5; } .notice.bad { border-color: var(--fail); background: #ffebe9; }
+.req-text { margin: .2em 0 .4em; } .expect { font-size: 1.05em; border-left: 3px solid var(--fail); padding: .2em .8em; background: #ffebe9; }
+tr.wrong td { background: #ffebe9; } tr.missing td { background: #ffebe9; color: var(--fail); font-weight: 600; text-align: center; }
+#filter { margin: .8em 0; padding: .4em .8em; background: var(--bg2); border: 1px solid var(--line); border-radius: 6px; }
+@media print {
+  body { max-width: none; padding: 0; font-size: 11px; }
+  #filter, .noprint { display: none !important; }
+  .failure, .rigfault, .timing, .exec, table.seq tr, svg { break-inside: avoid; }
+  h2 { break-after: avoid; } a { color: inherit; text-decoration: none; }
+  pre { white-space: pre-wrap; }
+  [hidden] { display: revert !important; }
+}
 `
 
 var htmlFuncs = template.FuncMap{
@@ -134,6 +187,7 @@ var htmlFuncs = template.FuncMap{
 	"join":   strings.Join,
 	"cloud":  CloudName,
 	"first":  firstLine,
+	"claim":  Claim,
 	"time": func(t time.Time) string {
 		if t.IsZero() {
 			return "–"
@@ -147,11 +201,24 @@ var htmlFuncs = template.FuncMap{
 	"showqos": func(e WireEntry) bool {
 		return e.Dir != DirEvent && (e.Type == "PUBLISH" || e.QoS > 0)
 	},
-	"timeline":    TimelineSVG,
-	"seriesSVG":   SeriesSVG,
-	"figures":     SeriesFigures,
-	"msv":         fmtMsValue,
-	"hasTimeline": func(w []WireEntry) bool { return ConnectCount(w) > 1 },
+	"timeline":      TimelineSVG,
+	"seriesSVG":     SeriesSVG,
+	"figures":       SeriesFigures,
+	"msv":           fmtMsValue,
+	"hasTimeline":   func(w []WireEntry) bool { return ConnectCount(w) > 1 },
+	"chart":         AreaChartSVG,
+	"boardLine":     BoardLine,
+	"command":       displayCommand,
+	"ver":           displayVersion,
+	"refs":          ResolveRefs,
+	"wrong":         wrongEntry,
+	"fold":          FoldPEM,
+	"script":        func() template.JS { return template.JS(reportScript) },
+	"outside":       func(r *Report, area string) bool { return r.OutsideCloud(area) },
+	"statusLabel":   func(s Status) string { return statusLabels[s] },
+	"chartStatuses": func() []Status { return chartStatuses },
+	"nz":            func(m map[Status]int, s Status) int { return m[s] },
+	"specTitle":     specTitle,
 }
 
 var htmlTmpl = template.Must(template.New("report").Funcs(htmlFuncs).Parse(htmlSource))
@@ -172,62 +239,60 @@ const htmlSource = `<!DOCTYPE html>
 <title>hilrun conformance report {{.R.Run.ID}}</title>
 <style>{{css}}</style>
 </head>
-<body>
-<h1>hilrun conformance report</h1>
-<p>{{if .OK}}<span class="verdict ok">PASS</span>{{else if eq .Outcome "fail"}}<span class="verdict nok">FAIL</span>{{else}}<span class="verdict rig">{{.Outcome.Label}}</span>{{end}}
- {{.R.Board.Firmware.Name}} {{.R.Board.Firmware.Version}} on {{.R.Board.Profile}} — {{count .R.Summary.Requirements "pass"}} requirements passed, {{count .R.Summary.Requirements "fail"}} failed, {{count .R.Summary.Requirements "rig-fault"}} not judged (rig fault), {{count .R.Summary.Requirements "precondition-unmet"}} not judged (precondition unmet), {{count .R.Summary.Requirements "not-applicable"}} not applicable, {{count .R.Summary.Requirements "not-covered"}} not covered.</p>
-{{if .Why}}<ul>{{range .Why}}<li>{{.}}</li>{{end}}</ul>{{end}}
-
-<h2>Run</h2>
+<body data-filter="all">
+<h1>Conformance report: {{with .R.Board.Firmware.Name}}{{.}} {{$.R.Board.Firmware.Version}}{{else}}board not identified{{end}}</h1>
+<section id="summary" class="exec">
+<h2 style="margin-top:.4em">Executive summary</h2>
+<p><span id="verdict" data-outcome="{{.Outcome}}" class="verdict {{if eq .Outcome "pass"}}ok{{else if eq .Outcome "fail"}}nok{{else if eq .Outcome "no-specs"}}nospec{{else}}rig{{end}}">{{.Outcome.Label}}</span>{{if .R.Filtered}} <span id="filtered-badge" class="verdict filtered">FILTERED</span>{{end}}
+ {{boardLine .R}}</p>
+{{if .R.Filtered}}<p class="notice" id="filtered-notice"><b>Filtered run</b> ({{.R.Selection}}): {{len .R.Specs}} specs selected, {{nz .Shown "not-run"}} requirements not run (filtered out). This is not a verdict on the whole suite.</p>{{end}}
+{{if eq .Outcome "no-specs"}}<p class="notice bad" id="nospec-notice"><b>No spec ran.</b> {{.R.NoSpecsReason}}. Nothing was tested: this run is not a pass.</p>{{end}}
+{{if eq .Outcome "rig-fault"}}<p class="notice warn" id="rigfault-notice"><b>Rig fault:</b> {{.R.RigFaultReason}}. Not a verdict on the firmware: the test rig failed{{if not .R.Specs}} before the first spec{{end}}; run again once the rig is fixed.</p>{{end}}
 <dl class="meta">
-<dt>Run ID</dt><dd><code>{{.R.Run.ID}}</code></dd>
-<dt>Started</dt><dd>{{time .R.Run.Started}}</dd>
-<dt>Finished</dt><dd>{{time .R.Run.Finished}}</dd>
-<dt>Wall time</dt><dd>{{wall .R.Run.Wall}}</dd>
-<dt>hilrun</dt><dd>{{.R.Run.Version}}</dd>
-<dt>Reference hub</dt><dd>{{.R.Run.HubVersion}}</dd>
+<dt>Verdict</dt><dd>{{.Outcome.Label}}{{if .R.Filtered}} (filtered){{end}}</dd>
+<dt>Board</dt><dd>{{with .R.Board.Firmware.Board}}{{.}}{{else}}<span class="note">not identified</span>{{end}}{{with .R.Board.Profile}} · profile {{.}}{{end}}{{with .R.Board.Port}} on <code>{{.}}</code>{{end}}</dd>
+<dt>Firmware</dt><dd>{{with .R.Board.Firmware.Name}}{{.}} {{$.R.Board.Firmware.Version}}{{with $.R.Board.Firmware.Build}}{{if ne . "(devel)"}} (build <code>{{.}}</code>){{end}}{{end}}{{else}}<span class="note">not identified (the board never answered the rig's hello)</span>{{end}}</dd>
 {{if .R.Run.Cloud}}<dt>Judged against</dt><dd>{{cloud .R.Run.Cloud}}</dd>{{end}}
-<dt>Host</dt><dd>{{.R.Run.Host}}</dd>
-<dt>Command</dt><dd><code>{{join .R.Run.Command " "}}</code></dd>
-<dt>Strict timing</dt><dd>{{.R.Run.Strict}}</dd>
-{{with .R.Run.LabelFilter}}<dt>Label filter</dt><dd><code>{{.}}</code></dd>{{end}}
-{{with .R.Run.Defects}}<dt>Defect switches</dt><dd><code>{{join . ", "}}</code></dd>{{end}}
-{{if .R.Run.Interrupted}}<dt>Interrupted</dt><dd class="st st-interrupted">yes — {{.R.Run.InterruptReason}}</dd>{{end}}
-{{with .R.Run.RigFault}}<dt>Rig fault</dt><dd class="st st-rig-fault">{{.}}</dd>{{end}}
+<dt>Device SDK</dt><dd>{{with .R.Board.Firmware.Client}}{{.}} {{$.R.Board.Firmware.ClientVersion}}{{else}}<span class="note">not identified</span>{{end}}</dd>
+<dt>Date</dt><dd>{{time .R.Run.Started}} · {{wall .R.Run.Wall}}</dd>
+<dt>Requirements</dt><dd class="counts">{{if .NoneJudged}}<span class="note">none judged: the run ended before the first spec</span>{{else}}{{range $st := chartStatuses}}{{with nz $.Shown $st}}<span class="st st-{{$st}}">{{.}} {{statusLabel $st}}</span> · {{end}}{{end}}{{end}}</dd>
+<dt>Specs</dt><dd>{{scount .R.Summary.Specs "passed"}} passed, {{scount .R.Summary.Specs "failed"}} failed, {{scount .R.Summary.Specs "rig-fault"}} rig fault, {{scount .R.Summary.Specs "not-applicable"}} not applicable, {{scount .R.Summary.Specs "precondition-unmet"}} precondition unmet, {{scount .R.Summary.Specs "not-run"}} not run</dd>
 </dl>
+{{if and .Areas (not .NoneJudged)}}{{chart .R}}{{end}}
+{{if and .Why (not .NoneJudged) (ne .Outcome "no-specs")}}<ul>{{range .Why}}<li>{{claim .}}</li>{{end}}</ul>{{end}}
+</section>
+<div id="filter" class="noprint" hidden>
+<label><input type="checkbox" id="failures-only"> failures only</label>
+ · <label>area <select id="area-filter"><option value="">all areas</option>{{range .Areas}}{{if .Reqs}}<option value="{{.Code}}">{{.Code}}</option>{{end}}{{end}}</select></label>
+</div>
 
-<h2>Board</h2>
-<dl class="meta">
-<dt>Profile</dt><dd>{{.R.Board.Profile}}{{with .R.Board.Port}} on <code>{{.}}</code>{{end}}</dd>
-<dt>Firmware</dt><dd>{{.R.Board.Firmware.Name}} {{.R.Board.Firmware.Version}}{{with .R.Board.Firmware.Build}} (build <code>{{.}}</code>){{end}}</dd>
-<dt>Device client</dt><dd>{{.R.Board.Firmware.Client}} {{.R.Board.Firmware.ClientVersion}}</dd>
-<dt>Board</dt><dd>{{.R.Board.Firmware.Board}}</dd>
-<dt>Capabilities</dt><dd>{{join .R.Board.Firmware.Caps ", "}}</dd>
-</dl>
-
-<h2 id="tls-clock">TLS and clock</h2>
-{{if .Facts}}<p class="note">What the board showed about TLS, server roots, its trust store and its clock, as noted by the specs that observed it (✗ marks a value a conforming board would not show).</p>
-<table>
-<thead><tr><th>Topic</th><th>Fact</th><th>Observed</th><th>Requirements</th></tr></thead>
-<tbody>
-{{range .Facts}}{{$g := .}}{{range $i, $f := .Facts}}<tr>{{if not $i}}<td rowspan="{{len $g.Facts}}">{{$g.Title}}</td>{{end}}<td>{{$f.Name}}</td><td class="{{if $f.Good}}st-pass{{else}}st st-fail{{end}}">{{if not $f.Good}}✗ {{end}}{{$f.Value}}</td><td class="note" title="{{$f.Spec}}">{{join $f.Requirements ", "}}</td></tr>
-{{end}}{{end}}
-</tbody>
-</table>
-{{else}}<p class="note">No TLS or clock facts: the specs that observe them (CONN TLS, CERT, CLOCK) did not run.</p>{{end}}
-
-<h2>Summary</h2>
-<table>
-<thead><tr><th>Area</th><th>MUST passed / covered / total</th><th>pass</th><th>fail</th><th>rig fault</th><th>precondition unmet</th><th>not applicable</th><th>not covered</th></tr></thead>
-<tbody>
-{{range .Areas}}{{if .Reqs}}<tr><td><a href="#area-{{.Code}}">{{.Code}}</a></td><td class="n">{{.Sum.MustPassed}} / {{.Sum.MustCovered}} / {{.Sum.Must}}</td>
-<td class="n st-pass">{{count .Sum.Counts "pass"}}</td><td class="n st-fail">{{count .Sum.Counts "fail"}}</td><td class="n st-rig-fault">{{count .Sum.Counts "rig-fault"}}</td>
-<td class="n">{{count .Sum.Counts "precondition-unmet"}}</td><td class="n">{{count .Sum.Counts "not-applicable"}}</td><td class="n">{{count .Sum.Counts "not-covered"}}</td></tr>
-{{end}}{{end}}
-</tbody>
-</table>
-<p>Specs: {{scount .R.Summary.Specs "passed"}} passed, {{scount .R.Summary.Specs "failed"}} failed, {{scount .R.Summary.Specs "rig-fault"}} rig fault, {{scount .R.Summary.Specs "interrupted"}} interrupted, {{scount .R.Summary.Specs "not-run"}} not run, {{scount .R.Summary.Specs "precondition-unmet"}} precondition unmet, {{scount .R.Summary.Specs "skipped"}} skipped, {{scount .R.Summary.Specs "not-applicable"}} not applicable.</p>
-{{with .R.Summary.Unmapped}}<p class="st st-fail">Specs naming requirement IDs the catalog does not know:</p><ul>{{range .}}<li><code>{{.}}</code></li>{{end}}</ul>{{end}}
+<section id="failures">
+<h2>Failures</h2>
+{{if not .FailView}}<p class="note" id="no-failures">No spec failed{{if ne .Outcome "pass"}} (see the verdict above: {{.Outcome.Label}}){{end}}.</p>{{end}}
+{{range .FailView}}{{$s := .Spec}}{{$f := .}}
+<div class="failure" id="{{.Anchor}}" data-area="{{$s.Area}}" data-status="failed">
+<h3>{{range $i, $id := $s.Requirements}}{{if $i}}, {{end}}<a class="id" href="#req-{{$id}}">{{$id}}</a>{{end}} — {{specTitle $s}}</h3>
+{{range .Reqs}}<div class="req">
+<p class="req-text"><b class="id">{{.ID}}</b> <span class="note">{{.Severity}}</span> <b>{{.Title}}</b>{{with .Text}} — {{.}}{{end}}</p>
+{{with refs .Refs}}<p class="note">Documentation: {{range $i, $d := .}}{{if $i}}; {{end}}{{if $d.URL}}<a class="docref" href="{{$d.URL}}">{{$d.Title}}</a> {{$d.Lines}}{{else}}{{$d.Ref}}{{end}}{{end}}</p>{{end}}
+</div>{{end}}
+<p class="expect"><b>Expected:</b> {{.Claim}}</p>
+<p class="note">Spec ran {{secs $s.Duration}}{{with $s.Location}} · assertion at <code>{{.}}</code>{{end}}. Times below are seconds since the spec started.</p>
+{{template "timing" $s}}
+{{if $s.Wire}}
+<h4>Wire sequence</h4>
+{{template "wire" $s.Wire}}
+<table class="seq"><tbody><tr class="missing"><td class="t">{{offset $s.Duration}}</td><td colspan="3">✗ {{if .Missing}}missing: the expected packet did not arrive{{else}}the expectation failed here{{end}} — {{.Claim}}</td></tr></tbody></table>
+{{end}}
+{{if $s.Console}}
+<h4>Console of this spec</h4>
+<pre>{{range $s.Console}}{{offset .Offset}} {{with .Stream}}{{.}} {{end}}{{fold .Text}}
+{{end}}</pre>
+{{end}}
+{{with .Evidence}}<details><summary>The assertion's own evidence (its times count from the start of its wait)</summary><pre>{{fold .}}</pre></details>{{end}}
+</div>
+{{end}}
+</section>
 
 {{if or .NotJudge .Loose}}
 <h2 id="rig-faults">Rig faults and interruptions</h2>
@@ -249,26 +314,58 @@ const htmlSource = `<!DOCTYPE html>
 <ul>{{range .}}<li><span class="st st-precondition-unmet">precondition-unmet</span> {{.Name}} ({{range $i, $id := .Requirements}}{{if $i}}, {{end}}<a href="#req-{{$id}}">{{$id}}</a>{{end}}) — {{.Failure}}</li>{{end}}</ul>
 {{end}}
 
-{{if .Failures}}
-<h2>Failures</h2>
-{{range .Failures}}{{$s := .Spec}}
-<div class="failure" id="{{.Anchor}}">
-<h3>{{$s.Name}}</h3>
-<p>Requirements: {{range $i, $id := $s.Requirements}}{{if $i}}, {{end}}<a href="#req-{{$id}}">{{$id}}</a>{{end}} · duration {{secs $s.Duration}}{{with $s.Location}} · at <code>{{.}}</code>{{end}}</p>
-<pre>{{$s.Failure}}</pre>
-{{template "timing" $s}}
-{{if $s.Wire}}
-<h4>Wire trace</h4>
-{{template "wire" $s.Wire}}
-{{end}}
-{{if $s.Console}}
-<h4>Console</h4>
-<pre>{{range $s.Console}}{{offset .Offset}} {{with .Stream}}{{.}} {{end}}{{.Text}}
-{{end}}</pre>
-{{end}}
-</div>
-{{end}}
-{{end}}
+<h2>Run</h2>
+<dl class="meta">
+<dt>Run ID</dt><dd><code>{{.R.Run.ID}}</code></dd>
+<dt>Started</dt><dd>{{time .R.Run.Started}}</dd>
+<dt>Finished</dt><dd>{{time .R.Run.Finished}}</dd>
+<dt>Wall time</dt><dd>{{wall .R.Run.Wall}}</dd>
+<dt>hilrun</dt><dd>{{ver .R.Run.Version}}</dd>
+<dt>Reference hub</dt><dd>{{.R.Run.HubVersion}}</dd>
+{{if .R.Run.Cloud}}<dt>Judged against</dt><dd>{{cloud .R.Run.Cloud}}</dd>{{end}}
+<dt>Host</dt><dd>{{.R.Run.Host}}</dd>
+<dt>Command</dt><dd><code>{{command .R.Run.Command}}</code></dd>
+<dt>Strict timing</dt><dd>{{.R.Run.Strict}}</dd>
+{{with .R.Run.LabelFilter}}<dt>Label filter</dt><dd><code>{{.}}</code></dd>{{end}}
+{{with .R.Run.Defects}}<dt>Defect switches</dt><dd><code>{{join . ", "}}</code></dd>{{end}}
+{{if .R.Run.Interrupted}}<dt>Interrupted</dt><dd class="st st-interrupted">yes — {{.R.Run.InterruptReason}}</dd>{{end}}
+{{with .R.Run.RigFault}}<dt>Rig fault</dt><dd class="st st-rig-fault">{{.}}</dd>{{end}}
+</dl>
+
+<h2>Board</h2>
+<dl class="meta">
+<dt>Profile</dt><dd>{{.R.Board.Profile}}{{with .R.Board.Port}} on <code>{{.}}</code>{{end}}</dd>
+<dt>Firmware</dt><dd>{{with .R.Board.Firmware.Name}}{{.}} {{$.R.Board.Firmware.Version}}{{with $.R.Board.Firmware.Build}}{{if ne . "(devel)"}} (build <code>{{.}}</code>){{else}} (development build){{end}}{{end}}{{else}}<span class="note">not identified</span>{{end}}</dd>
+<dt>Device client</dt><dd>{{with .R.Board.Firmware.Client}}{{.}} {{$.R.Board.Firmware.ClientVersion}}{{else}}<span class="note">not identified</span>{{end}}</dd>
+<dt>Board</dt><dd>{{with .R.Board.Firmware.Board}}{{.}}{{else}}<span class="note">not identified</span>{{end}}</dd>
+<dt>Capabilities</dt><dd>{{with .R.Board.Firmware.Caps}}{{join . ", "}}{{else}}<span class="note">none declared</span>{{end}}</dd>
+</dl>
+
+<h2 id="tls-clock">TLS and clock</h2>
+{{if .Facts}}<p class="note">What the board showed about TLS, server roots, its trust store and its clock, as noted by the specs that observed it (✗ marks a value a conforming board would not show).</p>
+<table>
+<thead><tr><th>Topic</th><th>Fact</th><th>Observed</th><th>Requirements</th></tr></thead>
+<tbody>
+{{range .Facts}}{{$g := .}}{{range $i, $f := .Facts}}<tr>{{if not $i}}<td rowspan="{{len $g.Facts}}">{{$g.Title}}</td>{{end}}<td>{{$f.Name}}</td><td class="{{if $f.Good}}st-pass{{else}}st st-fail{{end}}">{{if not $f.Good}}✗ {{end}}{{$f.Value}}</td><td class="note" title="{{$f.Spec}}">{{join $f.Requirements ", "}}</td></tr>
+{{end}}{{end}}
+</tbody>
+</table>
+{{else}}<p class="note">No TLS or clock facts: the specs that observe them (CONN TLS, CERT, CLOCK) did not run.</p>{{end}}
+
+<h2>Summary</h2>
+<table>
+<thead><tr><th>Area</th><th>MUST passed / covered / total</th><th>pass</th><th>fail</th><th>rig fault</th><th>precondition unmet</th><th>not applicable</th><th>not run</th><th>not covered</th></tr></thead>
+<tbody>
+{{range .Areas}}{{if .Reqs}}<tr data-area="{{.Code}}"><td><a href="#area-{{.Code}}">{{.Code}}</a></td><td class="n">{{.Sum.MustPassed}} / {{.Sum.MustCovered}} / {{.Sum.Must}}</td>
+<td class="n st-pass">{{count .Sum.Counts "pass"}}</td><td class="n st-fail">{{count .Sum.Counts "fail"}}</td><td class="n st-rig-fault">{{count .Sum.Counts "rig-fault"}}</td>
+<td class="n">{{count .Sum.Counts "precondition-unmet"}}</td><td class="n">{{count .Sum.Counts "not-applicable"}}</td><td class="n">{{count .Sum.Counts "not-run"}}</td><td class="n">{{count .Sum.Counts "not-covered"}}</td></tr>
+{{end}}{{end}}
+</tbody>
+</table>
+<p>Specs: {{scount .R.Summary.Specs "passed"}} passed, {{scount .R.Summary.Specs "failed"}} failed, {{scount .R.Summary.Specs "rig-fault"}} rig fault, {{scount .R.Summary.Specs "interrupted"}} interrupted, {{scount .R.Summary.Specs "not-run"}} not run, {{scount .R.Summary.Specs "precondition-unmet"}} precondition unmet, {{scount .R.Summary.Specs "skipped"}} skipped, {{scount .R.Summary.Specs "not-applicable"}} not applicable.</p>
+{{with .R.Summary.Unmapped}}<p class="st st-fail">Specs naming requirement IDs the catalog does not know:</p><ul>{{range .}}<li><code>{{.}}</code></li>{{end}}</ul>{{end}}
+
+
 
 {{if .Timing}}
 <h2 id="timing">Reconnection and backoff</h2>
@@ -289,18 +386,21 @@ const htmlSource = `<!DOCTYPE html>
 
 <h2>Requirements</h2>
 {{range .Areas}}{{if .Reqs}}
+<div data-area="{{.Code}}">
 <h3 id="area-{{.Code}}">{{.Code}}</h3>
 <table>
-<thead><tr><th>ID</th><th>Severity</th><th>Title</th><th>Status</th><th>Specs</th></tr></thead>
+<thead><tr><th>ID</th><th>Severity</th><th>Requirement</th><th>Status</th><th>Specs</th></tr></thead>
 <tbody>
-{{range .Reqs}}<tr id="req-{{.ID}}"><td><code>{{.ID}}</code></td><td>{{.Severity}}</td><td>{{.Title}}</td><td class="st st-{{.Status}}">{{.Status}}</td>
-<td>{{range .Specs}}<div><span class="st st-{{.Status}}">{{.Status}}</span> {{if eq .Status "failed"}}<a href="#{{$.AnchorFor .Name}}">{{.Name}}</a> — {{first .Failure}}{{else if eq .Status "precondition-unmet"}}{{.Name}} — {{first .Failure}}{{else}}{{.Name}}{{end}}</div>{{end}}</td></tr>
+{{range .Reqs}}<tr id="req-{{.ID}}" data-area="{{.Area}}" data-status="{{.Status}}"><td class="id"><code class="id">{{.ID}}</code></td><td>{{.Severity}}</td><td><b>{{.Title}}</b>{{with .Text}}<br><span class="note">{{.}}</span>{{end}}{{with refs .Refs}}<br><span class="note">{{range $i, $d := .}}{{if $i}}; {{end}}{{if $d.URL}}<a class="docref" href="{{$d.URL}}">{{$d.Title}}</a> {{$d.Lines}}{{else}}{{$d.Ref}}{{end}}{{end}}</span>{{end}}</td><td class="st st-{{.Status}}">{{.Status}}</td>
+<td>{{range .Specs}}<div><span class="st st-{{.Status}}">{{.Status}}</span> {{if eq .Status "failed"}}<a href="#{{$.AnchorFor .Name}}">{{.Name}}</a> — {{claim .Failure}}{{else if eq .Status "precondition-unmet"}}{{.Name}} — {{first .Failure}}{{else}}{{.Name}}{{end}}</div>{{end}}</td></tr>
 {{end}}
 </tbody>
 </table>
+</div>
 {{end}}{{end}}
 
 <p class="note">Generated by hilrun {{.R.Run.Version}} · report schema {{.R.SchemaVersion}} · secrets redacted.</p>
+<script id="report-filter">{{script}}</script>
 </body>
 </html>
 {{define "timing"}}{{if hasTimeline .Wire}}
@@ -322,7 +422,7 @@ const htmlSource = `<!DOCTYPE html>
 {{range .}}
 {{if isin .Dir}}<tr><td class="t">{{offset .Offset}}</td><td class="dev">{{template "pkt" .}}</td><td class="arrow">──▶</td><td></td></tr>
 {{else if isout .Dir}}<tr><td class="t">{{offset .Offset}}</td><td></td><td class="arrow">◀──</td><td class="hub">{{template "pkt" .}}</td></tr>
-{{else}}<tr><td class="t">{{offset .Offset}}</td><td class="ev" colspan="3">hub: {{.Type}}{{with .Topic}} <span class="topic">{{.}}</span>{{end}}{{with .Note}} — {{.}}{{end}}{{with .Payload}} <code>{{.}}</code>{{end}}</td></tr>
+{{else}}<tr{{if wrong .}} class="wrong"{{end}}><td class="t">{{offset .Offset}}</td><td class="ev" colspan="3">{{if wrong .}}✗ {{end}}hub: {{.Type}}{{with .Topic}} <span class="topic">{{.}}</span>{{end}}{{with .Note}} — {{.}}{{end}}{{with .Payload}} <code>{{.}}</code>{{end}}</td></tr>
 {{end}}{{end}}
 </tbody>
 </table>

@@ -67,6 +67,11 @@ func seconds(d interface{ Seconds() float64 }) string { return fmt.Sprintf("%.3f
 
 func writeJUnit(buf *bytes.Buffer, r *Report) error {
 	top := junitSuites{Name: "hilrun", Time: seconds(r.Run.Wall)}
+	if r.Filtered() {
+		// A CI test tab shows the suite name: a selection must not pass
+		// for the whole suite (issue 16).
+		top.Name = "hilrun (filtered: " + r.Selection() + ")"
+	}
 	props := []junitProperty{
 		{"run.id", r.Run.ID},
 		{"hilrun.version", r.Run.Version},
@@ -80,6 +85,10 @@ func writeJUnit(buf *bytes.Buffer, r *Report) error {
 		props = append(props, junitProperty{"cloud", r.Run.Cloud})
 	}
 	props = append(props, junitProperty{"outcome", string(r.Outcome())})
+	if r.Filtered() {
+		props = append(props, junitProperty{"filtered", r.Selection()},
+			junitProperty{"requirements.not-run", fmt.Sprint(r.Summary.Requirements[NotRun])})
+	}
 	if r.Run.Interrupted {
 		props = append(props, junitProperty{"interrupted", r.Run.InterruptReason})
 	}
@@ -90,9 +99,14 @@ func writeJUnit(buf *bytes.Buffer, r *Report) error {
 	// of its own with an <error> (the suite could not complete; not a
 	// failure), so that a CI test tab never shows such a run as green or
 	// as a firmware failure.
-	if reason, rig := r.runRigFault(); rig || r.Run.Interrupted {
+	// A run that judged no spec is an <error> too: zero tests would read
+	// as a clean run.
+	noSpecs := r.Outcome() == OutcomeNoSpecs
+	if reason, rig := r.runRigFault(); rig || r.Run.Interrupted || noSpecs {
 		c := junitCase{Name: "hilrun run", Classname: "hilrun.run", Time: seconds(r.Run.Wall)}
-		if rig {
+		if noSpecs && !rig && !r.Run.Interrupted {
+			c.Error = &junitFailure{Message: r.NoSpecsReason(), Type: "no-specs", Body: r.NoSpecsReason()}
+		} else if rig {
 			c.Error = &junitFailure{Message: "rig fault: " + firstLine(orNone(reason)), Type: "rig-fault", Body: orNone(reason)}
 		} else {
 			c.Error = &junitFailure{Message: "interrupted: " + firstLine(orNone(r.Run.InterruptReason)), Type: "interrupted", Body: orNone(r.Run.InterruptReason)}
@@ -146,7 +160,7 @@ func junitCaseOf(sp SpecResult, classname string) junitCase {
 	}
 	switch sp.Status {
 	case SpecFailed:
-		c.Failure = &junitFailure{Message: firstLine(sp.Failure), Type: "failure", Body: failureBody(sp)}
+		c.Failure = &junitFailure{Message: Claim(sp.Failure), Type: "failure", Body: failureBody(sp)}
 	case SpecNotApplicable:
 		c.Skipped = &junitSkipped{Message: "not applicable: the board lacks a capability this spec needs"}
 	case SpecSkipped:
@@ -202,11 +216,19 @@ func (s *junitSuite) add(c junitCase) {
 	s.Tests++
 }
 
+// caseName is "[ID ID] spec text", the requirement IDs once: the suite's
+// spec names end in "[ID,ID]" already, which is dropped here.
 func caseName(sp SpecResult) string {
 	if len(sp.Requirements) == 0 {
 		return sp.Name
 	}
-	return "[" + strings.Join(sp.Requirements, " ") + "] " + sp.Name
+	return "[" + strings.Join(sp.Requirements, " ") + "] " + specTitle(sp)
+}
+
+// specTitle is the spec's text without the "[ID,ID]" suffix the suite's
+// spec names carry (where the IDs are shown separately).
+func specTitle(sp SpecResult) string {
+	return strings.TrimSuffix(sp.Name, " ["+strings.Join(sp.Requirements, ",")+"]")
 }
 
 func fileOf(loc string) string {

@@ -11,14 +11,21 @@ import (
 func writeMarkdown(buf *bytes.Buffer, r *Report) error {
 	ok, why := r.Verdict()
 	outcome := r.Outcome()
-	verdict := map[Outcome]string{OutcomePass: "✅", OutcomeFail: "❌", OutcomeRigFault: "⚠️", OutcomeInterrupted: "⏹️"}[outcome] + " **" + outcome.Label() + "**"
-	fw := r.Board.Firmware
+	verdict := map[Outcome]string{OutcomePass: "✅", OutcomeFail: "❌", OutcomeRigFault: "⚠️", OutcomeInterrupted: "⏹️", OutcomeNoSpecs: "⛔"}[outcome] + " **" + outcome.Label() + "**"
+	if r.Filtered() {
+		verdict += " (filtered run)"
+	}
 	fmt.Fprintf(buf, "## hilrun conformance: %s\n\n", verdict)
-	fmt.Fprintf(buf, "%s %s (%s %s) on board profile %s · wall time %s · run `%s`\n\n",
-		md(orDash(fw.Name)), md(fw.Version), md(fw.Client), md(fw.ClientVersion),
-		md(orDash(r.Board.Profile)), fmtWall(r.Run.Wall), mdCode(r.Run.ID))
+	fmt.Fprintf(buf, "%s · wall time %s · run `%s`\n\n", md(BoardLine(r)), fmtWall(r.Run.Wall), mdCode(r.Run.ID))
 	if name := CloudName(r.Run.Cloud); name != "" {
 		fmt.Fprintf(buf, "Judged against: %s\n\n", md(name))
+	}
+	if r.Filtered() {
+		fmt.Fprintf(buf, "> **Filtered run** (%s): %d specs selected; %d requirements not run (filtered out). Not a whole-suite verdict.\n\n",
+			md(r.Selection()), len(r.Specs), r.Summary.Requirements[NotRun])
+	}
+	if outcome == OutcomeNoSpecs {
+		fmt.Fprintf(buf, "> **No spec ran:** %s\n\n", md(r.NoSpecsReason()))
 	}
 	if r.Run.Interrupted {
 		fmt.Fprintf(buf, "> **Run interrupted:** %s\n\n", md(r.Run.InterruptReason))
@@ -28,18 +35,27 @@ func writeMarkdown(buf *bytes.Buffer, r *Report) error {
 	}
 	c := r.Summary.Requirements
 	sc := r.Summary.Specs
-	fmt.Fprintf(buf, "Requirements: %d pass, %d fail, %d rig fault (not judged), %d precondition unmet (not judged), %d not applicable, %d not covered. Specs: %d passed, %d failed, %d rig fault, %d interrupted, %d not run, %d precondition unmet, %d skipped, %d not applicable.\n\n",
-		c[Pass], c[Fail], c[RigFaultStatus], c[PreconditionUnmet], c[NotApplicable], c[NotCovered],
-		sc[SpecPassed], sc[SpecFailed], sc[SpecRigFault], sc[SpecInterrupted], sc[SpecNotRun], sc[SpecPreconditionUnmet], sc[SpecSkipped], sc[SpecNotApplicable])
-
-	buf.WriteString("| Area | MUST passed / covered / total | pass | fail | rig fault | n/a | not covered |\n")
-	buf.WriteString("|---|---:|---:|---:|---:|---:|---:|\n")
-	for _, a := range r.Summary.Areas {
-		fmt.Fprintf(buf, "| %s | %d / %d / %d | %d | %d | %d | %d | %d |\n", md(a.Area),
-			a.MustPassed, a.MustCovered, a.Must,
-			a.Counts[Pass], a.Counts[Fail], a.Counts[RigFaultStatus], a.Counts[NotApplicable], a.Counts[NotCovered])
+	if _, rig := r.runRigFault(); rig && len(r.Specs) == 0 {
+		buf.WriteString("No requirement was judged: the run ended before the first spec.\n\n")
+	} else {
+		fmt.Fprintf(buf, "Requirements: %d pass, %d fail, %d rig fault (not judged), %d precondition unmet (not judged), %d not applicable, %d not run (filtered out), %d not covered. Specs: %d passed, %d failed, %d rig fault, %d interrupted, %d not run, %d precondition unmet, %d skipped, %d not applicable.\n\n",
+			c[Pass], c[Fail], c[RigFaultStatus], c[PreconditionUnmet], c[NotApplicable], c[NotRun], c[NotCovered],
+			sc[SpecPassed], sc[SpecFailed], sc[SpecRigFault], sc[SpecInterrupted], sc[SpecNotRun], sc[SpecPreconditionUnmet], sc[SpecSkipped], sc[SpecNotApplicable])
 	}
-	buf.WriteByte('\n')
+
+	if _, rig := r.runRigFault(); !rig || len(r.Specs) > 0 {
+		buf.WriteString("| Area | MUST passed / covered / total | pass | fail | rig fault | n/a | not run | not covered |\n")
+		buf.WriteString("|---|---:|---:|---:|---:|---:|---:|---:|\n")
+		for _, a := range r.Summary.Areas {
+			if r.OutsideCloud(a.Area) {
+				continue
+			}
+			fmt.Fprintf(buf, "| %s | %d / %d / %d | %d | %d | %d | %d | %d | %d |\n", md(a.Area),
+				a.MustPassed, a.MustCovered, a.Must,
+				a.Counts[Pass], a.Counts[Fail], a.Counts[RigFaultStatus], a.Counts[NotApplicable], a.Counts[NotRun], a.Counts[NotCovered])
+		}
+		buf.WriteByte('\n')
+	}
 	if nj := r.NotJudged(); len(nj) > 0 || len(r.RigFaults) > 0 {
 		buf.WriteString("### Rig faults and interruptions (not verdicts on the firmware)\n\n")
 		for _, s := range nj {

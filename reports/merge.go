@@ -267,7 +267,7 @@ func mergedBoard(in MergeInput) (MergedBoard, *Report) {
 	}
 	outcome := r.Outcome()
 	reason := r.RigFaultReason()
-	if in.RigFault != "" && outcome == OutcomePass {
+	if in.RigFault != "" && (outcome == OutcomePass || outcome == OutcomeNoSpecs) {
 		// The run's exit status said rig fault though its report shows
 		// nothing: trust the exit status.
 		outcome, reason, b.forced = OutcomeRigFault, Redact(in.RigFault), true

@@ -147,7 +147,7 @@ func TestMerge(t *testing.T) {
 			inputs: []MergeInput{
 				{Path: "a/report.json", Report: func() *Report { r := boardReport("h", allPass, ""); r.SchemaVersion = 99; return r }()},
 			},
-			err: "schemaVersion is 99, this hilrun reads schemaVersion 1 to 3",
+			err: "schemaVersion is 99, this hilrun reads schemaVersion 1 to 4",
 		},
 		{name: "nothing", err: "nothing to merge"},
 	} {
@@ -312,7 +312,7 @@ func TestMergeFilesAndWrite(t *testing.T) {
 	if err == nil {
 		t.Fatal("merge accepted schemaVersion 99 and a merged.json")
 	}
-	for _, want := range []string{bad, "schemaVersion is 99", "this hilrun reads schemaVersion 1 to 3", "hilrunVersion v9", "is a merged report"} {
+	for _, want := range []string{bad, "schemaVersion is 99", "this hilrun reads schemaVersion 1 to 4", "hilrunVersion v9", "is a merged report"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error %q lacks %q", err, want)
 		}

@@ -8,7 +8,7 @@
 //
 //	report.json   the machine-readable report (schema in SCHEMA.md)
 //	junit.xml     JUnit XML for CI test tabs (one testsuite per area)
-//	report.html   a self-contained page for humans (no scripts, no external assets)
+//	report.html   a self-contained qualification document (no external assets; one small inline filter script)
 //	summary.md    Markdown for a GitHub Actions step summary
 //
 // Load reads report.json back and Render regenerates the other three from
@@ -35,7 +35,13 @@ import (
 // rig-fault requirement status, run.rigFault, rigFaults and summary.outcome;
 // a version 1 report is a valid version 2 report without them, so Load
 // reads both (MinSchemaVersion).
-const SchemaVersion = 3
+//
+// Version 4 added the not-run requirement status (a requirement whose
+// specs a filter left out), run.focus, run.notSelected, summary.filtered,
+// summary.selection, the no-specs outcome and the requirement text,
+// documentation references and capability in requirements[]; a version 3
+// report reads as a version 4 report without them.
+const SchemaVersion = 4
 
 // MinSchemaVersion is the oldest report.json schema this package reads.
 const MinSchemaVersion = 1
@@ -62,10 +68,14 @@ const (
 	// board answered `unsupported` to an operation the spec uses to set
 	// the scene). Not judged: neither passed nor failed.
 	PreconditionUnmet Status = "precondition-unmet"
+	// NotRun: the suite has specs for the requirement, but the run's
+	// filter (--label-filter, --focus) left every one of them out. Not a
+	// gap in the suite's coverage and not a verdict: this run did not look.
+	NotRun Status = "not-run"
 )
 
 // Statuses lists the requirement statuses in display order.
-var Statuses = []Status{Pass, Fail, RigFaultStatus, PreconditionUnmet, NotApplicable, NotCovered}
+var Statuses = []Status{Pass, Fail, RigFaultStatus, PreconditionUnmet, NotApplicable, NotRun, NotCovered}
 
 // SpecStatus is a spec's outcome.
 type SpecStatus string
@@ -110,6 +120,11 @@ const (
 	OutcomeFail        Outcome = "fail"
 	OutcomeInterrupted Outcome = "interrupted"
 	OutcomeRigFault    Outcome = "rig-fault"
+	// OutcomeNoSpecs: nothing failed and nothing faulted, but no spec
+	// was judged either (the filter selected no spec, or every selected
+	// spec was not applicable, skipped or not run). Never a pass: a CI
+	// gate must not go green with nothing tested.
+	OutcomeNoSpecs Outcome = "no-specs"
 )
 
 // Exit statuses of `hilrun run` (and of a pool and `hilrun report merge`).
@@ -118,6 +133,7 @@ const (
 	ExitFail     = 1 // a requirement failed, or the run was interrupted
 	ExitUsage    = 2 // the run could not start (flags, inventory)
 	ExitRigFault = 3 // the rig failed: nothing wrong was shown about the firmware
+	ExitNoSpecs  = 4 // the run judged no spec (an empty filter selection)
 )
 
 // ExitStatus maps an outcome to the process exit status.
@@ -127,6 +143,8 @@ func (o Outcome) ExitStatus() int {
 		return ExitPass
 	case OutcomeRigFault:
 		return ExitRigFault
+	case OutcomeNoSpecs:
+		return ExitNoSpecs
 	}
 	return ExitFail
 }
@@ -142,6 +160,8 @@ func (o Outcome) Label() string {
 		return "INTERRUPTED"
 	case OutcomeRigFault:
 		return "RIG FAULT"
+	case OutcomeNoSpecs:
+		return "NO SPEC RUN"
 	}
 	return strings.ToUpper(string(o))
 }
@@ -170,8 +190,12 @@ type RunMeta struct {
 	Command     []string      `json:"command"`
 	Strict      bool          `json:"strict"`
 	LabelFilter string        `json:"labelFilter,omitempty"`
-	Defects     []string      `json:"defects,omitempty"` // defect switches active on the virtual board
-	HubVersion  string        `json:"hubVersion"`
+	Focus       []string      `json:"focus,omitempty"` // --focus regular expressions
+	// NotSelected are the requirement IDs of the specs the filter left
+	// out: with no spec run for them they are not-run, not not-covered.
+	NotSelected []string `json:"notSelected,omitempty"`
+	Defects     []string `json:"defects,omitempty"` // defect switches active on the virtual board
+	HubVersion  string   `json:"hubVersion"`
 	// Cloud is the cloud the run was judged against: "azure" (the
 	// reference IoT Hub) or "aws" (the reference AWS IoT endpoint).
 	Cloud string `json:"cloud,omitempty"`
@@ -220,6 +244,14 @@ type RequirementRef struct {
 	Title    string `json:"title"`
 	Area     string `json:"area"`
 	Severity string `json:"severity"` // Must or Should
+	// Text is the requirement in the catalog's words (its summary).
+	Text string `json:"text,omitempty"`
+	// Refs are its documentation references, e.g. "002 L13724-13727"
+	// (seed document 002, lines 13724 to 13727).
+	Refs []string `json:"refs,omitempty"`
+	// Capability is the board capability it needs (empty: always
+	// applicable); "aws" marks the AWS IoT Core profile.
+	Capability string `json:"capability,omitempty"`
 }
 
 // WireEntry is one packet or hub event of a wire-trace excerpt.
@@ -324,6 +356,10 @@ type Summary struct {
 	Requirements map[Status]int     `json:"requirements"`
 	Specs        map[SpecStatus]int `json:"specs"`
 	Areas        []AreaSummary      `json:"areas"`
+	// Filtered: the run ran a selection (--label-filter, --focus), not
+	// the whole suite; Selection says which, e.g. "label filter TWIN".
+	Filtered  bool   `json:"filtered,omitempty"`
+	Selection string `json:"selection,omitempty"`
 	// Unmapped lists "spec name: ID" pairs naming requirement IDs the
 	// catalog does not know (a suite bug; they do not affect the verdict).
 	Unmapped []string `json:"unmapped,omitempty"`
@@ -386,6 +422,9 @@ func BuildWithFaults(meta RunMeta, board BoardInfo, cat []RequirementRef, specs 
 	}
 	for i := range r.Requirements {
 		r.Requirements[i].Status = RequirementStatus(r.Requirements[i].Specs)
+		if r.Requirements[i].Status == NotCovered && len(r.Requirements[i].Specs) == 0 && slices.Contains(meta.NotSelected, r.Requirements[i].ID) {
+			r.Requirements[i].Status = NotRun
+		}
 	}
 	r.Summary = r.summarize()
 	r.Summary.Unmapped = unmapped
@@ -472,7 +511,59 @@ func (r *Report) Verdict() (ok bool, why []string) {
 	if r.Run.Interrupted {
 		why = append(why, "run interrupted: "+orNone(r.Run.InterruptReason))
 	}
+	if len(why) == 0 && !r.judgedAny() {
+		why = append(why, r.NoSpecsReason())
+	}
 	return len(why) == 0, why
+}
+
+// judgedAny reports whether at least one spec passed or failed.
+func (r *Report) judgedAny() bool {
+	return slices.ContainsFunc(r.Specs, func(s SpecResult) bool { return s.Status == SpecPassed || s.Status == SpecFailed })
+}
+
+// NoSpecsReason says, in one line, why a no-specs run judged nothing.
+func (r *Report) NoSpecsReason() string {
+	sel := "the whole suite"
+	if r.Filtered() {
+		sel = r.Selection()
+	}
+	if len(r.Specs) == 0 {
+		return "no spec ran: " + sel + " selected no spec (check the requirement IDs and areas, e.g. --label-filter TWIN-010 or TWIN)"
+	}
+	return fmt.Sprintf("no spec was judged: %s selected %d specs, none passed or failed (not applicable, skipped or not run)", sel, len(r.Specs))
+}
+
+// Filtered reports whether the run ran a selection of the suite (the
+// AWS cloud's own scope, label AWS, is the whole suite of that cloud).
+func (r *Report) Filtered() bool { return r.userFilter() != "" || len(r.Run.Focus) > 0 }
+
+// userFilter is the label filter the user gave: run.labelFilter without
+// the scope an AWS run adds to it ("AWS", or "(FILTER) && AWS").
+func (r *Report) userFilter() string {
+	f := r.Run.LabelFilter
+	if r.Run.Cloud == "aws" {
+		if f == "AWS" {
+			return ""
+		}
+		if inner, ok := strings.CutSuffix(f, ") && AWS"); ok && strings.HasPrefix(inner, "(") {
+			return inner[1:]
+		}
+	}
+	return f
+}
+
+// Selection describes the run's filter, e.g. "label filter TWIN && !TWIN-018";
+// empty for a whole-suite run.
+func (r *Report) Selection() string {
+	var parts []string
+	if f := r.userFilter(); f != "" {
+		parts = append(parts, "label filter "+f)
+	}
+	if len(r.Run.Focus) > 0 {
+		parts = append(parts, "focus "+strings.Join(r.Run.Focus, ", "))
+	}
+	return strings.Join(parts, "; ")
 }
 
 func orNone(s string) string {
@@ -503,6 +594,9 @@ func (r *Report) Outcome() Outcome {
 		if s.Status == SpecRigFault {
 			return OutcomeRigFault
 		}
+	}
+	if !r.judgedAny() {
+		return OutcomeNoSpecs
 	}
 	return OutcomePass
 }
@@ -551,7 +645,7 @@ func (r *Report) RigFaultReason() string {
 func firstFailure(specs []SpecResult) string {
 	for _, s := range specs {
 		if s.Status == SpecFailed {
-			return s.Name + ": " + firstLine(s.Failure)
+			return specTitle(s) + ": " + Claim(s.Failure)
 		}
 	}
 	return ""
@@ -593,7 +687,7 @@ func (r *Report) summarize() Summary {
 		a.Counts[q.Status]++
 		if q.Severity == Must {
 			a.Must++
-			if q.Status != NotCovered && q.Status != RigFaultStatus && q.Status != PreconditionUnmet {
+			if q.Status != NotCovered && q.Status != RigFaultStatus && q.Status != PreconditionUnmet && q.Status != NotRun {
 				a.MustCovered++
 			}
 			switch q.Status {
@@ -608,6 +702,7 @@ func (r *Report) summarize() Summary {
 	}
 	sum.Verdict, sum.Why = r.Verdict()
 	sum.Outcome = r.Outcome()
+	sum.Filtered, sum.Selection = r.Filtered(), r.Selection()
 	return sum
 }
 

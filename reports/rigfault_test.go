@@ -155,14 +155,14 @@ func TestRigFaultWriters(t *testing.T) {
 	}
 
 	md := read(t, dir, MarkdownFile)
-	for _, want := range []string{"⚠️ **RIG FAULT**", "**Rig fault ended the run:**", "1 rig fault (not judged)", "| TEL | 0 / 0 / 2 | 0 | 0 | 1 | 0 | 1 |",
+	for _, want := range []string{"⚠️ **RIG FAULT**", "**Rig fault ended the run:**", "1 rig fault (not judged)", "| TEL | 0 / 0 / 2 | 0 | 0 | 1 | 0 | 0 | 1 |",
 		"### Rig faults and interruptions", "rig-fault **topic**", "rig fault outside any spec at 18:00:01.000: seq-gap"} {
 		if !strings.Contains(md, want) {
 			t.Errorf("summary.md lacks %q:\n%s", want, md)
 		}
 	}
 	page := read(t, dir, HTMLFile)
-	for _, want := range []string{`<span class="verdict rig">RIG FAULT</span>`, `id="rig-faults"`, `<span class="st st-rig-fault">rig-fault</span> topic`,
+	for _, want := range []string{`class="verdict rig">RIG FAULT</span>`, `id="rig-faults"`, `<span class="st st-rig-fault">rig-fault</span> topic`,
 		`class="st st-rig-fault">rig-fault</td>`, "Outside any spec", `<dt>Rig fault</dt>`} {
 		if !strings.Contains(page, want) {
 			t.Errorf("report.html lacks %q", want)

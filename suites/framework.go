@@ -245,7 +245,7 @@ func Env() *fixtures.Env { return env }
 func must[T any](v T, err error) T {
 	GinkgoHelper()
 	if err != nil {
-		Fail(err.Error())
+		Fail(withRequirement(err.Error(), CurrentSpecReport().Labels())) // selection.go
 	}
 	return v
 }

@@ -63,7 +63,7 @@ func Run(ctx context.Context, o RunOptions) (*reports.Report, error) {
 		return nil, fmt.Errorf("report directory: %w", err)
 	}
 	meta := reports.RunMeta{ID: time.Now().UTC().Format("20060102T150405Z"), Started: time.Now(), Version: o.Version,
-		Command: o.Command, Strict: o.Env.Strict, LabelFilter: o.LabelFilter, Defects: o.Env.Defects, HubVersion: hub.Version}
+		Command: o.Command, Strict: o.Env.Strict, LabelFilter: o.LabelFilter, Focus: o.Focus, Defects: o.Env.Defects, HubVersion: hub.Version}
 	meta.Host, _ = os.Hostname()
 	o.LabelFilter = cloudScope(&meta, o.Env, o.LabelFilter) // aws.go: the cloud judged against
 	cat := catalog.MustLoad()
@@ -72,9 +72,16 @@ func Run(ctx context.Context, o RunOptions) (*reports.Report, error) {
 		if !inCloud(o.Env, r.Area) {
 			continue // another cloud's area: out of scope for this run
 		}
-		refs = append(refs, reports.RequirementRef{ID: r.ID, Title: r.Title, Area: r.Area, Severity: string(r.Severity)})
+		refs = append(refs, reports.RequirementRef{ID: r.ID, Title: r.Title, Area: r.Area, Severity: string(r.Severity),
+			Text: r.Summary, Refs: r.Refs, Capability: r.Capability})
 	}
 	var binfo reports.BoardInfo
+	if b := o.Env.Board; b != nil {
+		// Known before the board answers: a board that never comes up is
+		// still named in the report (its profile and port).
+		info := b.Info()
+		binfo.Profile, binfo.Port = info.Profile, info.Port
+	}
 	finish := func(interrupt string) (*reports.Report, error) {
 		meta.Finished = time.Now()
 		meta.Wall = meta.Finished.Sub(meta.Started)
@@ -84,6 +91,7 @@ func Run(ctx context.Context, o RunOptions) (*reports.Report, error) {
 		resultsMu.Lock()
 		specs := append([]reports.SpecResult(nil), results...)
 		resultsMu.Unlock()
+		meta.NotSelected = notSelectedIDs()
 		rep := reports.BuildWithFaults(meta, binfo, refs, specs, rigFaultEvents())
 		if err := reports.Write(o.OutDir, rep); err != nil {
 			return rep, fmt.Errorf("write report: %w", err)
@@ -112,6 +120,7 @@ func Run(ctx context.Context, o RunOptions) (*reports.Report, error) {
 	setEnv(e)
 	defer setEnv(nil)
 	rigSetup(o.LabelFilter, o.Focus)
+	selectionReset()
 	defer noteInterrupt(ctx)()
 	e.StartWatchdog(func(line string) { fmt.Fprintln(progress, line) })
 
@@ -216,6 +225,7 @@ var _ = ReportAfterEach(func(r SpecReport) {
 	}
 	current = nil
 	if !keep {
+		noteFilteredOut(r)
 		return
 	}
 	resultsMu.Lock()
@@ -227,7 +237,9 @@ var _ = ReportAfterEach(func(r SpecReport) {
 	mark := map[reports.SpecStatus]string{reports.SpecPassed: "PASS", reports.SpecFailed: "FAIL",
 		reports.SpecNotApplicable: "N/A ", reports.SpecSkipped: "SKIP", reports.SpecRigFault: "RIG ",
 		reports.SpecInterrupted: "INT ", reports.SpecPreconditionUnmet: "PRE "}[res.Status]
-	fmt.Fprintf(progress, "%s  %-70s %6.2fs\n", mark, res.Name, res.Duration.Seconds())
+	// The outcome mark stays first (tools and the pool's tests match
+	// "PASS " at the start of a line), then the [n/N] counter.
+	fmt.Fprintf(progress, "%s %s  %-70s %6.2fs\n", mark, progressPrefix(res.Area), res.Name, res.Duration.Seconds())
 	msg := ""
 	switch res.Status {
 	case reports.SpecFailed, reports.SpecInterrupted:
@@ -238,10 +250,7 @@ var _ = ReportAfterEach(func(r SpecReport) {
 		msg = "precondition unmet: " + res.Failure
 	}
 	if msg != "" {
-		if i := strings.IndexByte(msg, '\n'); i > 0 {
-			msg = msg[:i]
-		}
-		fmt.Fprintf(progress, "      %s\n", msg)
+		fmt.Fprintf(progress, "      %s\n", reports.Claim(msg))
 	}
 })
 

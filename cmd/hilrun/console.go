@@ -15,6 +15,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/hilrun/hilrun/fixtures"
+	"github.com/hilrun/hilrun/reports"
 	"github.com/hilrun/hilrun/rig/board"
 	"github.com/hilrun/hilrun/rig/hub"
 	"github.com/hilrun/hilrun/rig/iothub/twin"
@@ -25,6 +26,7 @@ type consoleOptions struct {
 	port    string
 	baud    int
 	defects []string
+	prompt  string // auto, on, off
 }
 
 func newConsoleCmd() *cobra.Command {
@@ -50,8 +52,13 @@ Hub-side commands start with a colon:
   :invoke NAME [JSON]  invoke a direct method (10 s timeout)
   :desired JSON        patch the desired properties
   :trace               the hub's wire trace of the device
+  :frames on|off       show raw agent frames
   :reset               reset the board (EN pin)
-  :quit                leave`,
+  :help                every command with its argument syntax
+  :quit                leave
+
+The board's log is shown once, PEM blocks folded, secrets redacted; the
+requests you type and their responses are not echoed as raw frames.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return runConsole(cmd, o) },
 	}
@@ -60,6 +67,7 @@ Hub-side commands start with a colon:
 	f.StringVar(&o.port, "port", "", "serial port of a real board")
 	f.IntVar(&o.baud, "baud", 115200, "baud rate of a real board")
 	f.StringArrayVar(&o.defects, "defect", nil, "virtual board: defect switch (repeatable)")
+	f.StringVar(&o.prompt, "prompt", "auto", "show the hilrun> prompt: auto (when stdin is a terminal), on, off")
 	return cmd
 }
 
@@ -67,7 +75,8 @@ func runConsole(cmd *cobra.Command, o consoleOptions) error {
 	ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	out := cmd.OutOrStdout()
-	opts := fixtures.Options{Log: cmd.ErrOrStderr(), ConsoleMirror: out, Defects: o.defects}
+	view := &consoleView{w: out}
+	opts := fixtures.Options{Log: cmd.ErrOrStderr(), ConsoleMirror: view, Defects: o.defects}
 	switch o.board {
 	case "sim":
 	case "serial":
@@ -93,6 +102,15 @@ func runConsole(cmd *cobra.Command, o consoleOptions) error {
 	} else {
 		fmt.Fprintf(out, "# %s on %s; type agent operations (hello, status, …), :quit to leave\n", e.Board.Info().Name, e.Board.Info().Port)
 	}
+	showPrompt := o.prompt == "on" || o.prompt == "auto" && interactive(cmd.InOrStdin())
+	prompt := func() {
+		if showPrompt {
+			view.mu.Lock()
+			fmt.Fprint(out, "hilrun> ")
+			view.mu.Unlock()
+		}
+	}
+	prompt()
 	lines := make(chan string)
 	go func() {
 		sc := bufio.NewScanner(cmd.InOrStdin())
@@ -112,14 +130,21 @@ func runConsole(cmd *cobra.Command, o consoleOptions) error {
 			}
 			l = strings.TrimSpace(l)
 			if l == "" {
+				prompt()
 				continue
 			}
 			if l == ":quit" || l == ":q" {
 				return nil
 			}
+			if f, ok := strings.CutPrefix(l, ":frames"); ok {
+				view.setFrames(strings.TrimSpace(f) != "off")
+				prompt()
+				continue
+			}
 			if err := consoleCommand(ctx, out, e, s, l); err != nil {
 				fmt.Fprintf(out, "# error: %v\n", err)
 			}
+			prompt()
 		}
 	}
 }
@@ -137,8 +162,7 @@ func consoleCommand(ctx context.Context, out io.Writer, e *fixtures.Env, s *fixt
 	}
 	switch word {
 	case ":help":
-		fmt.Fprintln(out, "# agent ops: hello status configure client.open client.close telemetry.send twin.get twin.report method.define clock.get clock.set reset echo")
-		fmt.Fprintln(out, "# hub: :open :close :c2d TEXT :invoke NAME [JSON] :desired JSON :trace :reset :quit")
+		fmt.Fprintln(out, consoleHelp)
 		return nil
 	case ":open":
 		if err := needHub(); err != nil {
@@ -204,7 +228,7 @@ func consoleCommand(ctx context.Context, out io.Writer, e *fixtures.Env, s *fixt
 		return err
 	}
 	if len(res) > 0 {
-		fmt.Fprintf(out, "# %s → %s\n", word, res)
+		fmt.Fprintf(out, "# %s → %s\n", word, shorten(reports.FoldPEM(string(res))))
 	} else {
 		fmt.Fprintf(out, "# %s → ok\n", word)
 	}

@@ -147,8 +147,8 @@ func TestConsoleVirtualBoard(t *testing.T) {
 	if err != nil {
 		t.Fatalf("console: %v\n%s", err, out)
 	}
-	for _, want := range []string{`# hello → {"proto":1,"fw":"hilrun-sim"`, `"ev":"conn"`, `# telemetry.send → {"ref":1,"acked":true`,
-		"# method reboot → status 404", "dev→hub PUBLISH     devices/HIL-console-001/messages/events/", "unknown_op", `"key":"<redacted>"`} {
+	for _, want := range []string{`# hello → {"proto":1,"fw":"hilrun-sim"`, `⚑ event conn {"state":"connected"}`, `# telemetry.send → {"ref":1,"acked":true`,
+		"# method reboot → status 404", "dev→hub PUBLISH     devices/HIL-console-001/messages/events/", "unknown_op"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("console output lacks %q", want)
 		}

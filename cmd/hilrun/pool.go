@@ -301,6 +301,8 @@ func boardVerdict(in reports.MergeInput) string {
 		return reports.BoardInterrupted
 	case reports.OutcomeRigFault:
 		return reports.BoardRigFault
+	case reports.OutcomeNoSpecs:
+		return reports.BoardFail // judged nothing: never a pass (issue 16)
 	}
 	if in.RigFault != "" {
 		return reports.BoardRigFault

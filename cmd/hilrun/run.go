@@ -93,6 +93,9 @@ this binary, behind a pseudo-terminal.`,
 }
 
 func runRun(cmd *cobra.Command, o runOptions) error {
+	if err := validateSelection(o.labelFilter, o.focus); err != nil { // before anything starts (validate.go)
+		return err
+	}
 	if err := sim.ValidateDefects(o.defects); err != nil {
 		return &exitError{2, err.Error()}
 	}
@@ -173,6 +176,8 @@ func runRun(cmd *cobra.Command, o runOptions) error {
 		return &exitError{out.ExitStatus(), "run interrupted: " + rep.Run.InterruptReason}
 	case reports.OutcomeRigFault:
 		return &exitError{out.ExitStatus(), "rig fault: " + rep.RigFaultReason() + " (not a verdict on the firmware)"}
+	case reports.OutcomeNoSpecs:
+		return &exitError{out.ExitStatus(), rep.NoSpecsReason()}
 	}
 	if err != nil {
 		return &exitError{2, err.Error()}
@@ -186,8 +191,11 @@ func printSummary(cmd *cobra.Command, rep *reports.Report, dir string) {
 	fmt.Fprintf(w, "\n%d specs: %d passed, %d failed, %d rig fault, %d interrupted, %d not run, %d precondition unmet, %d not applicable, %d skipped — %.1fs wall\n",
 		len(rep.Specs), s.Specs[reports.SpecPassed], s.Specs[reports.SpecFailed], s.Specs[reports.SpecRigFault], s.Specs[reports.SpecInterrupted],
 		s.Specs[reports.SpecNotRun], s.Specs[reports.SpecPreconditionUnmet], s.Specs[reports.SpecNotApplicable], s.Specs[reports.SpecSkipped], rep.Run.Wall.Seconds())
-	fmt.Fprintf(w, "requirements: %d pass, %d fail, %d rig fault (not judged), %d precondition unmet (not judged), %d not applicable, %d not covered\n",
-		s.Requirements[reports.Pass], s.Requirements[reports.Fail], s.Requirements[reports.RigFaultStatus], s.Requirements[reports.PreconditionUnmet], s.Requirements[reports.NotApplicable], s.Requirements[reports.NotCovered])
+	if rep.Run.RigFault != "" && len(rep.Specs) == 0 {
+		fmt.Fprintln(w, "requirements: none judged (the run ended before the first spec)")
+	} else {
+		printRequirementCounts(w, s)
+	}
 	for _, a := range s.Areas {
 		if a.MustCovered == 0 && a.MustFailed == 0 {
 			continue
@@ -202,13 +210,17 @@ func printSummary(cmd *cobra.Command, rep *reports.Report, dir string) {
 	}
 	out := rep.Outcome()
 	verdict := out.Label()
+	printSelection(w, rep) // filtered runs (summary.go)
 	switch out {
 	case reports.OutcomeRigFault:
-		verdict += " (" + rep.RigFaultReason() + "; not a verdict on the firmware)"
+		verdict += " (not a verdict on the firmware)"
 	case reports.OutcomeFail:
 		if n := s.Specs[reports.SpecRigFault]; n > 0 {
 			verdict += fmt.Sprintf(" (and %d specs hit a rig fault)", n)
 		}
+	}
+	if rep.Filtered() && out != reports.OutcomeNoSpecs {
+		verdict += " (filtered: " + rep.Selection() + ")"
 	}
 	fmt.Fprintf(w, "verdict: %s — report: %s\n", verdict, filepath.Join(dir, reports.HTMLFile))
 }

@@ -43,6 +43,9 @@ type selftestResult struct {
 	Defects      []defectOutcome `json:"defects"`
 	Unfailable   []string        `json:"unfailableSpecs,omitempty"`
 	RunnerErrors []string        `json:"runnerErrors,omitempty"`
+	// Subset: --defect chose the defects, so whether every spec can fail
+	// was not checked.
+	Subset bool `json:"subset,omitempty"`
 }
 
 type defectOutcome struct {
@@ -64,9 +67,10 @@ func newSelftestCmd() *cobra.Command {
 virtual board (everything must pass), then, for every defect switch of the
 reference firmware (devicefw/sim/DEFECTS.md), the specs labelled with the
 defect's requirement with that defect on (at least one must fail). Finally
-every spec must have been failed by at least one defect. It prints the
-sensitivity table (defect → specs that caught it) and writes selftest.json
-and selftest.md to --out.`,
+every spec must have been failed by at least one defect. It prints where
+it writes, one progress line per defect and a short verdict; the
+sensitivity table (defect → specs that caught it) goes to selftest.md,
+with selftest.json, in --out.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return runSelftest(cmd, o) },
 	}
@@ -96,6 +100,8 @@ func runSelftest(cmd *cobra.Command, o selftestOptions) error {
 	ctx := cmd.Context()
 	res := selftestResult{}
 
+	where, _ := filepath.Abs(o.out)
+	fmt.Fprintf(w, "selftest: results go to %s (selftest.md: the sensitivity table; selftest.json; a run directory per defect)\n", where)
 	fmt.Fprintln(w, "selftest: clean run of the whole suite")
 	clean, err := selfRun(ctx, exe, filepath.Join(o.out, "clean"), nil, "")
 	if err != nil {
@@ -123,9 +129,11 @@ func runSelftest(cmd *cobra.Command, o selftestOptions) error {
 			}
 		}
 	}
+	res.Subset = len(o.defects) > 0
 	res.Defects = make([]defectOutcome, len(defects))
 	failedBy := map[string][]string{} // spec → defects that failed it
 	var mu sync.Mutex
+	finished := 0
 	sem := make(chan struct{}, o.jobs)
 	var wg sync.WaitGroup
 	for i, d := range defects {
@@ -161,7 +169,8 @@ func runSelftest(cmd *cobra.Command, o selftestOptions) error {
 					verdict += " (" + out.Error + ")"
 				}
 			}
-			fmt.Fprintf(w, "selftest: %-30s %-10s %s by %d of %d specs (%.1fs)\n", d.Name, d.Requirement, verdict, len(out.CaughtBy), out.Ran, out.Seconds)
+			finished++
+			fmt.Fprintf(w, "selftest: [%d/%d] %-30s %-10s %s by %d of %d specs (%.1fs)\n", finished, len(defects), d.Name, d.Requirement, verdict, len(out.CaughtBy), out.Ran, out.Seconds)
 			mu.Unlock()
 		}()
 	}
@@ -185,7 +194,7 @@ func runSelftest(cmd *cobra.Command, o selftestOptions) error {
 	if err := writeSelftest(o.out, res); err != nil {
 		return err
 	}
-	fmt.Fprint(w, selftestMarkdown(res))
+	fmt.Fprint(w, selftestVerdict(res, where))
 	if !res.OK {
 		return &exitError{1, "selftest failed: see " + filepath.Join(o.out, "selftest.md")}
 	}
@@ -231,6 +240,53 @@ func writeSelftest(dir string, res selftestResult) error {
 		return err
 	}
 	return os.WriteFile(filepath.Join(dir, "selftest.md"), []byte(selftestMarkdown(res)), 0o644)
+}
+
+// selftestVerdict is what selftest prints at the end: the verdict in a few
+// lines and where the full table is (the table itself goes to the file).
+func selftestVerdict(res selftestResult, dir string) string {
+	var b strings.Builder
+	verdict := "PASS"
+	if !res.OK {
+		verdict = "FAIL"
+	}
+	caught := 0
+	var missed []string
+	for _, d := range res.Defects {
+		if d.Caught {
+			caught++
+		} else {
+			missed = append(missed, d.Defect)
+		}
+	}
+	fmt.Fprintf(&b, "\nselftest: %s — clean run: %d specs, all passed: %v; defects caught: %d of %d", verdict, res.Specs, res.CleanPassed, caught, len(res.Defects))
+	if res.Subset {
+		b.WriteString("; whether every spec can fail is checked only when every defect runs")
+	} else if len(res.Unfailable) == 0 {
+		b.WriteString("; every spec can fail")
+	} else {
+		fmt.Fprintf(&b, "; %d specs no defect makes fail", len(res.Unfailable))
+	}
+	fmt.Fprintf(&b, " (%.1fs)\n", res.Wall)
+	list := func(what string, items []string) {
+		if len(items) == 0 {
+			return
+		}
+		shown := items
+		if len(shown) > 10 {
+			shown = shown[:10]
+		}
+		fmt.Fprintf(&b, "  %s: %s", what, strings.Join(shown, "; "))
+		if len(items) > len(shown) {
+			fmt.Fprintf(&b, " … and %d more", len(items)-len(shown))
+		}
+		b.WriteString("\n")
+	}
+	list("failing on the clean firmware", res.CleanFailed)
+	list("defects not caught", missed)
+	list("specs no defect makes fail", res.Unfailable)
+	fmt.Fprintf(&b, "  table: %s (and selftest.json)\n", filepath.Join(dir, "selftest.md"))
+	return b.String()
 }
 
 func selftestMarkdown(res selftestResult) string {

@@ -765,8 +765,10 @@ type WaitError struct {
 
 func (e *WaitError) Error() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "agent: no %s since cursor #%d by deadline %s; %d events seen since the cursor",
-		e.Want, e.Since.pos, e.Deadline.Format("15:04:05.000"), len(e.Seen))
+	// In the protocol's words (agent events, not the rig's cursors):
+	// what was expected, until when, and what came instead.
+	fmt.Fprintf(&b, "expected from the board: %s; not seen by the deadline %s; %d events seen while waiting",
+		e.Want, e.Deadline.Format("15:04:05.000"), len(e.Seen))
 	const show = 20
 	seen := e.Seen
 	if len(seen) > show {

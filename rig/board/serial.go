@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 
 	"go.bug.st/serial"
 )
@@ -41,7 +42,16 @@ func (s *Serial) Info() Info {
 func (s *Serial) Open(ctx context.Context) (io.ReadWriteCloser, error) {
 	p, err := serial.Open(s.cfg.Port, &serial.Mode{BaudRate: s.cfg.Baud, DataBits: 8, Parity: serial.NoParity, StopBits: serial.OneStopBit})
 	if err != nil {
-		return nil, fmt.Errorf("board %s: open %s: %w (is the board plugged in and the port free?)", s.cfg.Name, s.cfg.Port, err)
+		// The OS error names the path already; say it once (issue 16).
+		var pe *fs.PathError
+		if errors.As(err, &pe) {
+			err = pe.Err
+		}
+		name := ""
+		if s.cfg.Name != "" && s.cfg.Name != s.cfg.Port {
+			name = "board " + s.cfg.Name + ": "
+		}
+		return nil, fmt.Errorf("%scannot open serial port %s: %w (is the board plugged in and the port free?)", name, s.cfg.Port, err)
 	}
 	return p, nil
 }

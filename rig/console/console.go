@@ -303,6 +303,9 @@ func Open(ctx context.Context, open Opener, opts Options) (*Console, error) {
 	port, err := open(ctx)
 	if err != nil {
 		c.cancel()
+		if strings.Contains(err.Error(), c.opts.Name) {
+			return nil, err // the opener's error names the port already
+		}
 		return nil, fmt.Errorf("console %s: open: %w", c.opts.Name, err)
 	}
 	c.port = port

@@ -220,6 +220,7 @@ func start(cfg Config, ht httpTimeouts) (*Hub, error) {
 	}
 	h.trace = newTrace(cfg.MaxTraceEntries, h.notify)
 	h.trace.perClient.limit = cfg.MaxTraceEntriesPerClient
+	h.trace.observe = h.logRefusal // every refusal logged with reason and rule (refusallog.go)
 	h.telem = newTelemetryStore(cfg.MaxStoredTelemetry)
 	h.telem.perDevice.limit = cfg.MaxTelemetryPerDevice
 	h.reg.onRevoke = h.revoke
@@ -267,7 +268,7 @@ func start(cfg Config, ht httpTimeouts) (*Hub, error) {
 	caps.Compatibilities.ObscureNotAuthorized = false
 	// A 1 KB read buffer per connection instead of mochi's 2 KB: TLS
 	// already holds each decrypted record, and device packets are small.
-	h.srv = mqtt.New(&mqtt.Options{Capabilities: caps, Logger: log.With("component", "mochi"), ClientNetReadBufferSize: 1024})
+	h.srv = mqtt.New(&mqtt.Options{Capabilities: caps, Logger: mochiLogger(log), ClientNetReadBufferSize: 1024})
 	if err := h.srv.AddHook(&hooks{h: h}, nil); err != nil {
 		return nil, err
 	}

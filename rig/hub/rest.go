@@ -171,7 +171,7 @@ func (h *Hub) restHandler() http.Handler {
 				re = restFail(errServer, "%v", err)
 			}
 			if re.status == http.StatusUnauthorized {
-				h.log.Info("REST request refused", "method", r.Method, "path", r.URL.EscapedPath(), "reason", re.msg)
+				h.log.Warn("REST request refused", "method", r.Method, "path", r.URL.EscapedPath(), "status", re.status, "reason", re.msg)
 			}
 			restWriteError(w, re)
 		}

@@ -209,6 +209,7 @@ type Trace struct {
 	// clients it has trimmed (each is announced once, EventTraceDropped).
 	perClient   keyBound[string]
 	clientDrops map[string]bool
+	observe     func(Entry) // refusal logging (refusallog.go); nil: none
 }
 
 func newTrace(limit int, notify func()) *Trace {
@@ -263,6 +264,9 @@ func (t *Trace) add(e Entry) {
 	}
 	t.pushLocked(e, now)
 	t.mu.Unlock()
+	if t.observe != nil {
+		t.observe(e)
+	}
 	if t.notify != nil {
 		t.notify()
 	}
