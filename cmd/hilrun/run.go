@@ -86,7 +86,7 @@ this binary, behind a pseudo-terminal.`,
 	f.StringVar(&o.advertise, "advertise", "", "host name or IP a real board dials to reach the hub; added to the hub certificate (default: inventory advertise)")
 	f.StringVar(&o.chip, "chip", "esp32", "with --board esp32: the chip (esp32, esp32s3, esp32c3, …)")
 	f.BoolVar(&o.noFlash, "no-flash", false, "inventory boards: do not flash the configured image (the pre-flight check still runs)")
-	return withPool(cmd) // --pool: pool.go
+	return withShards(withPool(cmd), &o) // --pool: pool.go; --shards, --pool --shard: shard.go
 }
 
 func runRun(cmd *cobra.Command, o runOptions) error {
@@ -96,6 +96,7 @@ func runRun(cmd *cobra.Command, o runOptions) error {
 	if err := sim.ValidateMisbehave(o.misbehave); err != nil {
 		return &exitError{2, err.Error()}
 	}
+	durKey := durationsKey(&o) // before the hooks resolve the board (durations.go)
 	if err := firmwareHook(cmd.Context(), &o, cmd.ErrOrStderr()); err != nil { // --firmware c (firmwarec.go)
 		return err
 	}
@@ -149,10 +150,11 @@ func runRun(cmd *cobra.Command, o runOptions) error {
 		return err
 	}
 	rep, err := suites.Run(ctx, suites.RunOptions{Env: opts, LabelFilter: o.labelFilter, Focus: o.focus, OutDir: o.out,
-		Progress: out, Command: os.Args, Version: version})
+		Progress: out, Command: os.Args, Version: version, Specs: childSpecs}) // childSpecs: a shard's (shard.go)
 	if rep == nil {
 		return &exitError{2, err.Error()}
 	}
+	recordRun(&o, durKey, rep) // spec durations for balancing shards (durations.go)
 	printSummary(cmd, rep, o.out)
 	// The outcome decides (reports.Outcome): a confirmed firmware failure
 	// is 1 even if the rig also faulted; an interruption is 1; a rig fault
