@@ -32,11 +32,11 @@ type RunOptions struct {
 	Focus       []string // regular expressions on spec text
 	// Specs, when set, are the IDs (SpecInfo.ID, from List) of exactly the
 	// specs to run: one shard of a suite split across boards. Not with Focus.
-	Specs []string
-	OutDir      string   // report directory (created)
-	Progress    io.Writer
-	Command     []string
-	Version     string
+	Specs    []string
+	OutDir   string // report directory (created)
+	Progress io.Writer
+	Command  []string
+	Version  string
 }
 
 var (
