@@ -30,13 +30,13 @@ type RunOptions struct {
 	Env         fixtures.Options
 	LabelFilter string   // Ginkgo label filter, e.g. "TWIN || METH-003"
 	Focus       []string // regular expressions on spec text
+	OutDir      string   // report directory (created)
+	Progress    io.Writer
+	Command     []string
+	Version     string
 	// Specs, when set, are the IDs (SpecInfo.ID, from List) of exactly the
 	// specs to run: one shard of a suite split across boards. Not with Focus.
-	Specs    []string
-	OutDir   string // report directory (created)
-	Progress io.Writer
-	Command  []string
-	Version  string
+	Specs []string
 }
 
 var (

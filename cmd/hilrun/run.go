@@ -96,7 +96,9 @@ func runRun(cmd *cobra.Command, o runOptions) error {
 	if err := sim.ValidateMisbehave(o.misbehave); err != nil {
 		return &exitError{2, err.Error()}
 	}
-	durKey := durationsKey(&o)                                                 // before the hooks resolve the board (durations.go)
+	// The board kind whose spec durations this run measures, named before
+	// the hooks resolve the board (durations.go).
+	durKey := durationsKey(&o)
 	if err := firmwareHook(cmd.Context(), &o, cmd.ErrOrStderr()); err != nil { // --firmware c (firmwarec.go)
 		return err
 	}
