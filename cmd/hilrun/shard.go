@@ -254,9 +254,6 @@ type shardWorker struct {
 func (p *shardPlan) assign(workers []shardWorker, _ []string) {
 	d := loadDurations(p.durPath)
 	est := d.estimator(p.key, p.o.strict)
-	n := len(workers)
-	loads := make([]time.Duration, n)
-	bins := make([][]int, n)
 	durs := make([]time.Duration, len(p.all))
 	p.known = 0
 	for i, s := range p.all {
@@ -266,13 +263,34 @@ func (p *shardPlan) assign(workers []shardWorker, _ []string) {
 			p.known++
 		}
 	}
-	order := make([]int, len(p.all))
+	bins, loads := dealSpecs(p.all, durs, workers)
+	p.children = nil
+	for w, bin := range bins {
+		if len(bin) == 0 && (len(p.all) > 0 || w > 0) {
+			continue // nothing for it (with nothing selected, one child runs the filters)
+		}
+		c := &shardChild{id: workers[w].id, dir: filepath.Join(p.out, workers[w].id), est: loads[w]}
+		for _, i := range bin {
+			c.specs = append(c.specs, p.all[i])
+		}
+		p.children = append(p.children, c)
+	}
+}
+
+// dealSpecs splits specs (with expected durations durs) across workers:
+// longest first, each to the least loaded worker that can run it
+// (candidates). A worker's indices are in run order.
+func dealSpecs(specs []suites.SpecInfo, durs []time.Duration, workers []shardWorker) (bins [][]int, loads []time.Duration) {
+	n := len(workers)
+	loads = make([]time.Duration, n)
+	bins = make([][]int, n)
+	order := make([]int, len(specs))
 	for i := range order {
 		order[i] = i
 	}
 	sort.SliceStable(order, func(a, b int) bool { return durs[order[a]] > durs[order[b]] })
 	for _, i := range order {
-		cand := candidates(p.all[i].Capabilities, workers)
+		cand := candidates(specs[i].Capabilities, workers)
 		best := cand[0]
 		for _, w := range cand[1:] {
 			if loads[w] < loads[best] {
@@ -282,18 +300,10 @@ func (p *shardPlan) assign(workers []shardWorker, _ []string) {
 		loads[best] += durs[i]
 		bins[best] = append(bins[best], i)
 	}
-	p.children = nil
-	for w, bin := range bins {
-		if len(bin) == 0 && (len(p.all) > 0 || w > 0) {
-			continue // nothing for it (with nothing selected, one child runs the filters)
-		}
+	for _, bin := range bins {
 		sort.Ints(bin)
-		c := &shardChild{id: workers[w].id, dir: filepath.Join(p.out, workers[w].id), est: loads[w]}
-		for _, i := range bin {
-			c.specs = append(c.specs, p.all[i])
-		}
-		p.children = append(p.children, c)
 	}
+	return bins, loads
 }
 
 // candidates are the workers that may run a spec needing caps.
