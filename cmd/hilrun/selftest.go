@@ -28,7 +28,7 @@ import (
 // process), started from this executable.
 
 type selftestOptions struct {
-	defects []string
+	defects     []string
 	jobs        int
 	out         string
 	labelFilter string
