@@ -91,7 +91,7 @@ func withShards(cmd *cobra.Command, o *runOptions) *cobra.Command {
 				return &exitError{2, "--pool --shard uses the pool's boards: drop --shards"}
 			}
 			return runPoolShard(c, so, o)
-		case so.shards != 0:
+		case flags.Changed("shards"):
 			if flags.Changed("pool") {
 				return &exitError{2, "--shards runs virtual boards; to split the suite across the inventory's boards use --pool --shard"}
 			}
@@ -149,7 +149,8 @@ type shardPlan struct {
 	children []*shardChild
 	single   []string // `hilrun run` args of the one-board comparison (--compare)
 	o        *runOptions
-	known    int // specs with a measured duration
+	known    int  // specs with a measured duration
+	pool     bool // the workers are inventory boards: remember their capabilities
 }
 
 func runShards(cmd *cobra.Command, so *shardOptions, o *runOptions) error {
@@ -412,7 +413,7 @@ func (p *shardPlan) run(cmd *cobra.Command) error {
 	p.joinLogs()
 	boards := map[string][]string{}
 	for _, sr := range rep.Run.Shards {
-		if sr.Board.Firmware.Caps != nil && sr.Board.Profile != "sim" {
+		if p.pool && sr.Board.Firmware.Caps != nil {
 			boards[sr.ID] = sr.Board.Firmware.Caps
 		}
 	}
@@ -653,7 +654,7 @@ func runPoolShard(cmd *cobra.Command, so *shardOptions, o *runOptions) error {
 	if o.strict {
 		key += "/strict"
 	}
-	plan := &shardPlan{out: o.out, exe: exe, key: key, durPath: durationsPath(so.durations), all: all, o: o}
+	plan := &shardPlan{out: o.out, exe: exe, key: key, durPath: durationsPath(so.durations), all: all, o: o, pool: true}
 	if plan.out == "" {
 		plan.out = filepath.Join("out", "pool-"+time.Now().Format("20060102-150405"))
 	}
