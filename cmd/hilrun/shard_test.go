@@ -313,3 +313,45 @@ func (s *syncBuffer) String() string {
 	defer s.mu.Unlock()
 	return s.b.String()
 }
+
+// TestPoolShard: `--pool --shard` splits one suite run across the
+// inventory's boards: one report, each spec naming the board that ran it,
+// and the boards' capabilities remembered for the next split.
+func TestPoolShard(t *testing.T) {
+	dir := t.TempDir()
+	inv := writeInventory(t, dir, []string{"sim-a", "sim-b"}, nil)
+	dur := filepath.Join(dir, "durations.json")
+	out, code := hilrunEnv(t, []string{durationsEnv + "=" + dur}, "run", "--pool", "--shard", "--inventory", inv, "--label-filter", "CONN-005 || TEL-001 || TEL-002 || C2D-001", "--out", filepath.Join(dir, "pool"))
+	if code != 0 {
+		t.Fatalf("exit %d\n%s", code, out)
+	}
+	rep, err := reports.Load(filepath.Join(dir, "pool", reports.JSONFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	boards := map[string]int{}
+	for _, s := range rep.Specs {
+		boards[s.Board]++
+	}
+	if len(rep.Specs) < 4 || boards["sim-a"] == 0 || boards["sim-b"] == 0 || len(boards) != 2 {
+		t.Errorf("specs per board %v (%d specs)", boards, len(rep.Specs))
+	}
+	d := loadDurations(dur)
+	if len(d.Boards["sim-a"].Caps) == 0 || len(d.Profiles["sim"]) != len(rep.Specs) {
+		t.Errorf("durations file: boards %v, %d specs timed", d.Boards, len(d.Profiles["sim"]))
+	}
+	out, code = hilrun(t, "run", "--pool", "--shard", "--inventory", writeMixedInventory(t, dir), "--out", filepath.Join(dir, "mixed"))
+	if code != 2 || !strings.Contains(out, "one kind") {
+		t.Errorf("boards of two kinds: exit %d, want 2\n%s", code, out)
+	}
+}
+
+func writeMixedInventory(t *testing.T, dir string) string {
+	t.Helper()
+	p := filepath.Join(dir, "mixed.yaml")
+	body := "boards:\n  - id: sim-a\n    profile: sim\n  - id: dev-1\n    profile: esp32\n    chip: esp32s3\n    port: /dev/null\n"
+	if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
