@@ -197,6 +197,7 @@ const htmlSource = `<!DOCTYPE html>
 <h2>Board</h2>
 <dl class="meta">
 <dt>Profile</dt><dd>{{.R.Board.Profile}}{{with .R.Board.Port}} on <code>{{.}}</code>{{end}}</dd>
+{{with .R.Run.Shards}}<dt>Shards</dt><dd>{{range $i, $s := .}}{{if $i}}; {{end}}{{$s.ID}}: {{$s.Specs}} specs, {{$s.Outcome}}{{with $s.Note}} ({{.}}){{end}}{{end}}</dd>{{end}}
 <dt>Firmware</dt><dd>{{.R.Board.Firmware.Name}} {{.R.Board.Firmware.Version}}{{with .R.Board.Firmware.Build}} (build <code>{{.}}</code>){{end}}</dd>
 <dt>Device client</dt><dd>{{.R.Board.Firmware.Client}} {{.R.Board.Firmware.ClientVersion}}</dd>
 <dt>Board</dt><dd>{{.R.Board.Firmware.Board}}</dd>
@@ -292,7 +293,7 @@ const htmlSource = `<!DOCTYPE html>
 <thead><tr><th>ID</th><th>Severity</th><th>Title</th><th>Status</th><th>Specs</th></tr></thead>
 <tbody>
 {{range .Reqs}}<tr id="req-{{.ID}}"><td><code>{{.ID}}</code></td><td>{{.Severity}}</td><td>{{.Title}}</td><td class="st st-{{.Status}}">{{.Status}}</td>
-<td>{{range .Specs}}<div><span class="st st-{{.Status}}">{{.Status}}</span> {{if eq .Status "failed"}}<a href="#{{$.AnchorFor .Name}}">{{.Name}}</a> — {{first .Failure}}{{else if eq .Status "precondition-unmet"}}{{.Name}} — {{first .Failure}}{{else}}{{.Name}}{{end}}</div>{{end}}</td></tr>
+<td>{{range .Specs}}<div><span class="st st-{{.Status}}">{{.Status}}</span> {{if eq .Status "failed"}}<a href="#{{$.AnchorFor .Name}}">{{.Name}}</a> — {{first .Failure}}{{else if eq .Status "precondition-unmet"}}{{.Name}} — {{first .Failure}}{{else}}{{.Name}}{{end}}{{with .Board}} <span class="note">on {{.}}</span>{{end}}</div>{{end}}</td></tr>
 {{end}}
 </tbody>
 </table>

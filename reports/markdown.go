@@ -17,6 +17,13 @@ func writeMarkdown(buf *bytes.Buffer, r *Report) error {
 	fmt.Fprintf(buf, "%s %s (%s %s) on board profile %s · wall time %s · run `%s`\n\n",
 		md(orDash(fw.Name)), md(fw.Version), md(fw.Client), md(fw.ClientVersion),
 		md(orDash(r.Board.Profile)), fmtWall(r.Run.Wall), mdCode(r.Run.ID))
+	if n := len(r.Run.Shards); n > 0 {
+		var parts []string
+		for _, s := range r.Run.Shards {
+			parts = append(parts, fmt.Sprintf("%s %d specs %s", md(s.ID), s.Specs, s.Outcome.Label()))
+		}
+		fmt.Fprintf(buf, "Sharded across %d boards: %s.\n\n", n, strings.Join(parts, ", "))
+	}
 	if r.Run.Interrupted {
 		fmt.Fprintf(buf, "> **Run interrupted:** %s\n\n", md(r.Run.InterruptReason))
 	}
