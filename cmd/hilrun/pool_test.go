@@ -106,6 +106,7 @@ func TestPoolThreeVirtualBoards(t *testing.T) {
 // TestPoolRigFault: one board's firmware never says hello; it is reported
 // as a rig fault, the others pass, and the pool exits 3.
 func TestPoolRigFault(t *testing.T) {
+	t.Parallel() // waits out a mute board's boot timeout
 	dir := t.TempDir()
 	mute := filepath.Join(dir, "mute-fw")
 	// Stands for a board whose firmware boots but never runs the agent.
