@@ -118,7 +118,8 @@ of the same shape as a single-board run, each spec naming the shard that
 ran it. It works with --firmware c, --image and --board sdk:NAME. With
 --pool --shard the pool's boards (one profile) share one suite run the same
 way; a spec needing a capability goes to a board that declared it in its
-last run. The run prints its speed-up against one board (estimated from the
+last run (and one that came back not applicable runs again on a board
+whose hello declared it). The run prints its speed-up against one board (estimated from the
 specs' durations; --compare runs one board after the shards and measures
 it). A shard whose board has a rig fault leaves its specs not-run: the run
 is a rig fault (exit 3), not a failure. Ctrl-C stops every shard within
@@ -133,6 +134,9 @@ type shardChild struct {
 	specs []suites.SpecInfo
 	lock  func(ctx context.Context, say func(string)) (func(), error) // optional board lock
 	est   time.Duration
+	// mkArgs, for a pool board, builds its `hilrun run` arguments for a
+	// report directory: a second round on the same board (reruns).
+	mkArgs func(dir string) []string
 
 	started bool
 	res     childResult
@@ -380,30 +384,16 @@ func (p *shardPlan) run(cmd *cobra.Command) error {
 		lw.Printf("[%-*s] %d specs, ≈%.1fs expected\n", width, c.id, len(c.specs), c.est.Seconds())
 	}
 	t0 := time.Now()
-	var wg sync.WaitGroup
-	for _, c := range p.children {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			prefix := fmt.Sprintf("[%-*s] ", width, c.id)
-			var env []string
-			if c.lock != nil {
-				unlock, err := c.lock(ctx, func(msg string) { lw.Printf("%s%s\n", prefix, msg) })
-				if err != nil {
-					if ctx.Err() == nil {
-						c.started, c.err = true, err
-					}
-					return
-				}
-				defer unlock()
-				env = append(env, boardLockedEnv+"="+c.id)
+	p.start(ctx, lw, width, p.children)
+	if p.pool && ctx.Err() == nil {
+		if again := p.reruns(); len(again) > 0 {
+			for _, c := range again {
+				lw.Printf("[%-*s] again: %d specs another board could not run for a capability this board declares\n", width, c.id, len(c.specs))
 			}
-			c.started = true
-			c.res, c.err = childRun{Exe: p.exe, Args: c.args, Env: append(env, c.env...), Dir: c.dir, Live: lw, Prefix: prefix, Grace: poolChildGrace}.run(ctx)
-			lw.Printf("%sdone: exit %d, %.1fs\n", prefix, c.res.Code, c.res.Wall.Seconds())
-		}()
+			p.children = append(p.children, again...)
+			p.start(ctx, lw, width, again)
+		}
 	}
-	wg.Wait()
 	wall := time.Since(t0)
 
 	rep := p.merge(ctx, t0)
@@ -428,6 +418,108 @@ func (p *shardPlan) run(cmd *cobra.Command) error {
 		p.compareOne(ctx, w, rep, wall)
 	}
 	return outcomeError(rep)
+}
+
+// start runs children at once and waits for them.
+func (p *shardPlan) start(ctx context.Context, lw *lineWriter, width int, children []*shardChild) {
+	var wg sync.WaitGroup
+	for _, c := range children {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			prefix := fmt.Sprintf("[%-*s] ", width, c.id)
+			var env []string
+			if c.lock != nil {
+				unlock, err := c.lock(ctx, func(msg string) { lw.Printf("%s%s\n", prefix, msg) })
+				if err != nil {
+					if ctx.Err() == nil {
+						c.started, c.err = true, err
+					}
+					return
+				}
+				defer unlock()
+				env = append(env, boardLockedEnv+"="+c.id)
+			}
+			c.started = true
+			c.res, c.err = childRun{Exe: p.exe, Args: c.args, Env: append(env, c.env...), Dir: c.dir, Live: lw, Prefix: prefix, Grace: poolChildGrace}.run(ctx)
+			lw.Printf("%sdone: exit %d, %.1fs\n", prefix, c.res.Code, c.res.Wall.Seconds())
+		}()
+	}
+	wg.Wait()
+}
+
+// reruns is the second round of a pool shard: a spec that came back
+// not applicable from a board lacking a capability it needs goes to
+// another board of the run whose hello declared it (the first round could
+// only guess from earlier runs).
+func (p *shardPlan) reruns() []*shardChild {
+	caps := map[string][]string{}
+	na := map[string][]string{} // board → spec names not applicable there
+	for _, c := range p.children {
+		rep, err := reports.LoadForMerge(filepath.Join(c.dir, reports.JSONFile))
+		if err != nil {
+			continue
+		}
+		caps[c.id] = rep.Board.Firmware.Caps
+		for _, s := range rep.Specs {
+			if s.Status == reports.SpecNotApplicable {
+				na[c.id] = append(na[c.id], s.Name)
+			}
+		}
+	}
+	plan := planReruns(p.children, caps, na)
+	var out []*shardChild
+	for _, c := range p.children {
+		specs := plan[c.id]
+		if len(specs) == 0 || c.mkArgs == nil {
+			continue
+		}
+		dir := c.dir + "-again"
+		ids := make([]string, len(specs))
+		for i, s := range specs {
+			ids[i] = s.ID
+		}
+		b, _ := json.MarshalIndent(ids, "", " ")
+		if os.MkdirAll(dir, 0o755) != nil || os.WriteFile(filepath.Join(dir, shardSpecsFile), b, 0o644) != nil {
+			continue // the first round's not-applicable stands
+		}
+		out = append(out, &shardChild{id: c.id, dir: dir, args: c.mkArgs(dir), env: c.env, specs: specs, lock: c.lock})
+	}
+	return out
+}
+
+// planReruns assigns each not-applicable spec (na: board → spec names) to
+// the least loaded other board whose capabilities (caps: board → its
+// hello's) include every capability the spec needs.
+func planReruns(children []*shardChild, caps map[string][]string, na map[string][]string) map[string][]suites.SpecInfo {
+	info := map[string]suites.SpecInfo{}
+	for _, c := range children {
+		for _, s := range c.specs {
+			info[s.Name] = s
+		}
+	}
+	out := map[string][]suites.SpecInfo{}
+	for _, c := range children {
+		for _, name := range na[c.id] {
+			s, ok := info[name]
+			if !ok || len(s.Capabilities) == 0 {
+				continue
+			}
+			best := ""
+			for _, d := range children {
+				if d.id == c.id || caps[d.id] == nil || (best != "" && len(out[d.id]) >= len(out[best])) {
+					continue
+				}
+				if !slices.ContainsFunc(s.Capabilities, func(cp string) bool { return !agentproto.HasCap(caps[d.id], cp) }) {
+					best = d.id
+				}
+			}
+			if best != "" {
+				out[best] = append(out[best], s)
+			}
+		}
+	}
+	return out
 }
 
 // merge joins the children's reports.
@@ -674,11 +766,15 @@ func runPoolShard(cmd *cobra.Command, so *shardOptions, o *runOptions) error {
 	})
 	for _, c := range plan.children {
 		i := slices.IndexFunc(sel, func(b inventory.Board) bool { return b.ID == c.id })
-		c.args = []string{"run", "--board", c.id, "--inventory", invPath, "--out", c.dir, "--shard-specs", filepath.Join(c.dir, shardSpecsFile)}
-		if listen != nil {
-			c.args = append(c.args, "--hub-listen", listen[i])
+		id := c.id
+		c.mkArgs = func(dir string) []string {
+			args := []string{"run", "--board", id, "--inventory", invPath, "--out", dir, "--shard-specs", filepath.Join(dir, shardSpecsFile)}
+			if listen != nil {
+				args = append(args, "--hub-listen", listen[i])
+			}
+			return append(args, pass...)
 		}
-		c.args = append(c.args, pass...)
+		c.args = c.mkArgs(c.dir)
 		if lockDir != "" {
 			id := c.id
 			c.lock = func(ctx context.Context, say func(string)) (func(), error) { return lockBoard(ctx, lockDir, id, say) }

@@ -357,3 +357,21 @@ func writeMixedInventory(t *testing.T, dir string) string {
 	}
 	return p
 }
+
+// TestPlanReruns: a spec not applicable on one pool board goes again to a
+// board of the run that declared the capability it needs; with no such
+// board it stays not applicable.
+func TestPlanReruns(t *testing.T) {
+	x := suites.SpecInfo{ID: "x", Name: "x [CONN-012]", Capabilities: []string{"x509"}}
+	plain := suites.SpecInfo{ID: "p", Name: "p [CONN-005]"}
+	children := []*shardChild{{id: "a", specs: []suites.SpecInfo{x, plain}}, {id: "b"}, {id: "c"}}
+	caps := map[string][]string{"a": {"sas"}, "b": {"sas"}, "c": {"sas", "x509"}}
+	got := planReruns(children, caps, map[string][]string{"a": {x.Name, plain.Name}})
+	if len(got["c"]) != 1 || got["c"][0].ID != "x" || len(got["b"]) != 0 || len(got["a"]) != 0 {
+		t.Errorf("reruns %v", got)
+	}
+	caps["c"] = []string{"sas"}
+	if got := planReruns(children, caps, map[string][]string{"a": {x.Name}}); len(got) != 0 {
+		t.Errorf("no board declares x509, yet reruns %v", got)
+	}
+}
