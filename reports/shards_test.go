@@ -45,3 +45,23 @@ func TestMergeShards(t *testing.T) {
 		t.Errorf("interrupted: outcome %s, rig fault %q", r.Outcome(), r.Run.RigFault)
 	}
 }
+
+func TestRequirementsInName(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		want []string
+	}{
+		{"text [CONN-001]", []string{"CONN-001"}},
+		{"text [TWIN-005,RECON-003]", []string{"TWIN-005", "RECON-003"}},
+		{"a [b] c [TEL-001, TEL-002]", []string{"TEL-001", "TEL-002"}},
+		{"no brackets", nil},
+		{"open [CONN-001", nil},
+		{"empty []", nil},
+		{"", nil},
+	} {
+		got := requirementsInName(tc.name)
+		if strings.Join(got, "|") != strings.Join(tc.want, "|") {
+			t.Errorf("%q: %q, want %q", tc.name, got, tc.want)
+		}
+	}
+}
