@@ -54,3 +54,16 @@ func TestDurationsFile(t *testing.T) {
 		t.Errorf("strict estimate %v", v)
 	}
 }
+
+// TestDurationsBorrowed: a board kind not timed yet (the C firmware, an SDK)
+// borrows the Go firmware's virtual board timings.
+func TestDurationsBorrowed(t *testing.T) {
+	d := &durationsFile{Version: 1, Profiles: map[string]map[string]float64{"sim": {"a": 2000}, "sim:c": {"b": 500}}}
+	e := d.estimator("sim:c", false)
+	if v, ok := e.of("a"); !ok || v != 2*time.Second {
+		t.Errorf("borrowed: %v %v", v, ok)
+	}
+	if v, ok := e.of("b"); !ok || v != 500*time.Millisecond {
+		t.Errorf("own: %v %v", v, ok)
+	}
+}
