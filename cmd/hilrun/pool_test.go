@@ -40,6 +40,7 @@ func writeInventory(t *testing.T, dir string, ids []string, images map[string]st
 // report directory per board and one merged report, and takes well under
 // three single runs of wall time.
 func TestPoolThreeVirtualBoards(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	inv := writeInventory(t, dir, []string{"sim-a", "sim-b", "sim-c"}, nil)
 	const filter = "CONN-005"

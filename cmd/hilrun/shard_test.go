@@ -123,6 +123,7 @@ func TestShardsMatchOneBoard(t *testing.T) {
 // 1); a board that never comes up leaves its specs not-run and the run a
 // rig fault (exit 3), not a failure; bad flag combinations exit 2.
 func TestShardsVerdicts(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	out, code := hilrun(t, "run", "--shards", "2", "--defect", "username-no-host", "--label-filter", "CONN-005 || CONN-006 || TEL-001", "--out", filepath.Join(dir, "defect"))
 	if code != 1 {
@@ -320,6 +321,7 @@ func (s *syncBuffer) String() string {
 // inventory's boards: one report, each spec naming the board that ran it,
 // and the boards' capabilities remembered for the next split.
 func TestPoolShard(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	inv := writeInventory(t, dir, []string{"sim-a", "sim-b"}, nil)
 	dur := filepath.Join(dir, "durations.json")
