@@ -66,14 +66,14 @@ func hilrun(t *testing.T, args ...string) (string, int) {
 // TestRunDefaultVirtualBoard is `hilrun run` on a fresh clone: the whole
 // suite on the virtual board, exit 0, and a report listing every catalog
 // requirement with a status. The suite runs split across four virtual
-// boards (--shards 6, shard.go): every spec still runs, under the race
+// boards (--shards 4, shard.go): every spec still runs, under the race
 // detector, in a fraction of the time; that a sharded run's report is a
 // single-board run's is TestShardsMatchOneBoard's, and `.ci/run` runs the
 // whole suite on one board.
 func TestRunDefaultVirtualBoard(t *testing.T) {
 	t.Parallel() // the specs mostly wait on timers: overlaps well with the other waiting tests
 	dir := t.TempDir()
-	out, code := hilrun(t, "run", "--shards", "6", "--out", dir)
+	out, code := hilrun(t, "run", "--shards", "4", "--out", dir)
 	if code != 0 {
 		t.Fatalf("hilrun run exited %d:\n%s", code, out)
 	}
@@ -92,8 +92,8 @@ func TestRunDefaultVirtualBoard(t *testing.T) {
 	if !strings.Contains(out, "verdict: PASS") {
 		t.Errorf("no verdict line in output:\n%s", out)
 	}
-	if len(rep.Run.Shards) != 6 {
-		t.Errorf("report names %d shards, want 6", len(rep.Run.Shards))
+	if len(rep.Run.Shards) != 4 {
+		t.Errorf("report names %d shards, want 4", len(rep.Run.Shards))
 	}
 	for _, s := range rep.Specs {
 		if s.Board == "" {
