@@ -71,7 +71,9 @@ func hilrun(t *testing.T, args ...string) (string, int) {
 // single-board run's is TestShardsMatchOneBoard's, and `.ci/run` runs the
 // whole suite on one board.
 func TestRunDefaultVirtualBoard(t *testing.T) {
-	t.Parallel() // the specs mostly wait on timers: overlaps well with the other waiting tests
+	// Not parallel with the other tests: four race-instrumented boards at
+	// once already load two cores, and RECON-001's cap check (every gap
+	// within the 400 ms ceiling + 10 %) fails when the firmware is starved.
 	dir := t.TempDir()
 	out, code := hilrun(t, "run", "--shards", "4", "--out", dir)
 	if code != 0 {
