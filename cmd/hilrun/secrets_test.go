@@ -152,7 +152,6 @@ func TestNoSecretLeaksFromRuns(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs the suite several times")
 	}
-	t.Parallel()
 	cases := []struct {
 		defect, labels, failing string
 		// passwordSecret: the hub must have seen (and masked) a registered

@@ -28,7 +28,6 @@ const shardSample = "CERT || C2D || TEL"
 // names the shard of every spec. The single run records the spec durations
 // the sharded run then balances by.
 func TestShardsMatchOneBoard(t *testing.T) {
-	t.Parallel()
 	dir := t.TempDir()
 	dur := filepath.Join(dir, "durations.json")
 	one, sharded := filepath.Join(dir, "one"), filepath.Join(dir, "sharded")
