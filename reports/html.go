@@ -132,6 +132,7 @@ var htmlFuncs = template.FuncMap{
 	"wall":   fmtWall,
 	"secs":   func(d time.Duration) string { return fmt.Sprintf("%.3f s", d.Seconds()) },
 	"join":   strings.Join,
+	"cloud":  CloudName,
 	"first":  firstLine,
 	"time": func(t time.Time) string {
 		if t.IsZero() {
@@ -185,6 +186,7 @@ const htmlSource = `<!DOCTYPE html>
 <dt>Wall time</dt><dd>{{wall .R.Run.Wall}}</dd>
 <dt>hilrun</dt><dd>{{.R.Run.Version}}</dd>
 <dt>Reference hub</dt><dd>{{.R.Run.HubVersion}}</dd>
+{{if .R.Run.Cloud}}<dt>Judged against</dt><dd>{{cloud .R.Run.Cloud}}</dd>{{end}}
 <dt>Host</dt><dd>{{.R.Run.Host}}</dd>
 <dt>Command</dt><dd><code>{{join .R.Run.Command " "}}</code></dd>
 <dt>Strict timing</dt><dd>{{.R.Run.Strict}}</dd>

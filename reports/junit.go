@@ -76,6 +76,9 @@ func writeJUnit(buf *bytes.Buffer, r *Report) error {
 		{"client", strings.TrimSpace(r.Board.Firmware.Client + " " + r.Board.Firmware.ClientVersion)},
 		{"strict", fmt.Sprint(r.Run.Strict)},
 	}
+	if r.Run.Cloud != "" {
+		props = append(props, junitProperty{"cloud", r.Run.Cloud})
+	}
 	props = append(props, junitProperty{"outcome", string(r.Outcome())})
 	if r.Run.Interrupted {
 		props = append(props, junitProperty{"interrupted", r.Run.InterruptReason})

@@ -17,6 +17,9 @@ func writeMarkdown(buf *bytes.Buffer, r *Report) error {
 	fmt.Fprintf(buf, "%s %s (%s %s) on board profile %s · wall time %s · run `%s`\n\n",
 		md(orDash(fw.Name)), md(fw.Version), md(fw.Client), md(fw.ClientVersion),
 		md(orDash(r.Board.Profile)), fmtWall(r.Run.Wall), mdCode(r.Run.ID))
+	if name := CloudName(r.Run.Cloud); name != "" {
+		fmt.Fprintf(buf, "Judged against: %s\n\n", md(name))
+	}
 	if n := len(r.Run.Shards); n > 0 {
 		var parts []string
 		for _, s := range r.Run.Shards {

@@ -172,6 +172,9 @@ type RunMeta struct {
 	LabelFilter string        `json:"labelFilter,omitempty"`
 	Defects     []string      `json:"defects,omitempty"` // defect switches active on the virtual board
 	HubVersion  string        `json:"hubVersion"`
+	// Cloud is the cloud the run was judged against: "azure" (the
+	// reference IoT Hub) or "aws" (the reference AWS IoT endpoint).
+	Cloud string `json:"cloud,omitempty"`
 	// Interrupted: a signal (Ctrl-C, SIGTERM) or the suite timeout ended
 	// the run early.
 	Interrupted     bool   `json:"interrupted"`
@@ -305,6 +308,7 @@ const (
 	FactRoot       = "root"       // a server root or chain the board accepted or refused
 	FactClock      = "clock"      // a clock scenario and the behaviour the board showed
 	FactTrustStore = "truststore" // what the board's trust store holds
+	FactQuota      = "quota"      // a metered rate or volume against the device's share (LIMITS-*)
 
 	// FactEntryPrefix prefixes the Ginkgo report entry carrying a Fact.
 	FactEntryPrefix = "fact:"
@@ -384,7 +388,7 @@ type Report struct {
 }
 
 // FactKinds is the order of the "TLS and clock" section.
-var FactKinds = []string{FactTLS, FactRoot, FactTrustStore, FactClock}
+var FactKinds = []string{FactTLS, FactRoot, FactTrustStore, FactClock, FactQuota}
 
 // Build assembles a report. cat fixes the requirement rows and their order;
 // specs are kept in the order given. Wall is taken from Finished−Started when
@@ -826,6 +830,7 @@ var factTitles = map[string]string{
 	FactRoot:       "Server roots and chains",
 	FactTrustStore: "Trust store",
 	FactClock:      "Clock behaviour",
+	FactQuota:      "Quotas: rates against the device's share",
 }
 
 // FactGroups splits TLSClock by kind, in section order.

@@ -277,6 +277,7 @@ var figureLabels = []struct{ key, label, unit string }{
 	{"capMs", "cap (plateau)", "ms"},
 	{"plateauGaps", "gaps on the plateau", ""},
 	{"jitterSpread", "jitter spread", "%"},
+	{"jitterMad", "jitter, median deviation", "%"},
 }
 
 func fmtFigure(v float64, unit string) string {

@@ -52,11 +52,12 @@ var _ = Describe("reconnect after network faults", func() {
 		DeferCleanup(func() { net.RefuseNew(false) })
 		Expect(net.Cut()).To(BeNumerically(">=", 1), "rig: no live connection to cut")
 		cut := must(waitNet(ctx, net, nm, "the cut", func(e netem.Event) bool { return e.Kind == netem.EvCut }))
-		// The loss, then 8 refused attempts: growth 100 → 200 → 400 ms,
-		// then 5 gaps at the cap. Collecting stops early once a gap is
-		// clearly over the cap (the verdict is known) or at a deadline of
-		// twice the expected time.
-		const attempts = 8
+		// The loss, then 16 refused attempts: growth 100 → 200 → 400 ms,
+		// then 13 gaps at the cap (enough for the jitter check below to
+		// tell 20 % jitter from scheduling noise). Collecting stops early
+		// once a gap is clearly over the cap (the verdict is known) or at
+		// a deadline of twice the expected time.
+		const attempts = 16
 		times := []time.Time{cut.At}
 		wctx, cancel := context.WithTimeout(ctx, 2*(initial+2*initial+(attempts-2)*ceiling)+time.Second)
 		defer cancel()
@@ -83,11 +84,18 @@ var _ = Describe("reconnect after network faults", func() {
 		series.Record(retries)
 		Expect(att).To(series.HaveAtLeastPoints(3), "RECON-001: the device must try again while the network refuses it\n%s", evidence)
 		Expect(retries).To(series.HaveMinimumGap(initial*8/10), "RECON-001: no retry may follow the previous attempt sooner than the initial delay %s less its 20 %% jitter (only the first retry may come at once)\n%s", initial, evidence)
-		Expect(att).To(series.StayUnder(ceiling, 0.1), "RECON-001: the delay must level off at the configured maximum %s\n%s", ceiling, evidence)
+		Expect(att).To(series.StayUnderCap(ceiling, 0.1), "RECON-001: the delay must level off at the configured maximum %s (002 L16715: the delay slows down to a maximum)\n%s", ceiling, evidence)
 		Expect(att).To(series.HaveAtLeastPoints(attempts+1), "RECON-001: the device must keep trying while the network refuses it\n%s", evidence)
 		// ×2 per attempt is configured; ×1.4 leaves room for the fit under jitter.
 		Expect(retries).To(series.GrowAtLeast(1.4), "RECON-001: the delays between retries must grow exponentially until the cap\n%s", evidence)
-		Expect(retries).To(series.HaveJitter(0.005), "RECON-001: the delays must be randomised (20 %% jitter configured)\n%s", evidence)
+		// Configured jitter of 20 % moves a typical gap by several per
+		// cent (measured on the reference firmware, which draws from
+		// [0.8, 1] × delay: a median deviation of 2.6-8.6 % on the
+		// plateau); gaps without jitter agree to a few ms in 400, 1.2 % at
+		// worst on a host at load 10, and single late gaps do not move a
+		// median. 1.6 % lies between; 13 jittered gaps fall under it with a
+		// chance near 1 in 1 000.
+		Expect(retries).To(series.HaveJitterMAD(0.016), "RECON-001: the delays must be randomised (20 %% jitter configured; 002 L16709, L16715: exponential backoff with jitter)\n%s", evidence)
 		// Connections are accepted again: the device gets in.
 		reconnected(ctx, s, m, live, "RECON-001: once the network accepts connections again")
 	})
@@ -113,45 +121,122 @@ var _ = Describe("reconnect after network faults", func() {
 		// the moment the rig silenced the link (the blackhole-on event,
 		// emitted once the proxy holds all traffic; the device's own last
 		// traffic came earlier, so this start is never before the silence).
-		// The bound is judged on the proxy's timestamp of the device's new
-		// connection, not on when this goroutine hears of it, with the
-		// rig's timing granularity as the only tolerance: the accept is
-		// stamped by the proxy's accept loop, a few ms behind the device's
-		// dial on a loaded host.
-		const granularity = 50 * time.Millisecond
+		// Detection is judged where the rig sees it: the device ending the
+		// dead connection (its FIN or reset, stamped by the proxy while the
+		// hub still sees nothing) or, for a client that leaves the old socket
+		// open, its new connection — whichever comes first. The reconnect
+		// delay after detection is the client's backoff (RECON-001), not
+		// part of this bound. Tolerance: the docs give no time at all, and
+		// the usual client algorithm (PINGREQ after a keep-alive of
+		// silence, the link declared dead when the next keep-alive tick
+		// finds no PINGRESP: mqtt.js, paho) lands on 2 × keep-alive itself,
+		// so the clients' timer lateness and the proxy's stamping (its
+		// goroutines run a few ms behind the device on a loaded host) must
+		// not decide the verdict: a quarter keep-alive is allowed on top.
+		// Measured: Node SDK 3.6–4.08 s, Python SDK 4.005–4.05 s at 2 s.
+		granularity := ka / 4
 		limit := 2 * ka
 		dctx, cancel := context.WithDeadline(ctx, on.At.Add(limit+granularity+time.Second))
 		defer cancel()
-		acc, err := net.WaitEventAfter(dctx, on.Seq, func(e netem.Event) bool { return e.Kind == netem.EvAccept })
-		if err != nil || acc.At.Sub(on.At) > limit+granularity {
-			seen := "has not opened a new connection"
+		det, err := net.WaitEventAfter(dctx, on.Seq, func(e netem.Event) bool { return e.Kind == netem.EvAccept || e.Kind == netem.EvDeviceEnd })
+		if err != nil || det.At.Sub(on.At) > limit+granularity {
+			seen := "neither ended the dead connection nor opened a new one"
 			if err == nil {
-				seen = fmt.Sprintf("opened its new connection only %s after the link went silent", acc.At.Sub(on.At).Round(time.Millisecond))
+				seen = fmt.Sprintf("noticed it only %s after the link went silent (%s)", det.At.Sub(on.At).Round(time.Millisecond), detectionText(det))
 			}
-			Fail(fmt.Sprintf("RECON-013: the link went silent at %s (keep-alive %s) and the device %s; expected within 2 × keep-alive = %s (catalog bound; rig granularity %s)\n%s%s",
+			Fail(fmt.Sprintf("RECON-013: the link went silent at %s (keep-alive %s) and the device %s; expected within 2 × keep-alive = %s (catalog bound, the docs set none: 002 L35842) plus %s for timer granularity\n%s%s",
 				on.At.Format(time.TimeOnly+".000"), ka, seen, limit, granularity, netText(net.Events(), nm), traceText(s.Trace(s.Start()))))
 		}
-		GinkgoWriter.Printf("RECON-013: new connection %s after the link went silent (bound %s)\n", acc.At.Sub(on.At).Round(time.Millisecond), limit)
-		series.Record(series.Series{Name: "dead link (blackhole on), then the device's new connection", Times: []time.Time{on.At, acc.At}})
+		GinkgoWriter.Printf("RECON-013: %s %s after the link went silent (bound %s)\n", detectionText(det), det.At.Sub(on.At).Round(time.Millisecond), limit)
+		series.Record(series.Series{Name: "dead link (blackhole on), then the device gives it up", Times: []time.Time{on.At, det.At}})
 		net.Blackhole(false)
 		reconnected(ctx, s, m, live, "RECON-013: after the dead link")
 	})
 
-	Conformance("an abrupt close during TLS, before CONNACK or in the middle of a PUBLISH is survived: the device reconnects and sends", []string{"RECON-010"}, func(ctx SpecContext) {
+	Conformance("an abrupt close between SUBSCRIBE and SUBACK, during TLS, before CONNACK or in the middle of a PUBLISH is survived: the device reconnects and sends", []string{"RECON-010"}, func(ctx SpecContext) {
 		// A short retry policy keeps the five attempts quick. After the
 		// calibration's CONNACK 3 and after each early close a device may
 		// apply the throttled minimum (RECON-003), so each phase waits for
 		// the next attempt that long as well.
-		s := NewSession(ctx, fixtures.SessionOptions{Retry: &agentproto.RetryConfig{InitialMS: 100, MaxMS: 400, JitterPct: 20}})
+		s := NewSession(ctx, fixtures.SessionOptions{Retry: &agentproto.RetryConfig{InitialMS: 100, MaxMS: 400, JitterPct: 20}, NoOpen: true})
 		net, h := s.Env.Net, s.Env.Hub
 		m, nm0 := s.Mark(), net.Mark()
 		evidence := func() string { return netText(net.Events(), nm0) + traceText(s.Trace(m)) }
+
+		// Between SUBSCRIBE and SUBACK: a fresh identity has no session, so
+		// every client subscribes on its first connection (whenever it
+		// first needs a subscription: at open or at first use of twin or
+		// methods). The hub resets that connection on the first SUBSCRIBE
+		// instead of answering it; the device must come back on its own.
+		// How open reports the lost connection is the client's business,
+		// so its answer is not judged.
+		h.CutAtNextSubscribe(s.ID, true)
+		defer h.CutAtNextSubscribe(s.ID, false)
+		_ = s.Call(ctx, agentproto.OpOpen, nil, nil)
+		sub, err := s.WaitTrace(ctx, m, "the first SUBSCRIBE, answered by a connection reset", func(e hub.Entry) bool {
+			return e.Type == hub.EventFault && strings.Contains(e.Reason, "reset on SUBSCRIBE")
+		})
+		if err != nil {
+			// A board that subscribes to nothing on its own: make it
+			// subscribe by using the twin (TWIN-001's subscription).
+			_ = s.Call(ctx, agentproto.OpTwinGet, nil, nil)
+			sub, err = s.WaitTrace(ctx, m, "the first SUBSCRIBE, answered by a connection reset", func(e hub.Entry) bool {
+				return e.Type == hub.EventFault && strings.Contains(e.Reason, "reset on SUBSCRIBE")
+			})
+		}
+		if err != nil {
+			Fail(fmt.Sprintf("rig: the device sent no SUBSCRIBE on its first connection, so the reset between SUBSCRIBE and SUBACK could not be applied (its state: %s)\n%s", deviceState(ctx, s), evidence()))
+		}
+		GinkgoWriter.Printf("reset on SUBSCRIBE: connection %d\n", sub.ConnID)
+		// The filters of the SUBSCRIBE that got no SUBACK: a device that
+		// survives the reset asks for them again on a later connection (it
+		// had no session to keep them, RECON-008), instead of carrying on
+		// without them.
+		lost := map[string]bool{}
+		for _, e := range s.Trace(m) {
+			if e.ConnID == sub.ConnID && e.Dir == hub.DirIn && e.Type == "SUBSCRIBE" {
+				for _, f := range e.Filters {
+					lost[f.Filter] = true
+				}
+			}
+		}
+		up0, err := s.WaitTrace(ctx, m, "CONNACK 0 on a new connection after the SUBSCRIBE reset", func(e hub.Entry) bool { return isConnack(0)(e) && e.ConnID > sub.ConnID })
+		if err != nil {
+			Fail(fmt.Sprintf("RECON-010: after the connection was reset between SUBSCRIBE and SUBACK the device did not reconnect: no CONNACK 0 on a new connection within %s (the board reports %s)\n%s",
+				s.Env.Timing.Event, deviceState(ctx, s), evidence()))
+		}
+		for f := range lost {
+			_, err := s.WaitTrace(ctx, m, "a SUBSCRIBE to "+f+" again", func(e hub.Entry) bool {
+				if e.ConnID < up0.ConnID || e.Dir != hub.DirIn || e.Type != "SUBSCRIBE" {
+					return false
+				}
+				for _, g := range e.Filters {
+					if g.Filter == f {
+						return true
+					}
+				}
+				return false
+			})
+			if err != nil {
+				Fail(fmt.Sprintf("RECON-010: the device reconnected (connection %d) after its SUBSCRIBE to %q was reset before the SUBACK, but did not subscribe to it again within %s: it carries on without that subscription (002 L13767, L16694-16698: a close at any point is survived; RECON-008: subscriptions are restored without a session) (the board reports %s)\n%s",
+					up0.ConnID, f, s.Env.Timing.Event, deviceState(ctx, s), evidence()))
+			}
+		}
+		boardUpNow(ctx, s, fmt.Sprintf("RECON-010: after the SUBSCRIBE reset the wire shows the device back (CONNACK 0 on connection %d) and subscribed again", up0.ConnID))
+		// The device works after it: an acknowledged telemetry send.
+		one := 1
+		var sres agentproto.TelemetryResult
+		smark := s.Mark()
+		spay := `{"recon010":"after the SUBSCRIBE reset"}`
+		must(0, s.Call(ctx, agentproto.OpTelemetry, agentproto.TelemetryArgs{Payload: spay, QoS: &one, Wait: true}, &sres))
+		Expect(sres.Acked).To(BeTrue(), "RECON-010: a telemetry send after the reset between SUBSCRIBE and SUBACK must be acknowledged (%s)\n%s", sres.Error, evidence())
+		must(s.WaitTelemetry(ctx, smark, func(msg hub.Message) bool { return string(msg.Payload) == spay }))
 
 		// Calibration: how many bytes the device sends up to the end of its
 		// CONNECT. The hub refuses one attempt (CONNACK 3) and closes it, so
 		// that connection carried the TLS handshake, the CONNECT and at
 		// most a closing alert.
-		nm := net.Mark()
+		nm, cm := net.Mark(), s.Mark()
 		h.RefuseConnects(s.ID, 3, s.Env.Timing.Event)
 		Expect(net.Cut()).To(BeNumerically(">=", 1), "rig: no live connection to cut")
 		if _, err := s.WaitTrace(ctx, m, "the calibration attempt refused with CONNACK 3", isConnack(3)); err != nil {
@@ -161,7 +246,7 @@ var _ = Describe("reconnect after network faults", func() {
 			// the connection closing at any moment"), so this fails, with
 			// its cause named; the later cut points were not reached.
 			what := "made no reconnect attempt"
-			if len(packets(s.Trace(m), hub.DirIn, "CONNECT")) > 0 {
+			if len(packets(s.Trace(cm), hub.DirIn, "CONNECT")) > 0 {
 				what = "sent a CONNECT that was not refused with CONNACK 3"
 			}
 			Fail(fmt.Sprintf("RECON-010: the device %s after the abrupt close (network cut) of its live connection within %s (its state: %s): a RECON-001 failure, which breaks RECON-010 as well (an abrupt close at any moment must be survived); the cuts during TLS, before CONNACK and mid-PUBLISH could not be judged\n%s",
@@ -192,7 +277,7 @@ var _ = Describe("reconnect after network faults", func() {
 		// CONNECT (a CONNECT record is far longer than 64 bytes plus a
 		// closing alert) and waits for a CONNACK that cannot come.
 		phase("after CONNECT, before CONNACK", end.Up-64)
-		Expect(packets(s.Trace(m), hub.DirOut, "CONNACK")).To(HaveLen(1), "rig: only the calibration's CONNACK 3 is expected so far\n%s", evidence())
+		Expect(packets(s.Trace(cm), hub.DirOut, "CONNACK")).To(HaveLen(1), "rig: only the calibration's CONNACK 3 is expected so far\n%s", evidence())
 
 		// Mid-PUBLISH: this connection gets through, then a 64 KB message
 		// is cut at about half.
@@ -202,7 +287,6 @@ var _ = Describe("reconnect after network faults", func() {
 		rctx, cancelR := context.WithTimeout(ctx, s.Env.Timing.Event+throttledMinimum)
 		defer cancelR()
 		up := reconnected(rctx, s, pm, 0, "RECON-010: after the cuts during TLS and before CONNACK")
-		one := 1
 		var res agentproto.TelemetryResult
 		lm := s.Mark()
 		must(0, s.Call(ctx, agentproto.OpTelemetry, agentproto.TelemetryArgs{Gen: &agentproto.Gen{Size: 64 << 10, Seed: 10}, QoS: &one}, &res))
@@ -267,6 +351,43 @@ func reconnected(ctx context.Context, s *fixtures.Session, m fixtures.Marks, old
 	Expect(connect).To(BeTrue(), "%s: CONNACK 0 without a CONNECT on connection %d\n%s", what, up.ConnID, traceText(s.Trace(m)))
 	boardConnected(ctx, s, m, fmt.Sprintf("%s: the wire shows the device back (CONNACK 0 on connection %d)", what, up.ConnID))
 	return up
+}
+
+// detectionText says how the device showed that it gave up a dead link.
+func detectionText(e netem.Event) string {
+	if e.Kind == netem.EvDeviceEnd {
+		return "the device ended the dead connection (" + e.Detail + ")"
+	}
+	return "the device opened a new connection"
+}
+
+// boardUpNow waits until the board's status says connected: it asks, and
+// while the answer is another state it waits for the board's next conn
+// event before asking again (bounded by Timing.Event and 50 rounds).
+// Unlike boardConnected it cannot be satisfied by the "connected" of a
+// connection that has already been lost again.
+func boardUpNow(ctx context.Context, s *fixtures.Session, what string) {
+	GinkgoHelper()
+	deadline := time.Now().Add(s.Env.Timing.Event)
+	var last []string
+	for i := 0; i < 50 && time.Now().Before(deadline); i++ {
+		m := s.Mark()
+		var st agentproto.Status
+		err := s.Call(ctx, agentproto.OpStatus, nil, &st)
+		if err == nil && st.State == agentproto.StateConnected {
+			return
+		}
+		last = append(last, fmt.Sprintf("status %q (%v)", st.State, err))
+		wctx, cancel := context.WithDeadline(ctx, deadline)
+		_, err = s.Env.Agent.WaitEvent(wctx, m.Events, agentproto.EvConn, nil)
+		cancel()
+		if err != nil {
+			last = append(last, err.Error())
+			break
+		}
+	}
+	Fail(fmt.Sprintf("%s, but the board does not report connected within %s (its state: %s; asked: %s): expected status connected\n%s",
+		what, s.Env.Timing.Event, deviceState(ctx, s), strings.Join(last, "; "), traceText(s.Trace(s.Start()))))
 }
 
 // boardConnected waits until the board says it is connected after m (a

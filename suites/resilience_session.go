@@ -181,12 +181,15 @@ var _ = Describe("reconnect: session continuity", func() {
 	// the hub resets (KillTcp) or closes (ShutDownMqtt) every reconnect
 	// right after its CONNECT, without CONNACK (rig/hub/faults.go).
 	Conformance("a TCP reset by the hub (fault KillTcp) is transient: the device retries with backoff and works again", []string{"RECON-011"}, func(ctx SpecContext) {
-		f := injectFault(ctx, hub.FaultKillTcp, 1, "RECON-011")
+		// 2 s: long enough for several refused attempts, so the spacing
+		// of the retries is judged on every client, not only on one whose
+		// first retry happens to land after the fault.
+		f := injectFault(ctx, hub.FaultKillTcp, 2, "RECON-011")
 		expectTransientBackoff(f, "reset")
 	})
 
 	Conformance("a clean close by the hub (fault ShutDownMqtt) is transient: the device retries with backoff and works again", []string{"RECON-011"}, func(ctx SpecContext) {
-		f := injectFault(ctx, hub.FaultShutDownMqtt, 1, "RECON-011")
+		f := injectFault(ctx, hub.FaultShutDownMqtt, 2, "RECON-011")
 		expectTransientBackoff(f, "close")
 	})
 

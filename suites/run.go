@@ -74,9 +74,13 @@ func Run(ctx context.Context, o RunOptions) (*reports.Report, error) {
 	meta := reports.RunMeta{ID: time.Now().UTC().Format("20060102T150405Z"), Started: time.Now(), Version: o.Version,
 		Command: o.Command, Strict: o.Env.Strict, LabelFilter: o.LabelFilter, Defects: o.Env.Defects, HubVersion: hub.Version}
 	meta.Host, _ = os.Hostname()
+	o.LabelFilter = cloudScope(&meta, o.Env, o.LabelFilter) // aws.go: the cloud judged against
 	cat := catalog.MustLoad()
 	var refs []reports.RequirementRef
 	for _, r := range cat.All() {
+		if !inCloud(o.Env, r.Area) {
+			continue // another cloud's area: out of scope for this run
+		}
 		refs = append(refs, reports.RequirementRef{ID: r.ID, Title: r.Title, Area: r.Area, Severity: string(r.Severity)})
 	}
 	var binfo reports.BoardInfo
@@ -205,6 +209,10 @@ var _ = ReportAfterEach(func(r SpecReport) {
 		applyInterrupt(&res, r)
 		applyRigFaults(&res)
 	}
+	if a := awsCurrent; a != nil && (res.Status == reports.SpecFailed || res.Status == reports.SpecRigFault) {
+		res.Wire, res.Console = a.Evidence(40) // an AWS session (aws_framework.go)
+	}
+	awsCurrent = nil
 	if s := current; s != nil {
 		// RECON specs keep a longer wire excerpt, passed or not: the
 		// report draws their reconnection timeline from it.

@@ -10,6 +10,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/hilrun/hilrun/fixtures"
 	"github.com/hilrun/hilrun/reports"
 )
 
@@ -70,6 +71,9 @@ func durationsKey(o *runOptions) string {
 		k = "sim:c"
 	case o.board == "sim" && o.image != "":
 		k = "sim:" + filepath.Base(o.image)
+	}
+	if o.cloud == fixtures.CloudAWS {
+		k += "+aws"
 	}
 	if o.strict {
 		k += "/strict"

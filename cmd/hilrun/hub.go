@@ -27,6 +27,7 @@ type hubOptions struct {
 	host           string
 	mqttAddr       string
 	httpsAddr      string
+	blobAddr       string
 	plainAddr      string
 	stateDir       string
 	pkiDir         string
@@ -36,16 +37,24 @@ type hubOptions struct {
 	sasGrace       time.Duration
 	faultInjection bool
 	verbose        bool
+	cloud          string // --cloud aws: the reference AWS IoT endpoint (awshub.go)
+	things         []string
 	onReady        func(*hub.Hub, ReadyInfo) // tests: called once listening
 }
 
 // ReadyInfo is what `hilrun hub --ready-file` writes once the hub listens.
 // Scripts and CI wait for the file instead of sleeping.
 type ReadyInfo struct {
-	Host                    string        `json:"host"`
-	MQTTAddr                string        `json:"mqttAddr"`
-	HTTPSAddr               string        `json:"httpsAddr,omitempty"`
-	PlainMQTTAddr           string        `json:"plainMqttAddr,omitempty"`
+	Host          string `json:"host"`
+	MQTTAddr      string `json:"mqttAddr"`
+	HTTPSAddr     string `json:"httpsAddr,omitempty"`
+	PlainMQTTAddr string `json:"plainMqttAddr,omitempty"`
+	// The storage endpoint (OTA files, file upload): its host name (SNI,
+	// URLs), where it listens, and the plaintext trap of its port 80.
+	BlobHost                string        `json:"blobHost,omitempty"`
+	BlobAddr                string        `json:"blobAddr,omitempty"`
+	BlobPlainAddr           string        `json:"blobPlainAddr,omitempty"`
+	BlobContainer           string        `json:"blobContainer,omitempty"`
 	CABundle                string        `json:"caBundle"`
 	ServiceConnectionString string        `json:"serviceConnectionString"`
 	Devices                 []ReadyDevice `json:"devices"`
@@ -72,11 +81,18 @@ On first start a test PKI is generated in --pki-dir; devices must trust its
 root (root.pem). Secrets are never logged: use --ready-file to get the
 connection strings.`,
 		Example: `  hilrun hub --mqtt-addr 127.0.0.1:8883 --https-addr 127.0.0.1:8443 --device dev1 --ready-file /tmp/hub.json
-  hilrun hub --host myhub.local --state-dir ./hub-state --device dev1:$(openssl rand -base64 32)`,
+  hilrun hub --host myhub.local --state-dir ./hub-state --device dev1:$(openssl rand -base64 32)
+  hilrun hub --cloud aws --mqtt-addr 127.0.0.1:8883 --https-addr 127.0.0.1:8443 --thing sensor-1 --ready-file /tmp/aws.json`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
+			if o.cloud == "aws" {
+				return runAWSHub(ctx, cmd, o, cmd.OutOrStdout(), cmd.ErrOrStderr())
+			}
+			if o.cloud != "" && o.cloud != "azure" {
+				return &exitError{2, fmt.Sprintf("--cloud %q: want azure or aws", o.cloud)}
+			}
 			return runHub(ctx, o, cmd.OutOrStdout(), cmd.ErrOrStderr())
 		},
 	}
@@ -84,6 +100,7 @@ connection strings.`,
 	f.StringVar(&o.host, "host", "localhost", "hub FQDN: used in the server certificate, the MQTT Username and SAS sr")
 	f.StringVar(&o.mqttAddr, "mqtt-addr", ":8883", "MQTT over TLS listen address (port 0 picks a free port)")
 	f.StringVar(&o.httpsAddr, "https-addr", ":443", `HTTPS listen address for MQTT over WebSocket and the REST API ("off" disables)`)
+	f.StringVar(&o.blobAddr, "blob-addr", "127.0.0.1:0", `HTTPS listen address of the storage endpoint for OTA files and file upload ("off" disables)`)
 	f.StringVar(&o.plainAddr, "plain-mqtt-addr", "", "also listen for plaintext MQTT here (debugging only; IoT Hub has no such port)")
 	f.StringVar(&o.stateDir, "state-dir", "", "keep the registry and twins here across restarts (default: in memory)")
 	f.StringVar(&o.pkiDir, "pki-dir", "", "hub PKI directory (default: <state-dir>/pki, or ~/.local/state/hilrun/pki)")
@@ -93,6 +110,8 @@ connection strings.`,
 	f.DurationVar(&o.sasGrace, "sas-grace", 0, "drop connections this long after their SAS token expires (IoT Hub: a few minutes)")
 	f.BoolVar(&o.faultInjection, "fault-injection", false, "honour IoT Hub fault-injection properties (AzIoTHub_FaultOperationType) on telemetry")
 	f.BoolVarP(&o.verbose, "verbose", "v", false, "log every connection event")
+	f.StringVar(&o.cloud, "cloud", "azure", "azure (the reference IoT Hub) or aws (the reference AWS IoT Core endpoint)")
+	f.StringArrayVar(&o.things, "thing", nil, "--cloud aws: register a thing NAME with a generated certificate written to --pki-dir (repeatable)")
 	return cmd
 }
 
@@ -138,7 +157,7 @@ func runHub(ctx context.Context, o *hubOptions, stdout, stderr io.Writer) error 
 	h, err := hub.Start(hub.Config{
 		Host: o.host, MQTTAddr: o.mqttAddr, HTTPSAddr: o.httpsAddr, PlainMQTTAddr: o.plainAddr,
 		Certificate: &cert, PKI: pki, StateDir: o.stateDir, SASGrace: o.sasGrace,
-		FaultInjection: o.faultInjection, Logger: logger,
+		FaultInjection: o.faultInjection, Logger: logger, BlobAddr: o.blobAddr,
 	})
 	if err != nil {
 		return err
@@ -147,6 +166,9 @@ func runHub(ctx context.Context, o *hubOptions, stdout, stderr io.Writer) error 
 
 	info := ReadyInfo{Host: o.host, MQTTAddr: h.MQTTAddr(), HTTPSAddr: h.HTTPSAddr(), PlainMQTTAddr: h.PlainMQTTAddr(),
 		CABundle: rootPath, Version: hub.Version, PID: os.Getpid()}
+	if b := h.Blob(); b != nil {
+		info.BlobHost, info.BlobAddr, info.BlobPlainAddr, info.BlobContainer = b.Host(), b.Addr(), b.PlainAddr(), b.Container()
+	}
 	for _, spec := range o.devices {
 		d, err := registerDevice(h, spec)
 		if err != nil {
@@ -167,6 +189,10 @@ func runHub(ctx context.Context, o *hubOptions, stdout, stderr io.Writer) error 
 	}
 	if a := h.PlainMQTTAddr(); a != "" {
 		fmt.Fprintf(stdout, "  PLAINTEXT MQTT     %s  (debug only: real IoT Hub refuses plaintext)\n", a)
+	}
+	if b := h.Blob(); b != nil {
+		fmt.Fprintf(stdout, "  storage (OTA, file upload) https://%s/%s/ listening at %s (devices dial it with SNI %s)\n", b.Host(), b.Container(), b.Addr(), b.Host())
+		fmt.Fprintf(stdout, "    put a file: PUT /hilrun/blobs/{name} on the REST API (answers its URL and a read SAS token); uploads: POST /devices/{id}/files on the HTTPS port\n")
 	}
 	fmt.Fprintf(stdout, "  devices trust      %s\n", rootPath)
 	fmt.Fprintf(stdout, "    e.g. mosquitto_pub --cafile %s -h %s ... or add it to the firmware's trust bundle\n", rootPath, o.host)

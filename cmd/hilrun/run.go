@@ -46,6 +46,7 @@ type runOptions struct {
 	advertise string
 	chip      string
 	noFlash   bool
+	cloud     string // --cloud azure|aws (cloud.go)
 }
 
 func newRunCmd() *cobra.Command {
@@ -61,6 +62,7 @@ Without flags it uses the virtual board: the reference firmware built into
 this binary, behind a pseudo-terminal.`,
 		Example: `  hilrun run
   hilrun run --label-filter TWIN
+  hilrun run --cloud aws                           # the AWS IoT Core specs against the reference AWS endpoint
   hilrun run --defect twin-no-resync --label-filter TWIN-010
   hilrun run --board serial --port /dev/ttyUSB0 --strict
   hilrun run --board s3-devkit-1 --strict          # a board from ./hilrun.yaml (docs/inventory.md)
@@ -85,6 +87,7 @@ this binary, behind a pseudo-terminal.`,
 	f.StringVar(&o.hubListen, "hub-listen", "", "address the hub (behind its fault proxy) listens on for real boards, e.g. 0.0.0.0:8883 (default: inventory hub.listen, else loopback)")
 	f.StringVar(&o.advertise, "advertise", "", "host name or IP a real board dials to reach the hub; added to the hub certificate (default: inventory advertise)")
 	f.StringVar(&o.chip, "chip", "esp32", "with --board esp32: the chip (esp32, esp32s3, esp32c3, …)")
+	f.StringVar(&o.cloud, "cloud", "azure", "the cloud to judge against: azure (the reference IoT Hub) or aws (the reference AWS IoT endpoint and the AWS specs)")
 	f.BoolVar(&o.noFlash, "no-flash", false, "inventory boards: do not flash the configured image (the pre-flight check still runs)")
 	return withShards(withPool(cmd), &o) // --pool: pool.go; --shards, --pool --shard: shard.go
 }
@@ -96,6 +99,9 @@ func runRun(cmd *cobra.Command, o runOptions) error {
 	if err := sim.ValidateMisbehave(o.misbehave); err != nil {
 		return &exitError{2, err.Error()}
 	}
+	if err := cloudHook(&o); err != nil { // --cloud (cloud.go)
+		return err
+	}
 	// The board kind whose spec durations this run measures, named before
 	// the hooks resolve the board (durations.go).
 	durKey := durationsKey(&o)
@@ -106,6 +112,7 @@ func runRun(cmd *cobra.Command, o runOptions) error {
 		return err
 	}
 	opts := fixtures.Options{Strict: o.strict, Defects: o.defects, SimMisbehave: o.misbehave, Log: cmd.ErrOrStderr()}
+	opts.Cloud = o.cloud
 	rb, handled, err := resolveBoard(cmd, &o, &opts) // inventory ids and esp32: boards.go
 	if err != nil {
 		return err

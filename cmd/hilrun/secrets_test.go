@@ -159,8 +159,9 @@ func TestNoSecretLeaksFromRuns(t *testing.T) {
 		passwordSecret bool
 	}{
 		// Every CONN spec (SAS, X.509, renewals), a module token (MOD-003), a
-		// twin and a C2D spec so those service answers hold data.
-		{"", "CONN || MOD-003 || C2D-001 || TWIN-001", "", false},
+		// twin and a C2D spec so those service answers hold data; OTA and
+		// file upload put storage SAS tokens in twins and on the wire.
+		{"", "CONN || MOD-003 || C2D-001 || TWIN-001 || OTA || FUP", "", false},
 		// The switches of devicefw/sim/DEFECTS.md that put a credential on
 		// the wire: the key itself, a token in the wrong shape, a token
 		// where none belongs, a token signed with a key derived from the

@@ -148,7 +148,7 @@ func runSelftest(cmd *cobra.Command, o selftestOptions) error {
 	runDefect := func(i int, d sim.Defect) {
 		t0 := time.Now()
 		out := defectOutcome{Defect: d.Name, Requirement: d.Requirement, CaughtBy: []string{}}
-		rep, err := selfRun(ctx, exe, filepath.Join(o.out, d.Name), []string{d.Name}, plan.defectFilter(d))
+		rep, err := selfRun(ctx, exe, filepath.Join(o.out, d.Name), []string{d.Name}, plan.defectFilter(d), cloudArgs(d.Requirement)...)
 		out.Seconds = time.Since(t0).Seconds()
 		if err != nil {
 			out.Error = err.Error()
@@ -174,6 +174,9 @@ func runSelftest(cmd *cobra.Command, o selftestOptions) error {
 	})
 	if cleanErr != nil {
 		return &exitError{2, fmt.Sprintf("clean run: %v", cleanErr)}
+	}
+	if err := selftestCleanAWS(ctx, exe, o.out, w, clean, &res); err != nil { // cloud.go
+		return err
 	}
 	// Whether every spec can fail is only known when every defect ran.
 	if len(o.defects) == 0 {
@@ -204,8 +207,8 @@ func runSelftest(cmd *cobra.Command, o selftestOptions) error {
 // selfRun runs `hilrun run` in a child process and loads its report. A
 // failing verdict is expected with defects on; only a missing report is an
 // error.
-func selfRun(ctx context.Context, exe, dir string, defects []string, labelFilter string) (*reports.Report, error) {
-	args := []string{"run", "--out", dir}
+func selfRun(ctx context.Context, exe, dir string, defects []string, labelFilter string, extra ...string) (*reports.Report, error) {
+	args := append([]string{"run", "--out", dir}, extra...)
 	for _, d := range defects {
 		args = append(args, "--defect", d)
 	}

@@ -14,7 +14,6 @@ import (
 	"github.com/onsi/ginkgo/v2/types"
 
 	"github.com/hilrun/hilrun/devicefw/sim"
-	"github.com/hilrun/hilrun/fixtures/catalog"
 	"github.com/hilrun/hilrun/reports"
 	"github.com/hilrun/hilrun/rig/hub"
 	"github.com/hilrun/hilrun/suites"
@@ -206,10 +205,7 @@ func (p *selfPlan) mergeClean(dir string, parts []reports.ShardPart, t0 time.Tim
 	meta := reports.RunMeta{ID: now.UTC().Format("20060102T150405Z"), Started: t0, Finished: now, Wall: now.Sub(t0),
 		Version: version, Command: os.Args, LabelFilter: p.o.labelFilter, HubVersion: hub.Version}
 	meta.Host, _ = os.Hostname()
-	var refs []reports.RequirementRef
-	for _, r := range catalog.MustLoad().All() {
-		refs = append(refs, reports.RequirementRef{ID: r.ID, Title: r.Title, Area: r.Area, Severity: string(r.Severity)})
-	}
+	refs := shardRefs(&meta, parts)
 	order := make([]string, len(p.all))
 	for i, s := range p.all {
 		order[i] = s.Name

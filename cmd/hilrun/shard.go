@@ -20,6 +20,7 @@ import (
 
 	"github.com/hilrun/hilrun/devicefw/agentproto"
 	"github.com/hilrun/hilrun/devicefw/sim"
+	"github.com/hilrun/hilrun/fixtures"
 	"github.com/hilrun/hilrun/fixtures/catalog"
 	"github.com/hilrun/hilrun/reports"
 	"github.com/hilrun/hilrun/rig/hub"
@@ -173,6 +174,9 @@ func runShards(cmd *cobra.Command, so *shardOptions, o *runOptions) error {
 	if err := sim.ValidateMisbehave(o.misbehave); err != nil {
 		return &exitError{2, err.Error()}
 	}
+	if err := cloudHook(o); err != nil { // --cloud (cloud.go)
+		return err
+	}
 	key := durationsKey(o)
 	// Build or install the board once (the C firmware, an SDK shim):
 	// the children then flash the same image.
@@ -182,7 +186,7 @@ func runShards(cmd *cobra.Command, so *shardOptions, o *runOptions) error {
 	if err := sdkBoardHook(cmd.Context(), o, cmd.ErrOrStderr()); err != nil {
 		return err
 	}
-	all, err := suites.List(o.labelFilter, o.focus)
+	all, err := suites.List(listFilter(o), o.focus)
 	if err != nil {
 		return &exitError{2, "selecting specs: " + err.Error()}
 	}
@@ -209,6 +213,19 @@ func runShards(cmd *cobra.Command, so *shardOptions, o *runOptions) error {
 		plan.single = append(plan.single, focusArgs(o)...)
 	}
 	return plan.run(cmd)
+}
+
+// listFilter is the label filter a child run applies: with --cloud aws
+// the run is narrowed to the AWS area (suites.cloudScope does the same in
+// the child).
+func listFilter(o *runOptions) string {
+	if o.cloud != fixtures.CloudAWS {
+		return o.labelFilter
+	}
+	if o.labelFilter == "" {
+		return "AWS"
+	}
+	return "(" + o.labelFilter + ") && AWS"
 }
 
 // shardPassArgs are the flags every child gets: the user's, except the
@@ -528,10 +545,6 @@ func (p *shardPlan) merge(ctx context.Context, t0 time.Time) *reports.Report {
 	meta := reports.RunMeta{ID: now.UTC().Format("20060102T150405Z"), Started: t0, Finished: now, Wall: now.Sub(t0),
 		Version: version, Command: os.Args, Strict: p.o.strict, LabelFilter: p.o.labelFilter, Defects: p.o.defects, HubVersion: hub.Version}
 	meta.Host, _ = os.Hostname()
-	var refs []reports.RequirementRef
-	for _, r := range catalog.MustLoad().All() {
-		refs = append(refs, reports.RequirementRef{ID: r.ID, Title: r.Title, Area: r.Area, Severity: string(r.Severity)})
-	}
 	order := make([]string, len(p.all))
 	for i, s := range p.all {
 		order[i] = s.Name
@@ -558,7 +571,32 @@ func (p *shardPlan) merge(ctx context.Context, t0 time.Time) *reports.Report {
 		}
 		parts = append(parts, part)
 	}
+	refs := shardRefs(&meta, parts)
 	return reports.MergeShards(meta, refs, order, parts)
+}
+
+// shardRefs are the requirement rows of a sharded run: a shard's own (the
+// run's scope, e.g. the AWS area only with --cloud aws), with its cloud and
+// hub version; the whole catalog when no shard reported.
+func shardRefs(meta *reports.RunMeta, parts []reports.ShardPart) []reports.RequirementRef {
+	var refs []reports.RequirementRef
+	for _, pt := range parts {
+		if pt.Report == nil {
+			continue
+		}
+		meta.Cloud, meta.HubVersion = pt.Report.Run.Cloud, pt.Report.Run.HubVersion
+		if pt.Report.Run.LabelFilter != "" {
+			meta.LabelFilter = pt.Report.Run.LabelFilter
+		}
+		for _, q := range pt.Report.Requirements {
+			refs = append(refs, q.RequirementRef)
+		}
+		return refs
+	}
+	for _, r := range catalog.MustLoad().All() {
+		refs = append(refs, reports.RequirementRef{ID: r.ID, Title: r.Title, Area: r.Area, Severity: string(r.Severity)})
+	}
+	return refs
 }
 
 // joinLogs writes OUT/console.log and OUT/ginkgo.log: the shards' own, one
@@ -730,7 +768,10 @@ func runPoolShard(cmd *cobra.Command, so *shardOptions, o *runOptions) error {
 	if err := sim.ValidateDefects(o.defects); err != nil {
 		return &exitError{2, err.Error()}
 	}
-	all, err := suites.List(o.labelFilter, o.focus)
+	if err := cloudHook(o); err != nil { // --cloud (cloud.go)
+		return err
+	}
+	all, err := suites.List(listFilter(o), o.focus)
 	if err != nil {
 		return &exitError{2, "selecting specs: " + err.Error()}
 	}
@@ -743,6 +784,9 @@ func runPoolShard(cmd *cobra.Command, so *shardOptions, o *runOptions) error {
 		return &exitError{2, err.Error()}
 	}
 	key := sel[0].Profile
+	if o.cloud == fixtures.CloudAWS {
+		key += "+aws"
+	}
 	if o.strict {
 		key += "/strict"
 	}

@@ -128,6 +128,11 @@ type Hello struct {
 	// can hold a session with: it renews a fixed margin before se, so a
 	// shorter token is renewed at once, again and again (0: no such floor).
 	MinTokenTTLS int `json:"minTokenTtlS,omitempty"`
+	// TwinTimeoutFixedMS declares that the client library's bound on a
+	// twin request cannot be configured (a configured twin.timeoutMs is
+	// stored but not applied): its own fixed bound in ms, or -1 when it
+	// has none. 0: the bound is configurable (TWIN-019).
+	TwinTimeoutFixedMS int `json:"twinTimeoutFixedMs,omitempty"`
 }
 
 // Config is the device configuration. configure merges non-zero fields.
@@ -141,7 +146,12 @@ type Config struct {
 	WiFi     *WiFiConfig     `json:"wifi,omitempty"`
 	SNTP     *SNTPConfig     `json:"sntp,omitempty"`
 	Twin     *TwinConfig     `json:"twin,omitempty"`
+	AWS      *AWSConfig      `json:"aws,omitempty"`     // AWS IoT Core boards (aws.go)
 	Defects  []string        `json:"defects,omitempty"` // virtual board only
+	// Hosts maps "host:port" to the address this rig serves it at (the
+	// hub's HTTPS port for file upload, the storage endpoint for OTA and
+	// uploads); the firmware dials the address, with the host as SNI.
+	Hosts map[string]string `json:"hosts,omitempty"`
 }
 
 // HubConfig says where the hub is.

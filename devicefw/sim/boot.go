@@ -45,6 +45,7 @@ type BootConfig struct {
 	// Misbehave are rig misbehaviour modes (misbehave.go): part of the
 	// image's configuration, like Defects, but never defects.
 	Misbehave []string
+	Cloud     string // "" (IoT Hub) or CloudAWS
 }
 
 // nvsFile is NVS on disk. It holds secrets (SAS key, private key): 0600.
@@ -59,6 +60,9 @@ type nvsFile struct {
 	// The secondary device certificate (CERT-006).
 	Cert2PEM string `json:"cert2Pem,omitempty"`
 	Key2PEM  string `json:"key2Pem,omitempty"`
+
+	// The installed OTA application (ota.go, OTA-002).
+	OTA OTAStore `json:"ota,omitempty"`
 }
 
 type rtcFile struct {
@@ -132,7 +136,7 @@ func Boot(ctx context.Context, cfg BootConfig) error {
 			fmt.Fprintf(os.Stderr, "hilrun-sim: save RTC: %v\n", err)
 		}
 	}
-	err = Run(ctx, Options{UART: uart, Defects: cfg.Defects, Misbehave: cfg.Misbehave, Board: cfg.Board, BootCount: boots, NVS: nvs, RTC: rtc,
+	err = Run(ctx, Options{UART: uart, Defects: cfg.Defects, Misbehave: cfg.Misbehave, Board: cfg.Board, Cloud: cfg.Cloud, BootCount: boots, NVS: nvs, RTC: rtc,
 		Changed: func(what string) {
 			switch what {
 			case changedNVS:
@@ -216,12 +220,13 @@ func loadNVS(path string) (*NVS, error) {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	nvs.Defects = f.Defects
+	nvs.OTA = f.OTA
 	return nvs, nil
 }
 
 func storeNVS(path string, nvs *NVS) error {
 	nvs.mu.Lock()
-	f := nvsFile{Config: nvs.Config, Defects: nvs.Defects}
+	f := nvsFile{Config: nvs.Config, Defects: nvs.Defects, OTA: nvs.OTA.clone()}
 	if len(nvs.Methods) > 0 {
 		f.Methods = make(map[string]agentproto.MethodBehaviour, len(nvs.Methods))
 		for k, v := range nvs.Methods {
@@ -319,6 +324,7 @@ func mainWith(args []string, stderr io.Writer) int {
 	fs.StringVar(&cfg.StateDir, "state", "", "state directory (NVS, boot count, RTC)")
 	fs.StringVar(&cfg.Board, "board", "sim", "board name reported in hello")
 	fs.Var(&defects, "defect", "defect switch to flash (repeatable; see devicefw/sim/DEFECTS.md)")
+	fs.StringVar(&cfg.Cloud, "cloud", "", "the image's cloud: azure (default) or aws (AWS IoT Core mode, aws.go)")
 	fs.Var(&misbehave, "misbehave", "rig misbehaviour mode of the image, not a defect (repeatable; see devicefw/sim/DEFECTS.md)")
 	if err := fs.Parse(args); err != nil {
 		return 2
@@ -335,6 +341,10 @@ func mainWith(args []string, stderr io.Writer) int {
 		return 2
 	}
 	if err := ValidateMisbehave(cfg.Misbehave); err != nil {
+		fmt.Fprintln(stderr, "hilrun-sim:", err)
+		return 2
+	}
+	if err := ValidateCloud(cfg.Cloud); err != nil {
 		fmt.Fprintln(stderr, "hilrun-sim:", err)
 		return 2
 	}

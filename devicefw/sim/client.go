@@ -85,6 +85,12 @@ type session struct {
 	done     chan struct{} // closed when the loop has ended
 	store    paho.Store    // kept across connections for CleanSession 0 (TEL-004)
 	connects int           // successful connections in this session
+	// subAcked: the SUBACK of the start-up SUBSCRIBE came on a connection of
+	// this MQTT session. A "session present" from the hub keeps only what
+	// the hub acknowledged: a SUBSCRIBE lost before its SUBACK is not in it
+	// (MQTT 3.1.1 re-sends only PUBLISH and PUBREL, §4.4), so it is sent
+	// again (RECON-008, RECON-010).
+	subAcked bool
 	rses     reconSessionState
 }
 
@@ -149,6 +155,7 @@ type deviceClient struct {
 	tls  tlsClientState  // defects_tls.go
 	toks tokenCache      // defects_tokens.go
 	mods moduleState     // defects_modules.go
+	ota  otaState        // ota.go
 }
 
 func newDeviceClient(fw *Firmware) *deviceClient {
@@ -741,7 +748,13 @@ func (dc *deviceClient) connect(s *session, cc connConfig) (c *conn, session boo
 // the twin GET of the resync flow (CONN-017, TWIN-001, TWIN-010, RECON-008);
 // it returns the pending GET, nil when none was sent.
 func (dc *deviceClient) afterConnect(s *session, c *conn, cc connConfig, sessionPresent bool) *pendingTwin {
-	needSub := !sessionPresent
+	if !sessionPresent {
+		s.subAcked = false
+	}
+	needSub := !sessionPresent || !s.subAcked
+	if dc.on(DefTrustSessionPresent) && sessionPresent {
+		needSub = false // defect: an unacknowledged SUBSCRIBE taken as part of the session
+	}
 	if dc.on(DefNoResubscribe) && s.connects > 1 {
 		needSub = false
 	}
@@ -785,6 +798,8 @@ func (dc *deviceClient) afterConnect(s *session, c *conn, cc connConfig, session
 		case <-tok.Done():
 			if err := tok.Error(); err != nil {
 				dc.fw.logf("W", "subscribe: %v", err)
+			} else {
+				s.subAcked = true
 			}
 		case <-c.lost:
 			dc.fw.logf("W", "connection lost before SUBACK")
@@ -821,6 +836,7 @@ func (dc *deviceClient) resync(s *session, c *conn, cc connConfig, first *pendin
 				dc.fw.logf("E", "twin resync: %v", err)
 				return
 			}
+			dc.otaAfterResync(s, cc) // every start or wake (OTA-001)
 			dc.emit(agentproto.EvResync, agentproto.ResyncEvent{DesiredVersion: res.DesiredVersion, ReportedVersion: res.ReportedVersion})
 			return
 		}

@@ -27,7 +27,7 @@ const (
 	DefTelemetryQoS0       = "telemetry-qos0"
 	DefTelemetryQoS2       = "telemetry-qos2"
 	DefTelemetryRetain     = "telemetry-retain"
-	DefOversizeTelemetry   = "telemetry-oversize-sent"
+	DefSizeCountsTopic     = "telemetry-size-counts-topic"
 	DefNoC2DPuback         = "c2d-no-puback"
 	DefNoC2DSubscribe      = "c2d-no-subscribe"
 	DefC2DNoDedup          = "c2d-no-dedup"
@@ -52,7 +52,7 @@ const (
 // Defects is the catalog: the first switches plus the per-area lists that
 // the conformance specs added (defects_*.go), kept apart so that work on
 // different areas does not collide.
-var Defects = concatDefects(coreDefects, connTelDefects, c2dMethodDefects, twinDefects, reconNetDefects, reconSessionDefects, clockDefects, certDefects, tlsDefects, twinStatusDefects, tokenDefects, moduleDefects, telPropDefects, shouldSessionDefects)
+var Defects = concatDefects(coreDefects, connTelDefects, c2dMethodDefects, twinDefects, reconNetDefects, reconSessionDefects, clockDefects, certDefects, tlsDefects, twinStatusDefects, tokenDefects, moduleDefects, telPropDefects, shouldSessionDefects, otaDefects)
 
 func concatDefects(lists ...[]Defect) []Defect {
 	var out []Defect
@@ -72,7 +72,7 @@ var coreDefects = []Defect{
 	{DefTelemetryQoS0, "TEL-003", "telemetry is published at QoS 0 even when QoS 1 is asked for, and reported as acknowledged"},
 	{DefTelemetryQoS2, "CONN-020", "telemetry is published at QoS 2 (the hub closes the connection)"},
 	{DefTelemetryRetain, "TEL-006", "telemetry is published with RETAIN set"},
-	{DefOversizeTelemetry, "TEL-005", "messages above 256 KB are sent instead of refused locally"},
+	{DefSizeCountsTopic, "TEL-005", "the 256 KB limit is checked against the whole PUBLISH (topic with its property bag, plus payload) instead of the documented count, so a message at the limit is refused on the device"},
 	{DefNoC2DPuback, "C2D-003", "C2D deliveries are reported to the host but never acknowledged (no PUBACK)"},
 	{DefNoC2DSubscribe, "C2D-001", "the device never subscribes to its devicebound filter"},
 	{DefC2DNoDedup, "C2D-004", "a redelivered C2D message (same $.mid) is treated as new: duplicate is never flagged"},

@@ -19,6 +19,7 @@ const (
 	DefStopOnServerClose     = "stop-on-server-close"
 	DefIgnoreThrottling      = "ignore-throttling"
 	DefStopUnreported        = "stop-unreported"
+	DefTrustSessionPresent   = "trust-session-present"
 )
 
 // reconSessionDefects lists them; see Defects.
@@ -28,6 +29,7 @@ var reconSessionDefects = []Defect{
 	{DefCleanSessionAfterLoss, "C2D-006", "after an unexpected loss the device reconnects with CleanSession 1, so the hub discards the persistent session and the C2D backlog queued meanwhile"},
 	{DefStopOnServerClose, "RECON-011", "a connection the hub closes within 5 s of its CONNACK is taken as a refusal: the client stops instead of retrying"},
 	{DefStopUnreported, "RECON-004", "after an unrecoverable refusal (CONNACK not authorized) the client stops but reports only \"idle\" with no reason: nobody learns why it went quiet"},
+	{DefTrustSessionPresent, "RECON-010", "a start-up SUBSCRIBE whose connection was reset before the SUBACK is taken as subscribed once the next CONNACK says session present: the device carries on without C2D, methods and twin subscriptions"},
 	{DefIgnoreThrottling, "RECON-003", "after a throttling refusal (CONNACK 3) the next attempt follows the normal backoff instead of the throttled minimum"},
 }
 

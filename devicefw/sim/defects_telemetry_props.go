@@ -23,7 +23,7 @@ const (
 
 // telPropDefects lists them; see Defects.
 var telPropDefects = []Defect{
-	{DefPropDuplicateCase, "TEL-007", "application properties whose names differ only in case are all sent instead of the send being refused"},
+	{DefPropDuplicateCase, "TEL-007", "every application property name with upper-case letters also goes out lower-cased (a client that keeps a lower-cased copy for its own look-ups and serialises both): one name the application gave becomes two the hub folds into one"},
 	{DefPropBadChars, "TEL-008", "every message also carries the application property `fw ver` = `1.0 (sim)` (space and parentheses outside TEL-008's character set)"},
 	{DefJSONNoEncoding, "TEL-010", "a message with a content type carries $.ct but no $.ce content encoding"},
 	{DefSpoofHubProperties, "TEL-011", "every message carries iothub-connection-device-id={deviceId}, a property the hub stamps itself"},
@@ -68,6 +68,19 @@ func caseDuplicate(bag iothub.PropertyBag) (string, string) {
 		seen[f] = p.Name
 	}
 	return "", ""
+}
+
+// lowerCaseCopies is propbag-duplicate-case: each application property
+// whose name has upper-case letters is followed by a lower-cased copy.
+func lowerCaseCopies(bag iothub.PropertyBag) iothub.PropertyBag {
+	out := make(iothub.PropertyBag, 0, 2*len(bag))
+	for _, p := range bag {
+		out = append(out, p)
+		if l := strings.ToLower(p.Name); l != p.Name {
+			out = append(out, iothub.Property{Name: l, Value: p.Value})
+		}
+	}
+	return out
 }
 
 // telPropDefectBag applies the bag defects of this file to a message's

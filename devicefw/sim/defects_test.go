@@ -123,10 +123,11 @@ func TestDefectsOnTheWire(t *testing.T) {
 				t.Fatalf("message %+v: %v", m, err)
 			}
 		}},
-		{DefOversizeTelemetry, "", nil, func(t *testing.T, r *rig) {
+		{DefSizeCountsTopic, "", nil, func(t *testing.T, r *rig) {
 			r.open()
-			r.send(agentproto.TelemetryArgs{Gen: &agentproto.Gen{Size: iothub.MaxTelemetryBytes + 1, Seed: 1}})
-			r.violation("TEL-005")
+			if _, err := r.fw.call(agentproto.OpTelemetry, agentproto.TelemetryArgs{Gen: &agentproto.Gen{Size: iothub.MaxTelemetryBytes - 8, Seed: 1}}); err == nil {
+				t.Fatal("a message 8 bytes under the limit was sent; the defect counts the topic and refuses it")
+			}
 		}},
 		{DefNoC2DPuback, "", nil, func(t *testing.T, r *rig) {
 			r.open()

@@ -14,6 +14,11 @@ import (
 
 // dispatch runs one operation.
 func (fw *Firmware) dispatch(ctx context.Context, op string, raw json.RawMessage) (any, *agentproto.Error) {
+	if fw.aws != nil {
+		if data, err, ok := fw.dispatchAWS(ctx, op, raw); ok { // AWS IoT image (aws.go)
+			return data, err
+		}
+	}
 	switch op {
 	case agentproto.OpHello:
 		return fw.hello(), nil
@@ -152,6 +157,8 @@ func (fw *Firmware) dispatch(ctx context.Context, op string, raw json.RawMessage
 		return agentproto.Clock{UnixMS: fw.rtc.Now().UnixMilli(), Synced: true}, nil
 	case agentproto.OpReset:
 		return nil, nil
+	case agentproto.OpOTAStatus, agentproto.OpSleep, agentproto.OpFileUpload, agentproto.OpAppBurst:
+		return fw.dispatchOTA(ctx, op, raw) // ota.go, fileupload.go
 	}
 	return nil, agentproto.Errorf(agentproto.ErrUnknownOp, "operation %q is not implemented by %s", op, FirmwareName)
 }
@@ -215,6 +222,9 @@ func (fw *Firmware) configure(c agentproto.Config) *agentproto.Error {
 	}
 	if c.Defects != nil {
 		fw.nvs.Defects = append([]string(nil), c.Defects...)
+	}
+	if c.Hosts != nil {
+		cur.Hosts = c.Hosts
 	}
 	fw.nvs.mu.Unlock()
 	if c.Defects != nil {

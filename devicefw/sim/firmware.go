@@ -51,6 +51,8 @@ type Options struct {
 	Changed func(what string)
 	// Misbehave are rig misbehaviour modes (misbehave.go), not defects.
 	Misbehave []string
+	// Cloud is the image's cloud: "" (IoT Hub) or CloudAWS (aws.go).
+	Cloud string
 }
 
 // What Options.Changed reports.
@@ -75,6 +77,7 @@ type NVS struct {
 	Cert2   *tls.Certificate // secondary device certificate (CERT-006)
 	Methods map[string]agentproto.MethodBehaviour
 	Defects []string
+	OTA     OTAStore // the installed OTA application (ota.go)
 }
 
 // RTC is the virtual real-time clock: it starts at the Unix epoch at power
@@ -147,6 +150,7 @@ type Firmware struct {
 	frames        uint64 // frames written this boot (bad-crc)
 
 	client *deviceClient
+	aws    *awsClient // the AWS IoT client of a --cloud aws image (aws.go); nil otherwise
 	reset  chan struct{}
 	sntp   sntpState // the SNTP client's memory (kiss-o'-death hold-offs)
 }
@@ -189,6 +193,9 @@ func newFirmware(opts Options) (*Firmware, error) {
 	}
 	fw.nvs.mu.Unlock()
 	fw.client = newDeviceClient(fw)
+	if opts.Cloud == CloudAWS {
+		fw.aws = newAWSClient(fw)
+	}
 	return fw, nil
 }
 
@@ -197,6 +204,9 @@ func (fw *Firmware) run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	defer fw.client.shutdown()
+	if fw.aws != nil {
+		defer fw.aws.shutdown()
+	}
 
 	fw.logf("I", "boot %d: %s %s on board %s", opts.BootCount, FirmwareName, FirmwareVersion, opts.Board)
 	if len(opts.Misbehave) > 0 {
@@ -310,12 +320,16 @@ func (fw *Firmware) hello() agentproto.Hello {
 		agentproto.CapPersistentSession, agentproto.CapC2D, agentproto.CapMethods, agentproto.CapTwin,
 		agentproto.CapCertRotation, agentproto.CapTrustUpdate, agentproto.CapWill, agentproto.CapDefects, agentproto.CapSNTP,
 		agentproto.CapCleanSession1, agentproto.CapTelemetryQoS0, agentproto.CapCTime, agentproto.CapModuleX509,
-		agentproto.CapLocalTwinValidation}
+		agentproto.CapLocalTwinValidation, agentproto.CapOTA, agentproto.CapFileUpload}
 	fw.client.mu.Lock()
 	defects := fw.defects.list()
 	fw.client.mu.Unlock()
+	client := "paho.mqtt.golang"
+	if fw.aws != nil {
+		caps, client = awsCaps, "paho.mqtt.golang (AWS IoT Core)"
+	}
 	return agentproto.Hello{Proto: agentproto.Version, Firmware: FirmwareName, FWVersion: FirmwareVersion, Build: buildHash(),
-		Client: "paho.mqtt.golang", ClientVer: "v1.5.1", Board: fw.opts.Board, Caps: caps, Defects: defects,
+		Client: client, ClientVer: "v1.5.1", Board: fw.opts.Board, Caps: caps, Defects: defects,
 		BootCount: fw.opts.BootCount, MaxFrame: agentproto.MaxFrame}
 }
 

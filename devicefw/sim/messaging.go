@@ -225,6 +225,7 @@ func (dc *deviceClient) onDesired(body []byte) {
 	}
 	dc.mu.Unlock()
 	dc.emit(agentproto.EvDesired, ev)
+	dc.otaOnPatch() // ota-settings-not-read-at-start only (ota.go)
 }
 
 // maxEventDoc bounds the twin documents copied into a twin.desired event,
@@ -333,6 +334,7 @@ func (dc *deviceClient) onMethod(c *conn, t iothub.Topic, body []byte) {
 		}
 		topic = "$iothub/methods/res/" + text + "/?$rid=" + rid
 	}
+	payload = dc.methodPayloadPadded(payload) // method-response-padded only (limits.go)
 	tok := c.cli.Publish(topic, 0, false, payload)
 	if !tok.WaitTimeout(connectTimeout) || tok.Error() != nil {
 		dc.fw.logf("W", "method %s response not sent: %v", t.MethodName, tok.Error())
@@ -376,17 +378,27 @@ func (dc *deviceClient) sendTelemetry(ctx context.Context, a agentproto.Telemetr
 	for _, k := range sortedKeys(a.Properties) {
 		bag = append(bag, iothub.Property{Name: k, Value: a.Properties[k]})
 	}
-	if n1, n2 := caseDuplicate(bag); n1 != "" && !dc.on(DefPropDuplicateCase) {
+	if n1, n2 := caseDuplicate(bag); n1 != "" {
+		// The reference firmware's policy (the docs recommend unique names
+		// to the application, 002 L10417; they set no client duty here).
 		return nil, agentproto.Errorf(agentproto.ErrBadArgs, "properties %q and %q are equal ignoring case; IoT Hub keeps only one (TEL-007)", n1, n2)
+	}
+	if dc.on(DefPropDuplicateCase) {
+		bag = lowerCaseCopies(bag)
 	}
 	bag = dc.telPropDefectBag(bag, cc.id, dc.on(DefJSONNoEncoding), dc.on(DefPropBadChars), dc.on(DefSpoofHubProperties))
 	size := iothub.MessageSize(payload, bag)
 	dc.mu.Lock()
 	d := dc.fw.defects
-	oversize, wrongTopic, raw := d.on(DefOversizeTelemetry), d.on(DefTelemetryWrongTopic), d.on(DefBagNotEncoded)
+	countsTopic, wrongTopic, raw := d.on(DefSizeCountsTopic), d.on(DefTelemetryWrongTopic), d.on(DefBagNotEncoded)
 	fakeQoS0, qos2, retain := d.on(DefTelemetryQoS0), d.on(DefTelemetryQoS2), d.on(DefTelemetryRetain)
 	dc.mu.Unlock()
-	if size > iothub.MaxTelemetryBytes && !oversize {
+	if countsTopic { // defect: the wire topic counted as well
+		size = len(payload) + len(iothub.TelemetryTopic(dc.telemetryIdentity(cc.id), bag))
+	}
+	// Refusing a larger message here is the reference firmware's policy:
+	// the docs limit the message (TEL-005, 002 L10229), the hub refuses it.
+	if size > iothub.MaxTelemetryBytes {
 		return nil, agentproto.Errorf(agentproto.ErrBadArgs, "message of %d bytes exceeds IoT Hub's %d-byte limit; not sent (TEL-005)", size, iothub.MaxTelemetryBytes)
 	}
 	c := dc.current()

@@ -56,7 +56,27 @@ type c2dMessage struct {
 
 type c2dQueue struct {
 	msgs []*c2dMessage // Enqueued or Invisible, in order
-	done []C2DStatus   // completed or dead-lettered (feedback)
+	done []C2DStatus   // completed or dead-lettered (feedback), newest maxC2DDone
+	// doneDropped counts the oldest finished statuses let go to keep done bounded.
+	doneDropped uint64
+}
+
+// maxC2DDone bounds how many finished messages a device's queue remembers
+// for C2DQueue / C2DState: a device that takes messages for hours (a
+// fleet benchmark, a soak) must not grow the hub without limit. IoT Hub
+// itself keeps no such history on the device side; the service learns
+// outcomes from feedback, which the hub does not model beyond this list.
+const maxC2DDone = 1000
+
+// finish records a message's final status; at maxC2DDone the oldest
+// tenth goes in one step (counted in doneDropped).
+func (q *c2dQueue) finish(st C2DStatus) {
+	if len(q.done) >= maxC2DDone {
+		k := maxC2DDone / 10
+		q.done = append(q.done[:0], q.done[k:]...)
+		q.doneDropped += uint64(k)
+	}
+	q.done = append(q.done, st)
 }
 
 // SendC2D enqueues a message for a device. It is delivered when the device
@@ -156,12 +176,12 @@ func (h *Hub) deliverC2D(c *conn) {
 		switch {
 		case now.After(m.status.Expiry) && m.status.State == C2DEnqueued:
 			m.status.State = C2DExpired
-			q.done = append(q.done, m.status)
+			q.finish(m.status)
 			continue
 		case m.status.State == C2DEnqueued && m.seq > from:
 			if m.status.DeliveryCount >= iothub.C2DDefaultMaxDeliveryCount {
 				m.status.State = C2DDeliveryCountExceeded
-				q.done = append(q.done, m.status)
+				q.finish(m.status)
 				continue
 			}
 			out = append(out, m)
@@ -202,7 +222,7 @@ func (h *Hub) deliverC2D(c *conn) {
 		rest := q.msgs[:0]
 		for _, m := range q.msgs {
 			if m.status.State == C2DCompleted {
-				q.done = append(q.done, m.status)
+				q.finish(m.status)
 				continue
 			}
 			rest = append(rest, m)
@@ -234,7 +254,7 @@ func (h *Hub) completeC2D(c *conn, pid uint16) {
 	}
 	m.status.State = C2DCompleted
 	m.status.Completed = time.Now()
-	q.done = append(q.done, m.status)
+	q.finish(m.status)
 	h.mu.Unlock()
 	h.notify()
 }

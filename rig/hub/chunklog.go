@@ -55,9 +55,24 @@ func (l *chunkLog[T]) push(v T) {
 	l.n++
 }
 
+// at is the i-th element, oldest first (0 ≤ i < len).
+func (l *chunkLog[T]) at(i int) *T {
+	j := l.head + i
+	return &l.chunks[j/chunkSize][j%chunkSize]
+}
+
 // dropFront removes the k oldest elements (all when k ≥ len).
-func (l *chunkLog[T]) dropFront(k int) {
+func (l *chunkLog[T]) dropFront(k int) { l.dropFrontEach(k, nil) }
+
+// dropFrontEach is dropFront calling fn (when not nil) with each element
+// before it goes.
+func (l *chunkLog[T]) dropFrontEach(k int, fn func(*T)) {
 	k = min(k, l.n)
+	if fn != nil {
+		for i := range k {
+			fn(l.at(i))
+		}
+	}
 	for k > 0 {
 		c := l.chunks[0]
 		live := len(c) - l.head

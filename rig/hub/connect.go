@@ -40,7 +40,6 @@ type conn struct {
 	remote    string
 	facts     *TLSFacts
 	netConn   net.Conn
-	username  iothub.Username
 	auth      string
 	sasExpiry time.Time
 	clean     bool
@@ -75,6 +74,7 @@ type conn struct {
 	twinLimit   *rate.Limiter
 	telemLimit  *rate.Limiter
 	afterAck    []func()
+	pub         pubState // the read goroutine's PUBLISH parse and masking (hotpath.go)
 	c2dInflight map[uint16]*c2dMessage
 	will        *mqtt.Will // declared in CONNECT (CONN-021)
 	willSent    bool
@@ -138,10 +138,58 @@ var provided = func() (set [256]bool) {
 // connOf is the hub's state for a mochi client, nil when it has none. Every
 // hook calls it, several times per packet, so it takes no lock.
 func (h *Hub) connOf(cl *mqtt.Client) *conn {
+	if s := connSlot(cl); s != nil {
+		return s.Load()
+	}
 	if v, ok := h.conns.Load(cl); ok {
 		return v.(*conn)
 	}
 	return nil
+}
+
+// connSlot is the copy of a client's entry in h.conns kept on the
+// hubConn mochi reads it from, so connOf is one pointer load instead of a
+// map lookup (several per packet). nil for a client on another net.Conn.
+// h.conns stays the record (Range walks it); every change to it goes
+// through storeConn / deleteConn / compareAndDeleteConn / loadAndDeleteConn,
+// which update both.
+func connSlot(cl *mqtt.Client) *atomic.Pointer[conn] {
+	if hc, ok := cl.Net.Conn.(*hubConn); ok {
+		return &hc.conn
+	}
+	return nil
+}
+
+func (h *Hub) storeConn(cl *mqtt.Client, c *conn) {
+	h.conns.Store(cl, c)
+	if s := connSlot(cl); s != nil {
+		s.Store(c)
+	}
+}
+
+func (h *Hub) deleteConn(cl *mqtt.Client) {
+	h.conns.Delete(cl)
+	if s := connSlot(cl); s != nil {
+		s.Store(nil)
+	}
+}
+
+func (h *Hub) compareAndDeleteConn(cl *mqtt.Client, c *conn) {
+	h.conns.CompareAndDelete(cl, c)
+	if s := connSlot(cl); s != nil {
+		s.CompareAndSwap(c, nil)
+	}
+}
+
+func (h *Hub) loadAndDeleteConn(cl *mqtt.Client) *conn {
+	var c *conn
+	if v, ok := h.conns.LoadAndDelete(cl); ok {
+		c = v.(*conn)
+	}
+	if s := connSlot(cl); s != nil {
+		s.CompareAndSwap(c, nil)
+	}
+	return c
 }
 
 // describePassword is what the trace keeps of a CONNECT password: facts the
@@ -211,14 +259,32 @@ func (h *Hub) newConn(cl *mqtt.Client, pk packets.Packet) *conn {
 	} else {
 		c.id = h.connSeq.Add(1)
 	}
-	h.conns.Store(cl, c)
+	h.storeConn(cl, c)
 	return c
 }
 
 func (k *hooks) traceIn(c *conn, pk packets.Packet) {
 	e := Entry{ConnID: c.id, ClientID: c.clientID, Remote: c.remote, Dir: DirIn, Type: packetName(pk.FixedHeader.Type)}
-	fillEntry(&e, pk)
+	if pk.FixedHeader.Type == packets.Publish {
+		fillPublish(&e, pk)
+		if t, err := c.parseTopic(pk.TopicName); err == nil {
+			e.Properties = t.Properties
+		}
+		e.pre = c.maskPublish(&pk)
+	} else {
+		fillEntry(&e, pk)
+	}
 	k.h.trace.add(e)
+}
+
+func fillPublish(e *Entry, pk packets.Packet) {
+	e.Topic = pk.TopicName
+	e.QoS = pk.FixedHeader.Qos
+	e.PacketID = pk.PacketID
+	e.Dup = pk.FixedHeader.Dup
+	e.Retain = pk.FixedHeader.Retain
+	e.Payload = pk.Payload
+	e.PayloadLen = len(pk.Payload)
 }
 
 func fillEntry(e *Entry, pk packets.Packet) {
@@ -243,13 +309,7 @@ func fillEntry(e *Entry, pk packets.Packet) {
 		e.ReturnCode = pk.ReasonCode
 		e.Session = pk.SessionPresent
 	case packets.Publish:
-		e.Topic = pk.TopicName
-		e.QoS = pk.FixedHeader.Qos
-		e.PacketID = pk.PacketID
-		e.Dup = pk.FixedHeader.Dup
-		e.Retain = pk.FixedHeader.Retain
-		e.Payload = pk.Payload
-		e.PayloadLen = len(pk.Payload)
+		fillPublish(e, pk)
 		if t, err := iothub.ParseTopic(pk.TopicName); err == nil {
 			e.Properties = t.Properties
 		}
@@ -317,7 +377,7 @@ func (h *Hub) admitConnect(c *conn, pk packets.Packet) (packets.Packet, error) {
 	refuse := func(req, reason string) (packets.Packet, error) {
 		h.trace.add(Entry{ConnID: c.id, ClientID: c.clientID, Remote: c.remote, Dir: DirEvent, Type: EventConnRejected,
 			Reason: reason + "; closed without CONNACK", Requirement: req})
-		h.conns.CompareAndDelete(c.cl, c)
+		h.compareAndDeleteConn(c.cl, c)
 		return pk, packets.ErrRejectPacket
 	}
 	if cn.WillFlag && cn.WillQos == 2 {
@@ -346,7 +406,7 @@ func (k *hooks) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 		h.trace.add(Entry{ConnID: c.id, ClientID: c.clientID, Remote: c.remote, Dir: DirEvent, Type: EventConnRejected,
 			Reason: reason, Requirement: req, ReturnCode: v3Code(code)})
 		_ = h.srv.SendConnack(cl, code, false, nil)
-		h.conns.Delete(cl)
+		h.deleteConn(cl)
 		return fmt.Errorf("connect refused: %s", reason)
 	}
 	c.authed = true
@@ -403,7 +463,6 @@ func (h *Hub) authenticate(c *conn, pk packets.Packet) (packets.Code, string, st
 	if err != nil {
 		return packets.ErrMalformedUsername, "Username: " + err.Error(), "CONN-006"
 	}
-	c.username = u
 	if !strings.EqualFold(u.Host, h.cfg.Host) {
 		return packets.ErrBadUsernameOrPassword, fmt.Sprintf("Username host %q is not this hub (%q)", u.Host, h.cfg.Host), "CONN-006"
 	}
@@ -673,7 +732,7 @@ func (h *Hub) abandonPending(c *conn) bool {
 	h.mu.Unlock()
 	// OnDisconnect may never come for it (see OnSessionEstablish), so its
 	// end is recorded here, once: without its state OnDisconnect returns early.
-	h.conns.CompareAndDelete(c.cl, c)
+	h.compareAndDeleteConn(c.cl, c)
 	c.markReady()
 	c.mu.Lock()
 	reason, req := c.closeReason, c.closeReq
@@ -697,10 +756,11 @@ func (k *hooks) OnSessionEstablished(cl *mqtt.Client, pk packets.Packet) {
 		return
 	}
 	c.opened = time.Now()
-	if l := h.cfg.Limits; l.TwinOpsPerSecond > 0 {
+	l := h.limitsFor(c.clientID) // Config.Limits or SetIdentityLimits (LIMITS-001/002)
+	if l.TwinOpsPerSecond > 0 {
 		c.twinLimit = rate.NewLimiter(rate.Limit(l.TwinOpsPerSecond), max(1, l.TwinBurst))
 	}
-	if l := h.cfg.Limits; l.TelemetryPerSecond > 0 {
+	if l.TelemetryPerSecond > 0 {
 		c.telemLimit = rate.NewLimiter(rate.Limit(l.TelemetryPerSecond), max(1, l.TelemetryBurst))
 	}
 	if hc, ok := c.netConn.(*hubConn); ok {
@@ -805,10 +865,7 @@ func (h *Hub) revoke(id iothub.Identity, why string) {
 func (k *hooks) OnDisconnect(cl *mqtt.Client, err error, expire bool) {
 	h := k.h
 	h.mu.Lock()
-	var c *conn
-	if v, ok := h.conns.LoadAndDelete(cl); ok {
-		c = v.(*conn)
-	}
+	c := h.loadAndDeleteConn(cl)
 	if c != nil && h.active[c.clientID] == c {
 		// Only its own registration: a connection that took this one over
 		// stays the active one however late this disconnect runs (CONN-016).

@@ -50,7 +50,13 @@ type faultState struct {
 	// twinFail: the next twin requests of an identity answered with an
 	// error status (TWIN-005), by ClientID.
 	twinFail map[string]twinFailure
-	timers   []*time.Timer
+	// cutAtSubscribe: identities whose next SUBSCRIBE is answered by a
+	// TCP reset instead of a SUBACK (RECON-010), by ClientID.
+	cutAtSubscribe map[string]bool
+	// twinDelay: identities whose next twin answer is held back for the
+	// given time (TWIN-008), by ClientID.
+	twinDelay map[string]time.Duration
+	timers    []*time.Timer
 }
 
 // twinFailure is a pending FailTwinRequests fault.
@@ -152,6 +158,66 @@ func (h *Hub) connectFault(id iothub.Identity) (packets.Code, string, bool) {
 		}
 	}
 	return packets.Code{}, "", false
+}
+
+// CutAtNextSubscribe arms a one-shot rig fault: the next SUBSCRIBE id
+// sends is read and recorded, then its connection is reset (TCP RST, no
+// SUBACK). RECON-010 asks a device to survive an abrupt close at any point
+// (002 L13767, L16694-16698, "RST at every packet boundary"); a close
+// between SUBSCRIBE and SUBACK is the boundary a byte-count cut in the
+// proxy cannot aim at, because TLS record sizes differ between clients.
+// on false disarms it.
+func (h *Hub) CutAtNextSubscribe(id iothub.Identity, on bool) {
+	h.faults.mu.Lock()
+	defer h.faults.mu.Unlock()
+	if h.faults.cutAtSubscribe == nil {
+		h.faults.cutAtSubscribe = map[string]bool{}
+	}
+	if on {
+		h.faults.cutAtSubscribe[id.ClientID()] = true
+	} else {
+		delete(h.faults.cutAtSubscribe, id.ClientID())
+	}
+}
+
+// DelayNextTwinAnswer arms a one-shot rig fault: the hub's next answer to
+// a twin request of id goes out d late (IoT Hub's answer time is not
+// documented; a slow one is normal). TWIN-008: a device must take success
+// from the 2xx answer on the request's $rid, so it cannot have reported
+// success before that answer left the hub.
+func (h *Hub) DelayNextTwinAnswer(id iothub.Identity, d time.Duration) {
+	h.faults.mu.Lock()
+	if h.faults.twinDelay == nil {
+		h.faults.twinDelay = map[string]time.Duration{}
+	}
+	if d > 0 {
+		h.faults.twinDelay[id.ClientID()] = d
+	} else {
+		delete(h.faults.twinDelay, id.ClientID())
+	}
+	h.faults.mu.Unlock()
+	h.trace.add(Entry{ClientID: id.ClientID(), Dir: DirEvent, Type: EventFault, Requirement: "TWIN-008",
+		Reason: fmt.Sprintf("the next twin answer goes out %s late", d)})
+}
+
+// takeTwinDelay consumes an armed DelayNextTwinAnswer.
+func (h *Hub) takeTwinDelay(c *conn) time.Duration {
+	h.faults.mu.Lock()
+	defer h.faults.mu.Unlock()
+	d := h.faults.twinDelay[c.clientID]
+	delete(h.faults.twinDelay, c.clientID)
+	return d
+}
+
+// takeSubscribeCut reports (and consumes) an armed CutAtNextSubscribe.
+func (h *Hub) takeSubscribeCut(c *conn) bool {
+	h.faults.mu.Lock()
+	defer h.faults.mu.Unlock()
+	if !h.faults.cutAtSubscribe[c.clientID] {
+		return false
+	}
+	delete(h.faults.cutAtSubscribe, c.clientID)
+	return true
 }
 
 // Drop closes the identity's live connection: with rst a TCP reset, without
@@ -399,6 +465,6 @@ func (k *faultHooks) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 	}
 	reason := fmt.Sprintf("fault injection: %s: %s right after CONNECT, no CONNACK (%s of the fault left)", f.typ, how, time.Until(f.until).Round(time.Millisecond))
 	h.trace.add(Entry{ConnID: c.id, ClientID: c.clientID, Remote: c.remote, Dir: DirEvent, Type: EventConnClosed, Reason: reason, Requirement: f.kind.req})
-	h.conns.Delete(cl)
+	h.deleteConn(cl)
 	return errors.New(reason)
 }

@@ -75,11 +75,28 @@ type Config struct {
 	MaxTraceEntries int
 	// MaxStoredTelemetry bounds the telemetry store. Default 100000.
 	MaxStoredTelemetry int
+	// MaxTraceEntriesPerClient bounds one client ID's entries in the trace
+	// (its oldest are dropped and counted in Trace.Dropped), so that one
+	// chatty device cannot push every other device's records out of
+	// MaxTraceEntries. Default 20000; negative: no per-client bound.
+	MaxTraceEntriesPerClient int
+	// MaxTelemetryPerDevice bounds one identity's messages in the
+	// telemetry store likewise (Hub.TelemetryDropped). Default 10000;
+	// negative: no per-device bound.
+	MaxTelemetryPerDevice int
 	// FaultInjection enables IoT Hub's fault injection through telemetry
 	// properties (AzIoTHub_FaultOperationType ...). Off by default, as on IoT Hub.
 	FaultInjection bool
 	// Limits are per-identity throttles; zero values mean unlimited.
 	Limits Limits
+	// Quota is the tier, units and fleet the hub meters each device
+	// against (metering.go, LIMITS-*); zero: DefaultProfile.
+	Quota Profile
+	// BlobAddr is the storage endpoint's listener (rig/blob: OTA files and
+	// file upload, fileupload.go); default "127.0.0.1:0", "off" disables.
+	BlobAddr string
+	// BlobHost is the storage account's host name; default blob.DefaultHost.
+	BlobHost string
 	// Logger receives operational logs (never secrets). Default: discard.
 	Logger *slog.Logger
 	// Now is the hub's clock for SAS expiry checks. Default time.Now.
@@ -130,6 +147,8 @@ type Hub struct {
 	connSeq  atomic.Uint64
 	ridSeq   atomic.Uint64
 	telem    *telemetryStore
+	files    fileState         // file upload and the storage endpoint (fileupload.go)
+	idLimits map[string]Limits // per-identity throttles (metering.go); guarded by mu
 
 	changedMu sync.Mutex
 	changedCh chan struct{}
@@ -167,6 +186,12 @@ func start(cfg Config, ht httpTimeouts) (*Hub, error) {
 	if cfg.MaxStoredTelemetry == 0 {
 		cfg.MaxStoredTelemetry = 100000
 	}
+	if cfg.MaxTraceEntriesPerClient == 0 {
+		cfg.MaxTraceEntriesPerClient = 20000
+	}
+	if cfg.MaxTelemetryPerDevice == 0 {
+		cfg.MaxTelemetryPerDevice = 10000
+	}
 	if len(cfg.APIVersions) == 0 {
 		cfg.APIVersions = iothub.KnownAPIVersions
 	}
@@ -192,7 +217,9 @@ func start(cfg Config, ht httpTimeouts) (*Hub, error) {
 		saveCh:    make(chan struct{}, 1),
 	}
 	h.trace = newTrace(cfg.MaxTraceEntries, h.notify)
+	h.trace.perClient.limit = cfg.MaxTraceEntriesPerClient
 	h.telem = newTelemetryStore(cfg.MaxStoredTelemetry)
+	h.telem.perDevice.limit = cfg.MaxTelemetryPerDevice
 	h.reg.onRevoke = h.revoke
 	h.tlsMin.Store(tls.VersionTLS12)
 	h.tlsMax.Store(tls.VersionTLS13)
@@ -227,11 +254,18 @@ func start(cfg Config, ht httpTimeouts) (*Hub, error) {
 	caps.MaximumQos = 1                                                 // QoS 2 SUBSCRIBE granted QoS 1 (CONN-020)
 	caps.MinimumProtocolVersion = 4                                     // MQTT 3.1.1 only (CONN-001)
 	caps.MaximumPacketSize = uint32(iothub.MaxTelemetryBytes + 64*1024) // headroom for topic + bag; TEL-005 is checked exactly later
-	caps.MaximumClientWritesPending = 1024
+	// mochi's per-client outbound queue carries only packets mochi routes
+	// between clients; the hub consumes every PUBLISH (CodeSuccessIgnore)
+	// and writes its own packets with WritePacket, so the queue stays
+	// empty. Its buffer is allocated per connection up front (8 bytes a
+	// slot), so a small one keeps 7.5 KB per connection off the heap.
+	caps.MaximumClientWritesPending = 64
 	caps.MaximumSessionExpiryInterval = uint32((48 * time.Hour).Seconds()) // C2D retention (Appendix A)
 	caps.WildcardSubAvailable = 1
 	caps.Compatibilities.ObscureNotAuthorized = false
-	h.srv = mqtt.New(&mqtt.Options{Capabilities: caps, Logger: log.With("component", "mochi")})
+	// A 1 KB read buffer per connection instead of mochi's 2 KB: TLS
+	// already holds each decrypted record, and device packets are small.
+	h.srv = mqtt.New(&mqtt.Options{Capabilities: caps, Logger: log.With("component", "mochi"), ClientNetReadBufferSize: 1024})
 	if err := h.srv.AddHook(&hooks{h: h}, nil); err != nil {
 		return nil, err
 	}
@@ -244,8 +278,13 @@ func start(cfg Config, ht httpTimeouts) (*Hub, error) {
 		h.closeListeners()
 		return nil, err
 	}
+	if err := h.startBlob(); err != nil {
+		h.closeListeners()
+		return nil, fmt.Errorf("start the storage endpoint: %w", err)
+	}
 	if err := h.srv.Serve(); err != nil {
 		h.closeListeners()
+		h.closeBlob()
 		return nil, err
 	}
 	h.wg.Add(1)
@@ -280,6 +319,7 @@ func (h *Hub) Close() error {
 		}
 		_ = h.srv.Close()
 		h.closeListeners()
+		h.closeBlob()
 		h.mu.Lock()
 		for _, m := range h.methods {
 			m.finish(methodResult{err: ErrHubClosed})

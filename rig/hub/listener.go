@@ -45,6 +45,10 @@ type hubConn struct {
 	closeMu sync.Mutex
 	closed  bool
 	onClose func()
+
+	// conn is the hub's state for the mochi client on this connection
+	// (connSlot): set and cleared with Hub.conns.
+	conn atomic.Pointer[conn]
 }
 
 // Close closes the connection and then runs the function whenClosed set.
@@ -339,7 +343,20 @@ type peekedConn struct {
 	r *bufio.Reader
 }
 
-func (c *peekedConn) Read(p []byte) (int, error) { return c.r.Read(p) }
+// Read drains what was peeked, then drops the reader and reads the
+// connection directly: every connection keeps its peekedConn for life, and
+// a buffer per connection that is never used again would cost 512 bytes
+// each at fleet scale. Only one goroutine reads a connection (the TLS
+// layer under mochi's read loop), so c.r needs no lock.
+func (c *peekedConn) Read(p []byte) (int, error) {
+	if c.r != nil {
+		if c.r.Buffered() > 0 {
+			return c.r.Read(p)
+		}
+		c.r = nil
+	}
+	return c.Conn.Read(p)
+}
 
 func (h *Hub) acceptPlain(ln net.Listener, out *chanListener) {
 	defer h.wg.Done()

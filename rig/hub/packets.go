@@ -67,7 +67,7 @@ func (k *hooks) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.Packet
 			// space in a property bag must be %20, not '+' (TEL-002).
 			return violation("TEL-002", "PUBLISH topic %q contains an MQTT wildcard character", pk.TopicName)
 		}
-		t, err := iothub.CheckDevicePublish(c.identity, pk.TopicName)
+		t, err := c.checkPublish(pk.TopicName)
 		if err != nil {
 			return violation(reqOf(err, "TEL-001"), "PUBLISH to %q not allowed: %v", pk.TopicName, err)
 		}
@@ -84,6 +84,12 @@ func (k *hooks) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.Packet
 			pk.Properties.User = append(pk.Properties.User, packets.UserProperty{Key: retainMarker, Val: "true"})
 		}
 	case packets.Subscribe:
+		if h.takeSubscribeCut(c) {
+			reason := "rig fault: connection reset on SUBSCRIBE, before the SUBACK (CutAtNextSubscribe)"
+			h.fault(c, "", reason)
+			h.closeConn(c, reason, "", true)
+			return pk, packets.ErrRejectPacket
+		}
 		h.mu.Lock()
 		existing := 0
 		var have map[string]byte
@@ -155,7 +161,7 @@ func (k *hooks) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, e
 	if c == nil || c.revoked.Load() {
 		return pk, packets.ErrRejectPacket // revoked: disabled or deleted (Hub.revoke)
 	}
-	t, err := iothub.ParseTopic(pk.TopicName)
+	t, err := c.parseTopic(pk.TopicName)
 	if err != nil {
 		return pk, packets.ErrRejectPacket
 	}
@@ -191,7 +197,7 @@ func (k *hooks) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, e
 		}
 		h.telem.add(Message{Identity: c.identity, ConnID: c.id, Topic: pk.TopicName, QoS: pk.FixedHeader.Qos,
 			PacketID: pk.PacketID, Dup: pk.FixedHeader.Dup, Retain: retained, Properties: props,
-			Payload: pk.Payload, Received: time.Now()})
+			Payload: pk.Payload, Received: time.Now(), pre: c.pub.maskedFor(pk.TopicName, pk.Payload)})
 		c.mu.Unlock()
 		h.notify()
 		if h.cfg.FaultInjection {

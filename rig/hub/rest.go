@@ -154,7 +154,7 @@ func (rt restRoute) match(segs []string) ([]string, bool) {
 
 // restHandler serves IoT Hub's service REST API and hilrun's own endpoints.
 func (h *Hub) restHandler() http.Handler {
-	routes := h.restRoutes()
+	routes := append(h.restRoutes(), h.fileRoutes()...)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		defer func() {
 			if v := recover(); v != nil {
@@ -181,6 +181,10 @@ func (h *Hub) restHandler() http.Handler {
 func (h *Hub) serveREST(w http.ResponseWriter, r *http.Request, routes []restRoute) error {
 	segs, err := restSegments(r.URL.EscapedPath())
 	if err != nil {
+		return err
+	}
+	// The device side of file upload authenticates the device (fileupload.go).
+	if handled, err := h.serveDeviceFiles(w, r, segs); handled {
 		return err
 	}
 	pol, err := h.restAuthenticate(r, segs)

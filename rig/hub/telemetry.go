@@ -28,18 +28,31 @@ type Message struct {
 	// message as sent and are <redacted> in Topic, Properties and Payload
 	// here: the service side never gets a key back (CONN-011).
 	Secrets []SecretSeen `json:"secrets,omitempty"`
+
+	gone bool      // removed by the per-device bound (keyBound); never handed out
+	pre  *pubState // topic and payload masked already (OnPublish); cleared by maskMessage
 }
+
+func (m *Message) seq() uint64          { return m.Seq }
+func (m *Message) key() iothub.Identity { return m.Identity }
+func (m *Message) isGone() bool         { return m.gone }
+func (m *Message) bury()                { *m = Message{Seq: m.Seq, gone: true} }
 
 // maskMessage masks registered secrets in what the service API hands out.
 // The payload is replaced, not written to: it is the packet's buffer.
 func maskMessage(m *Message) {
-	if out, found := secrets.MaskFind(m.Topic); found != nil {
-		m.Topic = out
-		m.Secrets = appendSeen(m.Secrets, "topic", found)
-	}
-	if out, found := secrets.MaskBytesFind(m.Payload); found != nil {
-		m.Payload = out
-		m.Secrets = appendSeen(m.Secrets, "payload", found)
+	if p := m.pre; p != nil {
+		m.pre = nil
+		p.apply(&m.Topic, &m.Payload, &m.Secrets)
+	} else {
+		if out, found := secrets.MaskFind(m.Topic); found != nil {
+			m.Topic = out
+			m.Secrets = appendSeen(m.Secrets, "topic", found)
+		}
+		if out, found := secrets.MaskBytesFind(m.Payload); found != nil {
+			m.Payload = out
+			m.Secrets = appendSeen(m.Secrets, "payload", found)
+		}
 	}
 	for i, p := range m.Properties {
 		n, fn := secrets.MaskFind(p.Name)
@@ -58,6 +71,9 @@ type telemetryStore struct {
 	limit int
 	seq   uint64
 	msgs  chunkLog[Message]
+	// dropped counts messages the bounds discarded, oldest first.
+	dropped   uint64
+	perDevice keyBound[iothub.Identity]
 }
 
 func newTelemetryStore(limit int) *telemetryStore { return &telemetryStore{limit: limit} }
@@ -75,9 +91,15 @@ func (s *telemetryStore) add(m Message) Message {
 	s.seq++
 	m.Seq = s.seq
 	if s.limit > 0 && s.msgs.len() >= s.limit {
-		s.msgs.dropFront(max(1, s.limit/10))
+		k := max(1, s.limit/10)
+		s.dropped += uint64(k)
+		s.msgs.dropFrontEach(k, func(old *Message) { droppedFrom[iothub.Identity](&s.perDevice, old) })
 	}
 	s.msgs.push(m)
+	if old := addedTo[iothub.Identity, Message](&s.perDevice, &s.msgs, m.Identity, m.Seq); old != nil {
+		old.bury()
+		s.dropped++
+	}
 	return m
 }
 
@@ -86,7 +108,7 @@ func (s *telemetryStore) list(match func(*Message) bool) []Message {
 	defer s.mu.Unlock()
 	var out []Message
 	s.msgs.each(func(m *Message) {
-		if match == nil || match(m) {
+		if !m.gone && (match == nil || match(m)) {
 			out = append(out, *m)
 		}
 	})
@@ -143,4 +165,13 @@ func (h *Hub) LastTelemetrySeq() uint64 {
 	h.telem.mu.Lock()
 	defer h.telem.mu.Unlock()
 	return h.telem.seq
+}
+
+// TelemetryDropped is how many of the oldest stored messages the store's
+// bounds (Config.MaxStoredTelemetry, Config.MaxTelemetryPerDevice) have
+// discarded.
+func (h *Hub) TelemetryDropped() uint64 {
+	h.telem.mu.Lock()
+	defer h.telem.mu.Unlock()
+	return h.telem.dropped
 }

@@ -2,6 +2,7 @@ package hub
 
 import (
 	"encoding/json"
+	"fmt"
 	"io"
 	"sync"
 	"time"
@@ -86,7 +87,22 @@ type Entry struct {
 	// in the CONNECT password, which is not recorded at all. It names them,
 	// never shows them: specs judge leaks from it (CONN-011).
 	Secrets []SecretSeen `json:"secrets,omitempty"`
+
+	gone bool      // removed by the per-client bound (keyBound); never handed out
+	pre  *pubState // topic and payload masked already (traceIn); cleared by maskEntry
 }
+
+func (e *Entry) seq() uint64  { return e.Seq }
+func (e *Entry) key() string  { return e.ClientID }
+func (e *Entry) isGone() bool { return e.gone }
+func (e *Entry) bury()        { *e = Entry{Seq: e.Seq, gone: true} }
+
+// EventTraceDropped is a hub-wide event saying that a client's oldest
+// entries are being dropped by Config.MaxTraceEntriesPerClient (once per
+// client), with the count so far; Trace.Dropped has the running total of
+// both bounds (the global one, Config.MaxTraceEntries, drops the oldest
+// tenth at a time).
+const EventTraceDropped = "trace-dropped"
 
 // SecretSeen is one registered secret found in a trace entry.
 type SecretSeen struct {
@@ -121,8 +137,13 @@ func maskEntry(e *Entry) {
 		}
 	}
 	str("clientId", &e.ClientID)
-	str("topic", &e.Topic)
-	bin("payload", &e.Payload)
+	if p := e.pre; p != nil {
+		e.pre = nil
+		p.apply(&e.Topic, &e.Payload, &e.Secrets)
+	} else {
+		str("topic", &e.Topic)
+		bin("payload", &e.Payload)
+	}
 	str("username", &e.Username)
 	str("password", &e.Password)
 	str("willTopic", &e.WillTopic)
@@ -184,10 +205,42 @@ type Trace struct {
 	dropped uint64
 	seq     uint64
 	notify  func()
+	// perClient bounds each client ID's entries; clientDrops names the
+	// clients it has trimmed (each is announced once, EventTraceDropped).
+	perClient   keyBound[string]
+	clientDrops map[string]bool
 }
 
 func newTrace(limit int, notify func()) *Trace {
 	return &Trace{start: time.Now(), limit: limit, notify: notify}
+}
+
+// pushLocked appends an entry with the next sequence number and applies
+// both bounds. Called with t.mu held; e is masked already.
+func (t *Trace) pushLocked(e Entry, now time.Time) {
+	t.seq++
+	e.Seq = t.seq
+	e.Time = now
+	e.Mono = now.Sub(t.start)
+	if t.limit > 0 && t.entries.len() >= t.limit {
+		// Drop the oldest tenth in one go (counted in Dropped).
+		dropped := max(1, t.limit/10)
+		t.dropped += uint64(dropped)
+		t.entries.dropFrontEach(dropped, func(old *Entry) { droppedFrom[string](&t.perClient, old) })
+	}
+	t.entries.push(e)
+	if old := addedTo[string, Entry](&t.perClient, &t.entries, e.ClientID, e.Seq); old != nil {
+		old.bury()
+		t.dropped++
+		if !t.clientDrops[e.ClientID] {
+			if t.clientDrops == nil {
+				t.clientDrops = map[string]bool{}
+			}
+			t.clientDrops[e.ClientID] = true
+			reason, _ := secrets.MaskFind(fmt.Sprintf("the oldest trace entries of %q are being dropped: it has more than %d (Config.MaxTraceEntriesPerClient); %d entries dropped so far", e.ClientID, t.perClient.limit, t.dropped))
+			t.pushLocked(Entry{Dir: DirEvent, Type: EventTraceDropped, Reason: reason}, now)
+		}
+	}
 }
 
 func (t *Trace) add(e Entry) {
@@ -208,20 +261,7 @@ func (t *Trace) add(e Entry) {
 		t.mu.Lock()
 		t.entries.addChunk(c)
 	}
-	t.seq++
-	e.Seq = t.seq
-	e.Time = now
-	e.Mono = now.Sub(t.start)
-	if t.limit > 0 && t.entries.len() >= t.limit {
-		// Drop the oldest tenth in one go.
-		n := t.limit / 10
-		if n == 0 {
-			n = 1
-		}
-		t.dropped += uint64(n)
-		t.entries.dropFront(n)
-	}
-	t.entries.push(e)
+	t.pushLocked(e, now)
 	t.mu.Unlock()
 	if t.notify != nil {
 		t.notify()
@@ -239,7 +279,7 @@ func (t *Trace) Entries(match func(*Entry) bool) []Entry {
 	defer t.mu.Unlock()
 	out := make([]Entry, 0, t.entries.len())
 	t.entries.each(func(e *Entry) {
-		if match == nil || match(e) {
+		if !e.gone && (match == nil || match(e)) {
 			out = append(out, *e)
 		}
 	})
@@ -251,7 +291,8 @@ func (t *Trace) ForClient(clientID string) []Entry {
 	return t.Entries(func(e *Entry) bool { return e.ClientID == clientID })
 }
 
-// Dropped reports how many old entries were discarded because of the size limit.
+// Dropped reports how many old entries the trace's bounds discarded
+// (Config.MaxTraceEntries and Config.MaxTraceEntriesPerClient).
 func (t *Trace) Dropped() uint64 {
 	t.mu.Lock()
 	defer t.mu.Unlock()

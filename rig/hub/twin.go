@@ -52,7 +52,12 @@ func (h *Hub) twinReply(c *conn, status int, rid string, version int64, hasVersi
 		h.warn(c, "TWIN-001", fmt.Sprintf("twin response %q not delivered: no subscription to %s", topic, iothub.TwinResponseFilter))
 		return
 	}
-	_ = h.send(c, publishPacket(topic, body, twinQoS, 0, false))
+	pk := publishPacket(topic, body, twinQoS, 0, false)
+	if d := h.takeTwinDelay(c); d > 0 {
+		time.AfterFunc(d, func() { _ = h.send(c, pk) })
+		return
+	}
+	_ = h.send(c, pk)
 }
 
 // twinFailed answers a twin request with the status of a pending

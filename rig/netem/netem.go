@@ -118,6 +118,7 @@ const (
 	EvCut          = "cut"           // reset by the proxy (Cut, or DropAfter reached)
 	EvReset        = "reset"         // one peer reset or failed; the other was reset in turn
 	EvClosed       = "closed"        // closed cleanly (both sides ended, CloseAll, or Close)
+	EvDeviceEnd    = "device-end"    // the device ended its side (FIN or reset) while the link was held by the blackhole; the hub learns of it when the hold ends
 	EvBlackholeOn  = "blackhole-on"  // Blackhole(true)
 	EvBlackholeOff = "blackhole-off" // Blackhole(false) or Restore after a blackhole
 	EvRefuseOn     = "refuse-on"     // RefuseNew(true)
@@ -652,7 +653,12 @@ func (d *direction) read() {
 	l := d.l
 	defer l.p.wg.Done()
 	for {
-		if !l.waitOpen() {
+		// The device side keeps being read while the link is held: what it
+		// sends waits in the queue (the writer holds it), and the moment it
+		// gives up on the dead link (FIN or reset) is seen and stamped as it
+		// happens (RECON-013 judges that moment), while the hub still
+		// learns of nothing until the hold ends.
+		if !d.up && !l.waitOpen() {
 			return
 		}
 		var buf []byte
@@ -690,9 +696,19 @@ func (d *direction) read() {
 			if l.ctx.Err() != nil {
 				return
 			}
+			held := d.up && l.p.Blackholed()
 			if errors.Is(err, io.EOF) {
+				if held {
+					l.p.emit(Event{Kind: EvDeviceEnd, Conn: l.id, Remote: l.remote, Detail: "FIN while held", Up: l.up.Load(), Down: l.down.Load()})
+				}
 				d.send(chunk{eof: true})
 				return
+			}
+			if held {
+				l.p.emit(Event{Kind: EvDeviceEnd, Conn: l.id, Remote: l.remote, Detail: fmt.Sprintf("reset while held: %v", err), Up: l.up.Load(), Down: l.down.Load()})
+				if !l.waitOpen() {
+					return
+				}
 			}
 			l.end(EvReset, fmt.Sprintf("%s: %v", d.srcName(), err), true)
 			return

@@ -798,3 +798,47 @@ func TestMaxConns(t *testing.T) {
 		t.Fatalf("event %v", e)
 	}
 }
+
+func TestDeviceEndWhileHeld(t *testing.T) {
+	// A device giving up on a blackholed link is stamped when it happens
+	// (RECON-013), but the hub side learns of nothing until the hold ends.
+	t.Parallel()
+	for _, rst := range []bool{false, true} {
+		srv := startServer(t, nil)
+		p := startProxy(t, srv.addr())
+		c := dial(t, p.Addr())
+		sc := srv.next(t)
+		_, _ = c.Write([]byte("a"))
+		readN(t, sc, 1)
+		mark := p.Mark()
+		p.Blackhole(true)
+		waitKind(t, p, mark, EvBlackholeOn, 0)
+		_, _ = c.Write([]byte("held"))
+		if rst {
+			reset(c)
+		} else {
+			_ = c.Close()
+		}
+		ev := waitKind(t, p, mark, EvDeviceEnd, 0)
+		if want := map[bool]string{false: "FIN", true: "reset"}[rst]; !strings.HasPrefix(ev.Detail, want) {
+			t.Fatalf("rst=%v: device-end detail %q, want %s…", rst, ev.Detail, want)
+		}
+		assertQuiet(t, sc, "hub side while the device's end is held")
+		if p.Live() != 1 {
+			t.Fatalf("rst=%v: live %d while held, want 1", rst, p.Live())
+		}
+		p.Blackhole(false)
+		if rst {
+			if _, err := readErr(sc); !isReset(err) {
+				t.Fatalf("hub side after the hold: %v, want a reset", err)
+			}
+		} else {
+			if got := readN(t, sc, 4); string(got) != "held" {
+				t.Fatalf("hub got %q after the hold", got)
+			}
+			if _, err := readErr(sc); !errors.Is(err, io.EOF) {
+				t.Fatalf("hub side after the hold: %v, want EOF", err)
+			}
+		}
+	}
+}

@@ -238,6 +238,13 @@ static QueueHandle_t jobs;
 static esp_mqtt_client_handle_t cli; /* guarded by core_mu for publishes */
 static unsigned cur_gen;             /* guarded by core_mu */
 static bool cur_active, cur_connected_once;
+/* The SUBACK for the start-up filters came in the current MQTT session: a
+ * session the hub reports present holds only what it acknowledged, so a
+ * SUBSCRIBE whose connection died before the SUBACK is sent again
+ * (RECON-008, RECON-010). subs_last_msg: msg_id of the last filter's
+ * SUBSCRIBE (esp-mqtt sends one SUBSCRIBE per call, in order). */
+static bool subs_acked;
+static int subs_last_msg = -1;
 static uint64_t dial_started;
 static job *cur_job;                 /* filters of the live session */
 static char *rx_buf;                 /* reassembly of a fragmented PUBLISH */
@@ -273,10 +280,13 @@ static void mqtt_event(void *arg, esp_event_base_t base, int32_t id, void *data)
         dial_started = hil_port_uptime_ms();
         return;
     }
-    if (id == MQTT_EVENT_CONNECTED && cur_job && !ev->session_present) {
+    if (id == MQTT_EVENT_CONNECTED && !ev->session_present) subs_acked = false;
+    if (id == MQTT_EVENT_CONNECTED && cur_job && !subs_acked) {
         /* Subscriptions before the core sees the CONNACK (TWIN-001). */
-        for (int i = 0; i < cur_job->nfilters; i++) esp_mqtt_client_subscribe(ev->client, cur_job->filters[i], cur_job->qos[i]);
+        for (int i = 0; i < cur_job->nfilters; i++)
+            subs_last_msg = esp_mqtt_client_subscribe(ev->client, cur_job->filters[i], cur_job->qos[i]);
     }
+    if (id == MQTT_EVENT_SUBSCRIBED && ev->msg_id == subs_last_msg) subs_acked = true;
     hil_port_core_lock();
     if (gen != cur_gen) {
         hil_port_core_unlock();
@@ -390,6 +400,7 @@ static void mqtt_task(void *arg)
         c.network.timeout_ms = 10000;
         c.buffer.size = 4096;
         cli = esp_mqtt_client_init(&c);
+        subs_acked = false; /* a new client: its ClientId's session is the hub's to report */
         cur_job = j;
         hil_port_core_lock();
         bool stale = j->gen != cur_gen;

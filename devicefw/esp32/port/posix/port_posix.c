@@ -464,6 +464,11 @@ static unsigned cur_gen;     /* the core's current session; guarded by core_mu *
 static bool cur_active;      /* that session is connected; guarded by core_mu */
 static unsigned conn_gen;    /* generation the handle is connected for (worker; read under core_mu) */
 static bool tls_verify_failed;
+/* The SUBACK for the start-up filters came on a connection of the current
+ * MQTT session (worker only). A session the hub reports present holds only
+ * what it acknowledged: a SUBSCRIBE whose connection died before the SUBACK
+ * is sent again (RECON-008, RECON-010). */
+static bool subs_acked;
 
 static int ssl_error(const char *str, size_t len, void *u)
 {
@@ -637,6 +642,7 @@ static void do_connect(job *j)
         if (MQTTClient_isConnected(cli)) MQTTClient_disconnect(cli, 0);
         MQTTClient_destroy(&cli);
         cli_created = false;
+        subs_acked = false; /* another ClientId: another session */
     }
     if (!cli_created) {
         rc = MQTTClient_create(&cli, j->uri, j->client_id, MQTTCLIENT_PERSISTENCE_NONE, NULL);
@@ -693,9 +699,26 @@ static void do_connect(job *j)
     unlink(j->key); /* the key file lives only for the handshake */
     /* Subscriptions right after the CONNACK, before the core publishes
      * anything; outside the core lock, as the SUBACK wait may be long. */
-    if (rc == MQTTCLIENT_SUCCESS && !co.returned.sessionPresent && j->nfilters > 0) {
+    bool lost_before_suback = false;
+    if (rc == MQTTCLIENT_SUCCESS && !co.returned.sessionPresent) subs_acked = false;
+    if (rc == MQTTCLIENT_SUCCESS && !subs_acked && j->nfilters > 0) {
         int src = MQTTClient_subscribeMany(cli, j->nfilters, j->filter_ptrs, j->filter_qos);
-        if (src != MQTTCLIENT_SUCCESS) fprintf(stderr, "hilfw: subscribe failed (%d)\n", src);
+        if (src == MQTTCLIENT_SUCCESS && MQTTClient_isConnected(cli)) {
+            subs_acked = true;
+        } else {
+            /* The connection ended before its SUBACK (Paho's synchronous
+             * call returns the error; no connectionLost follows): this
+             * attempt failed, the core backs off and connects again. */
+            fprintf(stderr, "hilfw: subscribe failed (%d)\n", src);
+            lost_before_suback = true;
+        }
+    }
+    if (lost_before_suback) {
+        if (MQTTClient_isConnected(cli)) MQTTClient_disconnect(cli, 0);
+        hil_port_core_lock();
+        if (j->gen == cur_gen) hil_core_mqtt_failed(0, "connection lost before the SUBACK");
+        hil_port_core_unlock();
+        return;
     }
     hil_port_core_lock();
     if (j->gen != cur_gen) {

@@ -101,6 +101,11 @@ class Agent {
       boot: this.boot,
       maxFrame: MAX_FRAME,
       transport: `${SDK_MQTT.name} ${SDK_MQTT.version}`,
+      // A twin request waits for the SDK's fixed operation timeout
+      // (azure-iot-device internal_client.js MAX_OPERATION_TIMEOUT = 240000);
+      // the public API has no setting for it, so a configured
+      // twin.timeoutMs is kept but not applied (TWIN-019).
+      twinTimeoutFixedMs: 240000,
     };
   }
 
