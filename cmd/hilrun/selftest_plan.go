@@ -89,6 +89,11 @@ func newSelfPlan(o selftestOptions, exe string, defects []sim.Defect) (*selfPlan
 	return p, nil
 }
 
+// selects reports whether the plan's specs include some of an area's.
+func (p *selfPlan) selects(area string) bool {
+	return slices.ContainsFunc(p.all, func(s suites.SpecInfo) bool { return slices.Contains(s.Labels, area) })
+}
+
 // defectFilter is the label filter of a defect's run.
 func (p *selfPlan) defectFilter(d sim.Defect) string {
 	if p.o.labelFilter == "" {
