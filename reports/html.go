@@ -255,6 +255,7 @@ const htmlSource = `<!DOCTYPE html>
 {{if .R.Run.Cloud}}<dt>Judged against</dt><dd>{{cloud .R.Run.Cloud}}</dd>{{end}}
 <dt>Device SDK</dt><dd>{{with .R.Board.Firmware.Client}}{{.}} {{$.R.Board.Firmware.ClientVersion}}{{else}}<span class="note">not identified</span>{{end}}</dd>
 <dt>Date</dt><dd>{{time .R.Run.Started}} · {{wall .R.Run.Wall}}</dd>
+{{with .R.Run.Shards}}<dt>Shards</dt><dd>{{range $i, $s := .}}{{if $i}}; {{end}}{{$s.ID}}: {{$s.Specs}} specs, {{$s.Outcome}}{{with $s.Note}} ({{.}}){{end}}{{end}}</dd>{{end}}
 <dt>Requirements</dt><dd class="counts">{{if .NoneJudged}}<span class="note">none judged: the run ended before the first spec</span>{{else}}{{range $st := chartStatuses}}{{with nz $.Shown $st}}<span class="st st-{{$st}}">{{.}} {{statusLabel $st}}</span> · {{end}}{{end}}{{end}}</dd>
 <dt>Specs</dt><dd>{{scount .R.Summary.Specs "passed"}} passed, {{scount .R.Summary.Specs "failed"}} failed, {{scount .R.Summary.Specs "rig-fault"}} rig fault, {{scount .R.Summary.Specs "not-applicable"}} not applicable, {{scount .R.Summary.Specs "precondition-unmet"}} precondition unmet, {{scount .R.Summary.Specs "not-run"}} not run</dd>
 </dl>
@@ -277,7 +278,7 @@ const htmlSource = `<!DOCTYPE html>
 {{with refs .Refs}}<p class="note">Documentation: {{range $i, $d := .}}{{if $i}}; {{end}}{{if $d.URL}}<a class="docref" href="{{$d.URL}}">{{$d.Title}}</a> {{$d.Lines}}{{else}}{{$d.Ref}}{{end}}{{end}}</p>{{end}}
 </div>{{end}}
 <p class="expect"><b>Expected:</b> {{.Claim}}</p>
-<p class="note">Spec ran {{secs $s.Duration}}{{with $s.Location}} · assertion at <code>{{.}}</code>{{end}}. Times below are seconds since the spec started.</p>
+<p class="note">Spec ran {{secs $s.Duration}}{{with $s.Board}} on {{.}}{{end}}{{with $s.Location}} · assertion at <code>{{.}}</code>{{end}}. Times below are seconds since the spec started.</p>
 {{template "timing" $s}}
 {{if $s.Wire}}
 <h4>Wire sequence</h4>
@@ -392,7 +393,7 @@ const htmlSource = `<!DOCTYPE html>
 <thead><tr><th>ID</th><th>Severity</th><th>Requirement</th><th>Status</th><th>Specs</th></tr></thead>
 <tbody>
 {{range .Reqs}}<tr id="req-{{.ID}}" data-area="{{.Area}}" data-status="{{.Status}}"><td class="id"><code class="id">{{.ID}}</code></td><td>{{.Severity}}</td><td><b>{{.Title}}</b>{{with .Text}}<br><span class="note">{{.}}</span>{{end}}{{with refs .Refs}}<br><span class="note">{{range $i, $d := .}}{{if $i}}; {{end}}{{if $d.URL}}<a class="docref" href="{{$d.URL}}">{{$d.Title}}</a> {{$d.Lines}}{{else}}{{$d.Ref}}{{end}}{{end}}</span>{{end}}</td><td class="st st-{{.Status}}">{{.Status}}</td>
-<td>{{range .Specs}}<div><span class="st st-{{.Status}}">{{.Status}}</span> {{if eq .Status "failed"}}<a href="#{{$.AnchorFor .Name}}">{{.Name}}</a> — {{claim .Failure}}{{else if eq .Status "precondition-unmet"}}{{.Name}} — {{first .Failure}}{{else}}{{.Name}}{{end}}</div>{{end}}</td></tr>
+<td>{{range .Specs}}<div><span class="st st-{{.Status}}">{{.Status}}</span> {{if eq .Status "failed"}}<a href="#{{$.AnchorFor .Name}}">{{.Name}}</a> — {{claim .Failure}}{{else if eq .Status "precondition-unmet"}}{{.Name}} — {{first .Failure}}{{else}}{{.Name}}{{end}}{{with .Board}} <span class="note">on {{.}}</span>{{end}}</div>{{end}}</td></tr>
 {{end}}
 </tbody>
 </table>

@@ -158,6 +158,9 @@ func junitCaseOf(sp SpecResult, classname string) junitCase {
 	for _, id := range sp.Requirements {
 		c.Properties = append(c.Properties, junitProperty{"requirement", id})
 	}
+	if sp.Board != "" { // a sharded run: the shard that ran the spec
+		c.Properties = append(c.Properties, junitProperty{"board", sp.Board})
+	}
 	switch sp.Status {
 	case SpecFailed:
 		c.Failure = &junitFailure{Message: Claim(sp.Failure), Type: "failure", Body: failureBody(sp)}

@@ -27,6 +27,13 @@ func writeMarkdown(buf *bytes.Buffer, r *Report) error {
 	if outcome == OutcomeNoSpecs {
 		fmt.Fprintf(buf, "> **No spec ran:** %s\n\n", md(r.NoSpecsReason()))
 	}
+	if n := len(r.Run.Shards); n > 0 {
+		var parts []string
+		for _, s := range r.Run.Shards {
+			parts = append(parts, fmt.Sprintf("%s %d specs %s", md(s.ID), s.Specs, s.Outcome.Label()))
+		}
+		fmt.Fprintf(buf, "Sharded across %d boards: %s.\n\n", n, strings.Join(parts, ", "))
+	}
 	if r.Run.Interrupted {
 		fmt.Fprintf(buf, "> **Run interrupted:** %s\n\n", md(r.Run.InterruptReason))
 	}

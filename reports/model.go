@@ -207,6 +207,45 @@ type RunMeta struct {
 	// start): the board did not come up, or stopped responding and did
 	// not recover. Specs not run after it are not-run.
 	RigFault string `json:"rigFault,omitempty"`
+	// Shards, in a sharded run (`hilrun run --shards N`, `--pool
+	// --shard`), are the boards the suite was split across, one per
+	// child run; each spec names its shard (SpecResult.Board).
+	Shards []ShardRun `json:"shards,omitempty"`
+}
+
+// ShardRun is one board's part of a sharded run.
+type ShardRun struct {
+	ID      string        `json:"id"`             // shard name, e.g. "shard-2", or the inventory board id
+	Board   BoardInfo     `json:"board"`          // the board as its child run saw it
+	Dir     string        `json:"dir,omitempty"`  // the child's own report directory
+	Specs   int           `json:"specs"`          // specs given to it
+	Wall    time.Duration `json:"-"`              // JSON: wallMs; the child's run
+	Outcome Outcome       `json:"outcome"`        // the child's own outcome
+	Note    string        `json:"note,omitempty"` // why it ended early (rig fault, interrupt, no report)
+}
+
+type shardRunJSON ShardRun
+
+// MarshalJSON writes Wall as wallMs.
+func (s ShardRun) MarshalJSON() ([]byte, error) {
+	return json.Marshal(struct {
+		shardRunJSON
+		WallMs float64 `json:"wallMs"`
+	}{shardRunJSON(s), ms(s.Wall)})
+}
+
+// UnmarshalJSON reads wallMs into Wall.
+func (s *ShardRun) UnmarshalJSON(b []byte) error {
+	var v struct {
+		shardRunJSON
+		WallMs float64 `json:"wallMs"`
+	}
+	if err := json.Unmarshal(b, &v); err != nil {
+		return err
+	}
+	*s = ShardRun(v.shardRunJSON)
+	s.Wall = fromMs(v.WallMs)
+	return nil
 }
 
 // RigFaultEvent is one rig fault recorded during the run: a frame lost or
@@ -290,6 +329,9 @@ type SpecResult struct {
 	// rig-fault); Failure then keeps what the assertions said, which is
 	// not a verdict.
 	RigFault string `json:"rigFault,omitempty"`
+	// Board is, in a sharded run, the shard (RunMeta.Shards[].ID) that
+	// ran the spec; empty in a single-board run.
+	Board string `json:"board,omitempty"`
 }
 
 // Fact kinds: the rows of the report's "TLS and clock" section.

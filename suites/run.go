@@ -34,6 +34,9 @@ type RunOptions struct {
 	Progress    io.Writer
 	Command     []string
 	Version     string
+	// Specs, when set, are the IDs (SpecInfo.ID, from List) of exactly the
+	// specs to run: one shard of a suite split across boards. Not with Focus.
+	Specs []string
 }
 
 var (
@@ -56,6 +59,12 @@ func Run(ctx context.Context, o RunOptions) (*reports.Report, error) {
 		return nil, errors.New("suites.Run: a process runs the suite once (Ginkgo restriction); start another process")
 	}
 	ranOnce = true
+	if len(o.Specs) > 0 {
+		if len(o.Focus) > 0 {
+			return nil, errors.New("suites.Run: Specs and Focus are exclusive")
+		}
+		o.Focus = []string{specsFocus(o.Specs)}
+	}
 	if o.Progress != nil {
 		progress = o.Progress
 	}
@@ -198,6 +207,9 @@ type testingT struct{}
 func (testingT) Fail() {}
 
 var _ = ReportAfterEach(func(r SpecReport) {
+	if listing {
+		return
+	}
 	res, keep := specResult(r)
 	if nr, ok := notRunResult(r); ok {
 		res, keep = nr, true

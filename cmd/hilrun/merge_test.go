@@ -40,6 +40,7 @@ func writeRun(t *testing.T, dir, host string, failed bool, interrupt string) {
 // from two hosts; exit status 0 / 1 / 3 by the merged verdict, 2 when a
 // report has another schema version.
 func TestReportMergeExitStatus(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		name  string
 		setup func(t *testing.T, root string)

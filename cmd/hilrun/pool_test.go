@@ -40,6 +40,7 @@ func writeInventory(t *testing.T, dir string, ids []string, images map[string]st
 // report directory per board and one merged report, and takes well under
 // three single runs of wall time.
 func TestPoolThreeVirtualBoards(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	inv := writeInventory(t, dir, []string{"sim-a", "sim-b", "sim-c"}, nil)
 	const filter = "CONN-005"
@@ -106,6 +107,7 @@ func TestPoolThreeVirtualBoards(t *testing.T) {
 // TestPoolRigFault: one board's firmware never says hello; it is reported
 // as a rig fault, the others pass, and the pool exits 3.
 func TestPoolRigFault(t *testing.T) {
+	t.Parallel() // waits out a mute board's boot timeout
 	dir := t.TempDir()
 	mute := filepath.Join(dir, "mute-fw")
 	// Stands for a board whose firmware boots but never runs the agent.

@@ -89,7 +89,7 @@ this binary, behind a pseudo-terminal.`,
 	f.StringVar(&o.chip, "chip", "esp32", "with --board esp32: the chip (esp32, esp32s3, esp32c3, …)")
 	f.StringVar(&o.cloud, "cloud", "azure", "the cloud to judge against: azure (the reference IoT Hub) or aws (the reference AWS IoT endpoint and the AWS specs)")
 	f.BoolVar(&o.noFlash, "no-flash", false, "inventory boards: do not flash the configured image (the pre-flight check still runs)")
-	return withPool(cmd) // --pool: pool.go
+	return withShards(withPool(cmd), &o) // --pool: pool.go; --shards, --pool --shard: shard.go
 }
 
 func runRun(cmd *cobra.Command, o runOptions) error {
@@ -105,6 +105,9 @@ func runRun(cmd *cobra.Command, o runOptions) error {
 	if err := cloudHook(&o); err != nil { // --cloud (cloud.go)
 		return err
 	}
+	// The board kind whose spec durations this run measures, named before
+	// the hooks resolve the board (durations.go).
+	durKey := durationsKey(&o)
 	if err := firmwareHook(cmd.Context(), &o, cmd.ErrOrStderr()); err != nil { // --firmware c (firmwarec.go)
 		return err
 	}
@@ -159,10 +162,11 @@ func runRun(cmd *cobra.Command, o runOptions) error {
 		return err
 	}
 	rep, err := suites.Run(ctx, suites.RunOptions{Env: opts, LabelFilter: o.labelFilter, Focus: o.focus, OutDir: o.out,
-		Progress: out, Command: os.Args, Version: version})
+		Progress: out, Command: os.Args, Version: version, Specs: childSpecs}) // childSpecs: a shard's (shard.go)
 	if rep == nil {
 		return &exitError{2, err.Error()}
 	}
+	recordRun(&o, durKey, rep) // spec durations for balancing shards (durations.go)
 	printSummary(cmd, rep, o.out)
 	// The outcome decides (reports.Outcome): a confirmed firmware failure
 	// is 1 even if the rig also faulted; an interruption is 1; a rig fault

@@ -184,6 +184,7 @@ func TestNoSecretLeaksFromRuns(t *testing.T) {
 			name = "clean"
 		}
 		t.Run(name, func(t *testing.T) {
+			t.Parallel() // each run has its own directories and dumps
 			args := []string{"--label-filter", tc.labels}
 			if tc.defect != "" {
 				args = append(args, "--defect", tc.defect)

@@ -28,9 +28,10 @@ import (
 // process), started from this executable.
 
 type selftestOptions struct {
-	defects []string
-	jobs    int
-	out     string
+	defects     []string
+	jobs        int
+	out         string
+	labelFilter string
 }
 
 // selftestResult is written as selftest.json.
@@ -76,7 +77,8 @@ with selftest.json, in --out.`,
 	}
 	f := cmd.Flags()
 	f.StringArrayVar(&o.defects, "defect", nil, "only these defects (default: all)")
-	f.IntVar(&o.jobs, "jobs", 2, "runs in parallel")
+	f.IntVar(&o.jobs, "jobs", 4, "runs in parallel (the specs mostly wait on the board, so more runs than cores is fine)")
+	f.StringVar(&o.labelFilter, "label-filter", "", "only the specs matching this label filter: the clean run runs them, and only the defects of their requirements run (against them)")
 	f.StringVar(&o.out, "out", "", "output directory (default out/selftest-<time>)")
 	return cmd
 }
@@ -103,23 +105,6 @@ func runSelftest(cmd *cobra.Command, o selftestOptions) error {
 	where, _ := filepath.Abs(o.out)
 	fmt.Fprintf(w, "selftest: results go to %s (selftest.md: the sensitivity table; selftest.json; a run directory per defect)\n", where)
 	fmt.Fprintln(w, "selftest: clean run of the whole suite")
-	clean, err := selfRun(ctx, exe, filepath.Join(o.out, "clean"), nil, "")
-	if err != nil {
-		return &exitError{2, fmt.Sprintf("clean run: %v", err)}
-	}
-	res.Specs = len(clean.Specs)
-	res.CleanPassed = true
-	for _, s := range clean.Specs {
-		if s.Status == reports.SpecFailed {
-			res.CleanPassed = false
-			res.CleanFailed = append(res.CleanFailed, s.Name)
-		}
-	}
-	fmt.Fprintf(w, "selftest: clean run: %d specs, passed=%v (%.1fs)\n", len(clean.Specs), res.CleanPassed, clean.Run.Wall.Seconds())
-	if err := selftestCleanAWS(ctx, exe, o.out, w, clean, &res); err != nil { // cloud.go
-		return err
-	}
-
 	defects := sim.Defects
 	if len(o.defects) > 0 {
 		defects = nil
@@ -129,56 +114,85 @@ func runSelftest(cmd *cobra.Command, o selftestOptions) error {
 			}
 		}
 	}
+	// One queue of child runs, longest expected first (selfPlan): the clean
+	// run split into shards and one run per defect, o.jobs at a time.
+	plan, err := newSelfPlan(o, exe, defects)
+	if err != nil {
+		return err
+	}
+	defects = plan.defects
 	res.Subset = len(o.defects) > 0
 	res.Defects = make([]defectOutcome, len(defects))
 	failedBy := map[string][]string{} // spec → defects that failed it
 	var mu sync.Mutex
 	finished := 0
-	sem := make(chan struct{}, o.jobs)
-	var wg sync.WaitGroup
-	for i, d := range defects {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			sem <- struct{}{}
-			defer func() { <-sem }()
-			t0 := time.Now()
-			out := defectOutcome{Defect: d.Name, Requirement: d.Requirement, CaughtBy: []string{}}
-			rep, err := selfRun(ctx, exe, filepath.Join(o.out, d.Name), []string{d.Name}, d.Requirement, cloudArgs(d.Requirement)...)
-			out.Seconds = time.Since(t0).Seconds()
-			if err != nil {
-				out.Error = err.Error()
-			} else {
-				out.Ran = len(rep.Specs)
-				for _, s := range rep.Specs {
-					if s.Status == reports.SpecFailed {
-						out.CaughtBy = append(out.CaughtBy, s.Name)
-					}
-				}
-				out.Caught = len(out.CaughtBy) > 0
+	var clean *reports.Report
+	cleanDone := func(rep *reports.Report) {
+		clean = rep
+		res.Specs = len(clean.Specs)
+		res.CleanPassed = true
+		for _, s := range clean.Specs {
+			if s.Status == reports.SpecFailed {
+				res.CleanPassed = false
+				res.CleanFailed = append(res.CleanFailed, s.Name)
 			}
-			mu.Lock()
-			res.Defects[i] = out
-			for _, s := range out.CaughtBy {
-				failedBy[s] = append(failedBy[s], d.Name)
-			}
-			verdict := "caught"
-			if !out.Caught {
-				verdict = "NOT CAUGHT"
-				if out.Error != "" {
-					verdict += " (" + out.Error + ")"
-				}
-			}
-			finished++
-			fmt.Fprintf(w, "selftest: [%d/%d] %-30s %-10s %s by %d of %d specs (%.1fs)\n", finished, len(defects), d.Name, d.Requirement, verdict, len(out.CaughtBy), out.Ran, out.Seconds)
-			mu.Unlock()
-		}()
+		}
+		fmt.Fprintf(w, "selftest: clean run: %d specs, passed=%v (%.1fs)\n", len(clean.Specs), res.CleanPassed, clean.Run.Wall.Seconds())
 	}
-	wg.Wait()
+	defectDone := func(i int, d sim.Defect, out defectOutcome) {
+		res.Defects[i] = out
+		for _, s := range out.CaughtBy {
+			failedBy[s] = append(failedBy[s], d.Name)
+		}
+		verdict := "caught"
+		if !out.Caught {
+			verdict = "NOT CAUGHT"
+			if out.Error != "" {
+				verdict += " (" + out.Error + ")"
+			}
+		}
+		finished++
+		fmt.Fprintf(w, "selftest: [%d/%d] %-30s %-10s %s by %d of %d specs (%.1fs)\n", finished, len(defects), d.Name, d.Requirement, verdict, len(out.CaughtBy), out.Ran, out.Seconds)
+	}
+	runDefect := func(i int, d sim.Defect) {
+		t0 := time.Now()
+		out := defectOutcome{Defect: d.Name, Requirement: d.Requirement, CaughtBy: []string{}}
+		rep, err := selfRun(ctx, exe, filepath.Join(o.out, d.Name), []string{d.Name}, plan.defectFilter(d), cloudArgs(d.Requirement)...)
+		out.Seconds = time.Since(t0).Seconds()
+		if err != nil {
+			out.Error = err.Error()
+		} else {
+			out.Ran = len(rep.Specs)
+			for _, s := range rep.Specs {
+				if s.Status == reports.SpecFailed {
+					out.CaughtBy = append(out.CaughtBy, s.Name)
+				}
+			}
+			out.Caught = len(out.CaughtBy) > 0
+		}
+		mu.Lock()
+		defectDone(i, d, out)
+		mu.Unlock()
+	}
+	cleanErr := plan.run(ctx, runDefect, func(rep *reports.Report, err error) {
+		mu.Lock()
+		defer mu.Unlock()
+		if err == nil {
+			cleanDone(rep)
+		}
+	})
+	if cleanErr != nil {
+		return &exitError{2, fmt.Sprintf("clean run: %v", cleanErr)}
+	}
+	if plan.selects("AWS") { // the AWS image's clean run, unless --label-filter leaves it out
+		if err := selftestCleanAWS(ctx, exe, o.out, w, clean, &res); err != nil { // cloud.go
+			return err
+		}
+	}
 	// Whether every spec can fail is only known when every defect ran.
 	if len(o.defects) == 0 {
 		for _, s := range clean.Specs {
-			if s.Status == reports.SpecPassed && len(failedBy[s.Name]) == 0 {
+			if s.Status == reports.SpecPassed && len(failedBy[s.Name]) == 0 && plan.judgesFailability(s) {
 				res.Unfailable = append(res.Unfailable, s.Name)
 			}
 		}
