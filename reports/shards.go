@@ -120,7 +120,7 @@ func MergeShards(meta RunMeta, refs []RequirementRef, order []string, parts []Sh
 		}
 		seen[n] = true
 		if len(s.Requirements) == 0 {
-			s.Requirements = requirementsInName(n)
+			s.Requirements = RequirementsInName(n)
 		}
 		specs = append(specs, s)
 	}
@@ -151,9 +151,9 @@ func MergeShards(meta RunMeta, refs []RequirementRef, order []string, parts []Sh
 	return BuildWithFaults(meta, board, refs, specs, faults)
 }
 
-// requirementsInName reads the requirement IDs from a spec name of the
+// RequirementsInName reads the requirement IDs from a spec name of the
 // form "text [ID,ID]".
-func requirementsInName(name string) []string {
+func RequirementsInName(name string) []string {
 	i := strings.LastIndexByte(name, '[')
 	if i < 0 || !strings.HasSuffix(name, "]") {
 		return nil

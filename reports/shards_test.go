@@ -59,7 +59,7 @@ func TestRequirementsInName(t *testing.T) {
 		{"empty []", nil},
 		{"", nil},
 	} {
-		got := requirementsInName(tc.name)
+		got := RequirementsInName(tc.name)
 		if strings.Join(got, "|") != strings.Join(tc.want, "|") {
 			t.Errorf("%q: %q, want %q", tc.name, got, tc.want)
 		}

@@ -572,6 +572,38 @@ func (p *shardPlan) merge(ctx context.Context, t0 time.Time) *reports.Report {
 		parts = append(parts, part)
 	}
 	refs := shardRefs(&meta, parts)
+	// Requirements whose specs no shard ran because the run's filter left
+	// them out (each child lists what its own selection skipped; a
+	// requirement a shard did judge has specs and is unaffected): not run,
+	// as in a one-board run, not "not covered".
+	seen := map[string]bool{}
+	for _, pt := range parts {
+		if pt.Report == nil {
+			continue
+		}
+		for _, sp := range pt.Report.Specs {
+			for _, id := range sp.Requirements {
+				seen[id] = true // some shard has its specs
+			}
+		}
+	}
+	for _, n := range order {
+		for _, id := range reports.RequirementsInName(n) {
+			seen[id] = true
+		}
+	}
+	for _, pt := range parts {
+		if pt.Report == nil {
+			continue
+		}
+		for _, id := range pt.Report.Run.NotSelected {
+			if !seen[id] {
+				seen[id] = true
+				meta.NotSelected = append(meta.NotSelected, id)
+			}
+		}
+	}
+	slices.Sort(meta.NotSelected)
 	return reports.MergeShards(meta, refs, order, parts)
 }
 

@@ -84,8 +84,25 @@ func dial(t *testing.T, e *Endpoint, clientID string, leaf *certs.Leaf, sni stri
 	return c, ch, nil
 }
 
+// held keeps, per subscription channel, the messages a next call read
+// while it waited for another topic: the endpoint publishes an update's
+// accepted and documents answers in no fixed order.
+var (
+	heldMu sync.Mutex
+	held   = map[chan msg][]msg{}
+)
+
 func next(t *testing.T, ch chan msg, topic string) msg {
 	t.Helper()
+	heldMu.Lock()
+	for i, m := range held[ch] {
+		if m.topic == topic {
+			held[ch] = append(held[ch][:i:i], held[ch][i+1:]...)
+			heldMu.Unlock()
+			return m
+		}
+	}
+	heldMu.Unlock()
 	deadline := time.After(5 * time.Second)
 	for {
 		select {
@@ -93,6 +110,9 @@ func next(t *testing.T, ch chan msg, topic string) msg {
 			if m.topic == topic {
 				return m
 			}
+			heldMu.Lock()
+			held[ch] = append(held[ch], m)
+			heldMu.Unlock()
 		case <-deadline:
 			t.Fatalf("no message on %s within 5 s", topic)
 		}
