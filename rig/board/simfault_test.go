@@ -263,6 +263,16 @@ func TestSimResetRecoversStoppedFirmware(t *testing.T) {
 	if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
 	}
+	// The signal takes effect when the kernel next schedules the process:
+	// on a loaded host that can be after the echo below went out. The
+	// kernel offers no event for it; /proc is read until it says stopped
+	// (bounded), so the echo surely meets a stopped firmware.
+	for deadline := time.Now().Add(2 * time.Second); procState(pid) != "T" && procState(pid) != "t"; {
+		if time.Now().After(deadline) {
+			t.Fatalf("firmware %d not stopped 2 s after SIGSTOP (state %q)", pid, procState(pid))
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
 	if _, ok := h.tryCall(1, agentproto.OpEcho, agentproto.EchoArgs{Data: "x"}, 500*time.Millisecond); ok {
 		t.Fatal("a stopped firmware answered")
 	}
