@@ -323,7 +323,7 @@ func (e *Endpoint) listen() error {
 		return fmt.Errorf("mqtt listener %s: %w", e.cfg.MQTTAddr, err)
 	}
 	e.mqttLn = ln
-	out := newChanListener(ln.Addr())
+	out := hub.NewChanListener(ln.Addr())
 	e.wg.Add(1)
 	go e.accept(ln, out)
 	if err := e.srv.AddListener(listeners.NewNet("aws-mqtts", out)); err != nil {
@@ -347,7 +347,7 @@ func (e *Endpoint) listen() error {
 	return nil
 }
 
-func (e *Endpoint) accept(ln net.Listener, out *chanListener) {
+func (e *Endpoint) accept(ln net.Listener, out *hub.ChanListener) {
 	defer e.wg.Done()
 	defer out.Close()
 	for {
@@ -413,7 +413,7 @@ func (e *Endpoint) tlsConfig(info *connInfo) *tls.Config {
 	}
 }
 
-func (e *Endpoint) handshake(raw net.Conn, out *chanListener) {
+func (e *Endpoint) handshake(raw net.Conn, out *hub.ChanListener) {
 	info := &connInfo{id: e.connSeq.Add(1), facts: &hub.TLSFacts{Transport: "mqtts"}}
 	remote := raw.RemoteAddr().String()
 	_ = raw.SetDeadline(time.Now().Add(e.cfg.HandshakeTimeout))
@@ -441,7 +441,7 @@ func (e *Endpoint) handshake(raw net.Conn, out *chanListener) {
 	e.trace.AddExternal(hub.Entry{ConnID: info.id, Remote: remote, Dir: hub.DirEvent, Type: hub.EventTLS, TLS: info.facts})
 	_ = tc.SetDeadline(time.Now().Add(e.cfg.HandshakeTimeout)) // CONNECT must follow; mochi then applies the keep-alive
 	e.infoByConn.Store(net.Conn(tc), info)
-	if !out.deliver(tc) {
+	if !out.Deliver(tc) {
 		e.infoByConn.Delete(net.Conn(tc))
 		_ = tc.Close()
 	}
@@ -462,43 +462,6 @@ type peeked struct {
 }
 
 func (p *peeked) Read(b []byte) (int, error) { return p.r.Read(b) }
-
-// chanListener hands finished TLS connections to mochi.
-type chanListener struct {
-	addr net.Addr
-	ch   chan net.Conn
-	once sync.Once
-	done chan struct{}
-}
-
-func newChanListener(a net.Addr) *chanListener {
-	return &chanListener{addr: a, ch: make(chan net.Conn), done: make(chan struct{})}
-}
-
-func (l *chanListener) deliver(c net.Conn) bool {
-	select {
-	case l.ch <- c:
-		return true
-	case <-l.done:
-		return false
-	}
-}
-
-func (l *chanListener) Accept() (net.Conn, error) {
-	select {
-	case c := <-l.ch:
-		return c, nil
-	case <-l.done:
-		return nil, net.ErrClosed
-	}
-}
-
-func (l *chanListener) Close() error {
-	l.once.Do(func() { close(l.done) })
-	return nil
-}
-
-func (l *chanListener) Addr() net.Addr { return l.addr }
 
 // revoke ends every connection that authenticated with certificate id.
 func (e *Endpoint) revoke(id, why string) {

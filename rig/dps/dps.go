@@ -74,7 +74,7 @@ type Endpoint struct {
 	srv   *mqtt.Server
 	ln    net.Listener
 	cert  atomic.Pointer[tls.Certificate]
-	conns *chanListener
+	conns *hub.ChanListener
 	infos sync.Map // net.Conn → *connInfo
 	dcs   sync.Map // *mqtt.Client → *dconn
 
@@ -163,7 +163,7 @@ func Start(cfg Config) (*Endpoint, error) {
 		return nil, fmt.Errorf("dps listener %s: %w", cfg.Addr, err)
 	}
 	e.ln = ln
-	e.conns = newChanListener(ln.Addr())
+	e.conns = hub.NewChanListener(ln.Addr())
 	if err := e.srv.AddListener(listeners.NewNet("dps-mqtts", e.conns)); err != nil {
 		_ = ln.Close()
 		return nil, err
@@ -283,45 +283,8 @@ func (e *Endpoint) handshake(raw net.Conn) {
 	e.trace.AddExternal(hub.Entry{ConnID: info.id, Remote: remote, Dir: hub.DirEvent, Type: hub.EventTLS, TLS: info.facts, Extra: "dps"})
 	_ = tc.SetDeadline(time.Now().Add(e.cfg.HandshakeTimeout))
 	e.infos.Store(net.Conn(tc), info)
-	if !e.conns.deliver(tc) {
+	if !e.conns.Deliver(tc) {
 		e.infos.Delete(net.Conn(tc))
 		_ = tc.Close()
 	}
 }
-
-// chanListener hands finished TLS connections to mochi.
-type chanListener struct {
-	addr   net.Addr
-	ch     chan net.Conn
-	done   chan struct{}
-	closed sync.Once
-}
-
-func newChanListener(addr net.Addr) *chanListener {
-	return &chanListener{addr: addr, ch: make(chan net.Conn), done: make(chan struct{})}
-}
-
-func (l *chanListener) deliver(c net.Conn) bool {
-	select {
-	case l.ch <- c:
-		return true
-	case <-l.done:
-		return false
-	}
-}
-
-func (l *chanListener) Accept() (net.Conn, error) {
-	select {
-	case c := <-l.ch:
-		return c, nil
-	case <-l.done:
-		return nil, net.ErrClosed
-	}
-}
-
-func (l *chanListener) Close() error {
-	l.closed.Do(func() { close(l.done) })
-	return nil
-}
-
-func (l *chanListener) Addr() net.Addr { return l.addr }

@@ -130,7 +130,7 @@ type Hub struct {
 	httpsLn net.Listener
 	httpSrv *http.Server
 	httpT   httpTimeouts
-	wsLn    *chanListener
+	wsLn    *ChanListener
 
 	infoByConn sync.Map // net.Conn handed to mochi → *connInfo
 

@@ -116,7 +116,7 @@ func (h *Hub) listen() error {
 		return fmt.Errorf("mqtt listener %s: %w (choose another address with --mqtt-addr; ports below 1024 need privileges)", h.cfg.MQTTAddr, err)
 	}
 	h.mqttLn = ln
-	mqttConns := newChanListener(ln.Addr())
+	mqttConns := NewChanListener(ln.Addr())
 	h.wg.Add(1)
 	go h.acceptTLS(ln, "mqtts", mqttConns)
 	if err := h.srv.AddListener(listeners.NewNet("mqtts", mqttConns)); err != nil {
@@ -130,7 +130,7 @@ func (h *Hub) listen() error {
 		}
 		h.plainLn = pl
 		h.log.Warn("PLAINTEXT MQTT LISTENER ENABLED: IoT Hub never accepts plaintext MQTT (CONN-002); use only for debugging", "addr", pl.Addr().String())
-		plainConns := newChanListener(pl.Addr())
+		plainConns := NewChanListener(pl.Addr())
 		h.wg.Add(1)
 		go h.acceptPlain(pl, plainConns)
 		if err := h.srv.AddListener(listeners.NewNet("plain", plainConns)); err != nil {
@@ -144,10 +144,10 @@ func (h *Hub) listen() error {
 			return fmt.Errorf("https listener %s: %w (choose another address with --https-addr, or \"off\")", h.cfg.HTTPSAddr, err)
 		}
 		h.httpsLn = hl
-		httpConns := newChanListener(hl.Addr())
+		httpConns := NewChanListener(hl.Addr())
 		h.wg.Add(1)
 		go h.acceptTLS(hl, "https", httpConns)
-		h.wsLn = newChanListener(hl.Addr())
+		h.wsLn = NewChanListener(hl.Addr())
 		if err := h.srv.AddListener(listeners.NewNet("wss", h.wsLn)); err != nil {
 			return err
 		}
@@ -246,7 +246,7 @@ func (h *Hub) tlsConfigFor(info *connInfo) *tls.Config {
 // acceptTLS accepts raw TCP, runs each TLS handshake in its own goroutine
 // with a deadline (a stalled client never blocks others), records the TLS
 // facts, and hands finished connections to out.
-func (h *Hub) acceptTLS(ln net.Listener, transport string, out *chanListener) {
+func (h *Hub) acceptTLS(ln net.Listener, transport string, out *ChanListener) {
 	defer h.wg.Done()
 	defer out.Close()
 	for {
@@ -262,7 +262,7 @@ func (h *Hub) acceptTLS(ln net.Listener, transport string, out *chanListener) {
 	}
 }
 
-func (h *Hub) handshake(raw net.Conn, transport string, out *chanListener) {
+func (h *Hub) handshake(raw net.Conn, transport string, out *ChanListener) {
 	info := &connInfo{id: h.connSeq.Add(1), facts: &TLSFacts{Transport: transport}}
 	remote := raw.RemoteAddr().String()
 	deadline := time.Now().Add(h.cfg.HandshakeTimeout)
@@ -295,7 +295,7 @@ func (h *Hub) handshake(raw net.Conn, transport string, out *chanListener) {
 		_ = tc.SetDeadline(time.Now().Add(h.cfg.HandshakeTimeout))
 		hc := &hubConn{Conn: tc}
 		h.infoByConn.Store(net.Conn(hc), info)
-		if !out.deliver(hc) {
+		if !out.Deliver(hc) {
 			h.infoByConn.Delete(net.Conn(hc))
 			_ = tc.Close()
 		}
@@ -304,7 +304,7 @@ func (h *Hub) handshake(raw net.Conn, transport string, out *chanListener) {
 	// HTTPS: net/http needs the *tls.Conn itself to fill in Request.TLS.
 	_ = tc.SetDeadline(time.Time{})
 	h.infoByConn.Store(net.Conn(tc), info)
-	if !out.deliver(tc) {
+	if !out.Deliver(tc) {
 		h.infoByConn.Delete(net.Conn(tc))
 		_ = tc.Close()
 	}
@@ -358,7 +358,7 @@ func (c *peekedConn) Read(p []byte) (int, error) {
 	return c.Conn.Read(p)
 }
 
-func (h *Hub) acceptPlain(ln net.Listener, out *chanListener) {
+func (h *Hub) acceptPlain(ln net.Listener, out *ChanListener) {
 	defer h.wg.Done()
 	defer out.Close()
 	for {
@@ -372,7 +372,7 @@ func (h *Hub) acceptPlain(ln net.Listener, out *chanListener) {
 		h.infoByConn.Store(net.Conn(c), info)
 		h.trace.add(Entry{ConnID: info.id, Remote: c.RemoteAddr().String(), Dir: DirEvent, Type: EventWarning,
 			Requirement: "CONN-002", Reason: "plaintext MQTT connection (debug listener)"})
-		if !out.deliver(c) {
+		if !out.Deliver(c) {
 			h.infoByConn.Delete(net.Conn(c))
 			_ = c.Close()
 		}
@@ -410,7 +410,7 @@ func (h *Hub) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 	c.tls = r.TLS
 	hc := &hubConn{Conn: c}
 	h.infoByConn.Store(net.Conn(hc), info)
-	if !h.wsLn.deliver(hc) {
+	if !h.wsLn.Deliver(hc) {
 		h.infoByConn.Delete(net.Conn(hc))
 		_ = c.Close()
 	}
@@ -474,20 +474,23 @@ func (c *wsConn) ConnectionState() tls.ConnectionState {
 	return *c.tls
 }
 
-// chanListener is a net.Listener fed from a channel, so connections can be
-// prepared (TLS handshake, WebSocket upgrade) before mochi sees them.
-type chanListener struct {
+// ChanListener is a net.Listener fed from a channel, so connections can be
+// prepared (TLS handshake, WebSocket upgrade) before mochi sees them. The
+// hub's listeners use it, and so do the rig's other endpoints (DPS, AWS IoT).
+type ChanListener struct {
 	addr net.Addr
 	ch   chan net.Conn
 	done chan struct{}
 	once sync.Once
 }
 
-func newChanListener(addr net.Addr) *chanListener {
-	return &chanListener{addr: addr, ch: make(chan net.Conn), done: make(chan struct{})}
+// NewChanListener is a ChanListener that reports addr as its address.
+func NewChanListener(addr net.Addr) *ChanListener {
+	return &ChanListener{addr: addr, ch: make(chan net.Conn), done: make(chan struct{})}
 }
 
-func (l *chanListener) deliver(c net.Conn) bool {
+// Deliver hands c to Accept; false when the listener is closed.
+func (l *ChanListener) Deliver(c net.Conn) bool {
 	select {
 	case l.ch <- c:
 		return true
@@ -496,7 +499,7 @@ func (l *chanListener) deliver(c net.Conn) bool {
 	}
 }
 
-func (l *chanListener) Accept() (net.Conn, error) {
+func (l *ChanListener) Accept() (net.Conn, error) {
 	select {
 	case c := <-l.ch:
 		return c, nil
@@ -505,9 +508,9 @@ func (l *chanListener) Accept() (net.Conn, error) {
 	}
 }
 
-func (l *chanListener) Close() error {
+func (l *ChanListener) Close() error {
 	l.once.Do(func() { close(l.done) })
 	return nil
 }
 
-func (l *chanListener) Addr() net.Addr { return l.addr }
+func (l *ChanListener) Addr() net.Addr { return l.addr }
