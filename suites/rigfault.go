@@ -173,7 +173,12 @@ func guardSpec(ctx SpecContext) (SpecContext, context.CancelFunc) {
 
 // applyRigFaults makes res a rig-fault when a fault fell in the spec's
 // window, and attributes those faults to it.
-func applyRigFaults(res *reports.SpecResult) {
+//
+// A fault stamped before the spec started belongs to the spec before it
+// (the hang began there, and on a loaded host its record can land after
+// that spec's report): it is not this spec's, and the spec that failed on
+// it was made a rig fault by its own failure (FaultError) already.
+func applyRigFaults(res *reports.SpecResult, started time.Time) {
 	e := env
 	if e == nil {
 		return
@@ -186,8 +191,20 @@ func applyRigFaults(res *reports.SpecResult) {
 	}
 	rig.faultMark = len(all)
 	rig.mu.Unlock()
-	faults := all[from:]
+	var faults []agent.Fault
+	for _, f := range all[from:] {
+		if started.IsZero() || !f.At.Before(started) {
+			faults = append(faults, f)
+		}
+	}
 	if len(faults) == 0 {
+		// A spec that failed on the agent's rig-fault error (FaultError:
+		// a wait ended by a fault the watchdog declared) is a rig fault
+		// even when the fault's record fell into the previous spec's
+		// window (the hang began there; a loaded host stretches the gap).
+		if res.Status == reports.SpecFailed && strings.Contains(res.Failure, ": rig fault: ") {
+			res.Status, res.RigFault = reports.SpecRigFault, firstLineOf(res.Failure)+"\nnot a verdict on the firmware: the board stopped answering during this spec (PROTOCOL.md §2.2); see console.log"
+		}
 		return
 	}
 	switch res.Status {

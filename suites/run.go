@@ -216,7 +216,7 @@ var _ = ReportAfterEach(func(r SpecReport) {
 	}
 	if keep {
 		applyInterrupt(&res, r)
-		applyRigFaults(&res)
+		applyRigFaults(&res, r.StartTime)
 	}
 	if a := awsCurrent; a != nil && (res.Status == reports.SpecFailed || res.Status == reports.SpecRigFault) {
 		res.Wire, res.Console = a.Evidence(40) // an AWS session (aws_framework.go)
