@@ -55,8 +55,10 @@ func newReportExpectCmd() *cobra.Command {
 		Long: `expect compares the failed specs of a run (DIR/report.json) with a list of
 the client's known, documented deviations (YAML: client, clientVersion, and
 per deviation the requirement, optionally the specs, the doc line it breaks
-and why). An official SDK's CI job gates on it: a failure that is not listed,
-or a listed deviation that no longer fails, turns the job red. The report
+and why; intermittent: true for a race inside the client that shows on some
+runs only). An official SDK's CI job gates on it: a failure that is not
+listed, or a listed deviation (not intermittent) that no longer fails, turns
+the job red. The report
 itself is unchanged: a known deviation is still a failed requirement.
 
 Exit status: 0 the run failed exactly the listed deviations; 1 it did not;
