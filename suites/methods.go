@@ -117,6 +117,7 @@ var _ = Describe("direct methods", func() {
 		timeout := 4 * delay
 		defineMethod(ctx, s, agentproto.MethodBehaviour{Name: "slowInTime", Status: 200, Payload: `{}`, DelayMS: int(delay / time.Millisecond)})
 		m := s.Mark()
+		waitMethodsSubscribed(ctx, s)
 		res, err := s.Env.Hub.InvokeMethod(ctx, s.ID, hub.MethodRequest{Name: "slowInTime", Timeout: timeout})
 		Expect(err).NotTo(HaveOccurred(), "METH-006: a handler taking %s must be answered within the caller's %s timeout: %v\n%s", delay, timeout, err, traceText(s.Trace(m)))
 		req := methodRequest(s, m, res.RID)
