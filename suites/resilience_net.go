@@ -94,7 +94,10 @@ var _ = Describe("reconnect after network faults", func() {
 		// plateau); gaps without jitter agree to a few ms in 400, 1.2 % at
 		// worst on a host at load 10, and single late gaps do not move a
 		// median. 1.6 % lies between; 13 jittered gaps fall under it with a
-		// chance near 1 in 1 000.
+		// chance near 1 in 1 000. A client that starts attempts only on a
+		// coarse idle tick (20 ms and more) bunches its gaps into few values
+		// and hides its jitter from the median: the C firmware lost this
+		// spec once that way and now wakes at its backoff deadline.
 		Expect(retries).To(series.HaveJitterMAD(0.016), "RECON-001: the delays must be randomised (20 %% jitter configured; 002 L16709, L16715: exponential backoff with jitter)\n%s", evidence)
 		// Connections are accepted again: the device gets in.
 		reconnected(ctx, s, m, live, "RECON-001: once the network accepts connections again")

@@ -1687,6 +1687,18 @@ void hil_core_boot(void)
 
 void hil_core_uart_input(const char *buf, size_t n) { hil_agent_feed(&C.agent, buf, n); }
 
+uint32_t hil_core_tick_due_ms(uint32_t max_ms)
+{
+    /* Timers that a hub can observe to the millisecond (a reconnect
+     * attempt's start, RECON-001 jitter; a delayed method answer) get
+     * their own wake-up, so a fixed idle tick does not quantise them. */
+    uint64_t now = hil_port_uptime_ms(), due = now + max_ms;
+    if (C.session && C.state == ST_BACKOFF && !C.mqtt_up && C.next_attempt < due) due = C.next_attempt;
+    for (int i = 0; i < MAX_METHOD_PENDING; i++)
+        if (C.meth[i].used && C.meth[i].due < due) due = C.meth[i].due;
+    return due <= now ? 0 : (uint32_t)(due - now);
+}
+
 void hil_core_tick(void)
 {
     uint64_t now = hil_port_uptime_ms();

@@ -490,7 +490,10 @@ static void agent_task(void *arg)
     hil_core_boot();
     hil_port_core_unlock();
     for (;;) {
-        int n = uart_read_bytes(HIL_UART, buf, sizeof(buf), pdMS_TO_TICKS(20));
+        hil_port_core_lock();
+        TickType_t wait = pdMS_TO_TICKS(hil_core_tick_due_ms(20));
+        hil_port_core_unlock();
+        int n = uart_read_bytes(HIL_UART, buf, sizeof(buf), wait);
         hil_port_core_lock();
         if (n > 0) hil_core_uart_input(buf, (size_t)n);
         hil_core_tick();

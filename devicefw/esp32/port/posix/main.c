@@ -77,7 +77,10 @@ int main(int argc, char **argv)
     size_t reported_peak = 0;
     while (!stop && !posix_port_reset_requested()) {
         struct pollfd pf[2] = {{.fd = fd, .events = POLLIN, .revents = 0}, {.fd = wake, .events = POLLIN, .revents = 0}};
-        int n = poll(pf, 2, 20);
+        hil_port_core_lock();
+        int timeout = (int)hil_core_tick_due_ms(20);
+        hil_port_core_unlock();
+        int n = poll(pf, 2, timeout);
         if (n > 0 && (pf[0].revents & POLLIN)) {
             ssize_t r = read(fd, buf, sizeof(buf));
             if (r > 0) {

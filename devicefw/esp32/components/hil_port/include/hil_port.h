@@ -108,6 +108,9 @@ void hil_port_mqtt_disconnect(bool graceful);
 void hil_core_boot(void);
 void hil_core_uart_input(const char *buf, size_t n);
 void hil_core_tick(void); /* at least every 50 ms */
+/* How long the port may wait before the next hil_core_tick: at most max_ms,
+ * 0 when a timer is already due. */
+uint32_t hil_core_tick_due_ms(uint32_t max_ms);
 /* CONNACK accepted. */
 void hil_core_mqtt_connected(bool session_present);
 /* Attempt failed: rc is the CONNACK return code (1..5), 0 when no CONNACK
