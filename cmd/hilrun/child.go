@@ -23,12 +23,15 @@ import (
 // marked interrupted) and, after Grace, its process group is killed.
 
 type childRun struct {
-	Exe     string
-	Args    []string
-	Env     []string      // added to the environment
-	Dir     string        // output.txt goes here (created)
-	Live    *lineWriter   // optional live output, shared between children
-	Prefix  string        // prefix of this child's live lines
+	Exe    string
+	Args   []string
+	Env    []string    // added to the environment
+	Dir    string      // output.txt goes here (created)
+	Live   *lineWriter // optional live output, shared between children
+	Prefix string      // prefix of this child's live lines
+	// Filter, when set, rewrites each live line (the prefix not added) or
+	// drops it (ok false); output.txt keeps every line as written.
+	Filter  func(line string) (out string, ok bool)
 	Timeout time.Duration // 0: none
 	Grace   time.Duration // after ctx ends or the timeout: SIGINT, then SIGKILL after Grace (default 30 s)
 }
@@ -58,7 +61,7 @@ func (c childRun) run(ctx context.Context) (childResult, error) {
 	ws := []io.Writer{f, tail}
 	var live *prefixWriter
 	if c.Live != nil {
-		live = &prefixWriter{lw: c.Live, prefix: c.Prefix}
+		live = &prefixWriter{lw: c.Live, prefix: c.Prefix, filter: c.Filter}
 		ws = append(ws, live)
 	}
 	out := io.MultiWriter(ws...)
@@ -142,7 +145,18 @@ func (l *lineWriter) Printf(format string, a ...any) {
 type prefixWriter struct {
 	lw     *lineWriter
 	prefix string
+	filter func(string) (string, bool)
 	buf    []byte
+}
+
+func (p *prefixWriter) emit(b []byte) {
+	if p.filter == nil {
+		p.lw.line(p.prefix, b)
+		return
+	}
+	if out, ok := p.filter(string(b)); ok {
+		p.lw.line("", []byte(out))
+	}
 }
 
 func (p *prefixWriter) Write(b []byte) (int, error) {
@@ -152,7 +166,7 @@ func (p *prefixWriter) Write(b []byte) (int, error) {
 		if i < 0 {
 			break
 		}
-		p.lw.line(p.prefix, bytes.TrimRight(p.buf[:i], "\r"))
+		p.emit(bytes.TrimRight(p.buf[:i], "\r"))
 		p.buf = p.buf[i+1:]
 	}
 	if len(p.buf) > 4096 { // a very long line without newline: flush it
@@ -163,7 +177,7 @@ func (p *prefixWriter) Write(b []byte) (int, error) {
 
 func (p *prefixWriter) flush() {
 	if len(p.buf) > 0 {
-		p.lw.line(p.prefix, p.buf)
+		p.emit(p.buf)
 		p.buf = p.buf[:0]
 	}
 }

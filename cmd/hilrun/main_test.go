@@ -3,9 +3,11 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -27,6 +29,11 @@ func TestMain(m *testing.M) {
 			durDir = d
 		}
 	}
+	// Runs of the whole suite in tests are on one board unless a test
+	// asks for shards (TestRunDefaultVirtualBoard: the default sharding).
+	if _, ok := os.LookupEnv(shardsEnv); !ok {
+		os.Setenv(shardsEnv, "1")
+	}
 	if os.Getenv(asHilrunEnv) == "1" {
 		if err := newRootCmd().Execute(); err != nil {
 			os.Stderr.WriteString("hilrun: " + err.Error() + "\n")
@@ -45,37 +52,23 @@ func TestMain(m *testing.M) {
 // output and exit status.
 func hilrun(t *testing.T, args ...string) (string, int) {
 	t.Helper()
-	exe, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := exec.Command(exe, args...)
-	c.Env = append(os.Environ(), asHilrunEnv+"=1")
-	var out bytes.Buffer
-	c.Stdout, c.Stderr = &out, &out
-	err = c.Run()
-	code := 0
-	if ee, ok := err.(*exec.ExitError); ok {
-		code = ee.ExitCode()
-	} else if err != nil {
-		t.Fatal(err)
-	}
-	return out.String(), code
+	return hilrunEnv(t, nil, args...)
 }
 
 // TestRunDefaultVirtualBoard is `hilrun run` on a fresh clone: the whole
 // suite on the virtual board, exit 0, and a report listing every catalog
-// requirement with a status. The suite runs split across four virtual
-// boards (--shards 4, shard.go): every spec still runs, under the race
-// detector, in a fraction of the time; that a sharded run's report is a
-// single-board run's is TestShardsMatchOneBoard's, and `.ci/run` runs the
-// whole suite on one board.
+// requirement with a status. Without flags the suite runs split across
+// four virtual boards (autoShards, shard.go) with one line per spec as on
+// one board: every spec still runs, under the race detector, in a fraction
+// of the time; that a sharded run's report is a single-board run's is
+// TestShardsMatchOneBoard's, and `.ci/run` runs the whole suite on one
+// board too.
 func TestRunDefaultVirtualBoard(t *testing.T) {
 	// Not parallel with the other tests: four race-instrumented boards at
 	// once already load two cores, and RECON-001's cap check (every gap
 	// within the 400 ms ceiling + 10 %) fails when the firmware is starved.
 	dir := t.TempDir()
-	out, code := hilrun(t, "run", "--shards", "4", "--out", dir)
+	out, code := hilrunEnv(t, []string{shardsEnv + "="}, "run", "--out", dir)
 	if code != 0 {
 		t.Fatalf("hilrun run exited %d:\n%s", code, out)
 	}
@@ -94,8 +87,18 @@ func TestRunDefaultVirtualBoard(t *testing.T) {
 	if !strings.Contains(out, "verdict: PASS") {
 		t.Errorf("no verdict line in output:\n%s", out)
 	}
-	if len(rep.Run.Shards) != 4 {
-		t.Errorf("report names %d shards, want 4", len(rep.Run.Shards))
+	if want := autoShardCount(); len(rep.Run.Shards) != want {
+		t.Errorf("report names %d shards, want %d", len(rep.Run.Shards), want)
+	}
+	// One board's output: a line per spec counted over the whole run, no
+	// shard's own summary.
+	n := len(rep.Specs)
+	last := regexp.MustCompile(fmt.Sprintf(`(?m)^(PASS|FAIL|N/A |PRE |SKIP) \[%d/%d\] `, n, n))
+	if !strings.Contains(out, "virtual boards at once (the default") || !last.MatchString(out) || !strings.Contains(out, "verdict: PASS") {
+		t.Errorf("output lacks the run's lines (sharding note, spec %d/%d, verdict):\n%s", n, n, out)
+	}
+	if strings.Contains(out, "[shard-") || strings.Count(out, "verdict:") != 1 {
+		t.Errorf("a shard's own lines or verdict reach the default run's output:\n%s", out)
 	}
 	for _, s := range rep.Specs {
 		if s.Board == "" {

@@ -41,7 +41,7 @@ func TestREADMEExitStatuses(t *testing.T) {
 	if len(docs) < 5 {
 		t.Fatalf("found only %v", docs)
 	}
-	goRun := regexp.MustCompile(`(?m)^\s*go run \./cmd/hilrun\b.*$`)
+	goRun := regexp.MustCompile(`(?m)^\s*(\$ )?go run \./cmd/hilrun\b.*$`)
 	for _, p := range docs {
 		b, err := os.ReadFile(p)
 		if err != nil {
