@@ -133,6 +133,21 @@ type Hello struct {
 	// stored but not applied): its own fixed bound in ms, or -1 when it
 	// has none. 0: the bound is configurable (TWIN-019).
 	TwinTimeoutFixedMS int `json:"twinTimeoutFixedMs,omitempty"`
+	// OperationTimeout declares the client's overall limit on retrying
+	// one operation (a QoS 1 telemetry send): after it the client stops
+	// resending the message and reports the failure (RECON-005). nil: not
+	// declared.
+	OperationTimeout *OperationTimeout `json:"operationTimeout,omitempty"`
+}
+
+// OperationTimeout is the hello's declaration of the overall operation
+// limit (RECON-005, 002 L16710, L16753).
+type OperationTimeout struct {
+	// DefaultMS is the limit with no retry.operationTimeoutMs configured,
+	// in ms; -1: the client has no such limit.
+	DefaultMS int `json:"defaultMs"`
+	// Configurable: the board applies retry.operationTimeoutMs.
+	Configurable bool `json:"configurable,omitempty"`
 }
 
 // Config is the device configuration. configure merges non-zero fields.
@@ -201,6 +216,12 @@ type RetryConfig struct {
 	InitialMS int `json:"initialMs,omitempty"` // default 1000
 	MaxMS     int `json:"maxMs,omitempty"`     // default 60000
 	JitterPct int `json:"jitterPct,omitempty"` // default 20
+	// OperationTimeoutMS bounds the retries of one operation (a QoS 1
+	// telemetry send, resends included), from the send until the device
+	// gives up and reports the failure (RECON-005); applied by boards that
+	// declare hello operationTimeout.configurable. Default: the board's
+	// (hello operationTimeout.defaultMs).
+	OperationTimeoutMS int `json:"operationTimeoutMs,omitempty"`
 }
 
 // WiFiConfig is for real boards; secrets are never echoed back.

@@ -74,6 +74,7 @@ type connConfig struct {
 	jitterPct             int
 	modelID               string
 	twinTimeout           time.Duration
+	opTimeout             time.Duration // RECON-005: overall limit of one telemetry send
 }
 
 // session is one client.open … client.close lifetime: the reconnect loop.
@@ -84,6 +85,7 @@ type session struct {
 	kick     chan string   // reconnect now with new credentials (reason)
 	done     chan struct{} // closed when the loop has ended
 	store    paho.Store    // kept across connections for CleanSession 0 (TEL-004)
+	acks     *ackWatch     // PUBACKs of stored messages across connections (RECON-005)
 	connects int           // successful connections in this session
 	// subAcked: the SUBACK of the start-up SUBSCRIBE came on a connection of
 	// this MQTT session. A "session present" from the hub keeps only what
@@ -101,6 +103,7 @@ type conn struct {
 	netConn net.Conn
 	lost    chan struct{} // closed when the connection is gone
 	once    sync.Once
+	acks    *ackWatch // set when the session store re-sends its QoS 1 messages (RECON-005)
 
 	c2dTaken int // C2D deliveries received on this connection (guarded by deviceClient.mu)
 }
@@ -279,6 +282,7 @@ func (dc *deviceClient) snapshot() (connConfig, *agentproto.Error) {
 			cc.jitterPct = r.JitterPct
 		}
 	}
+	cc.opTimeout = opTimeoutOf(c.Retry)
 	if cc.retryMax < cc.retryInitial {
 		cc.retryMax = cc.retryInitial
 	}
@@ -308,7 +312,7 @@ func (dc *deviceClient) open() (already bool, _ *agentproto.Error) {
 		}
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	s := &session{ctx: ctx, cancel: cancel, kick: make(chan string, 1), done: make(chan struct{}), store: paho.NewOrderedMemoryStore()}
+	s := &session{ctx: ctx, cancel: cancel, kick: make(chan string, 1), done: make(chan struct{}), store: paho.NewOrderedMemoryStore(), acks: newAckWatch()}
 	dc.sess = s
 	// The held twin is the previous session's (possibly another
 	// identity's): this session's resync GET is the only source (TWIN-010).
@@ -718,7 +722,8 @@ func (dc *deviceClient) connect(s *session, cc connConfig) (c *conn, session boo
 			return nc, err
 		})
 	if !cc.clean {
-		o.SetStore(s.store)
+		o.SetStore(s.sessionStore())
+		c.acks = s.acks
 	}
 	if cc.will != nil {
 		o.SetBinaryWill(dc.willTopic(cc), []byte(cc.will.Payload), 1, false)
@@ -935,7 +940,18 @@ func (dc *deviceClient) twinPublish(c *conn, topicOf func(string) string, body [
 		body = []byte("{}")
 	}
 	tok := c.cli.Publish(topic, 0, false, body)
-	if !tok.WaitTimeout(connectTimeout) || tok.Error() != nil {
+	// A connection lost before the request is written must not hold the
+	// caller (the reconnect loop sends the resync GET) for connectTimeout.
+	t := time.NewTimer(connectTimeout)
+	defer t.Stop()
+	sent := false
+	select {
+	case <-tok.Done():
+		sent = tok.Error() == nil
+	case <-c.lost:
+	case <-t.C:
+	}
+	if !sent {
 		dc.forget(rid)
 		return nil, agentproto.Errorf(agentproto.ErrNotConnected, "twin request not sent: %v", tok.Error())
 	}

@@ -329,9 +329,13 @@ func (fw *Firmware) hello() agentproto.Hello {
 	if fw.aws != nil {
 		caps, client = awsCaps, "paho.mqtt.golang (AWS IoT Core)"
 	}
-	return agentproto.Hello{Proto: agentproto.Version, Firmware: FirmwareName, FWVersion: FirmwareVersion, Build: buildHash(),
+	h := agentproto.Hello{Proto: agentproto.Version, Firmware: FirmwareName, FWVersion: FirmwareVersion, Build: buildHash(),
 		Client: client, ClientVer: "v1.5.1", Board: fw.opts.Board, Caps: caps, Defects: defects,
 		BootCount: fw.opts.BootCount, MaxFrame: agentproto.MaxFrame}
+	if fw.aws == nil {
+		h.OperationTimeout = opTimeoutHello() // RECON-005
+	}
+	return h
 }
 
 func buildHash() string {

@@ -452,37 +452,24 @@ func (dc *deviceClient) sendTelemetry(ctx context.Context, a agentproto.Telemetr
 		}
 		return res, nil // QoS 0 is never acknowledged (TEL-003)
 	}
-	acked := make(chan bool, 1)
+	dc.mu.Lock()
+	s := dc.sess
+	dc.mu.Unlock()
+	type outcome struct {
+		ok  bool
+		err string
+	}
+	acked := make(chan outcome, 1)
 	go func() {
-		t := time.NewTimer(telemetryAckTimeout)
-		defer t.Stop()
-		select {
-		case <-tok.Done():
-			ok := tok.Error() == nil
-			if ok {
-				ack := res
-				ack.Acked = true
-				dc.emit(agentproto.EvTelemetry, ack)
-			}
-			acked <- ok
-		case <-c.lost:
-			acked <- false
-		case <-t.C:
-			acked <- false
-		}
+		ok, msg := dc.awaitAck(s, c, cc, tok, res) // RECON-005: ends at the operation timeout
+		acked <- outcome{ok, msg}
 	}()
 	if !a.Wait {
 		return res, nil
 	}
 	select {
-	case ok := <-acked:
-		res.Acked = ok
-		if !ok {
-			res.Error = "no PUBACK: connection lost or timed out"
-			if err := tok.Error(); err != nil {
-				res.Error = err.Error()
-			}
-		}
+	case o := <-acked:
+		res.Acked, res.Error = o.ok, o.err
 	case <-ctx.Done():
 		res.Error = ctx.Err().Error()
 	}
