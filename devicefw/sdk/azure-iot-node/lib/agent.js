@@ -106,6 +106,10 @@ class Agent {
       // the public API has no setting for it, so a configured
       // twin.timeoutMs is kept but not applied (TWIN-019).
       twinTimeoutFixedMs: 240000,
+      // sendEvent runs in a RetryOperation bounded by the same constant
+      // (internal_client.js: new RetryOperation('sendEvent', …,
+      // this._maxOperationTimeout)), which no public API sets (RECON-005).
+      operationTimeout: { defaultMs: 240000 },
     };
   }
 
