@@ -138,6 +138,10 @@ type Hello struct {
 	// resending the message and reports the failure (RECON-005). nil: not
 	// declared.
 	OperationTimeout *OperationTimeout `json:"operationTimeout,omitempty"`
+	// RetryDefaults declares the board's default reconnect backoff, which
+	// configure {"retry": {}} (no member set) restores (RECON-002). nil:
+	// not declared.
+	RetryDefaults *RetryConfig `json:"retryDefaults,omitempty"`
 }
 
 // OperationTimeout is the hello's declaration of the overall operation

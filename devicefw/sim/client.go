@@ -28,8 +28,8 @@ const (
 	defaultTokenTTL      = time.Hour
 	defaultRenewFraction = 0.8
 	defaultKeepAlive     = 60 * time.Second
-	defaultRetryInitial  = time.Second
-	defaultRetryMax      = 60 * time.Second
+	defaultRetryInitial  = 100 * time.Millisecond // RECON-002: the SDK reference, 002 L16737-16738
+	defaultRetryMax      = 10 * time.Second
 	defaultJitterPct     = 20
 	defaultTwinTimeout   = 20 * time.Second
 	connectTimeout       = 10 * time.Second
@@ -72,6 +72,7 @@ type connConfig struct {
 	retryInitial          time.Duration
 	retryMax              time.Duration
 	jitterPct             int
+	defaultRetry          bool // no retry initialMs / maxMs configured: the default policy (RECON-002)
 	modelID               string
 	twinTimeout           time.Duration
 	opTimeout             time.Duration // RECON-005: overall limit of one telemetry send
@@ -271,6 +272,7 @@ func (dc *deviceClient) snapshot() (connConfig, *agentproto.Error) {
 		cc.will = m.Will
 	}
 	cc.retryInitial, cc.retryMax, cc.jitterPct = defaultRetryInitial, defaultRetryMax, defaultJitterPct
+	cc.defaultRetry = c.Retry == nil || (c.Retry.InitialMS <= 0 && c.Retry.MaxMS <= 0)
 	if r := c.Retry; r != nil {
 		if r.InitialMS > 0 {
 			cc.retryInitial = time.Duration(r.InitialMS) * time.Millisecond
@@ -432,6 +434,7 @@ func (dc *deviceClient) loop(s *session) {
 		}
 		attempt++
 		dc.setState(agentproto.ConnEvent{State: agentproto.StateConnecting, Attempt: attempt})
+		tried := time.Now()
 		c, session, exp, rc, err := dc.connect(s, cc)
 		if err != nil {
 			if s.ctx.Err() != nil {
@@ -451,6 +454,7 @@ func (dc *deviceClient) loop(s *session) {
 				return
 			}
 			delay := dc.retryBackoff(cc, attempt)
+			delay = dc.instantFailureFloor(cc, rc, tried, delay) // RECON-002
 			if rc == 3 && !dc.on(DefIgnoreThrottling) {
 				delay = max(delay, min(throttledMinBackoff, cc.retryMax))
 			}

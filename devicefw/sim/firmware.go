@@ -333,7 +333,8 @@ func (fw *Firmware) hello() agentproto.Hello {
 		Client: client, ClientVer: "v1.5.1", Board: fw.opts.Board, Caps: caps, Defects: defects,
 		BootCount: fw.opts.BootCount, MaxFrame: agentproto.MaxFrame}
 	if fw.aws == nil {
-		h.OperationTimeout = opTimeoutHello() // RECON-005
+		h.OperationTimeout = opTimeoutHello()  // RECON-005
+		h.RetryDefaults = retryDefaultsHello() // RECON-002
 	}
 	return h
 }
