@@ -11,6 +11,7 @@ import (
 	"github.com/eclipse/paho.mqtt.golang/packets"
 
 	"github.com/hilrun/hilrun/devicefw/agentproto"
+	"github.com/hilrun/hilrun/rig/hub"
 )
 
 // TestAckStore: the session store as paho sees it signals PUBACKs (its
@@ -102,4 +103,60 @@ func TestOperationTimeout(t *testing.T) {
 	r.fw.waitEvent(agentproto.EvTelemetry, func(d json.RawMessage) bool {
 		return !decode[agentproto.TelemetryResult](t, d).Acked
 	}, from)
+}
+
+// TestOperationTimeoutAcrossReconnects: a message given up is not sent
+// again after a reconnect; with retry-forever it is.
+func TestOperationTimeoutAcrossReconnects(t *testing.T) {
+	for _, c := range []struct {
+		defect string
+		resent bool
+	}{{"", false}, {DefRetryForever, true}} {
+		t.Run("defect="+c.defect, func(t *testing.T) {
+			var defects []string
+			if c.defect != "" {
+				defects = []string{c.defect}
+			}
+			r := newRig(t, "optimeout-"+strings.TrimPrefix(c.defect, "retry-"), defects, func(cfg *agentproto.Config) { cfg.Retry.OperationTimeoutMS = 300 })
+			r.open()
+			r.hub.SetSilent(r.id, true)
+			one := 1
+			isPub := func(payload string) func(hub.Entry) bool {
+				return func(e hub.Entry) bool { return e.Dir == hub.DirIn && e.Type == "PUBLISH" && string(e.Payload) == payload }
+			}
+			var res agentproto.TelemetryResult
+			// Without the timer (retry-forever) the send never ends: no wait.
+			r.fw.must(agentproto.OpTelemetry, agentproto.TelemetryArgs{Payload: `{"n":1}`, QoS: &one, Wait: c.defect == ""}, &res)
+			first := r.entry("the withheld message", isPub(`{"n":1}`))
+			if c.defect == "" && (res.Acked || res.Error == "") {
+				t.Fatalf("answer %+v, want the failure at the operation timeout", res)
+			}
+			if c.defect != "" {
+				// The reconnect must come after the 300 ms limit; with the
+				// defect nothing on the line marks its end, so time passes.
+				time.Sleep(400 * time.Millisecond)
+			}
+			from := r.fw.mark()
+			if err := r.hub.Drop(r.id, true, "test: reconnect"); err != nil {
+				t.Fatal(err)
+			}
+			r.fw.waitEvent(agentproto.EvConn, connState(agentproto.StateConnected), from)
+			// A later message marks the point by which a resume has sent
+			// what the session store held.
+			r.fw.must(agentproto.OpTelemetry, agentproto.TelemetryArgs{Payload: `{"n":2}`, QoS: &one}, nil)
+			marker := r.entry("the marker", isPub(`{"n":2}`))
+			var again []hub.Entry
+			for _, e := range r.entries(isPub(`{"n":1}`)) {
+				if e.ConnID != first.ConnID && e.Seq < marker.Seq {
+					again = append(again, e)
+				}
+			}
+			if c.resent && len(again) == 0 {
+				t.Fatalf("retry-forever: the message was not sent again after the reconnect\n%s", r.fw.dump())
+			}
+			if !c.resent && len(again) != 0 {
+				t.Fatalf("the message given up was sent again on connection %d\n%s", again[0].ConnID, r.fw.dump())
+			}
+		})
+	}
 }
