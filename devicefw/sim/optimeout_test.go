@@ -122,7 +122,9 @@ func TestOperationTimeoutAcrossReconnects(t *testing.T) {
 			r.hub.SetSilent(r.id, true)
 			one := 1
 			isPub := func(payload string) func(hub.Entry) bool {
-				return func(e hub.Entry) bool { return e.Dir == hub.DirIn && e.Type == "PUBLISH" && string(e.Payload) == payload }
+				return func(e hub.Entry) bool {
+					return e.Dir == hub.DirIn && e.Type == "PUBLISH" && string(e.Payload) == payload
+				}
 			}
 			var res agentproto.TelemetryResult
 			// Without the timer (retry-forever) the send never ends: no wait.
