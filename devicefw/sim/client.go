@@ -156,6 +156,7 @@ type deviceClient struct {
 	toks tokenCache      // defects_tokens.go
 	mods moduleState     // defects_modules.go
 	ota  otaState        // ota.go
+	app  appState        // heartbeat.go
 }
 
 func newDeviceClient(fw *Firmware) *deviceClient {
