@@ -128,6 +128,7 @@ var _ = Describe("telemetry application patterns", func() {
 			// overflow a Duration), with one more second for the cut.
 			diff := secs - pub.Time.Unix()
 			bound := int64(fixtures.ClockTolerance/time.Second) + 1
+			fixtures.NoteFact(fixtures.FactClock, "tracestate timestamp against the hub's receive time", fmt.Sprintf("%s=%s: %+d s", name, rawValue, diff), diff >= -bound && diff <= bound)
 			Expect(diff >= -bound && diff <= bound).To(BeTrue(),
 				"TEL-014: tracestate timestamp %d on PUBLISH #%d is %+d s from the hub's receive time %s (Unix %d): not the message's creation time in Unix seconds (002 L30262); tolerance ±%s as for CLOCK-002\n%s",
 				secs, pub.Seq, diff, pub.Time.UTC().Format(time.RFC3339), pub.Time.Unix(), fixtures.ClockTolerance, traceText(tr))
@@ -238,7 +239,8 @@ func (w *heartbeatWatch) expectGaps(phase string, from time.Time) {
 	for i, b := range beats {
 		seen[i] = rel(b)
 	}
-	GinkgoWriter.Printf("TEL-013: %s: %d heartbeats, longest gap %.3fs (%s to %s), bound %s\n", phase, len(points)-2, worst.Seconds(), rel(worstFrom), rel(worstTo), heartbeatInterval+heartbeatSlack)
+	fixtures.NoteFact(fixtures.FactClock, "heartbeat every "+heartbeatInterval.String()+" "+phase,
+		fmt.Sprintf("longest gap %.3fs over %d heartbeats (bound %s)", worst.Seconds(), len(points)-2, heartbeatInterval+heartbeatSlack), worst <= heartbeatInterval+heartbeatSlack)
 	Expect(worst).To(BeNumerically("<=", heartbeatInterval+heartbeatSlack),
 		"TEL-013: %s the longest gap between heartbeat-tagged messages (%s=%s) was %.2fs, from %s to %s after heartbeat.start; expected at least one per agreed interval %s (+%s for the rig's scheduling), idle or not (002 L11121). Heartbeats seen at: [%s]\n%s",
 		phase, heartbeatTag.Name, heartbeatTag.Value, worst.Seconds(), rel(worstFrom), rel(worstTo), heartbeatInterval, heartbeatSlack, strings.Join(seen, " "), traceText(tr))
