@@ -97,7 +97,9 @@ var _ = Describe("telemetry application patterns", func() {
 		// adds it to sampled messages and the hub checks its format. The
 		// C SDK's capture (002 L30286) writes "%24.tracestate=timestamp%3d…":
 		// both names, and any valid percent-encoding of the value, are
-		// accepted (catalog AMBIG).
+		// accepted (catalog AMBIG); so is an '=' left raw inside the value
+		// as L30262 prints it, which the bag's split at the first '='
+		// reads the same.
 		s := NewSession(ctx, fixtures.SessionOptions{})
 		err := s.Call(ctx, agentproto.OpTracingSet, agentproto.TracingArgs{SamplingPct: 100}, nil)
 		if !optional(agentproto.CapTracing, "tracing.set", err) {
