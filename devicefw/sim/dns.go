@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"strings"
 	"sync"
 )
 
@@ -18,7 +19,9 @@ import (
 // every connection attempt to the hub asks that server for the hub host's
 // A record through Go's own stub resolver and dials the answer at the
 // configured port. The resolver keeps no cache, so no answer is used past
-// its TTL; caching within the TTL would be allowed too.
+// its TTL; caching within the TTL would be allowed too. MQTT over
+// WebSocket (transport wss) still dials hub.address: its Host header would
+// otherwise name the IP address, and RECON-012's spec uses MQTT over TLS.
 
 // dnsState is what defect dns-cache-forever keeps: the first answer since
 // boot.
@@ -63,7 +66,9 @@ func (dc *deviceClient) lookupHub(ctx context.Context, cc connConfig) (netip.Add
 	}}
 	lctx, cancel := context.WithTimeout(ctx, connectTimeout)
 	defer cancel()
-	ips, err := r.LookupNetIP(lctx, "ip4", cc.host)
+	// Rooted, so that no search domain of the host's resolv.conf is tried
+	// first.
+	ips, err := r.LookupNetIP(lctx, "ip4", strings.TrimSuffix(cc.host, ".")+".")
 	if err == nil && len(ips) == 0 {
 		err = errors.New("no address")
 	}
