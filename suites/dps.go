@@ -61,6 +61,9 @@ var _ = Describe("device provisioning (DPS)", func() {
 		DeferCleanup(func() { d.SetServerCertificate(old) })
 		m := ds.Mark()
 		res := must(ds.Register(ctx))
+		// The board's answer can come before the endpoint has recorded the
+		// handshake it refused: wait for that entry (suites/cert_dps.go).
+		certDPSWaitTLS(ctx, ds, m)
 		conns := ds.DPSConnIDs(m)
 		tr := ds.Env.Hub.Trace().Entries(func(e *hub.Entry) bool { return e.Seq > m.Trace && conns[e.ConnID] })
 		Expect(conns).NotTo(BeEmpty(), "DPS-001: expected the device to open a TLS connection to the provisioning endpoint; result %+v", res)

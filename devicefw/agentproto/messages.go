@@ -63,6 +63,10 @@ const (
 	CapTrustUpdate  = "trust-update"
 	CapWill         = "will"
 	CapDefects      = "defects" // virtual board: accepts defect switches
+	// CapDNS: the firmware resolves the hub host through the name server
+	// given in hub.dnsServer (the rig's, rig/dns), so the rig sees its
+	// lookups (RECON-012).
+	CapDNS = "dns"
 
 	// Optional behaviours on which real device clients differ. A board
 	// declaring one must do it; a board not declaring it is still asked,
@@ -184,6 +188,13 @@ type HubConfig struct {
 	// it (IoT Hub has no plaintext MQTT); firmware that would fall back to
 	// 1883 must dial this instead so that the rig can see it.
 	PlainAddress string `json:"plainAddress,omitempty"`
+	// DNSServer is the name server ("ip:port", UDP) this rig serves the
+	// hub host from (capability dns, RECON-012): the firmware resolves
+	// Host through it at each connection attempt whose earlier answer's
+	// TTL has run out, and dials the answer's address at the port of
+	// Address (or Port); TLS still names Host. Empty: dial Address as
+	// before.
+	DNSServer string `json:"dnsServer,omitempty"`
 }
 
 // IdentityConfig names the device (and module).

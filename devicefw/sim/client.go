@@ -59,6 +59,7 @@ var errLost = errors.New("connection lost")
 type connConfig struct {
 	host, addr, transport string
 	plainAddr             string // the rig's stand-in for the hub host's port 1883 (tls-fallback-1883)
+	dnsServer             string // resolve host through this name server at each attempt (dns.go, RECON-012)
 	id                    iothub.Identity
 	authType, key         string
 	ttl                   time.Duration
@@ -160,6 +161,8 @@ type deviceClient struct {
 	toks tokenCache      // defects_tokens.go
 	mods moduleState     // defects_modules.go
 	ota  otaState        // ota.go
+	dns  dnsState        // dns.go
+	app  appState        // heartbeat.go
 }
 
 func newDeviceClient(fw *Firmware) *deviceClient {
@@ -238,6 +241,7 @@ func (dc *deviceClient) snapshot() (connConfig, *agentproto.Error) {
 		cc.addr = net.JoinHostPort(cc.host, strconv.Itoa(port))
 	}
 	cc.plainAddr = c.Hub.PlainAddress
+	cc.dnsServer = c.Hub.DNSServer
 	if cc.plainAddr == "" {
 		cc.plainAddr = net.JoinHostPort(cc.host, "1883")
 	}
@@ -716,7 +720,11 @@ func (dc *deviceClient) connect(s *session, cc connConfig) (c *conn, session boo
 			if u.Scheme == "wss" {
 				nc, err = paho.NewWebsocket(u.String(), tlsc, connectTimeout, nil, nil)
 			} else {
-				nc, err = dc.dial(u.Host, tlsc, cc.plainAddr)
+				var addr string
+				if addr, err = dc.hubDialAddr(s.ctx, cc, u.Host); err != nil {
+					return nil, err
+				}
+				nc, err = dc.dial(addr, tlsc, cc.plainAddr)
 			}
 			if err == nil {
 				nmu.Lock()

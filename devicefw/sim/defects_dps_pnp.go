@@ -18,6 +18,12 @@ const (
 	DefDPSPayloadString          = "dps-payload-string"
 	DefDPSModelIDMissing         = "dps-model-id-missing"
 
+	// CERT-005: the provisioning connection is checked less strictly than
+	// the hub's (which the TLS defects leave alone).
+	DefDPSTrustServerChain = "dps-trust-server-chain"
+	DefDPSSkipHostname     = "dps-skip-hostname"
+	DefDPSIgnoreValidity   = "dps-ignore-validity"
+
 	DefPnPModelIDFirstOnly      = "pnp-model-id-first-connect-only"
 	DefPnPModelIDNoVersion      = "pnp-model-id-no-version"
 	DefPnPAckBareValue          = "pnp-ack-bare-value"
@@ -38,6 +44,9 @@ var dpsPnPDefects = []Defect{
 	{DefDPSX509LeafOnly, "DPS-007", "at DPS the TLS Certificate message carries only the leaf, without the intermediates it sends to the hub"},
 	{DefDPSPayloadString, "DPS-008", "custom registration data is sent as a JSON string holding the JSON text (double-encoded)"},
 	{DefDPSModelIDMissing, "PNP-006", "the registration payload leaves out modelId although a model ID is configured"},
+	{DefDPSTrustServerChain, "CERT-005", "the provisioning connection anchors the chain on the last CA certificate the endpoint sent (as if it were a configured root), so a chain under any root is accepted; name and dates are still checked; the hub connection is unchanged"},
+	{DefDPSSkipHostname, "CERT-005", "the provisioning connection verifies the chain against the configured roots and the clock, but not against the DPS host name; the hub connection is unchanged"},
+	{DefDPSIgnoreValidity, "CERT-005", "the provisioning connection checks the chain's signatures and the DPS host name but no validity dates (expired and not-yet-valid leaves are accepted); the hub connection is unchanged"},
 	{DefPnPModelIDFirstOnly, "PNP-001", "the model ID is in the Username of the first connection of a client.open only; reconnects leave it out"},
 	{DefPnPModelIDNoVersion, "PNP-002", "the model ID is cut at ';' (its version dropped) before it goes into the Username"},
 	{DefPnPAckBareValue, "PNP-003", "writable-property acknowledgements report the bare value instead of {value, ac, av, ad}"},

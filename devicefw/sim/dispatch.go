@@ -160,6 +160,8 @@ func (fw *Firmware) dispatch(ctx context.Context, op string, raw json.RawMessage
 		return nil, nil
 	case agentproto.OpOTAStatus, agentproto.OpSleep, agentproto.OpFileUpload, agentproto.OpAppBurst:
 		return fw.dispatchOTA(ctx, op, raw) // ota.go, fileupload.go
+	case agentproto.OpHeartbeatStart, agentproto.OpTracingSet:
+		return fw.dispatchApp(ctx, op, raw) // heartbeat.go
 	case agentproto.OpDPSRegister:
 		var a agentproto.DPSRegisterArgs
 		if err := decodeArgs(raw, &a); err != nil {

@@ -123,6 +123,7 @@ func (fw *Firmware) dpsRegister(ctx context.Context, a agentproto.DPSRegisterArg
 			return err
 		}
 	}
+	dc.dpsVerifyDefects(tlsc, trust, host)
 	if dc.on(DefDPSTLSNoVerify) {
 		tlsc.InsecureSkipVerify, tlsc.VerifyPeerCertificate = true, nil // defect: no server check at DPS
 	}
@@ -356,4 +357,47 @@ func retryAfterFromBody(b []byte) time.Duration {
 	}
 	_ = json.Unmarshal(b, &v)
 	return time.Duration(v.RetryAfter) * time.Second
+}
+
+// dpsVerifyDefects applies the CERT-005 switches: the provisioning
+// connection's server check is weaker than the hub's in one way each.
+// They replace Go's check with InsecureSkipVerify plus a check of their
+// own, as clients with a hand-rolled verifier do.
+func (dc *deviceClient) dpsVerifyDefects(tlsc *tls.Config, trust []*x509.Certificate, host string) {
+	now := dc.fw.rtc.Now
+	switch {
+	case dc.on(DefDPSTrustServerChain):
+		tlsc.InsecureSkipVerify = true
+		tlsc.VerifyPeerCertificate = func(raw [][]byte, _ [][]*x509.Certificate) error {
+			leaf, inter, err := parseChain(raw)
+			if err != nil {
+				return err
+			}
+			roots := tlsc.RootCAs.Clone()
+			if len(raw) > 1 {
+				last, err := x509.ParseCertificate(raw[len(raw)-1])
+				if err != nil {
+					return err
+				}
+				roots.AddCert(last) // defect: the endpoint's own CA becomes an anchor
+			}
+			_, err = leaf.Verify(x509.VerifyOptions{DNSName: host, Roots: roots, Intermediates: inter, CurrentTime: now()})
+			return err
+		}
+	case dc.on(DefDPSSkipHostname):
+		tlsc.InsecureSkipVerify = true
+		tlsc.VerifyPeerCertificate = func(raw [][]byte, _ [][]*x509.Certificate) error {
+			leaf, inter, err := parseChain(raw)
+			if err != nil {
+				return err
+			}
+			_, err = leaf.Verify(x509.VerifyOptions{Roots: tlsc.RootCAs, Intermediates: inter, CurrentTime: now()}) // defect: no DNSName
+			return err
+		}
+	case dc.on(DefDPSIgnoreValidity):
+		tlsc.InsecureSkipVerify = true
+		tlsc.VerifyPeerCertificate = func(raw [][]byte, _ [][]*x509.Certificate) error {
+			return verifyIgnoringDates(raw, trust, host) // defect: no dates
+		}
+	}
 }

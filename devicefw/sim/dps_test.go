@@ -2,6 +2,7 @@ package sim
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -86,5 +87,66 @@ func TestPnPWritableAcknowledged(t *testing.T) {
 		if fmt.Sprint(a["ac"]) != "200" || fmt.Sprint(a["av"]) != fmt.Sprint(v) || a["ad"] == nil {
 			t.Errorf("ack %v; want ac 200, av %d, ad", a, v)
 		}
+	}
+}
+
+// CERT-005: the provisioning connection's server check. The clean firmware
+// refuses every bad chain the reference DPS presents (no CONNECT, status
+// error) and registers over the endpoint's own chain; each CERT-005 defect
+// accepts exactly the chains it stands for and still refuses the others.
+func TestDPSServerCheck(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		defect   string
+		accepted []dps.Chain
+	}{
+		{"", nil},
+		{DefDPSTrustServerChain, []dps.Chain{dps.ChainUntrustedRoot}},
+		{DefDPSSkipHostname, []dps.Chain{dps.ChainWrongHost}},
+		{DefDPSIgnoreValidity, []dps.Chain{dps.ChainExpired, dps.ChainNotYetValid}},
+	} {
+		name := tc.defect
+		if name == "" {
+			name = "clean"
+		}
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			var defects []string
+			if tc.defect != "" {
+				defects = []string{tc.defect}
+			}
+			r := newRig(t, "placeholder", defects, nil)
+			e, err := dps.Start(dps.Config{Hub: r.hub.Hub, RetryAfter: -1})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(e.Close)
+			for i, c := range append(append([]dps.Chain(nil), dps.BadChains...), dps.ChainOwn) {
+				regID := fmt.Sprintf("cert005-%d", i)
+				en, err := e.AddIndividual(dps.Enrollment{RegistrationID: regID, Attestation: dps.Attestation{Type: dps.AttestSymmetricKey}})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := e.PresentChain(c); err != nil {
+					t.Fatal(err)
+				}
+				var res agentproto.DPSResult
+				r.fw.must(agentproto.OpDPSRegister, agentproto.DPSRegisterArgs{Host: e.Host(), Address: e.Addr(), IDScope: e.IDScope(), RegistrationID: regID,
+					Auth: &agentproto.AuthConfig{Type: "sas", Key: en.Attestation.PrimaryKey}, TimeoutMS: 10000}, &res)
+				connects := 0
+				for _, en := range r.hub.Trace().ForClient(regID) {
+					if en.Dir == hub.DirIn && en.Type == "CONNECT" {
+						connects++
+					}
+				}
+				want := c == dps.ChainOwn || slices.Contains(tc.accepted, c)
+				if got := res.Status == dpsproto.StatusAssigned && connects > 0; got != want {
+					t.Fatalf("%s: accepted=%v, want %v (result %+v, %d CONNECTs)\n%s", c, got, want, res, connects, r.fw.dump())
+				}
+				if !want && (connects != 0 || res.Status != "error") {
+					t.Fatalf("%s: refused chain: result %+v, %d CONNECTs", c, res, connects)
+				}
+			}
+		})
 	}
 }

@@ -357,6 +357,7 @@ func (dc *deviceClient) sendTelemetry(ctx context.Context, a agentproto.Telemetr
 	if cerr != nil {
 		return nil, cerr
 	}
+	dc.noteTelemetry(ctx) // heartbeat.go (TEL-013)
 	payload := []byte(a.Payload)
 	if a.Gen != nil {
 		if a.Gen.Size < 0 || a.Gen.Size > 4*iothub.MaxTelemetryBytes {
@@ -388,6 +389,7 @@ func (dc *deviceClient) sendTelemetry(ctx context.Context, a agentproto.Telemetr
 	if a.Component != "" {
 		bag = append(bag, iothub.Property{Name: iothub.PropComponent, Value: a.Component}) // PnP component telemetry
 	}
+	bag = dc.traceStamp(bag) // distributed tracing, TEL-014 (heartbeat.go)
 	if n1, n2 := caseDuplicate(bag); n1 != "" {
 		// The reference firmware's policy (the docs recommend unique names
 		// to the application, 002 L10417; they set no client duty here).

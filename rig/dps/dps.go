@@ -74,6 +74,9 @@ type Endpoint struct {
 	srv   *mqtt.Server
 	ln    net.Listener
 	cert  atomic.Pointer[tls.Certificate]
+	own   *tls.Certificate // the endpoint's own chain (ChainOwn)
+	scMu  sync.Mutex
+	sc    *certs.Scenario // the bad chains of PresentChain (CERT-005), made on first use
 	conns *hub.ChanListener
 	infos sync.Map // net.Conn → *connInfo
 	dcs   sync.Map // *mqtt.Client → *dconn
@@ -148,6 +151,7 @@ func Start(cfg Config) (*Endpoint, error) {
 		individual: map[string]*Enrollment{}, groups: map[string]*Enrollment{}, regs: map[string]*Registration{},
 		ops: map[string]*operation{}, faults: map[string]*Faults{}}
 	c := leaf.TLSCertificate()
+	e.own = &c
 	e.cert.Store(&c)
 	caps := mqtt.NewDefaultServerCapabilities()
 	caps.MaximumQos = 1

@@ -31,6 +31,7 @@ const (
 	EventFault        = "fault"         // fault injection or throttling acted on the connection
 	EventWill         = "will"          // Will delivered as telemetry
 	EventSNTP         = "sntp"          // a query at the suite's time server (AddExternal; Remote is the client)
+	EventDNS          = "dns"           // a query at the board's name server on the rig (AddExternal; RECON-012)
 )
 
 // maxTracePayload bounds how many payload bytes one trace entry keeps; the
