@@ -9,6 +9,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/hilrun/hilrun/rig/udprec"
 )
 
 // Config configures a server.
@@ -73,45 +75,27 @@ type record struct {
 
 // Server is the rig's name server. It is safe for concurrent use.
 type Server struct {
-	conn *net.UDPConn
-	now  func() time.Time
-	done chan struct{}
+	*udprec.Server[Query] // Addr, Port, OnQuery, Queries, Count, Since, Wait, Close
+	now                   func() time.Time
 
 	mu      sync.Mutex
 	records map[string]record
-	queries []Query
-	changed chan struct{}
-	onQuery func(Query)
-	closed  bool
 }
 
 // Start listens on cfg.Addr and serves until Close. It knows no names
 // until SetA.
 func Start(cfg Config) (*Server, error) {
-	if cfg.Addr == "" {
-		cfg.Addr = "127.0.0.1:0"
-	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	ua, err := net.ResolveUDPAddr("udp", cfg.Addr)
+	s := &Server{now: cfg.Now, records: map[string]record{}}
+	rs, err := udprec.Listen("dns", cfg.Addr, 1500, ErrClosed, s.handle)
 	if err != nil {
-		return nil, fmt.Errorf("dns: %w", err)
+		return nil, err
 	}
-	c, err := net.ListenUDP("udp", ua)
-	if err != nil {
-		return nil, fmt.Errorf("dns: listen %s: %w", cfg.Addr, err)
-	}
-	s := &Server{conn: c, now: cfg.Now, done: make(chan struct{}), records: map[string]record{}, changed: make(chan struct{})}
-	go s.serve()
+	s.Server = rs
 	return s, nil
 }
-
-// Addr is the address the server listens on (host:port).
-func (s *Server) Addr() string { return s.conn.LocalAddr().String() }
-
-// Port is the UDP port the server listens on.
-func (s *Server) Port() int { return s.conn.LocalAddr().(*net.UDPAddr).Port }
 
 // SetA makes the server answer A queries for name with addrs (IPv4) and
 // ttl (whole seconds; less than a second is answered as 0, "do not
@@ -137,62 +121,8 @@ func (s *Server) TTL(name string) time.Duration {
 	return time.Duration(s.records[canonical(name)].ttl) * time.Second
 }
 
-// OnQuery sets a function called (outside the server's lock, in arrival
-// order) for every datagram, before its answer is sent.
-func (s *Server) OnQuery(f func(Query)) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.onQuery = f
-}
-
-// Queries returns every datagram received so far.
-func (s *Server) Queries() []Query {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return append([]Query(nil), s.queries...)
-}
-
-// Count is the number of datagrams received so far (use it as a mark).
-func (s *Server) Count() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return len(s.queries)
-}
-
-// Since returns the queries after the first n (a mark from Count).
-func (s *Server) Since(n int) []Query {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if n >= len(s.queries) {
-		return nil
-	}
-	return append([]Query(nil), s.queries[max(n, 0):]...)
-}
-
 // ErrClosed is returned by waits on a closed server.
 var ErrClosed = errors.New("dns: server closed")
-
-// Wait waits until cond holds for the queries received so far (cond must
-// not keep the slice) or ctx ends.
-func (s *Server) Wait(ctx context.Context, cond func([]Query) bool) error {
-	for {
-		s.mu.Lock()
-		ok := cond(s.queries)
-		ch, closed := s.changed, s.closed
-		s.mu.Unlock()
-		if ok {
-			return nil
-		}
-		if closed {
-			return ErrClosed
-		}
-		select {
-		case <-ch:
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-	}
-}
 
 // WaitA waits for an A query for name after the first n datagrams (a mark
 // from Count) and returns it.
@@ -213,56 +143,11 @@ func (s *Server) WaitA(ctx context.Context, n int, name string) (Query, error) {
 	return q, nil
 }
 
-// Close stops the server.
-func (s *Server) Close() error {
-	s.mu.Lock()
-	if s.closed {
-		s.mu.Unlock()
-		return nil
-	}
-	s.closed = true
-	close(s.changed)
-	s.changed = make(chan struct{})
-	s.mu.Unlock()
-	err := s.conn.Close()
-	<-s.done
-	return err
-}
-
-func (s *Server) serve() {
-	defer close(s.done)
-	buf := make([]byte, 1500)
-	for {
-		n, remote, err := s.conn.ReadFromUDP(buf)
-		if err != nil {
-			if errors.Is(err, net.ErrClosed) {
-				return
-			}
-			continue // e.g. ICMP port unreachable reported on a later read
-		}
-		s.handle(buf[:n], remote)
-	}
-}
-
-// handle answers one datagram and records it. The query is recorded (and
-// OnQuery called) before the answer leaves, so whatever the client does
-// with the answer comes after the query in every record.
-func (s *Server) handle(b []byte, remote *net.UDPAddr) {
+// handle answers one datagram; udprec records it before the answer leaves.
+func (s *Server) handle(b []byte, remote *net.UDPAddr) (Query, []byte) {
 	q := Query{Time: s.now(), Remote: remote.String()}
 	answer := s.answer(b, &q)
-	s.mu.Lock()
-	q.N = len(s.queries) + 1
-	s.queries = append(s.queries, q)
-	close(s.changed)
-	s.changed = make(chan struct{})
-	hook := s.onQuery
-	s.mu.Unlock()
-	if hook != nil {
-		hook(q)
-	}
-	if answer != nil {
-		_, _ = s.conn.WriteToUDP(answer, remote)
-	}
+	return q, answer
 }
 
 // answer decides the response to b and notes it in q.
@@ -305,3 +190,6 @@ func (s *Server) answer(b []byte, q *Query) []byte {
 		return Reply(h, qu, RCodeSuccess, nil, 0)
 	}
 }
+
+// WithN numbers q (udprec.Record).
+func (q Query) WithN(n int) Query { q.N = n; return q }

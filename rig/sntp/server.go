@@ -7,6 +7,8 @@ import (
 	"net"
 	"sync"
 	"time"
+
+	"github.com/hilrun/hilrun/rig/udprec"
 )
 
 // What the server does with a query (Server.Behaviour, Query.Answer).
@@ -71,46 +73,28 @@ func (q Query) KissOfDeath() bool {
 // Server is an SNTP server under the suite's control. It is safe for
 // concurrent use.
 type Server struct {
-	conn *net.UDPConn
-	now  func() time.Time
-	done chan struct{}
+	*udprec.Server[Query] // Addr, Port, OnQuery, Queries, Count, Since, Wait, Close
+	now                   func() time.Time
 
 	mu        sync.Mutex
 	behaviour string
 	kiss      string
 	offset    time.Duration
-	queries   []Query
-	changed   chan struct{}
-	onQuery   func(Query)
-	closed    bool
 }
 
 // Start listens on cfg.Addr and serves until Close.
 func Start(cfg Config) (*Server, error) {
-	if cfg.Addr == "" {
-		cfg.Addr = "127.0.0.1:0"
-	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	ua, err := net.ResolveUDPAddr("udp", cfg.Addr)
+	s := &Server{now: cfg.Now, behaviour: AnswerTime}
+	rs, err := udprec.Listen("sntp", cfg.Addr, 1024, ErrClosed, s.handle)
 	if err != nil {
-		return nil, fmt.Errorf("sntp: %w", err)
+		return nil, err
 	}
-	c, err := net.ListenUDP("udp", ua)
-	if err != nil {
-		return nil, fmt.Errorf("sntp: listen %s: %w", cfg.Addr, err)
-	}
-	s := &Server{conn: c, now: cfg.Now, done: make(chan struct{}), behaviour: AnswerTime, changed: make(chan struct{})}
-	go s.serve()
+	s.Server = rs
 	return s, nil
 }
-
-// Addr is the address the server listens on (host:port).
-func (s *Server) Addr() string { return s.conn.LocalAddr().String() }
-
-// Port is the UDP port the server listens on.
-func (s *Server) Port() int { return s.conn.LocalAddr().(*net.UDPAddr).Port }
 
 // SetOffset makes the server serve true time + d.
 func (s *Server) SetOffset(d time.Duration) {
@@ -159,38 +143,6 @@ func (s *Server) Behaviour() string {
 	return s.behaviour
 }
 
-// OnQuery sets a function called (outside the server's lock, in arrival
-// order) for every query, before its answer is sent.
-func (s *Server) OnQuery(f func(Query)) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.onQuery = f
-}
-
-// Queries returns every query received so far.
-func (s *Server) Queries() []Query {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return append([]Query(nil), s.queries...)
-}
-
-// Count is the number of queries received so far (use it as a mark).
-func (s *Server) Count() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return len(s.queries)
-}
-
-// Since returns the queries after the first n (a mark from Count).
-func (s *Server) Since(n int) []Query {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if n >= len(s.queries) {
-		return nil
-	}
-	return append([]Query(nil), s.queries[max(n, 0):]...)
-}
-
 // ErrClosed is returned by waits on a closed server.
 var ErrClosed = errors.New("sntp: server closed")
 
@@ -211,66 +163,13 @@ func (s *Server) WaitQuery(ctx context.Context, n int) (Query, error) {
 	return q, nil
 }
 
-// Wait waits until cond holds for the queries received so far (cond must
-// not keep the slice).
-func (s *Server) Wait(ctx context.Context, cond func([]Query) bool) error {
-	for {
-		s.mu.Lock()
-		ok := cond(s.queries)
-		ch, closed := s.changed, s.closed
-		s.mu.Unlock()
-		if ok {
-			return nil
-		}
-		if closed {
-			return ErrClosed
-		}
-		select {
-		case <-ch:
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-	}
-}
-
-// Close stops the server.
-func (s *Server) Close() error {
-	s.mu.Lock()
-	if s.closed {
-		s.mu.Unlock()
-		return nil
-	}
-	s.closed = true
-	close(s.changed)
-	s.changed = make(chan struct{})
-	s.mu.Unlock()
-	err := s.conn.Close()
-	<-s.done
-	return err
-}
-
-func (s *Server) serve() {
-	defer close(s.done)
-	buf := make([]byte, 1024)
-	for {
-		n, remote, err := s.conn.ReadFromUDP(buf)
-		if err != nil {
-			if errors.Is(err, net.ErrClosed) {
-				return
-			}
-			continue // e.g. ICMP port unreachable reported on a later read
-		}
-		s.handle(buf[:n], remote)
-	}
-}
-
 // handle answers (or not) one datagram and records it. The query is
 // recorded (and OnQuery called) before the answer leaves, so that anything
 // the client does with the time comes after the query in every record.
-func (s *Server) handle(b []byte, remote *net.UDPAddr) {
+func (s *Server) handle(b []byte, remote *net.UDPAddr) (Query, []byte) {
 	arrived := s.now()
 	s.mu.Lock()
-	behaviour, kiss, offset, hook := s.behaviour, s.kiss, s.offset, s.onQuery
+	behaviour, kiss, offset := s.behaviour, s.kiss, s.offset
 	s.mu.Unlock()
 
 	q := Query{Time: arrived, Remote: remote.String()}
@@ -293,19 +192,7 @@ func (s *Server) handle(b []byte, remote *net.UDPAddr) {
 		q.Answer, q.Served = AnswerTime, resp.Transmit.Time()
 		answer = resp.Marshal()
 	}
-
-	s.mu.Lock()
-	q.N = len(s.queries) + 1
-	s.queries = append(s.queries, q)
-	close(s.changed)
-	s.changed = make(chan struct{})
-	s.mu.Unlock()
-	if hook != nil {
-		hook(q)
-	}
-	if answer != nil {
-		_, _ = s.conn.WriteToUDP(answer, remote)
-	}
+	return q, answer
 }
 
 // refIDLocal is the reference identifier of the served time: a stratum 1
@@ -339,3 +226,6 @@ func KissOfDeathReply(req Packet, code string) Packet {
 	copy(p.RefID[:], code)
 	return p
 }
+
+// WithN numbers q (udprec.Record).
+func (q Query) WithN(n int) Query { q.N = n; return q }
