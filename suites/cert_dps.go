@@ -180,16 +180,7 @@ func certDPSOutcome(dpsTr []hub.Entry, res agentproto.DPSResult, err error) stri
 	case err != nil:
 		out += " (dps.register: " + err.Error() + ")"
 	case res.ErrorMessage != "":
-		r := res.ErrorMessage
-		if i := strings.Index(r, "x509: "); i >= 0 {
-			r = r[i:]
-		} else if i := strings.Index(r, "tls: "); i >= 0 {
-			r = r[i:]
-		}
-		if len(r) > 120 {
-			r = r[:120] + "…"
-		}
-		out += " (board " + res.Status + ": " + r + ")"
+		out += " (board " + res.Status + ": " + tlsReason(res.ErrorMessage) + ")"
 	}
 	return out
 }

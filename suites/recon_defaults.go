@@ -51,18 +51,9 @@ var _ = Describe("reconnect: default backoff", func() {
 		DeferCleanup(func() { net.RefuseNew(false) })
 		Expect(net.Cut()).To(BeNumerically(">=", 1), "rig: no live connection to cut")
 		cut := must(waitNet(ctx, net, nm, "the cut", func(e netem.Event) bool { return e.Kind == netem.EvCut }))
-		times := []time.Time{cut.At}
 		wctx, cancel := context.WithDeadline(ctx, cut.At.Add(window))
 		defer cancel()
-		after := cut.Seq
-		for len(times) < want+1 {
-			ev, err := net.WaitEventAfter(wctx, after, func(e netem.Event) bool { return e.Kind == netem.EvRefused })
-			if err != nil {
-				break
-			}
-			after = ev.Seq
-			times = append(times, ev.At)
-		}
+		times := refusedAfter(wctx, net, cut, want, nil)
 		net.RefuseNew(false)
 		Expect(ctx.Err()).NotTo(HaveOccurred(), "the spec was ended while attempts were collected")
 		att := series.Series{Name: "loss, then attempts reset at once (the board's default policy)", Times: times}

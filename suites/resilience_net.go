@@ -58,21 +58,9 @@ var _ = Describe("reconnect after network faults", func() {
 		// once a gap is clearly over the cap (the verdict is known) or at
 		// a deadline of twice the expected time.
 		const attempts = 16
-		times := []time.Time{cut.At}
 		wctx, cancel := context.WithTimeout(ctx, 2*(initial+2*initial+(attempts-2)*ceiling)+time.Second)
 		defer cancel()
-		after := cut.Seq
-		for len(times) < attempts+1 {
-			ev, err := net.WaitEventAfter(wctx, after, func(e netem.Event) bool { return e.Kind == netem.EvRefused })
-			if err != nil {
-				break
-			}
-			after = ev.Seq
-			times = append(times, ev.At)
-			if ev.At.Sub(times[len(times)-2]) > 2*ceiling {
-				break
-			}
-		}
+		times := refusedAfter(wctx, net, cut, attempts, func(gap time.Duration) bool { return gap > 2*ceiling })
 		net.RefuseNew(false)
 		att := series.Series{Name: "loss, then reconnect attempts reset by the network", Times: times}
 		series.Record(att)
@@ -502,6 +490,26 @@ func netText(evs []netem.Event, mark uint64) string {
 }
 
 // deviceState asks the board for its client state (for failure messages).
+// refusedAfter collects the times of the link loss from (a cut) and of up
+// to n connection attempts the proxy refused after it, until ctx ends or
+// stop (when set) says a gap settles the verdict already.
+func refusedAfter(ctx context.Context, net *netem.Proxy, from netem.Event, n int, stop func(gap time.Duration) bool) []time.Time {
+	times := []time.Time{from.At}
+	after := from.Seq
+	for len(times) < n+1 {
+		ev, err := net.WaitEventAfter(ctx, after, func(e netem.Event) bool { return e.Kind == netem.EvRefused })
+		if err != nil {
+			break
+		}
+		after = ev.Seq
+		times = append(times, ev.At)
+		if stop != nil && stop(ev.At.Sub(times[len(times)-2])) {
+			break
+		}
+	}
+	return times
+}
+
 func deviceState(ctx context.Context, s *fixtures.Session) string {
 	var st agentproto.Status
 	if err := s.Call(ctx, agentproto.OpStatus, nil, &st); err != nil {

@@ -266,19 +266,24 @@ func tlsOutcome(tr []hub.Entry, ev agentproto.ConnEvent) string {
 	}
 	out := "refused"
 	if r := ev.Reason; r != "" {
-		// The board's reason, from its TLS error on: "x509: certificate
-		// signed by unknown authority", "remote error: tls: protocol …".
-		if i := strings.Index(r, "x509: "); i >= 0 {
-			r = r[i:]
-		} else if i := strings.Index(r, "tls: "); i >= 0 {
-			r = r[i:]
-		}
-		if len(r) > 120 {
-			r = r[:120] + "…"
-		}
-		out += " (board " + ev.State + ": " + r + ")"
+		out += " (board " + ev.State + ": " + tlsReason(r) + ")"
 	}
 	return out
+}
+
+// tlsReason is a board's failure reason from its TLS error on ("x509:
+// certificate signed by unknown authority", "remote error: tls: protocol
+// …"), cut to 120 bytes.
+func tlsReason(r string) string {
+	if i := strings.Index(r, "x509: "); i >= 0 {
+		r = r[i:]
+	} else if i := strings.Index(r, "tls: "); i >= 0 {
+		r = r[i:]
+	}
+	if len(r) > 120 {
+		r = r[:120] + "…"
+	}
+	return r
 }
 
 // tlsEvents returns the event entries of one kind.
