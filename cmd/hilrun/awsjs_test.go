@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"io/fs"
 	"net"
 	"os"
 	"os/exec"
@@ -34,43 +33,9 @@ func installAWSNodePeer(ctx context.Context, npm string, log io.Writer) (string,
 		return "", err
 	}
 	dir := filepath.Join(root, awsiotnode.Name+"-"+digest)
-	if _, err := os.Stat(filepath.Join(dir, "node_modules", "aws-iot-device-sdk")); err == nil {
-		return dir, nil
-	}
-	if err := os.MkdirAll(root, 0o755); err != nil {
-		return "", err
-	}
-	tmp, err := os.MkdirTemp(root, "."+awsiotnode.Name+"-*")
+	err = npmInstall{npm: npm, files: awsiotnode.Files(), dir: dir, done: filepath.Join(dir, "node_modules", "aws-iot-device-sdk"), timeout: 5 * time.Minute,
+		announce: fmt.Sprintf("installing aws-iot-device-sdk into %s (npm ci, once)", dir)}.run(ctx, log)
 	if err != nil {
-		return "", err
-	}
-	defer os.RemoveAll(tmp)
-	if err := fs.WalkDir(awsiotnode.Files(), ".", func(p string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
-			return err
-		}
-		b, err := fs.ReadFile(awsiotnode.Files(), p)
-		if err != nil {
-			return err
-		}
-		return os.WriteFile(filepath.Join(tmp, p), b, 0o644)
-	}); err != nil {
-		return "", err
-	}
-	fmt.Fprintf(log, "installing aws-iot-device-sdk into %s (npm ci, once)\n", dir)
-	ictx, cancel := context.WithTimeout(ctx, 5*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ictx, npm, "ci", "--omit=dev", "--no-audit", "--no-fund", "--loglevel=error")
-	cmd.Dir = tmp
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Run(); err != nil {
-		return "", fmt.Errorf("npm ci failed (%v); npm needs the package registry:\n%s", err, sdkTail(out.String(), 20))
-	}
-	if err := os.Rename(tmp, dir); err != nil {
-		if _, serr := os.Stat(filepath.Join(dir, "node_modules")); serr == nil {
-			return dir, nil // installed meanwhile by another run
-		}
 		return "", err
 	}
 	return dir, nil

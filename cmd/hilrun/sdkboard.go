@@ -92,18 +92,50 @@ func installNodeShim(ctx context.Context, log io.Writer) (string, error) {
 	}
 	dir := filepath.Join(root, azureiotnode.Name+"-"+digest)
 	launcher := filepath.Join(dir, "firmware.sh")
-	if _, err := os.Stat(launcher); err == nil {
-		return launcher, nil
-	}
-	if err := os.MkdirAll(root, 0o755); err != nil {
-		return "", err
-	}
-	tmp, err := os.MkdirTemp(root, "."+azureiotnode.Name+"-*")
+	ver, _ := azureiotnode.SDKVersion("azure-iot-device")
+	err = npmInstall{npm: npm, files: azureiotnode.Files(), executable: azureiotnode.Entry, dir: dir, done: launcher, timeout: 10 * time.Minute,
+		announce: fmt.Sprintf("hilrun: installing the Azure IoT device SDK for Node.js (azure-iot-device %s) into %s (npm ci, once)", ver, dir),
+		finish: func(tmp string) error {
+			script := fmt.Sprintf("#!/bin/sh\n# hilrun launcher for the %s SDK shim (the virtual board copies this file as its image)\nexec %s %s \"$@\"\n",
+				azureiotnode.Name, shellQuote(node), shellQuote(filepath.Join(dir, azureiotnode.Entry)))
+			return os.WriteFile(filepath.Join(tmp, "firmware.sh"), []byte(script), 0o755)
+		}}.run(ctx, log)
 	if err != nil {
 		return "", err
 	}
+	return launcher, nil
+}
+
+// npmInstall installs an embedded Node.js package into the SDK cache once:
+// its files are written into a fresh directory beside dir, `npm ci` runs
+// there (pinned by the package's lock file), finish adds what the caller
+// needs, and the directory is renamed into place, so a directory at dir is
+// always a complete install. done is the path whose presence says so (an
+// earlier run, or a concurrent one of a pool, installed it).
+type npmInstall struct {
+	npm        string
+	files      fs.FS
+	executable string // the one file written executable ("" for none)
+	dir, done  string
+	timeout    time.Duration
+	announce   string // printed before npm runs
+	finish     func(tmp string) error
+}
+
+func (n npmInstall) run(ctx context.Context, log io.Writer) error {
+	if _, err := os.Stat(n.done); err == nil {
+		return nil
+	}
+	root := filepath.Dir(n.dir)
+	if err := os.MkdirAll(root, 0o755); err != nil {
+		return err
+	}
+	tmp, err := os.MkdirTemp(root, "."+filepath.Base(n.dir)+"-*")
+	if err != nil {
+		return err
+	}
 	defer os.RemoveAll(tmp)
-	if err := fs.WalkDir(azureiotnode.Files(), ".", func(p string, d fs.DirEntry, err error) error {
+	if err := fs.WalkDir(n.files, ".", func(p string, d fs.DirEntry, err error) error {
 		if err != nil || p == "." {
 			return err
 		}
@@ -111,41 +143,40 @@ func installNodeShim(ctx context.Context, log io.Writer) (string, error) {
 		if d.IsDir() {
 			return os.MkdirAll(dst, 0o755)
 		}
-		b, err := fs.ReadFile(azureiotnode.Files(), p)
+		b, err := fs.ReadFile(n.files, p)
 		if err != nil {
 			return err
 		}
 		mode := os.FileMode(0o644)
-		if p == azureiotnode.Entry {
+		if p == n.executable {
 			mode = 0o755
 		}
 		return os.WriteFile(dst, b, mode)
 	}); err != nil {
-		return "", fmt.Errorf("write the shim: %w", err)
+		return fmt.Errorf("write %s: %w", filepath.Base(n.dir), err)
 	}
-	ver, _ := azureiotnode.SDKVersion("azure-iot-device")
-	fmt.Fprintf(log, "hilrun: installing the Azure IoT device SDK for Node.js (azure-iot-device %s) into %s (npm ci, once)\n", ver, dir)
-	ictx, cancel := context.WithTimeout(ctx, 10*time.Minute)
+	fmt.Fprintln(log, n.announce)
+	ictx, cancel := context.WithTimeout(ctx, n.timeout)
 	defer cancel()
-	cmd := exec.CommandContext(ictx, npm, "ci", "--omit=dev", "--no-audit", "--no-fund", "--loglevel=error")
+	cmd := exec.CommandContext(ictx, n.npm, "ci", "--omit=dev", "--no-audit", "--no-fund", "--loglevel=error")
 	cmd.Dir = tmp
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Run(); err != nil {
-		return "", fmt.Errorf("`npm ci` of the SDK shim failed (%v); npm needs the package registry (check npm_config_registry, a proxy, or network access):\n%s", err, sdkTail(out.String(), 20))
+		return fmt.Errorf("`npm ci` in %s failed (%v); npm needs the package registry (check npm_config_registry, a proxy, or network access):\n%s", filepath.Base(n.dir), err, sdkTail(out.String(), 20))
 	}
-	script := fmt.Sprintf("#!/bin/sh\n# hilrun launcher for the %s SDK shim (the virtual board copies this file as its image)\nexec %s %s \"$@\"\n",
-		azureiotnode.Name, shellQuote(node), shellQuote(filepath.Join(dir, azureiotnode.Entry)))
-	if err := os.WriteFile(filepath.Join(tmp, "firmware.sh"), []byte(script), 0o755); err != nil {
-		return "", err
-	}
-	if err := os.Rename(tmp, dir); err != nil {
-		if _, serr := os.Stat(launcher); serr == nil {
-			return launcher, nil // installed meanwhile by another run (pool)
+	if n.finish != nil {
+		if err := n.finish(tmp); err != nil {
+			return err
 		}
-		return "", fmt.Errorf("install the shim into %s: %w", dir, err)
 	}
-	return launcher, nil
+	if err := os.Rename(tmp, n.dir); err != nil {
+		if _, serr := os.Stat(n.done); serr == nil {
+			return nil // installed meanwhile by another run
+		}
+		return fmt.Errorf("install into %s: %w", n.dir, err)
+	}
+	return nil
 }
 
 // installPythonShim makes sure the Python shim's virtualenv exists (the

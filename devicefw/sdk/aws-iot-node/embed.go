@@ -6,12 +6,10 @@
 package awsiotnode
 
 import (
-	"crypto/sha256"
 	"embed"
-	"encoding/hex"
-	"fmt"
 	"io/fs"
-	"sort"
+
+	"github.com/hilrun/hilrun/devicefw/sdk/sdkfiles"
 )
 
 // Name names the cache directory.
@@ -27,20 +25,4 @@ var files embed.FS
 func Files() fs.FS { return files }
 
 // Digest identifies this version of the peer and its lock file.
-func Digest() (string, error) {
-	names, err := fs.Glob(files, "*")
-	if err != nil {
-		return "", err
-	}
-	sort.Strings(names)
-	h := sha256.New()
-	for _, n := range names {
-		b, err := files.ReadFile(n)
-		if err != nil {
-			return "", err
-		}
-		fmt.Fprintf(h, "%s\x00%d\x00", n, len(b))
-		h.Write(b)
-	}
-	return hex.EncodeToString(h.Sum(nil))[:16], nil
-}
+func Digest() (string, error) { return sdkfiles.Digest(files) }

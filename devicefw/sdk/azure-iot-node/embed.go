@@ -8,13 +8,12 @@
 package azureiotnode
 
 import (
-	"crypto/sha256"
 	"embed"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io/fs"
-	"sort"
+
+	"github.com/hilrun/hilrun/devicefw/sdk/sdkfiles"
 )
 
 // Name is the SDK board's name in `--board sdk:<Name>`.
@@ -31,28 +30,7 @@ func Files() fs.FS { return files }
 
 // Digest identifies this version of the shim and its lock file; the cache
 // directory is keyed by it, so a changed shim is installed afresh.
-func Digest() (string, error) {
-	var names []string
-	if err := fs.WalkDir(files, ".", func(p string, d fs.DirEntry, err error) error {
-		if err == nil && !d.IsDir() {
-			names = append(names, p)
-		}
-		return err
-	}); err != nil {
-		return "", err
-	}
-	sort.Strings(names)
-	h := sha256.New()
-	for _, n := range names {
-		b, err := files.ReadFile(n)
-		if err != nil {
-			return "", err
-		}
-		fmt.Fprintf(h, "%s\x00%d\x00", n, len(b))
-		h.Write(b)
-	}
-	return hex.EncodeToString(h.Sum(nil))[:16], nil
-}
+func Digest() (string, error) { return sdkfiles.Digest(files) }
 
 // SDKVersion is the version of package name (e.g. "azure-iot-device")
 // pinned by the lock file.
