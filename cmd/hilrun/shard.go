@@ -136,21 +136,18 @@ func autoShardCount() int { return min(4, 2*runtime.NumCPU()) }
 // profile or a pool run on one board as asked; so does every run the suite
 // starts for itself (selftest, a shard's child).
 func autoShards(flags *pflag.FlagSet, o *runOptions) (int, error) {
+	virtual := o.board == "sim" && o.port == "" && !flags.Changed("pool") && len(o.defects) == 0 && len(o.misbehave) == 0 && o.cloud != fixtures.CloudAWS
 	if v := os.Getenv(shardsEnv); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 1 {
 			return 0, &exitError{2, fmt.Sprintf("$%s=%q: want a number of virtual boards ≥ 1 (1: one board)", shardsEnv, v)}
 		}
-		if n == 1 {
+		if !virtual {
 			return 1, nil
 		}
-		if o.board == "sim" && o.port == "" && !flags.Changed("pool") && len(o.defects) == 0 && len(o.misbehave) == 0 && o.cloud != fixtures.CloudAWS {
-			return n, nil
-		}
-		return 1, nil
+		return n, nil
 	}
-	whole := o.labelFilter == "" && len(o.focus) == 0
-	if !whole || o.board != "sim" || o.port != "" || flags.Changed("pool") || len(o.defects) > 0 || len(o.misbehave) > 0 || o.cloud == fixtures.CloudAWS {
+	if !virtual || o.labelFilter != "" || len(o.focus) > 0 {
 		return 1, nil
 	}
 	return autoShardCount(), nil
