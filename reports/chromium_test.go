@@ -47,6 +47,9 @@ func TestHTMLInChromium(t *testing.T) {
 					t.Errorf("rendered DOM lacks %s", re)
 				}
 			}
+			if kind != "rig-fault" && kind != "no-specs" && !strings.Contains(dom, `<details class="coverage"><summary>dimensions 1/3 covered (1 partial)</summary>`) {
+				t.Error("TWIN-010's row lacks its dimension coverage detail")
+			}
 			if kind == "filtered" && !strings.Contains(dom, `id="filtered-badge"`) {
 				t.Error("filtered run without its badge")
 			}
