@@ -129,6 +129,8 @@ func (dc *deviceClient) onTwinResponse(t iothub.Topic, body []byte) {
 		if len(dc.order) > 0 {
 			p = dc.pending[dc.order[0]]
 		}
+	} else if dc.fw.defects.on(DefTwinRIDUint8) {
+		p = dc.pending[twinRID8(t.RID)] // defect: 8-bit request id
 	} else {
 		p = dc.pending[t.RID]
 	}
@@ -155,9 +157,10 @@ func (dc *deviceClient) applyTwinDocument(r twinResp) (agentproto.TwinResult, er
 	if len(desired) == 0 && dc.on(DefTwinEmptyDesired) {
 		return agentproto.TwinResult{}, errEmptyDesired
 	}
+	vf := dc.versionFlags()
 	dc.mu.Lock()
-	if dv >= dc.desiredVer || dc.fw.defects.on(DefStaleDesired) {
-		dc.desired, dc.desiredVer = twin.Clone(desired), dv
+	if vf.newer(dv, dc.desiredVer, true) || dc.fw.defects.on(DefStaleDesired) {
+		dc.desired, dc.desiredVer = twin.Clone(desired), vf.stored(dv)
 	}
 	dc.reportedVer = rv
 	dc.mu.Unlock()
@@ -209,13 +212,14 @@ func (dc *deviceClient) onDesired(body []byte) {
 	if dc.on(DefTwinDesiredNullIgnored) {
 		patch = dropNulls(patch)
 	}
+	vf := dc.versionFlags()
 	dc.mu.Lock()
-	if v > dc.desiredVer || dc.fw.defects.on(DefStaleDesired) {
+	if vf.newer(v, dc.desiredVer, false) || dc.fw.defects.on(DefStaleDesired) {
 		if dc.desired == nil {
 			dc.desired = twin.Section{}
 		}
 		twin.Merge(dc.desired, patch)
-		dc.desiredVer = v
+		dc.desiredVer = vf.stored(v)
 		ev.Applied = true
 	} else {
 		ev.Reason = "stale: version " + strconv.FormatInt(v, 10) + " <= " + strconv.FormatInt(dc.desiredVer, 10)
@@ -247,6 +251,7 @@ func (dc *deviceClient) onMethod(c *conn, t iothub.Topic, body []byte) {
 	caseFold, emptyIgnored, bodyText := md.on(DefMethodNameCaseFold), md.on(DefMethodEmptyBody), md.on(DefMethodBodyNotJSON)
 	late, limit64K, puback := md.on(DefMethodReplyLate), md.on(DefMethodRequest64K), md.on(DefMethodRequestPuback)
 	lastRID, failNoReply := md.on(DefMethodReplyLastRID), md.on(DefMethodFailNoReply)
+	rid16 := md.on(DefMethodRIDUint16)
 	dc.lastMethodRID = t.RID
 	cmdUnmatched := md.on(DefPnPComponentCmdUnmatched) && strings.Contains(t.MethodName, iothub.CommandSeparator)
 	dc.mu.Unlock()
@@ -332,6 +337,9 @@ func (dc *deviceClient) onMethod(c *conn, t iothub.Topic, body []byte) {
 			return
 		}
 		rid = strings.ToUpper(strconv.FormatUint(v, 16))
+	}
+	if rid16 {
+		rid = methodRID16(rid) // defect: 16-bit request id
 	}
 	topic := iothub.MethodResponseTopic(status, rid)
 	if statusText {

@@ -1,0 +1,146 @@
+package suites
+
+import (
+	"encoding/json"
+	"fmt"
+	"regexp"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+
+	"github.com/hilrun/hilrun/devicefw/agentproto"
+	"github.com/hilrun/hilrun/fixtures"
+	"github.com/hilrun/hilrun/rig/hub"
+	"github.com/hilrun/hilrun/rig/iothub"
+	"github.com/hilrun/hilrun/rig/iothub/twin"
+)
+
+// Boundary specs (issue 15): a rule checked on one small example proves
+// the example, not the rule. These specs drive identifiers and counters
+// past the widths real clients store them in (one decimal digit, 8, 16 and
+// 32 bits) and judge the same requirement there as the one-example specs
+// in twin.go and methods.go do.
+var _ = Describe("boundaries: identifiers and counters", func() {
+	Conformance("desired $version is compared as a number past 9, 99, 255, 65535 and 2^31: each newer patch is applied, an older one ignored", []string{"TWIN-010", "TWIN-009"}, func(ctx SpecContext) {
+		// 002 L12092 and L12104: a twin's $version only grows ("guaranteed
+		// to be incremental"), by every update; a twin that has lived for
+		// years holds versions in the thousands and more. The patches below
+		// stand in for that history: each pair of newer ones crosses one
+		// width a client might keep the version in (text, 8, 16, 32 bits),
+		// then the older one of the pair arrives again, the race the resync
+		// flow (L12096-12104) exists to close.
+		s := NewSession(ctx, fixtures.SessionOptions{})
+		rs := twinResynced(ctx, s, s.Start())
+		held := rs.DesiredVersion
+		push := func(v int64, value int64) agentproto.DesiredEvent {
+			GinkgoHelper()
+			m := s.Mark()
+			body := must(twin.DesiredPatchDocument(twin.Section{"bound": value}, v))
+			must(0, s.Env.Hub.PushDesiredRaw(s.ID, v, body))
+			return twinDesiredEvent(ctx, s, m, v)
+		}
+		for _, b := range []int64{9, 99, 255, 65535, 1<<31 - 1} {
+			if b <= held {
+				continue
+			}
+			for _, v := range []int64{b, b + 1} {
+				ev := push(v, v)
+				Expect(ev.Applied).To(BeTrue(), "TWIN-009: expected the desired patch $version=%d, newer than the held %d, to be applied (002 L14013-14025; versions are compared as numbers: they only grow, L12092, L12104); the device ignored it: %s\n%s",
+					v, held, ev.Reason, traceText(s.Trace(s.Start())))
+				if ev.Desired != nil {
+					Expect(ev.Desired["bound"]).To(BeEquivalentTo(v), "TWIN-009: after the patch $version=%d the device must hold bound=%d; it holds %v", v, v, ev.Desired)
+				}
+				held = v
+			}
+			ev := push(b, -b)
+			Expect(ev.Applied).To(BeFalse(), "TWIN-010: expected the desired patch $version=%d, older than the held %d, to be ignored (002 L12104: notifications with $version less or equal than the held version); the device applied it\n%s",
+				b, held, traceText(s.Trace(s.Start())))
+			if ev.Desired != nil {
+				Expect(ev.Desired["bound"]).To(BeEquivalentTo(held), "TWIN-010: after the older patch $version=%d the device must still hold bound=%d (002 L12104); it holds %v", b, held, ev.Desired)
+			}
+		}
+	})
+
+	Conformance("300 reported patches in a row are each paired with the answer on their own $rid, past the 10th, 100th and 256th request", []string{"TWIN-003", "TWIN-008"}, func(ctx SpecContext) {
+		// The device chooses its request ids (002 L13936-13938: any valid
+		// property value); whatever it chooses, each of its requests is
+		// answered on that id (L13967, L13973) and the answer must reach
+		// that request. 300 requests pass the widths a client might read
+		// an id back into (a digit, 8 bits) and take the hub's reported
+		// $version past 255, which each 2xx answer carries (L14007).
+		const n = 300
+		s := NewSession(ctx, fixtures.SessionOptions{})
+		twinResynced(ctx, s, s.Start())
+		// A short twin timeout bounds the wait of a request whose answer the
+		// device fails to pair.
+		short := int(4 * s.Env.Timing.Quiet.Milliseconds())
+		must(0, s.Call(ctx, agentproto.OpConfigure, agentproto.Config{Twin: &agentproto.TwinConfig{TimeoutMS: short}}, nil))
+		m := s.Mark()
+		results := make([]agentproto.ReportResult, n)
+		for i := range n {
+			res, err := twinReport(ctx, s, map[string]any{"seq": i})
+			if err != nil {
+				tr := s.Trace(m)
+				p, a := boundsPatchAndAnswer(tr, i)
+				Fail(fmt.Sprintf("TWIN-003: reported patch #%d (PATCH %s) was answered %s on its own $rid (002 L13967, L13973: responses carry the request's id), yet the device reported %v\n%s",
+					i+1, p.Topic, a.Topic, err, traceText(tr)))
+			}
+			results[i] = res
+		}
+		tr := s.Trace(m)
+		for i, res := range results {
+			if res == (agentproto.ReportResult{}) {
+				continue // the board's library does not hand on status and $version (see the TWIN-008 spec)
+			}
+			p, a := boundsPatchAndAnswer(tr, i)
+			t, err := iothub.ParseTopic(a.Topic)
+			Expect(err).NotTo(HaveOccurred(), "hub precondition: answer %q to PATCH %s", a.Topic, p.Topic)
+			Expect(res).To(Equal(agentproto.ReportResult{Status: t.Status, Version: t.Version}),
+				"TWIN-008: reported patch #%d (PATCH %s) was answered %s; expected the device to report that answer's status and $version (002 L14007); it reported %+v\n%s",
+				i+1, p.Topic, a.Topic, res, traceText(tr))
+		}
+	})
+
+	Conformance("a method $rid past f, ff, ffff and ffffffff, in hex and in decimal form, is echoed byte for byte", []string{"METH-003"}, func(ctx SpecContext) {
+		// 002 L14037: the response's request ID "must match the one in the
+		// request message"; the format is not documented (catalog GAP), so
+		// the ids here are the ones a hub counter reaches after many calls,
+		// hex as IoT Hub's look and decimal, each just before and after a
+		// width a client might keep it in.
+		s := NewSession(ctx, fixtures.SessionOptions{})
+		defineMethod(ctx, s, agentproto.MethodBehaviour{Name: "ridBounds", Status: 200, Payload: `{}`})
+		resTopic := regexp.MustCompile(`^\$iothub/methods/res/[^/]+/\?\$rid=(.*)$`)
+		rids := []string{"f", "10", "ff", "100", "fff", "1000", "ffff", "10000", "ffffffff", "100000000",
+			"9", "99", "255", "256", "65535", "65536", "4294967296"}
+		for _, rid := range rids {
+			m := s.Mark()
+			_, err := invokeMethod(ctx, s, hub.MethodRequest{Name: "ridBounds", RID: rid})
+			var topics, got []string
+			for _, e := range publishes(s.Trace(m), "$iothub/methods/res/") {
+				topics = append(topics, e.Topic)
+				if g := resTopic.FindStringSubmatch(e.Topic); g != nil {
+					got = append(got, g[1])
+				}
+			}
+			Expect(got).To(Equal([]string{rid}),
+				"METH-003: expected one response on $iothub/methods/res/{status}/?$rid=%s (the request's $rid byte for byte, 002 L14037); response topics seen: %q (invoke: %v)\n%s", rid, topics, err, traceText(s.Trace(m)))
+		}
+	})
+})
+
+// boundsPatchAndAnswer finds reported patch {"seq": i} in tr and the hub's
+// answer on its $rid (zero entries when missing).
+func boundsPatchAndAnswer(tr []hub.Entry, i int) (patch, answer hub.Entry) {
+	for _, e := range tr {
+		if !twinPublishTo(twinReportedPrefix)(e) {
+			continue
+		}
+		var body map[string]any
+		if json.Unmarshal(e.Payload, &body) != nil || body["seq"] != float64(i) {
+			continue
+		}
+		patch = e
+		answer, _ = twinResponse(tr, twinRID(e.Topic))
+	}
+	return patch, answer
+}
