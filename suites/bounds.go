@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"regexp"
+	"strings"
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
@@ -135,6 +136,54 @@ var _ = Describe("boundaries: identifiers and counters", func() {
 			}
 			Expect(got).To(Equal([]string{rid}),
 				"METH-003: expected one response on $iothub/methods/res/{status}/?$rid=%s (the request's $rid byte for byte, 002 L14037); response topics seen: %q (invoke: %v)\n%s", rid, topics, err, traceText(s.Trace(m)))
+		}
+	})
+})
+
+// Every status the docs list for an operation, not one example of each
+// class: 002 L13958-13961 (GET) and L13984-13990 (reported PATCH) give
+// "5**  Server errors" as one row, so a client that retries only the codes
+// it has met (500, 503) breaks the rule for the others.
+var _ = Describe("boundaries: status codes", func() {
+	Conformance("every 5xx answer (500, 501, 502, 503, 504, 507) to a twin GET and to a reported patch is retried until the hub accepts it", []string{"TWIN-005"}, func(ctx SpecContext) {
+		s := NewSession(ctx, fixtures.SessionOptions{})
+		twinResynced(ctx, s, s.Start())
+		t := s.Env.Timing
+		for _, op := range []string{"GET", "PATCH"} {
+			for i, status := range []int{500, 501, 502, 503, 504, 507} {
+				prefix, body := twinGetPrefix, ""
+				m := s.Mark()
+				must(0, s.Env.Hub.FailTwinRequests(s.ID, status, 1))
+				var err error
+				if op == "GET" {
+					err = s.Call(ctx, agentproto.OpTwinGet, nil, nil)
+				} else {
+					prefix = twinReportedPrefix
+					patch := map[string]any{"status5xx": status, "case": i}
+					b, _ := json.Marshal(patch)
+					body = string(b)
+					_, err = twinReport(ctx, s, patch)
+				}
+				first := must(s.WaitTrace(ctx, m, "the twin "+op, twinPublishTo(prefix)))
+				ans := must(s.WaitTrace(ctx, m, "the hub's answer to the twin "+op, twinAnswerTo(twinRID(first.Topic))))
+				if !strings.HasPrefix(ans.Topic, fmt.Sprintf("%s%d/", twinResPrefix, status)) {
+					Fail(fmt.Sprintf("hub precondition: expected the %s to be answered %d; the hub answered %s\n%s", op, status, ans.Topic, traceText(s.Trace(m))))
+				}
+				// The device may retry after its call returned: the retry comes
+				// within the backoff cap.
+				wctx, cancel := context.WithTimeout(ctx, t.RetryMax+t.Quiet)
+				retry, werr := s.WaitTrace(wctx, m, "", func(e hub.Entry) bool {
+					return e.Seq > ans.Seq && twinPublishTo(prefix)(e) && (op == "GET" || string(e.Payload) == body)
+				})
+				cancel()
+				tr := s.Trace(m)
+				Expect(werr).NotTo(HaveOccurred(), "TWIN-005: the twin %s was answered %s; every 5xx is a server error to retry later (002 L13958-13961, L13984-13990: \"5** Server errors\"; catalog TWIN-005); the device sent no retry within %s (call: %v)\n%s",
+					op, ans.Topic, t.RetryMax+t.Quiet, err, traceText(tr))
+				ok := must(s.WaitTrace(ctx, m, "the answer to the retried "+op, twinAnswerTo(twinRID(retry.Topic))))
+				Expect(ok.Topic).To(HavePrefix(twinResPrefix+"2"), "hub precondition: the retried %s is accepted\n%s", op, traceText(s.Trace(m)))
+				Expect(err).NotTo(HaveOccurred(), "TWIN-005: the twin %s answered %d succeeded on its retry (%s); the device's operation must succeed (002 L13958-13961, L13984-13990)\n%s",
+					op, status, ok.Topic, traceText(s.Trace(m)))
+			}
 		}
 	})
 })

@@ -897,6 +897,9 @@ func (dc *deviceClient) twinRetryDelay(cc connConfig, status, try int) (time.Dur
 	if dc.on(DefTwin5xxGivesUp) {
 		server = false
 	}
+	if dc.on(DefTwin5xxListed) {
+		server = twinRetriedServerError(status) // defect: a fixed list of codes
+	}
 	if !throttled && !server {
 		return 0, false
 	}

@@ -14,6 +14,7 @@ const (
 	DefTwinVersion16      = "twin-version-uint16"
 	DefTwinRIDUint8       = "twin-rid-uint8"
 	DefMethodRIDUint16    = "method-rid-uint16"
+	DefTwin5xxListed      = "twin-5xx-listed-only"
 )
 
 // boundsDefects lists them; see Defects.
@@ -22,7 +23,11 @@ var boundsDefects = []Defect{
 	{DefTwinVersion16, "TWIN-010", "the held desired $version is kept in 16 bits (uint16), so from $version 65536 on newer patches compare as older and are ignored"},
 	{DefTwinRIDUint8, "TWIN-003", "the $rid of a twin response is read back into an 8-bit request id, so from the 256th request on answers are looked up under rid mod 256, not found, and the request waits until its timeout"},
 	{DefMethodRIDUint16, "METH-003", "a hex method $rid is read into a 16-bit request id and printed back zero-padded to the width it came with (non-hex rids are echoed unchanged), so rids from 0x10000 on are answered with the wrapped value (\"10000\" becomes \"00000\")"},
+	{DefTwin5xxListed, "TWIN-005", "only the server errors 500 and 503 are retried (a fixed list of codes in the client); any other 5xx answer to a twin request (501, 502, 504, …) is final"},
 }
+
+// twinRetriedServerError is twin-5xx-listed-only's list of retried 5xx codes.
+func twinRetriedServerError(status int) bool { return status == 500 || status == 503 }
 
 // versionFlags are the version-comparison switches, read before dc.mu is taken.
 type versionFlags struct{ lexical, u16 bool }
