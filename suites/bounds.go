@@ -188,6 +188,36 @@ var _ = Describe("boundaries: status codes", func() {
 	})
 })
 
+// RECON-004 names both refusals a device cannot retry its way out of
+// (catalog evidence: CONNACK 0x04/0x05) and holds for every authentication
+// mode; the specs in reconnect.go refuse SAS devices with 5 only.
+var _ = Describe("boundaries: refusals and authentication modes", func() {
+	Conformance("after CONNACK 4 (bad user name or password) the device stops retrying and says why", []string{"RECON-004"}, func(ctx SpecContext) {
+		boundsRefusedAndStopped(ctx, fixtures.SessionOptions{}, 4)
+	})
+
+	Conformance("an X.509 device refused with CONNACK 5 (not authorized) stops retrying and says why", []string{"RECON-004"}, func(ctx SpecContext) {
+		boundsRefusedAndStopped(ctx, fixtures.SessionOptions{Auth: fixtures.AuthX509Self}, 5, "x509")
+	})
+})
+
+// boundsRefusedAndStopped drops the session's connection while the hub
+// refuses the identity's CONNECTs with return code rc, and judges the
+// device's reaction (RECON-004, 002 L16708, L35845: a failure retrying
+// cannot fix stops the device, which reports it).
+func boundsRefusedAndStopped(ctx SpecContext, o fixtures.SessionOptions, rc byte, capabilities ...string) {
+	GinkgoHelper()
+	s := NewSession(ctx, o, capabilities...)
+	m := s.Mark()
+	// The refusal outlasts the quiet watch of expectStoppedAndReported.
+	window := max(s.Env.Timing.Quiet, s.Env.Timing.RetryMax)
+	s.Env.Hub.RefuseConnects(s.ID, rc, 2*window+s.Env.Timing.Event)
+	DeferCleanup(func() { s.Env.Hub.RefuseConnects(s.ID, rc, 0) })
+	Expect(s.Env.Hub.Drop(s.ID, false, fmt.Sprintf("RECON-004: the identity is refused with CONNACK %d", rc))).To(Succeed())
+	refused := must(s.WaitTrace(ctx, m, fmt.Sprintf("a reconnect refused with CONNACK %d", rc), isConnack(rc)))
+	expectStoppedAndReported(ctx, s, m, refused)
+}
+
 // boundsVersions are the desired $version values the version specs cross
 // (each with the next one): one decimal digit, two, 8, 16 and 31 bits.
 var boundsVersions = []int64{9, 99, 255, 65535, 1<<31 - 1}

@@ -15,6 +15,8 @@ const (
 	DefTwinRIDUint8       = "twin-rid-uint8"
 	DefMethodRIDUint16    = "method-rid-uint16"
 	DefTwin5xxListed      = "twin-5xx-listed-only"
+	DefRetryConnack4      = "retry-after-bad-credentials"
+	DefRetryAuthX509      = "retry-after-auth-x509"
 )
 
 // boundsDefects lists them; see Defects.
@@ -24,6 +26,14 @@ var boundsDefects = []Defect{
 	{DefTwinRIDUint8, "TWIN-003", "the $rid of a twin response is read back into an 8-bit request id, so from the 256th request on answers are looked up under rid mod 256, not found, and the request waits until its timeout"},
 	{DefMethodRIDUint16, "METH-003", "a hex method $rid is read into a 16-bit request id and printed back zero-padded to the width it came with (non-hex rids are echoed unchanged), so rids from 0x10000 on are answered with the wrapped value (\"10000\" becomes \"00000\")"},
 	{DefTwin5xxListed, "TWIN-005", "only the server errors 500 and 503 are retried (a fixed list of codes in the client); any other 5xx answer to a twin request (501, 502, 504, …) is final"},
+	{DefRetryConnack4, "RECON-004", "after CONNACK 4 (bad user name or password) the device keeps retrying with normal backoff; only CONNACK 5 stops it"},
+	{DefRetryAuthX509, "RECON-004", "after CONNACK 5 an X.509 device keeps retrying with normal backoff (the client's stop rule lives in its SAS-token path); SAS devices still stop"},
+}
+
+// authRetried reports whether a switch makes a refusal with return code rc,
+// which RECON-004 counts as final, be retried instead.
+func (dc *deviceClient) authRetried(cc connConfig, rc byte) bool {
+	return rc == 4 && dc.on(DefRetryConnack4) || rc == 5 && cc.authType == "x509" && dc.on(DefRetryAuthX509)
 }
 
 // twinRetriedServerError is twin-5xx-listed-only's list of retried 5xx codes.
