@@ -218,6 +218,58 @@ func boundsRefusedAndStopped(ctx SpecContext, o fixtures.SessionOptions, rc byte
 	expectStoppedAndReported(ctx, s, m, refused)
 }
 
+// Value shapes: one property with a space proves the encoder handles a
+// space. These values are the ones encoders get wrong: '+' (a space under
+// query-string rules), '?' and '#' (they end a path or query), '%' alone
+// and text that already looks percent-encoded, non-ASCII UTF-8, and the
+// empty value.
+var boundsValueShapes = map[string]string{
+	"plus":      "a+b",
+	"query":     "x?y#z",
+	"pct":       "100%",
+	"encoded":   "%41%2Falready%20encoded",
+	"unicode":   "grüße €",
+	"empty":     "",
+	"reserved":  "&=/;,:@!$'()*",
+	"k+%41 x/y": "name with reserved characters",
+}
+
+var _ = Describe("boundaries: value shapes", func() {
+	Conformance("telemetry property values of every shape ('+', '?', '#', a lone '%', already-encoded text, non-ASCII, empty) reach the hub exactly as given", []string{"TEL-002"}, func(ctx SpecContext) {
+		s := NewSession(ctx, fixtures.SessionOptions{})
+		m := s.Mark()
+		const payload = `{"shapes":1}`
+		err := s.Call(ctx, agentproto.OpTelemetry, agentproto.TelemetryArgs{Payload: payload, Properties: boundsValueShapes, Wait: true}, nil)
+		Expect(err).NotTo(HaveOccurred(), "TEL-002: the telemetry send with the property values %q failed\n%s", boundsValueShapes, traceText(s.Trace(m)))
+		msg := must(s.WaitTelemetry(ctx, m, func(msg hub.Message) bool { return string(msg.Payload) == payload }))
+		// The hub decodes the bag with query-string rules (002 L13904-13913:
+		// RFC 2396 encoding, "the same encoding as for query strings"), as
+		// IoT Hub does; what it read is what the application gave or not.
+		got := msg.Properties.Map()
+		for k, v := range boundsValueShapes {
+			Expect(got).To(HaveKeyWithValue(k, v), "TEL-002: expected the property %q=%q to reach the hub as given (002 L13904-13913: each name and value RFC 2396-encoded, query-string rules); the hub decoded %q from the topic %q",
+				k, v, got, msg.Topic)
+		}
+	})
+
+	Conformance("C2D property values with '+', '?', '#', '%', already-encoded text and non-ASCII are decoded once, exactly", []string{"C2D-002"}, func(ctx SpecContext) {
+		s := NewSession(ctx, fixtures.SessionOptions{})
+		var bag iothub.PropertyBag
+		for _, k := range []string{"plus", "query", "pct", "encoded", "unicode", "reserved", "k+%41 x/y"} {
+			bag = append(bag, iothub.Property{Name: k, Value: boundsValueShapes[k]})
+		}
+		m := s.Mark()
+		mid := sendC2D(s, hub.C2DMessage{Payload: []byte(`{"shapes":1}`), Properties: bag})
+		d := c2dDelivery(ctx, s, m, mid)
+		c2dPuback(ctx, s, m, d, "C2D-002")
+		ev := c2dEvent(ctx, s, m, mid)
+		for _, p := range bag {
+			Expect(ev.Properties).To(HaveKeyWithValue(p.Name, p.Value), "C2D-002: expected the application property %q=%q, percent-decoded once from the topic %q (002 L13930: the property bag is url-encoded); the board read %q\n%s",
+				p.Name, p.Value, d.Topic, ev.Properties, traceText(s.Trace(m)))
+		}
+	})
+})
+
 // boundsVersions are the desired $version values the version specs cross
 // (each with the next one): one decimal digit, two, 8, 16 and 31 bits.
 var boundsVersions = []int64{9, 99, 255, 65535, 1<<31 - 1}

@@ -2,7 +2,11 @@ package sim
 
 import (
 	"fmt"
+	"net/url"
 	"strconv"
+	"strings"
+
+	"github.com/hilrun/hilrun/rig/iothub"
 )
 
 // Defect switches added for the boundary specs (issue 15): bugs that show
@@ -17,6 +21,9 @@ const (
 	DefTwin5xxListed      = "twin-5xx-listed-only"
 	DefRetryConnack4      = "retry-after-bad-credentials"
 	DefRetryAuthX509      = "retry-after-auth-x509"
+	DefBagPercentPassed   = "propbag-percent-passthrough"
+	DefBagPlusRaw         = "propbag-plus-raw"
+	DefC2DDecodedTwice    = "c2d-bag-decoded-twice"
 )
 
 // boundsDefects lists them; see Defects.
@@ -28,6 +35,60 @@ var boundsDefects = []Defect{
 	{DefTwin5xxListed, "TWIN-005", "only the server errors 500 and 503 are retried (a fixed list of codes in the client); any other 5xx answer to a twin request (501, 502, 504, …) is final"},
 	{DefRetryConnack4, "RECON-004", "after CONNACK 4 (bad user name or password) the device keeps retrying with normal backoff; only CONNACK 5 stops it"},
 	{DefRetryAuthX509, "RECON-004", "after CONNACK 5 an X.509 device keeps retrying with normal backoff (the client's stop rule lives in its SAS-token path); SAS devices still stop"},
+	{DefBagPercentPassed, "TEL-002", "a %XX sequence already in a property name or value is copied as it is (the text is taken as already encoded), so the value \"%41\" reaches the hub as \"A\""},
+	{DefBagPlusRaw, "TEL-002", "'+' in a property name or value is left unencoded (path rules, as url.PathEscape does), so the hub, decoding with query-string rules, reads it as a space"},
+	{DefC2DDecodedTwice, "C2D-002", "C2D property names and values are percent-decoded twice, so a value whose text is \"%41\" (sent as %2541) is reported as \"A\""},
+}
+
+// boundsBagText encodes a telemetry property bag the way the TEL-002
+// value-shape switches do (percentPassed: an existing %XX stays as it is;
+// plusRaw: '+' is not encoded); otherwise as iothub.PropertyBag.Encode.
+func boundsBagText(bag iothub.PropertyBag, percentPassed, plusRaw bool) string {
+	const hexDigits = "0123456789ABCDEF"
+	isHex := func(c byte) bool { return strings.IndexByte(hexDigits, c) >= 0 || 'a' <= c && c <= 'f' }
+	escape := func(sb *strings.Builder, s string) {
+		for i := 0; i < len(s); i++ {
+			c := s[i]
+			switch {
+			case 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || strings.IndexByte("-._~", c) >= 0,
+				percentPassed && c == '%' && i+2 < len(s) && isHex(s[i+1]) && isHex(s[i+2]),
+				plusRaw && c == '+':
+				sb.WriteByte(c)
+			default:
+				sb.WriteByte('%')
+				sb.WriteByte(hexDigits[c>>4])
+				sb.WriteByte(hexDigits[c&0xf])
+			}
+		}
+	}
+	var sb strings.Builder
+	for i, p := range bag {
+		if i > 0 {
+			sb.WriteByte('&')
+		}
+		escape(&sb, p.Name)
+		if !p.NoValue {
+			sb.WriteByte('=')
+			escape(&sb, p.Value)
+		}
+	}
+	return sb.String()
+}
+
+// decodedAgain is c2d-bag-decoded-twice's second pass over decoded
+// properties (a text that does not decode stays as it is).
+func decodedAgain(props map[string]string) map[string]string {
+	out := make(map[string]string, len(props))
+	for k, v := range props {
+		if d, err := url.QueryUnescape(k); err == nil {
+			k = d
+		}
+		if d, err := url.QueryUnescape(v); err == nil {
+			v = d
+		}
+		out[k] = v
+	}
+	return out
 }
 
 // authRetried reports whether a switch makes a refusal with return code rc,

@@ -1,6 +1,10 @@
 package sim
 
-import "testing"
+import (
+	"testing"
+
+	"github.com/hilrun/hilrun/rig/iothub"
+)
 
 func TestBoundsDefectHelpers(t *testing.T) {
 	for _, c := range []struct{ in, want string }{
@@ -36,5 +40,25 @@ func TestBoundsDefectHelpers(t *testing.T) {
 	}
 	if got := (versionFlags{u16: true}).stored(65536); got != 0 {
 		t.Errorf("u16 stored(65536) = %d", got)
+	}
+}
+
+func TestBoundsBagText(t *testing.T) {
+	bag := iothub.PropertyBag{{Name: "k+%41", Value: "a+b %41 100%"}, {Name: "n", NoValue: true}, {Name: "e", Value: ""}}
+	for _, c := range []struct {
+		pct, plus bool
+		want      string
+	}{
+		{false, false, bag.Encode()},
+		{true, false, "k%2B%41=a%2Bb%20%41%20100%25&n&e="},
+		{false, true, "k+%2541=a+b%20%2541%20100%25&n&e="},
+	} {
+		if got := boundsBagText(bag, c.pct, c.plus); got != c.want {
+			t.Errorf("boundsBagText(pct=%v, plus=%v) = %q, want %q", c.pct, c.plus, got, c.want)
+		}
+	}
+	got := decodedAgain(map[string]string{"%41": "%2541", "x": "100%"})
+	if len(got) != 2 || got["A"] != "%41" || got["x"] != "100%" {
+		t.Errorf("decodedAgain = %q", got)
 	}
 }

@@ -73,6 +73,9 @@ func (dc *deviceClient) onC2D(c *conn, m paho.Message, t iothub.Topic) {
 	if d.on(DefC2DBagNotDecoded) {
 		props = rawBagMap(m.Topic())
 	}
+	if d.on(DefC2DDecodedTwice) {
+		props = decodedAgain(props) // defect: decoded a second time
+	}
 	dc.mu.Unlock()
 	sum := sha256.Sum256(payload)
 	ev := agentproto.C2DEvent{Topic: m.Topic(), Properties: props, Size: len(payload),
@@ -411,6 +414,7 @@ func (dc *deviceClient) sendTelemetry(ctx context.Context, a agentproto.Telemetr
 	dc.mu.Lock()
 	d := dc.fw.defects
 	countsTopic, wrongTopic, raw := d.on(DefSizeCountsTopic), d.on(DefTelemetryWrongTopic), d.on(DefBagNotEncoded)
+	percentPassed, plusRaw := d.on(DefBagPercentPassed), d.on(DefBagPlusRaw)
 	fakeQoS0, qos2, retain := d.on(DefTelemetryQoS0), d.on(DefTelemetryQoS2), d.on(DefTelemetryRetain)
 	dc.mu.Unlock()
 	if countsTopic { // defect: the wire topic counted as well
@@ -427,6 +431,9 @@ func (dc *deviceClient) sendTelemetry(ctx context.Context, a agentproto.Telemetr
 	}
 	telID := dc.telemetryIdentity(cc.id) // MOD-004
 	topic := iothub.TelemetryTopic(telID, bag)
+	if (percentPassed || plusRaw) && len(bag) > 0 {
+		topic = iothub.TelemetryTopic(telID, nil) + boundsBagText(bag, percentPassed, plusRaw)
+	}
 	if raw {
 		topic = iothub.TelemetryTopic(telID, nil) + rawBag(bag)
 	}
