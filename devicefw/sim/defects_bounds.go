@@ -29,7 +29,7 @@ const (
 // boundsDefects lists them; see Defects.
 var boundsDefects = []Defect{
 	{DefTwinVersionLexical, "TWIN-010", "desired $version values are compared as decimal text, so \"10\" counts as older than \"9\" and a newer patch past a power of ten is ignored"},
-	{DefTwinVersion16, "TWIN-010", "the held desired $version is kept in 16 bits (uint16), so from $version 65536 on newer patches compare as older and are ignored"},
+	{DefTwinVersion16, "TWIN-009", "the held desired $version is kept in 16 bits (uint16), so from $version 65536 on newer patches compare as older and are ignored"},
 	{DefTwinRIDUint8, "TWIN-003", "the $rid of a twin response is read back into an 8-bit request id, so from the 256th request on answers are looked up under rid mod 256, not found, and the request waits until its timeout"},
 	{DefMethodRIDUint16, "METH-003", "a hex method $rid is read into a 16-bit request id and printed back zero-padded to the width it came with (non-hex rids are echoed unchanged), so rids from 0x10000 on are answered with the wrapped value (\"10000\" becomes \"00000\")"},
 	{DefTwin5xxListed, "TWIN-005", "only the server errors 500 and 503 are retried (a fixed list of codes in the client); any other 5xx answer to a twin request (501, 502, 504, …) is final"},
