@@ -113,6 +113,26 @@ var _ = Describe("boundaries: identifiers and counters", func() {
 		}
 	})
 
+	Conformance("300 C2D messages in a row are each PUBACKed on their own packet id and completed, past packet id 255", []string{"C2D-003"}, func(ctx SpecContext) {
+		// MQTT packet ids are 16 bits (MQTT 3.1.1 §2.3.1); the hub numbers
+		// one connection's QoS 1 deliveries, so 300 messages take them past
+		// the 8-bit mark. Each is sent after the previous one completed, so
+		// the device's queue never holds more than one (C2D-006's limits are
+		// not in play).
+		const n = 300
+		s := NewSession(ctx, fixtures.SessionOptions{})
+		maxID := uint16(0)
+		for i := range n {
+			m := s.Mark()
+			mid := sendC2D(s, hub.C2DMessage{Payload: fmt.Appendf(nil, "bounds #%d", i)})
+			d := c2dDelivery(ctx, s, m, mid)
+			maxID = max(maxID, d.PacketID)
+			c2dPuback(ctx, s, m, d, fmt.Sprintf("C2D-003 (message #%d, 002 L13932, L10745: QoS 1 deliveries are acknowledged, which completes them)", i+1))
+			c2dCompleted(ctx, s, mid)
+		}
+		Expect(maxID).To(BeNumerically(">", 255), "hub precondition: 300 deliveries on one connection should pass packet id 255; the largest was %d", maxID)
+	})
+
 	Conformance("a method $rid past f, ff, ffff and ffffffff, in hex and in decimal form, is echoed byte for byte", []string{"METH-003"}, func(ctx SpecContext) {
 		// 002 L14037: the response's request ID "must match the one in the
 		// request message"; the format is not documented (catalog GAP), so

@@ -24,6 +24,7 @@ const (
 	DefBagPercentPassed   = "propbag-percent-passthrough"
 	DefBagPlusRaw         = "propbag-plus-raw"
 	DefC2DDecodedTwice    = "c2d-bag-decoded-twice"
+	DefC2DPubackID8       = "c2d-puback-id-uint8"
 )
 
 // boundsDefects lists them; see Defects.
@@ -38,6 +39,18 @@ var boundsDefects = []Defect{
 	{DefBagPercentPassed, "TEL-002", "a %XX sequence already in a property name or value is copied as it is (the text is taken as already encoded), so the value \"%41\" reaches the hub as \"A\""},
 	{DefBagPlusRaw, "TEL-002", "'+' in a property name or value is left unencoded (path rules, as url.PathEscape does), so the hub, decoding with query-string rules, reads it as a space"},
 	{DefC2DDecodedTwice, "C2D-002", "C2D property names and values are percent-decoded twice, so a value whose text is \"%41\" (sent as %2541) is reported as \"A\""},
+	{DefC2DPubackID8, "C2D-003", "the PUBACK of a C2D delivery carries the packet id cut to 8 bits, so from packet id 256 on the hub never sees the acknowledgement of the delivery it sent"},
+}
+
+// pubackID8 writes c2d-puback-id-uint8's PUBACK for packet id pid (its
+// low 8 bits) on the connection under paho; false when pid fits 8 bits
+// and the normal acknowledgement should go out.
+func pubackID8(c *conn, pid uint16) bool {
+	if pid <= 0xff || c.netConn == nil {
+		return false
+	}
+	_, _ = c.netConn.Write([]byte{0x40, 0x02, 0x00, byte(pid)}) // defect: 8-bit packet id
+	return true
 }
 
 // boundsBagText encodes a telemetry property bag the way the TEL-002

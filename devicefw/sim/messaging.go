@@ -100,10 +100,10 @@ func (dc *deviceClient) onC2D(c *conn, m paho.Message, t iothub.Topic) {
 			}
 		}
 	}
-	noAck := dc.fw.defects.on(DefNoC2DPuback)
+	noAck, ack8 := dc.fw.defects.on(DefNoC2DPuback), dc.fw.defects.on(DefC2DPubackID8)
 	dc.mu.Unlock()
 	dc.emit(agentproto.EvC2D, ev)
-	if !noAck {
+	if !noAck && !(ack8 && pubackID8(c, m.MessageID())) {
 		m.Ack()
 	}
 }
