@@ -272,6 +272,22 @@ var _ = Describe("boundaries: value shapes", func() {
 		}
 	})
 
+	Conformance("a method request whose body is any JSON value (array, string, number, true, false, null, nested, non-ASCII) is answered", []string{"METH-002"}, func(ctx SpecContext) {
+		// 002 L14035: requests come "with either a valid JSON or an empty
+		// body"; the object in the example (L12577-12584) is one JSON value
+		// of many.
+		s := NewSession(ctx, fixtures.SessionOptions{})
+		defineMethod(ctx, s, agentproto.MethodBehaviour{Name: "bodyShapes", Status: 200, Payload: `{}`})
+		bodies := []string{`[1,"two",{"three":3}]`, `"just text"`, `42`, `-1.5e3`, `true`, `false`, `null`, `[]`,
+			`{"a":{"b":{"c":{"d":{"e":"deep"}}}}}`, `{"text":"grüße € 😀","esc":"\u00e9\n\"q\""}`}
+		for _, body := range bodies {
+			m := s.Mark()
+			res, err := invokeMethod(ctx, s, hub.MethodRequest{Name: "bodyShapes", Payload: []byte(body)})
+			Expect(err).NotTo(HaveOccurred(), "METH-002: expected the request with the JSON body %s to be answered (002 L14035: a valid JSON or an empty body); invoke: %v\n%s", body, err, traceText(s.Trace(m)))
+			Expect(res.Status).To(Equal(200), "METH-002: the request with the JSON body %s must reach its handler (status 200 defined); answered %d\n%s", body, res.Status, traceText(s.Trace(m)))
+		}
+	})
+
 	Conformance("C2D property values with '+', '?', '#', '%', already-encoded text and non-ASCII are decoded once, exactly", []string{"C2D-002"}, func(ctx SpecContext) {
 		s := NewSession(ctx, fixtures.SessionOptions{})
 		var bag iothub.PropertyBag

@@ -1,6 +1,7 @@
 package sim
 
 import (
+	"encoding/json"
 	"fmt"
 	"net/url"
 	"strconv"
@@ -25,6 +26,7 @@ const (
 	DefBagPlusRaw         = "propbag-plus-raw"
 	DefC2DDecodedTwice    = "c2d-bag-decoded-twice"
 	DefC2DPubackID8       = "c2d-puback-id-uint8"
+	DefMethodObjectOnly   = "method-body-object-only"
 )
 
 // boundsDefects lists them; see Defects.
@@ -40,6 +42,14 @@ var boundsDefects = []Defect{
 	{DefBagPlusRaw, "TEL-002", "'+' in a property name or value is left unencoded (path rules, as url.PathEscape does), so the hub, decoding with query-string rules, reads it as a space"},
 	{DefC2DDecodedTwice, "C2D-002", "C2D property names and values are percent-decoded twice, so a value whose text is \"%41\" (sent as %2541) is reported as \"A\""},
 	{DefC2DPubackID8, "C2D-003", "the PUBACK of a C2D delivery carries the packet id cut to 8 bits, so from packet id 256 on the hub never sees the acknowledgement of the delivery it sent"},
+	{DefMethodObjectOnly, "METH-002", "a method request whose JSON body is not an object (an array, string, number, true, false or null) gets no response: the handler decodes the body into a map and gives up"},
+}
+
+// methodBodyNotObject is method-body-object-only's verdict: a non-empty
+// body that does not decode into a JSON object.
+func methodBodyNotObject(body []byte) bool {
+	var m map[string]any
+	return len(body) > 0 && json.Unmarshal(body, &m) != nil
 }
 
 // pubackID8 writes c2d-puback-id-uint8's PUBACK for packet id pid (its

@@ -254,7 +254,7 @@ func (dc *deviceClient) onMethod(c *conn, t iothub.Topic, body []byte) {
 	caseFold, emptyIgnored, bodyText := md.on(DefMethodNameCaseFold), md.on(DefMethodEmptyBody), md.on(DefMethodBodyNotJSON)
 	late, limit64K, puback := md.on(DefMethodReplyLate), md.on(DefMethodRequest64K), md.on(DefMethodRequestPuback)
 	lastRID, failNoReply := md.on(DefMethodReplyLastRID), md.on(DefMethodFailNoReply)
-	rid16 := md.on(DefMethodRIDUint16)
+	rid16, objectOnly := md.on(DefMethodRIDUint16), md.on(DefMethodObjectOnly)
 	dc.lastMethodRID = t.RID
 	cmdUnmatched := md.on(DefPnPComponentCmdUnmatched) && strings.Contains(t.MethodName, iothub.CommandSeparator)
 	dc.mu.Unlock()
@@ -279,7 +279,7 @@ func (dc *deviceClient) onMethod(c *conn, t iothub.Topic, body []byte) {
 	if puback && c.netConn != nil {
 		_, _ = c.netConn.Write([]byte{0x40, 0x02, 0x00, 0x00}) // defect: PUBACK for a QoS 0 request
 	}
-	if emptyIgnored && len(body) == 0 || limit64K && len(body) > methodRequestLimitBytes {
+	if emptyIgnored && len(body) == 0 || limit64K && len(body) > methodRequestLimitBytes || objectOnly && methodBodyNotObject(body) {
 		dc.fw.logf("E", "method %s: request body of %d bytes not handled; no response", t.MethodName, len(body))
 		dc.emit(agentproto.EvMethod, agentproto.MethodEvent{Name: t.MethodName, RID: t.RID, Size: len(body)})
 		return
