@@ -27,6 +27,7 @@ const (
 	DefC2DDecodedTwice    = "c2d-bag-decoded-twice"
 	DefC2DPubackID8       = "c2d-puback-id-uint8"
 	DefMethodObjectOnly   = "method-body-object-only"
+	DefTwinNewestRID      = "twin-newest-rid"
 )
 
 // boundsDefects lists them; see Defects.
@@ -43,6 +44,7 @@ var boundsDefects = []Defect{
 	{DefC2DDecodedTwice, "C2D-002", "C2D property names and values are percent-decoded twice, so a value whose text is \"%41\" (sent as %2541) is reported as \"A\""},
 	{DefC2DPubackID8, "C2D-003", "the PUBACK of a C2D delivery carries the packet id cut to 8 bits, so from packet id 256 on the hub never sees the acknowledgement of the delivery it sent"},
 	{DefMethodObjectOnly, "METH-002", "a method request whose JSON body is not an object (an array, string, number, true, false or null) gets no response: the handler decodes the body into a map and gives up"},
+	{DefTwinNewestRID, "TWIN-003", "twin responses complete the newest pending request, whatever their $rid (one \"current request\" slot), so answers to overlapping requests are crossed unless each comes before the next request is sent"},
 }
 
 // methodBodyNotObject is method-body-object-only's verdict: a non-empty

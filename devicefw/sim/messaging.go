@@ -132,6 +132,10 @@ func (dc *deviceClient) onTwinResponse(t iothub.Topic, body []byte) {
 		if len(dc.order) > 0 {
 			p = dc.pending[dc.order[0]]
 		}
+	} else if dc.fw.defects.on(DefTwinNewestRID) {
+		if len(dc.order) > 0 {
+			p = dc.pending[dc.order[len(dc.order)-1]] // defect: one current-request slot
+		}
 	} else if dc.fw.defects.on(DefTwinRIDUint8) {
 		p = dc.pending[twinRID8(t.RID)] // defect: 8-bit request id
 	} else {
