@@ -6,12 +6,14 @@ import (
 	"fmt"
 	"regexp"
 	"strings"
+	"time"
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 
 	"github.com/hilrun/hilrun/devicefw/agentproto"
 	"github.com/hilrun/hilrun/fixtures"
+	"github.com/hilrun/hilrun/rig/agent"
 	"github.com/hilrun/hilrun/rig/hub"
 	"github.com/hilrun/hilrun/rig/iothub"
 	"github.com/hilrun/hilrun/rig/iothub/twin"
@@ -262,6 +264,64 @@ var _ = Describe("boundaries: status codes", func() {
 					op, status, ok.Topic, traceText(s.Trace(m)))
 			}
 		}
+	})
+})
+
+// One kind of reconnect is not every reconnect: the TWIN-010 specs in
+// twin.go reconnect after a drop; this one after the device's own
+// reconnect for a SAS token renewal (RECON-006), a path clients implement
+// apart from loss recovery.
+var _ = Describe("boundaries: kinds of reconnect", func() {
+	Conformance("the connection that renews the SAS token runs the twin resync too: a GET, and the desired change made meanwhile taken", []string{"TWIN-010"}, func(ctx SpecContext) {
+		// 002 L12096-12098: IoT Hub does not keep desired notifications for
+		// a device that is not connected, so "a device that is connecting
+		// must retrieve the full desired properties document" (catalog
+		// TWIN-010: every (re)connection).
+		ttl := tokenLife(4*time.Second, 4*time.Second, 30*time.Second, "a renewal reconnect")
+		s := NewSession(ctx, fixtures.SessionOptions{TokenTTL: ttl}, "sas")
+		twinResynced(ctx, s, s.Start())
+		m0 := s.Mark()
+		first := must(s.WaitTrace(ctx, s.Start(), "CONNECT", isConnect))
+		se := tokenExpiry(first)
+		Expect(se).NotTo(BeZero(), "precondition: the first CONNECT carries a SAS token with se\n%s", traceText(s.Trace(s.Start())))
+		wctx, cancel := context.WithDeadline(ctx, se.Add(2*time.Second))
+		defer cancel()
+		renewed := must(s.WaitTrace(wctx, fixtures.Marks{Trace: first.Seq}, "RECON-006 precondition: a new CONNECT with a fresh token before the first token's se", isConnect))
+		// The desired change made while the device switches connections.
+		v := must(s.Env.Hub.UpdateDesired(s.ID, twin.Section{"changed": "during renewal"}))
+		m := fixtures.Marks{Trace: renewed.Seq}
+		ack := must(s.WaitTrace(ctx, m, "CONNACK 0 for the renewal connection", func(e hub.Entry) bool {
+			return isConnack(0)(e) && e.ConnID == renewed.ConnID
+		}))
+		gctx, gcancel := context.WithTimeout(ctx, s.Env.Timing.Event)
+		get, err := s.WaitTrace(gctx, m, "", func(e hub.Entry) bool { return e.ConnID == ack.ConnID && twinPublishTo(twinGetPrefix)(e) })
+		gcancel()
+		tr := s.Trace(fixtures.Marks{Trace: first.Seq})
+		Expect(err).NotTo(HaveOccurred(), "TWIN-010: the device reconnected to renew its SAS token (connection %d); expected a twin GET on it (002 L12096-12098: a connecting device retrieves the full desired document; catalog TWIN-010: every (re)connection), seen none within %s\n%s",
+			ack.ConnID, s.Env.Timing.Event, traceText(tr))
+		must(s.WaitTrace(ctx, m, "the hub's answer to the GET on the renewal connection", twinAnswerTo(twinRID(get.Topic))))
+		// The change made meanwhile is held, whether it came by the GET's
+		// answer or by a patch on the new connection: the board's events say
+		// so, or, for a library that tells the application nothing, the
+		// $version it holds.
+		held := func(e agent.Event) bool {
+			switch e.Name {
+			case agentproto.EvResync:
+				var rs agentproto.ResyncEvent
+				return e.Decode(&rs) == nil && rs.DesiredVersion >= v
+			case agentproto.EvDesired:
+				var de agentproto.DesiredEvent
+				return e.Decode(&de) == nil && de.Applied && de.Version >= v
+			}
+			return false
+		}
+		if _, err := s.WaitEvent(ctx, m0, "", held); err == nil {
+			return
+		}
+		var st agentproto.Status
+		must(0, s.Call(ctx, agentproto.OpStatus, nil, &st))
+		Expect(st.DesiredVer).To(BeNumerically(">=", v), "TWIN-010: after the renewal connection's GET the device must hold desired $version %d (changed while it switched connections, 002 L12096-12098); it reports no twin.resync or twin.desired for it and holds %d\n%s",
+			v, st.DesiredVer, traceText(s.Trace(fixtures.Marks{Trace: first.Seq})))
 	})
 })
 

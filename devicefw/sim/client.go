@@ -96,6 +96,9 @@ type session struct {
 	// again (RECON-008, RECON-010).
 	subAcked bool
 	rses     reconSessionState
+	// renewal: the connection being set up replaces one closed for a SAS
+	// token renewal (twin-no-resync-after-renewal).
+	renewal bool
 }
 
 // conn is one established MQTT connection.
@@ -486,6 +489,7 @@ func (dc *deviceClient) loop(s *session) {
 		// Subscriptions and the resync GET go out before "connected" is
 		// reported and before operations may use the connection, so no
 		// twin request precedes the SUBSCRIBE (TWIN-001).
+		s.renewal = renewKind != ""
 		get := dc.afterConnect(s, c, cc, session)
 		dc.moduleSecondConnection(s, cc) // MOD-007
 		dc.mu.Lock()
@@ -780,6 +784,9 @@ func (dc *deviceClient) afterConnect(s *session, c *conn, cc connConfig, session
 		needSub = false // defect: subscriptions taken as client state (CONN-017)
 	}
 	doResync := !(dc.on(DefNoTwinResync) && s.connects > 1)
+	if s.renewal && dc.on(DefTwinNoResyncRenewal) {
+		doResync = false // defect: the renewal path skips the twin resync
+	}
 	var get *pendingTwin
 	subLate := false
 	if doResync && dc.on(DefTwinGetBeforeSub) {

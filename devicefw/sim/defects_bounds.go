@@ -15,19 +15,20 @@ import (
 // comparisons real device clients have shipped with. Each has a row in
 // DEFECTS.md (section "Added for the boundary specs").
 const (
-	DefTwinVersionLexical = "twin-version-lexical"
-	DefTwinVersion16      = "twin-version-uint16"
-	DefTwinRIDUint8       = "twin-rid-uint8"
-	DefMethodRIDUint16    = "method-rid-uint16"
-	DefTwin5xxListed      = "twin-5xx-listed-only"
-	DefRetryConnack4      = "retry-after-bad-credentials"
-	DefRetryAuthX509      = "retry-after-auth-x509"
-	DefBagPercentPassed   = "propbag-percent-passthrough"
-	DefBagPlusRaw         = "propbag-plus-raw"
-	DefC2DDecodedTwice    = "c2d-bag-decoded-twice"
-	DefC2DPubackID8       = "c2d-puback-id-uint8"
-	DefMethodObjectOnly   = "method-body-object-only"
-	DefTwinNewestRID      = "twin-newest-rid"
+	DefTwinVersionLexical  = "twin-version-lexical"
+	DefTwinVersion16       = "twin-version-uint16"
+	DefTwinRIDUint8        = "twin-rid-uint8"
+	DefMethodRIDUint16     = "method-rid-uint16"
+	DefTwin5xxListed       = "twin-5xx-listed-only"
+	DefRetryConnack4       = "retry-after-bad-credentials"
+	DefRetryAuthX509       = "retry-after-auth-x509"
+	DefBagPercentPassed    = "propbag-percent-passthrough"
+	DefBagPlusRaw          = "propbag-plus-raw"
+	DefC2DDecodedTwice     = "c2d-bag-decoded-twice"
+	DefC2DPubackID8        = "c2d-puback-id-uint8"
+	DefMethodObjectOnly    = "method-body-object-only"
+	DefTwinNewestRID       = "twin-newest-rid"
+	DefTwinNoResyncRenewal = "twin-no-resync-after-renewal"
 )
 
 // boundsDefects lists them; see Defects.
@@ -45,6 +46,7 @@ var boundsDefects = []Defect{
 	{DefC2DPubackID8, "C2D-003", "the PUBACK of a C2D delivery carries the packet id cut to 8 bits, so from packet id 256 on the hub never sees the acknowledgement of the delivery it sent"},
 	{DefMethodObjectOnly, "METH-002", "a method request whose JSON body is not an object (an array, string, number, true, false or null) gets no response: the handler decodes the body into a map and gives up"},
 	{DefTwinNewestRID, "TWIN-003", "twin responses complete the newest pending request, whatever their $rid (one \"current request\" slot), so answers to overlapping requests are crossed unless each comes before the next request is sent"},
+	{DefTwinNoResyncRenewal, "TWIN-010", "no twin GET on the connection that replaces one closed for a SAS token renewal (the renewal path reconnects without the post-connect resync), so desired changes made during the switch are missed; other reconnects still resync"},
 }
 
 // methodBodyNotObject is method-body-object-only's verdict: a non-empty
