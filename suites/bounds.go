@@ -325,6 +325,33 @@ var _ = Describe("boundaries: kinds of reconnect", func() {
 	})
 })
 
+// Order of subscription and first use: the first method call of a
+// connection can come the moment its SUBACK is out, before anything else
+// the device does on connecting has finished.
+var _ = Describe("boundaries: first use", func() {
+	Conformance("a method invoked right after the methods SUBACK, while the start-up twin GET is still unanswered, is answered in time", []string{"METH-006"}, func(ctx SpecContext) {
+		// 002 L12486, L12513: the caller gets the answer within its
+		// timeout; nothing ties a method's answer to the twin, and IoT Hub
+		// answers a twin GET when it does (no timing is documented). The
+		// hub holds its twin answers until the method call is over.
+		s := NewSession(ctx, fixtures.SessionOptions{NoOpen: true})
+		defineMethod(ctx, s, agentproto.MethodBehaviour{Name: "firstUse", Status: 200, Payload: `{}`})
+		s.Env.Hub.HoldTwinAnswers(s.ID, 1000, false)
+		DeferCleanup(func() { s.Env.Hub.HoldTwinAnswers(s.ID, 0, false) })
+		m := s.Mark()
+		opened := make(chan error, 1)
+		go func() { opened <- s.Open(ctx) }()
+		res, err := invokeMethod(ctx, s, hub.MethodRequest{Name: "firstUse"})
+		tr := s.Trace(m)
+		gets := publishes(tr, twinGetPrefix)
+		s.Env.Hub.HoldTwinAnswers(s.ID, 0, false)
+		Expect(err).NotTo(HaveOccurred(), "METH-006: the method called right after the methods SUBACK must be answered within the caller's timeout %s (002 L12486, L12513), also while the device's twin GET (%d sent) is unanswered; invoke: %v\n%s",
+			methodTimeout(s), len(gets), err, traceText(tr))
+		Expect(res.Status).To(Equal(200), "METH-006: expected the defined status 200 from the first method call; seen %d\n%s", res.Status, traceText(tr))
+		Expect(<-opened).To(Succeed(), "client.open, once the twin answers were released")
+	})
+})
+
 // RECON-004 names both refusals a device cannot retry its way out of
 // (catalog evidence: CONNACK 0x04/0x05) and holds for every authentication
 // mode; the specs in reconnect.go refuse SAS devices with 5 only.

@@ -103,12 +103,16 @@ type session struct {
 
 // conn is one established MQTT connection.
 type conn struct {
-	gen     uint64
-	cli     paho.Client
-	netConn net.Conn
-	lost    chan struct{} // closed when the connection is gone
-	once    sync.Once
-	acks    *ackWatch // set when the session store re-sends its QoS 1 messages (RECON-005)
+	// twinReady is closed once the connection's start-up twin resync has
+	// ended, however it ended (method-dispatch-after-twin).
+	twinReady chan struct{}
+	readyOnce sync.Once
+	gen       uint64
+	cli       paho.Client
+	netConn   net.Conn
+	lost      chan struct{} // closed when the connection is gone
+	once      sync.Once
+	acks      *ackWatch // set when the session store re-sends its QoS 1 messages (RECON-005)
 
 	c2dTaken int // C2D deliveries received on this connection (guarded by deviceClient.mu)
 }
@@ -501,7 +505,12 @@ func (dc *deviceClient) loop(s *session) {
 		dc.setStateLocked(agentproto.ConnEvent{State: agentproto.StateConnected, Session: session})
 		dc.mu.Unlock()
 		if get != nil {
-			go dc.resync(s, c, cc, get)
+			go func() {
+				dc.resync(s, c, cc, get)
+				c.markTwinReady()
+			}()
+		} else {
+			c.markTwinReady()
 		}
 		if renewKind != "" {
 			ev := agentproto.CredsEvent{Kind: renewKind}
@@ -696,7 +705,7 @@ func (dc *deviceClient) connect(s *session, cc connConfig) (c *conn, session boo
 	}
 	dc.mu.Lock()
 	dc.gen++
-	c = &conn{gen: dc.gen, lost: make(chan struct{})}
+	c = &conn{gen: dc.gen, lost: make(chan struct{}), twinReady: make(chan struct{})}
 	dc.mu.Unlock()
 	var nmu sync.Mutex
 	broker := &url.URL{Scheme: "ssl", Host: cc.addr}

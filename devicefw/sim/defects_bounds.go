@@ -29,6 +29,7 @@ const (
 	DefMethodObjectOnly    = "method-body-object-only"
 	DefTwinNewestRID       = "twin-newest-rid"
 	DefTwinNoResyncRenewal = "twin-no-resync-after-renewal"
+	DefMethodAfterTwin     = "method-dispatch-after-twin"
 )
 
 // boundsDefects lists them; see Defects.
@@ -47,6 +48,29 @@ var boundsDefects = []Defect{
 	{DefMethodObjectOnly, "METH-002", "a method request whose JSON body is not an object (an array, string, number, true, false or null) gets no response: the handler decodes the body into a map and gives up"},
 	{DefTwinNewestRID, "TWIN-003", "twin responses complete the newest pending request, whatever their $rid (one \"current request\" slot), so answers to overlapping requests are crossed unless each comes before the next request is sent"},
 	{DefTwinNoResyncRenewal, "TWIN-010", "no twin GET on the connection that replaces one closed for a SAS token renewal (the renewal path reconnects without the post-connect resync), so desired changes made during the switch are missed; other reconnects still resync"},
+	{DefMethodAfterTwin, "METH-006", "method requests that arrive before the connection's start-up twin resync has ended wait for it (the client reports itself ready only after its first twin GET), so a request made right after the SUBACK is answered late, or not at all while the GET's answer is outstanding"},
+}
+
+// markTwinReady ends the wait of method-dispatch-after-twin on c.
+func (c *conn) markTwinReady() { c.readyOnce.Do(func() { close(c.twinReady) }) }
+
+func (c *conn) isTwinReady() bool {
+	select {
+	case <-c.twinReady:
+		return true
+	default:
+		return false
+	}
+}
+
+// methodAfterTwin answers a method request once c's resync has ended
+// (method-dispatch-after-twin); nothing when the connection goes first.
+func (dc *deviceClient) methodAfterTwin(c *conn, t iothub.Topic, body []byte) {
+	select {
+	case <-c.twinReady:
+		dc.onMethod(c, t, body)
+	case <-c.lost:
+	}
 }
 
 // methodBodyNotObject is method-body-object-only's verdict: a non-empty

@@ -39,6 +39,10 @@ func (dc *deviceClient) onMessage(c *conn, m paho.Message) {
 		dc.onDesired(m.Payload())
 	case iothub.TopicMethodRequest:
 		m.Ack()
+		if dc.on(DefMethodAfterTwin) && !c.isTwinReady() {
+			go dc.methodAfterTwin(c, t, m.Payload()) // defect: held until the resync ended
+			return
+		}
 		dc.onMethod(c, t, m.Payload())
 	default:
 		m.Ack()
