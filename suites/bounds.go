@@ -416,6 +416,22 @@ var _ = Describe("boundaries: value shapes", func() {
 		}
 	})
 
+	Conformance("every status a method handler chooses (2xx, 3xx, 4xx, 5xx, not only 200/201/404) reaches the caller unchanged", []string{"METH-004"}, func(ctx SpecContext) {
+		// 002 L14037, L12594: the status is the device's, "the
+		// device-supplied status of method execution", passed to the caller
+		// (L12552-12557); the catalog warns only outside 200-599.
+		s := NewSession(ctx, fixtures.SessionOptions{})
+		for _, status := range []int{200, 202, 204, 299, 302, 409, 418, 429, 502, 503, 599} {
+			name := fmt.Sprintf("bStatus%d", status)
+			defineMethod(ctx, s, agentproto.MethodBehaviour{Name: name, Status: status, Payload: `{}`})
+			m := s.Mark()
+			res, err := invokeMethod(ctx, s, hub.MethodRequest{Name: name})
+			Expect(err).NotTo(HaveOccurred(), "METH-004: %s (handler status %d) was not answered: %v\n%s", name, status, err, traceText(s.Trace(m)))
+			Expect(res.Status).To(Equal(status), "METH-004: the handler chose status %d; expected the caller to get it (002 L14037, L12594: the device-supplied status); the response topic carried %d\n%s",
+				status, res.Status, traceText(s.Trace(m)))
+		}
+	})
+
 	Conformance("a method request whose body is any JSON value (array, string, number, true, false, null, nested, non-ASCII) is answered", []string{"METH-002"}, func(ctx SpecContext) {
 		// 002 L14035: requests come "with either a valid JSON or an empty
 		// body"; the object in the example (L12577-12584) is one JSON value

@@ -30,6 +30,7 @@ const (
 	DefTwinNewestRID       = "twin-newest-rid"
 	DefTwinNoResyncRenewal = "twin-no-resync-after-renewal"
 	DefMethodAfterTwin     = "method-dispatch-after-twin"
+	DefMethodStatusEnum    = "method-status-enum"
 )
 
 // boundsDefects lists them; see Defects.
@@ -49,6 +50,16 @@ var boundsDefects = []Defect{
 	{DefTwinNewestRID, "TWIN-003", "twin responses complete the newest pending request, whatever their $rid (one \"current request\" slot), so answers to overlapping requests are crossed unless each comes before the next request is sent"},
 	{DefTwinNoResyncRenewal, "TWIN-010", "no twin GET on the connection that replaces one closed for a SAS token renewal (the renewal path reconnects without the post-connect resync), so desired changes made during the switch are missed; other reconnects still resync"},
 	{DefMethodAfterTwin, "METH-006", "method requests that arrive before the connection's start-up twin resync has ended wait for it (the client reports itself ready only after its first twin GET), so a request made right after the SUBACK is answered late, or not at all while the GET's answer is outstanding"},
+	{DefMethodStatusEnum, "METH-004", "the method response status goes through a fixed list of the common codes (200, 201, 400, 404, 500), as an SDK whose API takes a status enum; any other status the handler chose is sent as 500"},
+}
+
+// methodStatusEnum is method-status-enum's mapping of a handler's status.
+func methodStatusEnum(status int) int {
+	switch status {
+	case 200, 201, 400, 404, 500:
+		return status
+	}
+	return 500
 }
 
 // markTwinReady ends the wait of method-dispatch-after-twin on c.

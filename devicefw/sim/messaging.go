@@ -352,6 +352,9 @@ func (dc *deviceClient) onMethod(c *conn, t iothub.Topic, body []byte) {
 	if rid16 {
 		rid = methodRID16(rid) // defect: 16-bit request id
 	}
+	if dc.on(DefMethodStatusEnum) {
+		status = methodStatusEnum(status) // defect: a fixed list of codes
+	}
 	topic := iothub.MethodResponseTopic(status, rid)
 	if statusText {
 		text := strings.ReplaceAll(http.StatusText(status), " ", "")
