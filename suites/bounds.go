@@ -379,7 +379,37 @@ func boundsRefusedAndStopped(ctx SpecContext, o fixtures.SessionOptions, rc byte
 	DeferCleanup(func() { s.Env.Hub.RefuseConnects(s.ID, rc, 0) })
 	Expect(s.Env.Hub.Drop(s.ID, false, fmt.Sprintf("RECON-004: the identity is refused with CONNACK %d", rc))).To(Succeed())
 	refused := must(s.WaitTrace(ctx, m, fmt.Sprintf("a reconnect refused with CONNACK %d", rc), isConnack(rc)))
-	expectStoppedAndReported(ctx, s, m, refused)
+	// No further attempt within the watch (one is tolerated: the catalog's
+	// "very slow cadence" allows one a minute).
+	connectsAfter := func() []hub.Entry {
+		var out []hub.Entry
+		for _, e := range s.Trace(fixtures.Marks{Trace: refused.Seq}) {
+			if isConnect(e) {
+				out = append(out, e)
+			}
+		}
+		return out
+	}
+	qctx, cancel := context.WithTimeout(ctx, window)
+	_ = s.Env.Hub.Wait(qctx, func() bool { return len(connectsAfter()) > 1 })
+	cancel()
+	if again := connectsAfter(); len(again) > 1 {
+		Fail(fmt.Sprintf("RECON-004: after CONNACK %d the device tried again %d times within %s (first %s after the refusal); a refusal retrying cannot fix must stop it, or slow it to at most one attempt a minute (002 L16708, L35845; catalog RECON-004: CONNACK 0x04/0x05)\n%s",
+			rc, len(again), window, again[0].Time.Sub(refused.Time).Round(time.Millisecond), traceText(s.Trace(m))))
+	}
+	// ... and says why it went quiet: stopped with a reason, or a backoff
+	// of at least a minute.
+	var st agentproto.Status
+	must(0, s.Call(ctx, agentproto.OpStatus, nil, &st))
+	reported := st.State == agentproto.StateStopped && st.Reason != ""
+	for _, ev := range s.Env.Agent.Events(m.Events) {
+		var c agentproto.ConnEvent
+		if ev.Name == agentproto.EvConn && ev.Decode(&c) == nil &&
+			(c.State == agentproto.StateStopped && c.Reason != "" || c.State == agentproto.StateBackoff && c.NextMS >= 60000) {
+			reported = true
+		}
+	}
+	Expect(reported).To(BeTrue(), "RECON-004: after CONNACK %d the device must report that it stopped and why (002 L16708: the failure is reported, not retried); its status is %+v", rc, st)
 }
 
 // Value shapes: one property with a space proves the encoder handles a
