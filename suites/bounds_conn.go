@@ -34,7 +34,7 @@ var _ = Describe("connect boundaries", func() {
 			// A lost session makes reconnects resubscribe (CONN-018/019 on
 			// reconnects); a board that always keeps its session is judged
 			// on whatever it subscribes.
-			preferCleanSession(ctx, s)
+			clean := preferCleanSession(ctx, s)
 			must(0, s.Open(ctx))
 			renewed := waitAcceptedOrRefused(ctx, s, 2, "a second CONNACK 0 (the reconnect that renews the 3 s token)")
 			ctxC, cancel := context.WithTimeout(ctx, s.Env.Timing.Connect)
@@ -43,7 +43,15 @@ var _ = Describe("connect boundaries", func() {
 				must(0, s.Env.Hub.WaitConnected(ctxC, s.ID))
 				n := len(acceptedConns(s.Trace(s.Start())))
 				must(0, s.Env.Hub.Drop(s.ID, true, "spec CONN boundaries: hub-side close"))
-				waitAcceptedOrRefused(ctx, s, n+1, "a CONNACK 0 on the reconnect after the hub closed the connection")
+				if waitAcceptedOrRefused(ctx, s, n+1, "a CONNACK 0 on the reconnect after the hub closed the connection") && clean {
+					// Without a session the reconnect must subscribe again:
+					// wait for it (or the connection's end) to judge it.
+					acc := acceptedConns(s.Trace(s.Start()))
+					last := acc[len(acc)-1]
+					must(s.WaitTrace(ctx, s.Start(), "the SUBSCRIBE of the reconnect after the hub-side close (CleanSession 1: no session kept), or its close", func(e hub.Entry) bool {
+						return e.ConnID == last && ((e.Dir == hub.DirIn && e.Type == "SUBSCRIBE") || e.Type == hub.EventConnClosed)
+					}))
+				}
 			}
 			tr := s.Trace(s.Start())
 			connects := packets(tr, hub.DirIn, "CONNECT")
@@ -262,15 +270,16 @@ var _ = Describe("connect boundaries", func() {
 // preferCleanSession asks the board for CleanSession 1 (so every reconnect
 // starts without a session and resubscribes); a board that cannot is left
 // with its default, and a board declaring clean-session-1 must do it.
-func preferCleanSession(ctx context.Context, s *fixtures.Session) {
+func preferCleanSession(ctx context.Context, s *fixtures.Session) bool {
 	GinkgoHelper()
 	clean := true
 	err := s.Call(ctx, agentproto.OpConfigure, agentproto.Config{MQTT: &agentproto.MQTTConfig{CleanSession: &clean}}, nil)
 	if ae, ok := fixtures.IsDeviceError(err); ok && ae.Code == agentproto.ErrUnsupported {
 		Expect(boardHas(agentproto.CapCleanSession1)).To(BeFalse(), "the board declares clean-session-1 but answered %v to mqtt.cleanSession true", err)
-		return
+		return false
 	}
 	Expect(err).NotTo(HaveOccurred(), "rig: configure mqtt.cleanSession")
+	return true
 }
 
 // waitAcceptedOrRefused waits until the session's trace holds n accepted
