@@ -76,7 +76,7 @@ var _ = Describe("connect boundaries", func() {
 			ctxC, cancel := context.WithTimeout(ctx, s.Env.Timing.Connect)
 			defer cancel()
 			must(0, s.Env.Hub.WaitConnected(ctxC, s.ID))
-			must(0, s.Env.Hub.Drop(s.ID, true, "spec CONN boundaries (X.509): hub-side close"))
+			must(0, s.Env.Hub.Drop(s.ID, false, "spec CONN boundaries (X.509): hub-side close"))
 			waitAcceptedOrRefused(ctx, s, 2, "a CONNACK 0 on the reconnect after the hub closed the connection")
 			for _, e := range hubSince(s, m) {
 				Expect(e.Type).NotTo(Equal(hub.EventTLSFailed),
