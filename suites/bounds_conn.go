@@ -3,6 +3,7 @@ package suites
 import (
 	"context"
 	"fmt"
+	"net"
 	"net/url"
 	"sort"
 	"strconv"
@@ -35,7 +36,9 @@ var _ = Describe("connect boundaries", func() {
 			// reconnects); a board that always keeps its session is judged
 			// on whatever it subscribes.
 			clean := preferCleanSession(ctx, s)
-			must(0, s.Open(ctx))
+			// Judged on the wire: the board need not report connected (a
+			// client that mishandles the short token is RECON-006's matter).
+			must(0, s.Call(ctx, agentproto.OpOpen, nil, nil))
 			renewed := waitAcceptedOrRefused(ctx, s, 2, "a second CONNACK 0 (the reconnect that renews the 3 s token)")
 			ctxC, cancel := context.WithTimeout(ctx, s.Env.Timing.Connect)
 			defer cancel()
@@ -99,6 +102,45 @@ var _ = Describe("connect boundaries", func() {
 				// CONN-013 (002 L14644–14648): the hub accepts only a chain
 				// that leads to the registered root; the fixtures' device CA
 				// is an intermediate, so a leaf alone is refused.
+				expectVerdictOK(tr, c, which)
+			}
+		})
+
+	Conformance("over MQTT on a WebSocket (port 443) every CONNECT — first and after a hub-side close — is MQTT 3.1.1 inside TLS with the documented ClientId, Username and SharedAccessSignature",
+		[]string{"CONN-001", "CONN-005", "CONN-006", "CONN-007"}, func(ctx SpecContext) {
+			// 002 L13724–13727, L10887–10891: MQTT 3.1.1 directly on 8883
+			// or tunnelled in a WebSocket on 443; the rest of the CONNECT
+			// is the same on both.
+			s := NewSession(ctx, fixtures.SessionOptions{NoOpen: true}, agentproto.CapWebSockets, agentproto.CapSAS)
+			host, _ := splitHost(s.Env.Hub.HTTPSAddr())
+			if s.Env.Options.Advertise != "" {
+				host = s.Env.Options.Advertise
+			}
+			_, port := splitHost(s.Env.Hub.HTTPSAddr())
+			hc := &agentproto.HubConfig{Host: fixtures.HubHost, Port: 443, Transport: "wss", Address: host + ":" + port}
+			err := s.Call(ctx, agentproto.OpConfigure, agentproto.Config{Hub: hc}, nil)
+			if isUnsupported(err) {
+				Fail(fmt.Sprintf("the board declares capability %s but answered %v to hub.transport wss", agentproto.CapWebSockets, err))
+			}
+			Expect(err).NotTo(HaveOccurred(), "rig: configure hub.transport wss")
+			m, first := openForConnect(ctx, s)
+			expectAccepted(ctx, s, m, first)
+			waitBoardConnected(ctx, s, m)
+			ctxC, cancel := context.WithTimeout(ctx, s.Env.Timing.Connect)
+			defer cancel()
+			must(0, s.Env.Hub.WaitConnected(ctxC, s.ID))
+			must(0, s.Env.Hub.Drop(s.ID, false, "spec CONN boundaries (WebSocket): hub-side close"))
+			waitAcceptedOrRefused(ctx, s, 2, "a CONNACK 0 on the reconnect after the hub closed the WebSocket connection")
+			tr := s.Trace(s.Start())
+			connects := packets(tr, hub.DirIn, "CONNECT")
+			for i, c := range connects {
+				which := connectLabel(i) + " (WebSocket)"
+				t := tlsOf(tr, c.ConnID)
+				Expect(t != nil && isWebSocket(t)).To(BeTrue(),
+					"CONN-001 (002 L10887–10891): the %s was configured for MQTT over WebSocket on 443; expected transport wss, seen %v\n%s", which, transportOf(t), traceText(tr))
+				expectTransport(tr, c, which)
+				expectIdentityFields(s, tr, c, s.ID.DeviceID, which)
+				expectSASToken(tr, c, s.ID.DeviceID, which)
 				expectVerdictOK(tr, c, which)
 			}
 		})
@@ -337,7 +379,7 @@ func expectTransport(tr []hub.Entry, c hub.Entry, which string) {
 	GinkgoHelper()
 	t := tlsOf(tr, c.ConnID)
 	Expect(t != nil && t.Seq < c.Seq).To(BeTrue(), "CONN-001 (002 L13724–13727): the %s must come inside TLS; expected a handshake before it, seen none\n%s", which, traceText(tr))
-	Expect(t.TLS.Transport).To(Or(Equal("mqtts"), Equal("wss")), "CONN-001 (002 L13724–13727): the %s must be MQTT over TLS on 8883 or WebSocket on 443\n%s", which, traceText(tr))
+	Expect(wsOrMQTTS(t)).To(BeTrue(), "CONN-001 (002 L13724–13727): the %s must be MQTT over TLS on 8883 or WebSocket on 443; seen transport %q\n%s", which, t.TLS.Transport, traceText(tr))
 	Expect(c.ProtoLevel).To(BeEquivalentTo(4), "CONN-001 (002 L13724): the %s must name MQTT 3.1.1 (protocol level 4); seen level %d\n%s", which, c.ProtoLevel, traceText(tr))
 }
 
@@ -452,6 +494,32 @@ func expectDocumentedSubscriptions(s *fixtures.Session, tr []hub.Entry) {
 			Fail(fmt.Sprintf("%s: hub closed the connection: %s\n%s", e.Requirement, e.Reason, traceText(tr)))
 		}
 	}
+}
+
+func splitHost(addr string) (string, string) {
+	h, p, err := net.SplitHostPort(addr)
+	if err != nil {
+		return addr, ""
+	}
+	return h, p
+}
+
+// isWebSocket reports whether the handshake t was on the hub's 443
+// listener: the trace records it as "https" (the handshake comes before the
+// upgrade) or "wss"; a CONNECT on that listener came through the WebSocket.
+func isWebSocket(t *hub.Entry) bool {
+	return t.TLS != nil && (t.TLS.Transport == "wss" || t.TLS.Transport == "https")
+}
+
+func wsOrMQTTS(t *hub.Entry) bool {
+	return t.TLS != nil && (t.TLS.Transport == "mqtts" || isWebSocket(t))
+}
+
+func transportOf(t *hub.Entry) string {
+	if t == nil || t.TLS == nil {
+		return "no TLS handshake"
+	}
+	return t.TLS.Transport
 }
 
 // closedConn returns the close entry of connection id, nil if none.

@@ -703,7 +703,7 @@ func (dc *deviceClient) connect(s *session, cc connConfig) (c *conn, session boo
 	// The callbacks outlive this call when it gives up (timeout, cancel):
 	// they must not see the named result, which the error returns set to nil.
 	cur := c
-	o := paho.NewClientOptions().AddBroker(broker.String()).SetClientID(clientID).SetProtocolVersion(dc.protocolVersion()).
+	o := paho.NewClientOptions().AddBroker(broker.String()).SetClientID(clientID).SetProtocolVersion(dc.wsProtocolVersion(cc, dc.protocolVersion())).
 		SetCleanSession(cc.clean).SetAutoReconnect(false).SetConnectRetry(false).
 		SetKeepAlive(dc.keepAlive(cc)).SetPingTimeout(dc.boundsPingTimeout(cc, dc.pingTimeout(cc))).
 		SetConnectTimeout(connectTimeout).SetWriteTimeout(connectTimeout).SetOrderMatters(false).

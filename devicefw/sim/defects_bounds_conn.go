@@ -23,6 +23,7 @@ const (
 	DefPingSkipOnInbound          = "ping-skipped-when-receiving"
 	DefWillEmptyOmitted           = "will-empty-payload-omitted"
 	DefMethodResponseQoS2         = "method-response-qos2"
+	DefWSSProtocol31              = "wss-mqtt-3-1"
 )
 
 // boundsConnDefects lists them; see Defects.
@@ -34,6 +35,15 @@ var boundsConnDefects = []Defect{
 	{DefPingSkipOnInbound, "CONN-023", "a PINGREQ is skipped when the hub sent something within the last half keep-alive (received traffic taken as keep-alive activity); the ping stays outstanding, so a link the hub keeps busy gets no ping at all"},
 	{DefWillEmptyOmitted, "CONN-021", "a configured Will with an empty payload is left out of CONNECT (no Will flag)"},
 	{DefMethodResponseQoS2, "CONN-020", "direct method responses are published at QoS 2 (telemetry and twin requests keep QoS 0/1)"},
+	{DefWSSProtocol31, "CONN-001", "over MQTT-over-WebSocket the CONNECT names MQTT 3.1 (MQIsdp, level 3), a WebSocket client's old default; over 8883 it is 3.1.1"},
+}
+
+// wsProtocolVersion applies wss-mqtt-3-1 to the MQTT level of CONNECT.
+func (dc *deviceClient) wsProtocolVersion(cc connConfig, v uint) uint {
+	if dc.on(DefWSSProtocol31) && cc.transport == "wss" {
+		return 3
+	}
+	return v
 }
 
 // reconnectUsername applies reconnect-username-short-host: s.connects
