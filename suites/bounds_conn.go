@@ -27,7 +27,7 @@ import (
 // with an empty Will, and for the twin and method publishes.
 var _ = Describe("connect boundaries", func() {
 	Conformance("every CONNECT of a SAS session — first, token renewal, reconnect after a hub-side close — is MQTT 3.1.1 in TLS with the documented ClientId, Username and a fresh SharedAccessSignature, never overlapping, resubscribing only documented filters",
-		[]string{"CONN-001", "CONN-005", "CONN-006", "CONN-007", "CONN-008", "CONN-009", "CONN-010", "CONN-016", "CONN-018", "CONN-019"}, func(ctx SpecContext) {
+		[]string{"CONN-001", "CONN-002", "CONN-005", "CONN-006", "CONN-007", "CONN-008", "CONN-009", "CONN-010", "CONN-016", "CONN-018", "CONN-019"}, func(ctx SpecContext) {
 			// 3 s tokens make the device renew by a new connection
 			// (RECON-006); the hub then closes an established connection
 			// (unclean), the other way a connection ends and comes back.
@@ -70,6 +70,13 @@ var _ = Describe("connect boundaries", func() {
 			}
 			expectNoOverlap(tr, connects)
 			expectDocumentedSubscriptions(s, tr)
+			// CONN-002 on every connection of the session: no plaintext
+			// attempt (the rig's stand-in for port 1883 records any) and no
+			// plaintext MQTT to the TLS port (a failed handshake).
+			for _, e := range hubSince(s, s.Start()) {
+				Expect(e.Type == hub.EventPlaintext || e.Type == hub.EventTLSFailed).To(BeFalse(),
+					"CONN-002 (002 L13724–13727, L12839): the session's connections must all be TLS; expected no plaintext attempt, seen %s (%s)\n%s", e.Type, e.Reason, traceText(hubSince(s, s.Start())))
+			}
 		})
 
 	Conformance("every CONNECT of a CA-signed X.509 device — first and after a hub-side close — is MQTT 3.1.1 in TLS with the device ID as ClientId, the documented Username, the full chain and no SAS token",

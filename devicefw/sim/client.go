@@ -663,6 +663,7 @@ func (dc *deviceClient) willTopic(cc connConfig) string {
 func (dc *deviceClient) connect(s *session, cc connConfig) (c *conn, session bool, exp time.Time, rc byte, err error) {
 	cc.modelID = dc.pnpModelID(s, cc.modelID)                // PNP-001
 	username := dc.reconnectUsername(s, cc, dc.username(cc)) // defects_bounds_conn.go
+	dc.reconnectPlainProbe(s, cc, []byte{0x10, 0x00})        // reconnect-tries-1883: a CONNECT header; the trap reads nothing
 	password := ""
 	if cc.authType == "sas" {
 		password, exp, err = dc.token(cc)

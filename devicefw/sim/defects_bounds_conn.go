@@ -24,6 +24,7 @@ const (
 	DefWillEmptyOmitted           = "will-empty-payload-omitted"
 	DefMethodResponseQoS2         = "method-response-qos2"
 	DefWSSProtocol31              = "wss-mqtt-3-1"
+	DefReconnectTries1883         = "reconnect-tries-1883"
 )
 
 // boundsConnDefects lists them; see Defects.
@@ -35,6 +36,7 @@ var boundsConnDefects = []Defect{
 	{DefPingSkipOnInbound, "CONN-023", "a PINGREQ is skipped when the hub sent something within the last half keep-alive (received traffic taken as keep-alive activity); the ping stays outstanding, so a link the hub keeps busy gets no ping at all"},
 	{DefWillEmptyOmitted, "CONN-021", "a configured Will with an empty payload is left out of CONNECT (no Will flag)"},
 	{DefMethodResponseQoS2, "CONN-020", "direct method responses are published at QoS 2 (telemetry and twin requests keep QoS 0/1)"},
+	{DefReconnectTries1883, "CONN-002", "every reconnect of a client.open (renewal, after a loss) first tries plaintext MQTT on the hub host's port 1883 (a fallback port list walked from its start), then connects over TLS as usual"},
 	{DefWSSProtocol31, "CONN-001", "over MQTT-over-WebSocket the CONNECT names MQTT 3.1 (MQIsdp, level 3), a WebSocket client's old default; over 8883 it is 3.1.1"},
 }
 
@@ -143,4 +145,21 @@ func (c *inboundPingConn) Write(p []byte) (int, error) {
 		return len(p), nil
 	}
 	return c.Conn.Write(p)
+}
+
+// reconnectPlainProbe applies reconnect-tries-1883: before a reconnect the
+// client dials the hub host's port 1883 (the rig's trap, PlainAddress) and
+// sends its CONNECT in plaintext; the trap closes it, and the client goes
+// on over TLS.
+func (dc *deviceClient) reconnectPlainProbe(s *session, cc connConfig, connect []byte) {
+	if !dc.on(DefReconnectTries1883) || s.connects == 0 || cc.plainAddr == "" {
+		return
+	}
+	nc, err := net.DialTimeout("tcp", cc.plainAddr, connectTimeout)
+	if err != nil {
+		return
+	}
+	_ = nc.SetDeadline(time.Now().Add(time.Second))
+	_, _ = nc.Write(connect)
+	_ = nc.Close()
 }
