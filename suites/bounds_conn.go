@@ -1,7 +1,9 @@
 package suites
 
 import (
+	"bytes"
 	"context"
+	"encoding/base64"
 	"fmt"
 	"net"
 	"net/url"
@@ -27,7 +29,7 @@ import (
 // with an empty Will, and for the twin and method publishes.
 var _ = Describe("connect boundaries", func() {
 	Conformance("every CONNECT of a SAS session — first, token renewal, reconnect after a hub-side close — is MQTT 3.1.1 in TLS with the documented ClientId, Username and a fresh SharedAccessSignature, never overlapping, resubscribing only documented filters",
-		[]string{"CONN-001", "CONN-002", "CONN-005", "CONN-006", "CONN-007", "CONN-008", "CONN-009", "CONN-010", "CONN-016", "CONN-018", "CONN-019"}, func(ctx SpecContext) {
+		[]string{"CONN-001", "CONN-002", "CONN-005", "CONN-006", "CONN-007", "CONN-008", "CONN-009", "CONN-010", "CONN-011", "CONN-016", "CONN-018", "CONN-019"}, func(ctx SpecContext) {
 			// 3 s tokens make the device renew by a new connection
 			// (RECON-006); the hub then closes an established connection
 			// (unclean), the other way a connection ends and comes back.
@@ -61,6 +63,9 @@ var _ = Describe("connect boundaries", func() {
 			tr := s.Trace(s.Start())
 			connects := packets(tr, hub.DirIn, "CONNECT")
 			Expect(len(connects)).To(BeNumerically(">=", 2), "CONN-006: expected the first CONNECT and the renewal's; seen %d\n%s", len(connects), traceText(tr))
+			// CONN-011 first: a key sent as the password would otherwise
+			// be reported as a malformed token.
+			expectNoKeyOnWire(s, tr)
 			for i, c := range connects {
 				which := connectLabel(i)
 				expectTransport(tr, c, which)
@@ -532,6 +537,39 @@ func transportOf(t *hub.Entry) string {
 		return "no TLS handshake"
 	}
 	return t.TLS.Transport
+}
+
+// expectNoKeyOnWire judges CONN-011 over every device packet of tr: the
+// hub masks every registered secret and names it (Entry.Secrets), and the
+// Base64, URL-encoded and raw forms of the key are searched for as well
+// (the message names where, never the key).
+func expectNoKeyOnWire(s *fixtures.Session, tr []hub.Entry) {
+	GinkgoHelper()
+	keyB64 := s.Key()
+	raw, _ := base64.StdEncoding.DecodeString(keyB64)
+	forms := map[string][]byte{"the Base64 key": []byte(keyB64), "the URL-encoded key": []byte(url.QueryEscape(keyB64)), "the decoded key bytes": raw}
+	own := map[string]bool{hub.KeyLabel(s.ID, "primary"): true, hub.KeyLabel(s.ID, "secondary"): true}
+	var leaks []string
+	for _, e := range tr {
+		if e.Dir != hub.DirIn {
+			continue
+		}
+		where := fmt.Sprintf("%s #%d (connection %d)", e.Type, e.Seq, e.ConnID)
+		for _, sec := range e.Secrets {
+			if own[sec.Secret] {
+				leaks = append(leaks, fmt.Sprintf("the device key (%s) in %s %s", sec.Form, where, sec.Field))
+			}
+		}
+		for _, b := range [][]byte{[]byte(e.ClientID), []byte(e.Username), []byte(e.Password), []byte(e.Topic), e.Payload} {
+			for name, f := range forms {
+				if len(b) > 0 && len(f) > 0 && bytes.Contains(b, f) {
+					leaks = append(leaks, name+" in "+where)
+				}
+			}
+		}
+	}
+	Expect(leaks).To(BeEmpty(), "CONN-011 (002 L11344, L11400): the device key must never be transmitted, on any connection; found %s\n%s",
+		strings.Join(leaks, ", "), strings.ReplaceAll(traceText(tr), keyB64, "<device key>"))
 }
 
 // closedConn returns the close entry of connection id, nil if none.

@@ -25,6 +25,7 @@ const (
 	DefMethodResponseQoS2         = "method-response-qos2"
 	DefWSSProtocol31              = "wss-mqtt-3-1"
 	DefReconnectTries1883         = "reconnect-tries-1883"
+	DefRenewalKeyAsPassword       = "renewal-key-as-password"
 )
 
 // boundsConnDefects lists them; see Defects.
@@ -37,6 +38,7 @@ var boundsConnDefects = []Defect{
 	{DefWillEmptyOmitted, "CONN-021", "a configured Will with an empty payload is left out of CONNECT (no Will flag)"},
 	{DefMethodResponseQoS2, "CONN-020", "direct method responses are published at QoS 2 (telemetry and twin requests keep QoS 0/1)"},
 	{DefReconnectTries1883, "CONN-002", "every reconnect of a client.open (renewal, after a loss) first tries plaintext MQTT on the hub host's port 1883 (a fallback port list walked from its start), then connects over TLS as usual"},
+	{DefRenewalKeyAsPassword, "CONN-011", "reconnects after the first connection of a client.open send the raw device key as the CONNECT Password instead of a fresh token (the first connection is correct)"},
 	{DefWSSProtocol31, "CONN-001", "over MQTT-over-WebSocket the CONNECT names MQTT 3.1 (MQIsdp, level 3), a WebSocket client's old default; over 8883 it is 3.1.1"},
 }
 
@@ -58,9 +60,13 @@ func (dc *deviceClient) reconnectUsername(s *session, cc connConfig, u string) s
 	return u
 }
 
-// renewalToken applies renewal-se-milliseconds to the password of a
-// reconnect: the token is signed again with se in milliseconds.
+// renewalToken applies renewal-key-as-password and renewal-se-milliseconds
+// to the password of a reconnect: the raw key, or the token signed again
+// with se in milliseconds.
 func (dc *deviceClient) renewalToken(s *session, cc connConfig, password string, exp time.Time) string {
+	if dc.on(DefRenewalKeyAsPassword) && s.connects > 0 && cc.authType == "sas" {
+		return cc.key
+	}
 	if !dc.on(DefRenewalSEMillis) || s.connects == 0 || cc.authType != "sas" {
 		return password
 	}
