@@ -84,8 +84,8 @@ var _ = Describe("connect boundaries", func() {
 			}
 		})
 
-	Conformance("every CONNECT of a CA-signed X.509 device — first and after a hub-side close — is MQTT 3.1.1 in TLS with the device ID as ClientId, the documented Username, the full chain and no SAS token",
-		[]string{"CONN-001", "CONN-005", "CONN-006", "CONN-012", "CONN-013"}, func(ctx SpecContext) {
+	Conformance("every CONNECT of a CA-signed X.509 device — first and after a hub-side close — is MQTT 3.1.1 in TLS with the device ID as ClientId, the documented Username, the full chain and no SAS token, subscribing only documented filters",
+		[]string{"CONN-001", "CONN-002", "CONN-005", "CONN-006", "CONN-012", "CONN-013", "CONN-018", "CONN-019"}, func(ctx SpecContext) {
 			s := NewSession(ctx, fixtures.SessionOptions{Auth: fixtures.AuthX509CA, NoOpen: true})
 			m, first := openForConnect(ctx, s)
 			expectAccepted(ctx, s, m, first)
@@ -96,6 +96,8 @@ var _ = Describe("connect boundaries", func() {
 			must(0, s.Env.Hub.Drop(s.ID, false, "spec CONN boundaries (X.509): hub-side close"))
 			waitAcceptedOrRefused(ctx, s, 2, "a CONNACK 0 on the reconnect after the hub closed the connection")
 			for _, e := range hubSince(s, m) {
+				Expect(e.Type).NotTo(Equal(hub.EventPlaintext),
+					"CONN-002 (002 L13724–13727, L12839): the X.509 device's connections must all be TLS; expected no plaintext attempt, seen one (%s)\n%s", e.Reason, traceText(hubSince(s, m)))
 				Expect(e.Type).NotTo(Equal(hub.EventTLSFailed),
 					"CONN-013 (002 L14520, L14644–14648): a TLS handshake of the session failed (%s); expected every connection to present the leaf and its intermediates\n%s", e.Reason, traceText(hubSince(s, m)))
 			}
@@ -118,6 +120,7 @@ var _ = Describe("connect boundaries", func() {
 				// is an intermediate, so a leaf alone is refused.
 				expectVerdictOK(tr, c, which)
 			}
+			expectDocumentedSubscriptions(s, tr)
 		})
 
 	Conformance("over MQTT on a WebSocket (port 443) every CONNECT — first and after a hub-side close — is MQTT 3.1.1 inside TLS with the documented ClientId, Username and SharedAccessSignature",
