@@ -29,7 +29,7 @@ import (
 // with an empty Will, and for the twin and method publishes.
 var _ = Describe("connect boundaries", func() {
 	Conformance("every CONNECT of a SAS session — first, token renewal, reconnect after a hub-side close — is MQTT 3.1.1 in TLS with the documented ClientId, Username and a fresh SharedAccessSignature, never overlapping, resubscribing only documented filters",
-		[]string{"CONN-001", "CONN-002", "CONN-005", "CONN-006", "CONN-007", "CONN-008", "CONN-009", "CONN-010", "CONN-011", "CONN-016", "CONN-018", "CONN-019"}, func(ctx SpecContext) {
+		[]string{"CONN-001", "CONN-002", "CONN-005", "CONN-006", "CONN-007", "CONN-008", "CONN-009", "CONN-010", "CONN-011", "CONN-016", "CONN-018", "CONN-019", "CONN-023"}, func(ctx SpecContext) {
 			// 3 s tokens make the device renew by a new connection
 			// (RECON-006); the hub then closes an established connection
 			// (unclean), the other way a connection ends and comes back.
@@ -71,6 +71,7 @@ var _ = Describe("connect boundaries", func() {
 				expectTransport(tr, c, which)
 				expectIdentityFields(s, tr, c, s.ID.DeviceID, which)
 				expectSASToken(tr, c, s.ID.DeviceID, which)
+				Expect(c.KeepAlive).To(BeNumerically(">", 0), "CONN-023 (002 L35842): the %s must declare a non-zero keep-alive; seen 0\n%s", which, traceText(tr))
 				expectVerdictOK(tr, c, which)
 			}
 			expectNoOverlap(tr, connects)

@@ -706,7 +706,7 @@ func (dc *deviceClient) connect(s *session, cc connConfig) (c *conn, session boo
 	cur := c
 	o := paho.NewClientOptions().AddBroker(broker.String()).SetClientID(clientID).SetProtocolVersion(dc.wsProtocolVersion(cc, dc.protocolVersion())).
 		SetCleanSession(cc.clean).SetAutoReconnect(false).SetConnectRetry(false).
-		SetKeepAlive(dc.keepAlive(cc)).SetPingTimeout(dc.boundsPingTimeout(cc, dc.pingTimeout(cc))).
+		SetKeepAlive(dc.reconnectKeepAlive(s, dc.keepAlive(cc))).SetPingTimeout(dc.boundsPingTimeout(cc, dc.pingTimeout(cc))).
 		SetConnectTimeout(connectTimeout).SetWriteTimeout(connectTimeout).SetOrderMatters(false).
 		SetAutoAckDisabled(true).SetTLSConfig(tlsc).
 		SetCredentialsProvider(func() (string, string) { return username, password }).

@@ -26,6 +26,7 @@ const (
 	DefWSSProtocol31              = "wss-mqtt-3-1"
 	DefReconnectTries1883         = "reconnect-tries-1883"
 	DefRenewalKeyAsPassword       = "renewal-key-as-password"
+	DefReconnectKeepAliveZero     = "reconnect-keepalive-zero"
 )
 
 // boundsConnDefects lists them; see Defects.
@@ -39,6 +40,7 @@ var boundsConnDefects = []Defect{
 	{DefMethodResponseQoS2, "CONN-020", "direct method responses are published at QoS 2 (telemetry and twin requests keep QoS 0/1)"},
 	{DefReconnectTries1883, "CONN-002", "every reconnect of a client.open (renewal, after a loss) first tries plaintext MQTT on the hub host's port 1883 (a fallback port list walked from its start), then connects over TLS as usual"},
 	{DefRenewalKeyAsPassword, "CONN-011", "reconnects after the first connection of a client.open send the raw device key as the CONNECT Password instead of a fresh token (the first connection is correct)"},
+	{DefReconnectKeepAliveZero, "CONN-023", "reconnects after the first connection of a client.open declare keep-alive 0 (options rebuilt from library defaults) and never ping; the first connection keeps the configured value"},
 	{DefWSSProtocol31, "CONN-001", "over MQTT-over-WebSocket the CONNECT names MQTT 3.1 (MQIsdp, level 3), a WebSocket client's old default; over 8883 it is 3.1.1"},
 }
 
@@ -168,4 +170,13 @@ func (dc *deviceClient) reconnectPlainProbe(s *session, cc connConfig, connect [
 	_ = nc.SetDeadline(time.Now().Add(time.Second))
 	_, _ = nc.Write(connect)
 	_ = nc.Close()
+}
+
+// reconnectKeepAlive applies reconnect-keepalive-zero to the keep-alive of
+// CONNECT.
+func (dc *deviceClient) reconnectKeepAlive(s *session, d time.Duration) time.Duration {
+	if dc.on(DefReconnectKeepAliveZero) && s.connects > 0 {
+		return 0
+	}
+	return d
 }
