@@ -228,7 +228,7 @@ var _ = Describe("connect boundaries", func() {
 			}
 		})
 
-	Conformance("an empty Will is still declared and delivered as a Will message after an unclean loss; a graceful close delivers no Will",
+	Conformance("an empty Will is declared on every CONNECT and delivered as a Will message after a hub-side drop and after a network cut; a graceful close delivers no Will",
 		[]string{"CONN-021"}, func(ctx SpecContext) {
 			will := &agentproto.Will{Payload: ""}
 			s := NewSession(ctx, fixtures.SessionOptions{NoOpen: true, Will: will})
@@ -250,14 +250,38 @@ var _ = Describe("connect boundaries", func() {
 			Expect(msg.Properties.Map()).To(HaveKeyWithValue(iothub.PropMessageType, "Will"), "CONN-021 (002 L13828): the Will is tagged iothub-MessageType=Will\n%s", traceText(s.Trace(m)))
 			Expect(msg.Payload).To(BeEmpty(), "CONN-021 (002 L13827): the Will payload as declared (empty); seen %d bytes\n%s", len(msg.Payload), traceText(s.Trace(m)))
 
-			// Graceful close of the reconnected client: DISCONNECT
-			// discards the Will (MQTT 3.1.1 §3.14), so no Will arrives.
 			if !waitAcceptedOrRefused(ctx, s, 2, "a CONNACK 0 on the reconnect after the unclean loss") {
 				Fail(fmt.Sprintf("the hub refused the reconnect after the unclean loss\n%s", traceText(s.Trace(s.Start()))))
 			}
 			waitBoardConnected(ctx, s, mDrop)
 			acc := acceptedConns(s.Trace(s.Start()))
 			up := acc[len(acc)-1]
+			// Every CONNECT of the session declares the Will: a client
+			// that keeps it for the first connection only loses it on the
+			// losses that matter most.
+			everyConnectHasWill := func() {
+				for i, c := range packets(s.Trace(s.Start()), hub.DirIn, "CONNECT") {
+					Expect(c.WillTopic).NotTo(BeEmpty(), "CONN-021 (002 L13826): the %s must declare the configured Will too; expected a Will topic, seen none\n%s", connectLabel(i), traceText(s.Trace(s.Start())))
+				}
+			}
+			everyConnectHasWill()
+
+			// A network cut under the reconnected connection: the hub
+			// sees the TCP die, the Will of that connection arrives.
+			mCut := s.Mark()
+			Expect(s.Env.Net.Cut()).To(BeNumerically(">=", 1), "rig: no live connection to cut")
+			cutWill := must(s.WaitTelemetry(ctx, mCut, func(msg hub.Message) bool { return msg.Will && msg.ConnID == up }))
+			Expect(cutWill.Payload).To(BeEmpty(), "CONN-021 (002 L13827): the Will after the network cut, as declared (empty); seen %d bytes\n%s", len(cutWill.Payload), traceText(s.Trace(mCut)))
+			if !waitAcceptedOrRefused(ctx, s, 3, "a CONNACK 0 on the reconnect after the network cut") {
+				Fail(fmt.Sprintf("the hub refused the reconnect after the network cut\n%s", traceText(s.Trace(s.Start()))))
+			}
+			waitBoardConnected(ctx, s, mCut)
+			acc = acceptedConns(s.Trace(s.Start()))
+			up = acc[len(acc)-1]
+			everyConnectHasWill()
+
+			// Graceful close of the reconnected client: DISCONNECT
+			// discards the Will (MQTT 3.1.1 §3.14), so no Will arrives.
 			m2 := s.Mark()
 			must(0, s.Call(ctx, agentproto.OpClose, agentproto.CloseArgs{Graceful: true}, nil))
 			must(s.WaitTrace(ctx, m2, "the reconnected connection closing", func(e hub.Entry) bool {

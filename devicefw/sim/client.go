@@ -740,7 +740,7 @@ func (dc *deviceClient) connect(s *session, cc connConfig) (c *conn, session boo
 		o.SetStore(s.sessionStore())
 		c.acks = s.acks
 	}
-	if dc.willDeclared(cc) {
+	if dc.willDeclared(s, cc) {
 		o.SetBinaryWill(dc.willTopic(cc), []byte(cc.will.Payload), 1, false)
 	}
 	cli := paho.NewClient(o)

@@ -27,6 +27,7 @@ const (
 	DefReconnectTries1883         = "reconnect-tries-1883"
 	DefRenewalKeyAsPassword       = "renewal-key-as-password"
 	DefReconnectKeepAliveZero     = "reconnect-keepalive-zero"
+	DefReconnectWillDropped       = "reconnect-will-dropped"
 )
 
 // boundsConnDefects lists them; see Defects.
@@ -41,6 +42,7 @@ var boundsConnDefects = []Defect{
 	{DefReconnectTries1883, "CONN-002", "every reconnect of a client.open (renewal, after a loss) first tries plaintext MQTT on the hub host's port 1883 (a fallback port list walked from its start), then connects over TLS as usual"},
 	{DefRenewalKeyAsPassword, "CONN-011", "reconnects after the first connection of a client.open send the raw device key as the CONNECT Password instead of a fresh token (the first connection is correct)"},
 	{DefReconnectKeepAliveZero, "CONN-023", "reconnects after the first connection of a client.open declare keep-alive 0 (options rebuilt from library defaults) and never ping; the first connection keeps the configured value"},
+	{DefReconnectWillDropped, "CONN-021", "the configured Will is declared on the first connection of a client.open only; reconnects carry no Will"},
 	{DefWSSProtocol31, "CONN-001", "over MQTT-over-WebSocket the CONNECT names MQTT 3.1 (MQIsdp, level 3), a WebSocket client's old default; over 8883 it is 3.1.1"},
 }
 
@@ -100,8 +102,8 @@ func (dc *deviceClient) srDeviceID(id string) string {
 }
 
 // willDeclared reports whether the configured Will goes into CONNECT.
-func (dc *deviceClient) willDeclared(cc connConfig) bool {
-	if cc.will == nil {
+func (dc *deviceClient) willDeclared(s *session, cc connConfig) bool {
+	if cc.will == nil || (dc.on(DefReconnectWillDropped) && s.connects > 0) {
 		return false
 	}
 	return !(dc.on(DefWillEmptyOmitted) && cc.will.Payload == "")
