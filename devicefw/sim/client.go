@@ -674,8 +674,9 @@ func (dc *deviceClient) willTopic(cc connConfig) string {
 
 // connect makes one connection attempt.
 func (dc *deviceClient) connect(s *session, cc connConfig) (c *conn, session bool, exp time.Time, rc byte, err error) {
-	cc.modelID = dc.pnpModelID(s, cc.modelID) // PNP-001
-	username := dc.username(cc)
+	cc.modelID = dc.pnpModelID(s, cc.modelID)                // PNP-001
+	username := dc.reconnectUsername(s, cc, dc.username(cc)) // defects_bounds_conn.go
+	dc.reconnectPlainProbe(s, cc, []byte{0x10, 0x00})        // reconnect-tries-1883: a CONNECT header; the trap reads nothing
 	password := ""
 	if cc.authType == "sas" {
 		password, exp, err = dc.token(cc)
@@ -683,6 +684,7 @@ func (dc *deviceClient) connect(s *session, cc connConfig) (c *conn, session boo
 			return nil, false, time.Time{}, 0, fmt.Errorf("SAS token: %w", err)
 		}
 		password, exp = dc.reuseToken(s, cc, password, exp) // token-reuse-* defects
+		password = dc.renewalToken(s, cc, password, exp)    // renewal-se-milliseconds
 	}
 	token := password
 	password = dc.passwordDefects(cc, password)
@@ -699,7 +701,7 @@ func (dc *deviceClient) connect(s *session, cc connConfig) (c *conn, session boo
 	dc.certTLS(tlsc, cc)
 	dc.tlsDefects(tlsc, cc) // factory bundle; TLS defect switches
 	if cc.cert != nil {
-		cert := dc.moduleDeviceCert(cc, dc.factoryCert(dc.clientCert(cc.cert)))
+		cert := dc.reconnectCert(s, dc.moduleDeviceCert(cc, dc.factoryCert(dc.clientCert(cc.cert))))
 		// Present the certificate whatever CAs the hub lists (thumbprint certificates are self-signed).
 		tlsc.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return cert, nil }
 	}
@@ -715,9 +717,9 @@ func (dc *deviceClient) connect(s *session, cc connConfig) (c *conn, session boo
 	// The callbacks outlive this call when it gives up (timeout, cancel):
 	// they must not see the named result, which the error returns set to nil.
 	cur := c
-	o := paho.NewClientOptions().AddBroker(broker.String()).SetClientID(clientID).SetProtocolVersion(dc.protocolVersion()).
+	o := paho.NewClientOptions().AddBroker(broker.String()).SetClientID(clientID).SetProtocolVersion(dc.wsProtocolVersion(cc, dc.protocolVersion())).
 		SetCleanSession(cc.clean).SetAutoReconnect(false).SetConnectRetry(false).
-		SetKeepAlive(dc.keepAlive(cc)).SetPingTimeout(dc.pingTimeout(cc)).
+		SetKeepAlive(dc.reconnectKeepAlive(s, dc.keepAlive(cc))).SetPingTimeout(dc.boundsPingTimeout(cc, dc.pingTimeout(cc))).
 		SetConnectTimeout(connectTimeout).SetWriteTimeout(connectTimeout).SetOrderMatters(false).
 		SetAutoAckDisabled(true).SetTLSConfig(tlsc).
 		SetCredentialsProvider(func() (string, string) { return username, password }).
@@ -740,6 +742,7 @@ func (dc *deviceClient) connect(s *session, cc connConfig) (c *conn, session boo
 				nc, err = dc.dial(addr, tlsc, cc.plainAddr)
 			}
 			if err == nil {
+				nc = dc.keepAliveConn(nc, cc) // ping-skipped-when-receiving
 				nmu.Lock()
 				cur.netConn = nc
 				nmu.Unlock()
@@ -750,7 +753,7 @@ func (dc *deviceClient) connect(s *session, cc connConfig) (c *conn, session boo
 		o.SetStore(s.sessionStore())
 		c.acks = s.acks
 	}
-	if cc.will != nil {
+	if dc.willDeclared(s, cc) {
 		o.SetBinaryWill(dc.willTopic(cc), []byte(cc.will.Payload), 1, false)
 	}
 	cli := paho.NewClient(o)

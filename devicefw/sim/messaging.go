@@ -364,7 +364,7 @@ func (dc *deviceClient) onMethod(c *conn, t iothub.Topic, body []byte) {
 		topic = "$iothub/methods/res/" + text + "/?$rid=" + rid
 	}
 	payload = dc.methodPayloadPadded(payload) // method-response-padded only (limits.go)
-	tok := c.cli.Publish(topic, 0, false, payload)
+	tok := c.cli.Publish(topic, dc.methodResponseQoS(), false, payload)
 	if !tok.WaitTimeout(connectTimeout) || tok.Error() != nil {
 		dc.fw.logf("W", "method %s response not sent: %v", t.MethodName, tok.Error())
 		return
