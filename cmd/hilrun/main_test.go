@@ -3,11 +3,14 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"runtime"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -18,6 +21,10 @@ import (
 // can run it as a child process (and the virtual board can run it as its
 // firmware, `hilrun sim-firmware`) without a separate build.
 const asHilrunEnv = "HILRUN_TEST_AS_HILRUN"
+
+// testParallel is how many of this package's parallel tests run at once
+// by default (TestMain).
+const testParallel = 4
 
 func TestMain(m *testing.M) {
 	// Spec durations measured by the tests' runs stay out of the user's
@@ -40,6 +47,15 @@ func TestMain(m *testing.M) {
 			os.Exit(exitCode(err))
 		}
 		os.Exit(0)
+	}
+	// This package's tests mostly wait on child runs (the boards' timers,
+	// the hub), not on the CPU: unless -parallel is given, four of them
+	// run at once instead of GOMAXPROCS (two on a two-core machine).
+	flag.Parse()
+	parallelSet := false
+	flag.Visit(func(f *flag.Flag) { parallelSet = parallelSet || f.Name == "test.parallel" })
+	if !parallelSet {
+		_ = flag.Set("test.parallel", strconv.Itoa(max(testParallel, runtime.GOMAXPROCS(0))))
 	}
 	code := m.Run()
 	if durDir != "" {
@@ -120,6 +136,7 @@ func TestRunDefaultVirtualBoard(t *testing.T) {
 // TestRunDefectFailsWithExitOne: a defect switch makes its requirement fail
 // and the exit status says so.
 func TestRunDefectFailsWithExitOne(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	out, code := hilrun(t, "run", "--out", dir, "--defect", "username-no-host", "--label-filter", "CONN-006")
 	if code != 1 {
@@ -141,6 +158,7 @@ func TestRunDefectFailsWithExitOne(t *testing.T) {
 }
 
 func TestRunRejectsUnknownDefect(t *testing.T) {
+	t.Parallel()
 	out, code := hilrun(t, "run", "--defect", "no-such-defect", "--out", t.TempDir())
 	if code != 2 || !strings.Contains(out, "DEFECTS.md") {
 		t.Fatalf("exit %d, want 2 with a pointer to DEFECTS.md:\n%s", code, out)
@@ -197,6 +215,7 @@ func TestSelftest(t *testing.T) {
 // TestConsoleVirtualBoard drives `hilrun console` with a script on stdin:
 // decoded frames, agent calls and hub-side commands, secrets redacted.
 func TestConsoleVirtualBoard(t *testing.T) {
+	t.Parallel()
 	exe, err := os.Executable()
 	if err != nil {
 		t.Fatal(err)
@@ -224,6 +243,7 @@ func TestConsoleVirtualBoard(t *testing.T) {
 }
 
 func TestReportReRenders(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	if out, code := hilrun(t, "run", "--out", dir, "--label-filter", "CONN-005"); code != 0 {
 		t.Fatalf("run: %d\n%s", code, out)

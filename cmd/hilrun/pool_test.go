@@ -154,6 +154,7 @@ func TestPoolRigFault(t *testing.T) {
 // TestPoolInterrupt: Ctrl-C stops every child, and the merged report of
 // what finished is still written.
 func TestPoolInterrupt(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	ids := []string{"sim-a", "sim-b", "sim-c"}
 	inv := writeInventory(t, dir, ids, nil)
