@@ -27,6 +27,14 @@ const asHilrunEnv = "HILRUN_TEST_AS_HILRUN"
 const testParallel = 4
 
 func TestMain(m *testing.M) {
+	// The child processes are this race-instrumented binary (hilrun
+	// itself, a shard's or a pool board's run, the virtual board's
+	// firmware): without atexit_sleep_ms=0 the race runtime sleeps 1 s in
+	// every one of them at exit, once per run, reset and board. Races are
+	// still detected and reported (exit status 66).
+	if _, ok := os.LookupEnv("GORACE"); !ok {
+		os.Setenv("GORACE", "atexit_sleep_ms=0")
+	}
 	// Spec durations measured by the tests' runs stay out of the user's
 	// cache (durations.go).
 	var durDir string
