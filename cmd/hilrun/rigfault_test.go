@@ -333,12 +333,12 @@ func TestRigFaultSilentAfterHello(t *testing.T) {
 	t.Logf("silent-after-hello: exit %d in %s", code, wall)
 }
 
-// TestRigFaultHangAfter: a firmware that stops answering 3 s after every
+// TestRigFaultHangAfter: a firmware that stops answering 2 s after every
 // boot is recovered and resumed until the recoveries are used up; no spec
 // is failed and the run ends in a bounded time.
 func TestRigFaultHangAfter(t *testing.T) {
 	t.Parallel()
-	r := startRig(t, "--sim-misbehave", "hang-after:3s", "--label-filter", "RECON-011 || TWIN-010 || TEL")
+	r := startRig(t, "--sim-misbehave", "hang-after:2s", "--label-filter", "RECON-011 || TWIN-010 || TEL")
 	code, wall := r.wait(90 * time.Second)
 	rep, j := r.report()
 	assertRigFault(t, r, code, rep, j)
@@ -348,7 +348,7 @@ func TestRigFaultHangAfter(t *testing.T) {
 	if wall > 60*time.Second {
 		t.Errorf("run took %s", wall)
 	}
-	t.Logf("hang-after:3s: exit %d in %s, %d rig-fault, %d passed, %d not run", code, wall,
+	t.Logf("hang-after:2s: exit %d in %s, %d rig-fault, %d passed, %d not run", code, wall,
 		countSpecs(rep, reports.SpecRigFault), countSpecs(rep, reports.SpecPassed), countSpecs(rep, reports.SpecNotRun))
 }
 
