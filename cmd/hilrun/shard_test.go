@@ -180,7 +180,10 @@ func TestShardsInterrupt(t *testing.T) {
 		t.Fatal(err)
 	}
 	dir := t.TempDir()
-	c := exec.Command(exe, "run", "--shards", "2", "--label-filter", "RECON", "--out", dir)
+	// Not RECON-001: its backoff-cap check judges timing that the tests
+	// running beside this one can starve, and a failure before the signal
+	// would make the outcome fail, not interrupted.
+	c := exec.Command(exe, "run", "--shards", "2", "--label-filter", "RECON && !RECON-001", "--out", dir)
 	c.Env = append(os.Environ(), asHilrunEnv+"=1")
 	var buf syncBuffer
 	c.Stdout, c.Stderr = &buf, &buf
