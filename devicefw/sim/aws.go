@@ -269,6 +269,7 @@ func (ac *awsClient) connect(c awsConf, lost chan struct{}) (paho.Client, error)
 	if ac.on(DefAWSSkipVerify) {
 		tlsc.InsecureSkipVerify = true
 	}
+	ac.awsVerifyDefects(tlsc, c.trust, c.endpoint)
 	if ac.on(DefAWSLegacyEndpoint) {
 		tlsc.ServerName = strings.Replace(c.endpoint, "-ats.", ".", 1)
 	}
@@ -277,6 +278,9 @@ func (ac *awsClient) connect(c awsConf, lost chan struct{}) (paho.Client, error)
 		scheme = "tcp"
 	}
 	clientID := c.thing
+	if ac.on(DefAWSClientID23) && len(clientID) > 23 {
+		clientID = clientID[:23] // defect: MQTT 3.1's 23-character ClientId limit
+	}
 	if ac.on(DefAWSClientIDSuffix) {
 		clientID = c.thing + "-client"
 	}
@@ -359,7 +363,11 @@ func (ac *awsClient) onMessage(c awsConf, m paho.Message) {
 	ref, isShadow := awsproto.ParseShadowTopic(m.Topic())
 	switch {
 	case isShadow && ref.Thing == c.thing && ref.Answer == awsproto.Delta:
-		ac.onDelta(ref.Name, m.Payload())
+		name := ref.Name
+		if ac.on(DefAWSNamedDeltaClassic) {
+			name = "" // defect: every delta is taken for the classic shadow's
+		}
+		ac.onDelta(name, m.Payload())
 	case isShadow && (ref.Answer == awsproto.Accepted || ref.Answer == awsproto.Rejected):
 		ac.deliver(ref, m.Payload())
 	case isShadow:
