@@ -114,3 +114,43 @@ var _ = Describe("AWS IoT Core, boundaries", func() {
 		Expect(d.Version).To(Equal(want), "AWS-009: the delta has version %d; the device reports %d", want, d.Version)
 	})
 })
+
+var _ = Describe("AWS IoT Core, boundaries: refused certificate", func() {
+	Conformance("a thing certificate the endpoint does not know is refused: the device keeps presenting its certificate and never offers a username or password instead", []string{"AWS-002"}, func(ctx SpecContext) {
+		s := NewAWSSession(ctx, fixtures.AWSSessionOptions{NoOpen: true})
+		// A certificate for the thing's name that is not registered.
+		leaf := must(certs.SelfSigned(certs.LeafOptions{CommonName: s.Thing}))
+		Expect(s.SetCert(ctx, leaf)).To(Succeed())
+		want := certs.Thumbprint(leaf.Cert)
+		m := s.Mark()
+		Expect(s.Call(ctx, agentproto.OpOpen, nil, nil)).To(Succeed())
+		// Two refused attempts (or the device giving up) show what it does
+		// after a refusal.
+		backoffs := 0
+		_, err := s.WaitEvent(ctx, m, agentproto.EvConn, func(e agent.Event) bool {
+			var ce agentproto.ConnEvent
+			if e.Decode(&ce) != nil {
+				return false
+			}
+			if ce.State == agentproto.StateBackoff {
+				backoffs++
+			}
+			return backoffs >= 2 || ce.State == agentproto.StateStopped || ce.State == agentproto.StateConnected
+		})
+		Expect(err).NotTo(HaveOccurred(), "AWS-002 (001 L107, L113): expected the device to report its refused attempts (backoff or stop); %v\n%s", err, awsTrace(s))
+		Expect(s.Call(ctx, agentproto.OpClose, agentproto.CloseArgs{Graceful: true}, nil)).To(Succeed())
+		attempts := 0
+		for _, e := range s.Trace(m) {
+			switch {
+			case e.Dir == hub.DirEvent && (e.Type == hub.EventTLS || e.Type == hub.EventTLSFailed) && e.TLS != nil:
+				attempts++
+				Expect(e.TLS.ClientCertThumbprint).To(Equal(want), "AWS-002 (001 L107, L113): authentication is the X.509 thing certificate; attempt %d presented %q, not the device's certificate %s…\n%s", attempts, e.TLS.ClientCertThumbprint, want[:16], awsTrace(s))
+			case e.Type == "CONNECT" && e.Dir == hub.DirIn:
+				Expect(e.Username+e.Password).To(BeEmpty(), "AWS-002 (001 L107, L113): IAM credentials are not offered; a CONNECT carried username %q / password facts %q\n%s", e.Username, e.Password, awsTrace(s))
+			case e.Dir == hub.DirEvent && e.Type == hub.EventConnOpened:
+				Fail("AWS-002: the endpoint accepted a connection with an unregistered certificate (the rig is wrong)\n" + awsTrace(s))
+			}
+		}
+		Expect(attempts).To(BeNumerically(">=", 1), "AWS-002: expected at least one TLS attempt at the endpoint\n%s", awsTrace(s))
+	})
+})

@@ -57,6 +57,7 @@ type awsClient struct {
 	versions map[string]int64          // last shadow version seen, by shadow name
 	desired  map[string]map[string]any // desired state held, by shadow name
 	oldCert  *tls.Certificate          // aws-rotate-ignored keeps presenting it
+	iam      bool                      // aws-iam-fallback: a refused attempt was made
 }
 
 type shadowWait struct {
@@ -204,6 +205,11 @@ func (ac *awsClient) loop(stop chan struct{}) {
 		ac.setState(agentproto.ConnEvent{State: agentproto.StateConnecting, Attempt: attempt})
 		lost := make(chan struct{})
 		cli, err := ac.connect(c, lost)
+		if err != nil && ac.on(DefAWSIAMFallback) {
+			ac.mu.Lock()
+			ac.iam = true // defect: the next attempts fall back to username/password
+			ac.mu.Unlock()
+		}
 		if err == nil {
 			ac.mu.Lock()
 			if !ac.open || ac.stop != stop {
@@ -263,7 +269,11 @@ func (ac *awsClient) connect(c awsConf, lost chan struct{}) (paho.Client, error)
 		}
 		ac.mu.Unlock()
 	}
-	if cert != nil && !ac.on(DefAWSNoClientCert) {
+	iam, fallback := ac.on(DefAWSNoClientCert), ac.on(DefAWSIAMFallback)
+	ac.mu.Lock()
+	iam = iam || (fallback && ac.iam)
+	ac.mu.Unlock()
+	if cert != nil && !iam {
 		tlsc.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return cert, nil }
 	}
 	if ac.on(DefAWSSkipVerify) {
@@ -293,7 +303,7 @@ func (ac *awsClient) connect(c awsConf, lost chan struct{}) (paho.Client, error)
 			ac.fw.logf("W", "aws: connection lost: %v", err)
 			once.Do(func() { close(lost) })
 		})
-	if ac.on(DefAWSNoClientCert) {
+	if iam {
 		o.SetUsername(c.thing).SetPassword("iam-credentials") // the IAM path the seed SDK lists but does not support
 	}
 	cli := paho.NewClient(o)

@@ -14,12 +14,14 @@ const (
 	DefAWSIgnoreValidity    = "aws-ignore-validity"
 	DefAWSClientID23        = "aws-clientid-23"
 	DefAWSNamedDeltaClassic = "aws-named-delta-as-classic"
+	DefAWSIAMFallback       = "aws-iam-fallback"
 )
 
 var awsBoundsDefects = []Defect{
 	{DefAWSSkipHostname, "AWS-003", "the server chain is verified against the trusted root and the clock, but not against the endpoint's host name"},
 	{DefAWSIgnoreValidity, "AWS-003", "the server chain's signatures and host name are checked, its validity dates are not (an expired leaf is accepted)"},
 	{DefAWSClientID23, "AWS-005", "the ClientId is cut to 23 characters (the MQTT 3.1 limit), so a longer thing name is not the ClientId"},
+	{DefAWSIAMFallback, "AWS-002", "after a refused certificate the next attempts go without a client certificate, with a username and password instead (an IAM fallback the SDK does not offer)"},
 	{DefAWSNamedDeltaClassic, "AWS-009", "the delta topic's shadow name is not parsed: a named shadow's delta reaches the application as the classic shadow's"},
 }
 
