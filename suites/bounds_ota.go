@@ -3,6 +3,8 @@ package suites
 import (
 	"bytes"
 	"context"
+	"fmt"
+	"strings"
 	"time"
 
 	. "github.com/onsi/ginkgo/v2"
@@ -126,4 +128,58 @@ var _ = Describe("twin-driven OTA (seed 004), boundaries", func() {
 		}
 		Expect(gets).To(BeEmpty(), "OTA-006: an empty Files array names no file to fetch (004 L117-118); the device fetched:\n%s", fixtures.FormatBlobRequests(gets))
 	})
+
+	// OTA-003: a download the storage does not answer 200 is not an
+	// update: the device may report it or (for a 5xx) try again, but it
+	// never records the new CodeVersion without the verified file.
+	storageFaults := []struct {
+		name  string
+		setup func(s *fixtures.Session, f *fixtures.OTAFile)
+	}{
+		{"404 (no such blob)", func(s *fixtures.Session, f *fixtures.OTAFile) {
+			f.URL = strings.Replace(f.URL, f.Name, f.Name+"-missing", 1)
+			f.Name += "-missing"
+		}},
+		{"500 (storage fault, once)", func(s *fixtures.Session, f *fixtures.OTAFile) {
+			s.Env.Hub.Blob().FailGets(1)
+			DeferCleanup(func() { s.Env.Hub.Blob().FailGets(0) })
+		}},
+	}
+	for _, c := range storageFaults {
+		Conformance("a download the storage answers "+c.name+" never leads to the new CodeVersion being installed without its file", []string{"OTA-003"}, func(ctx SpecContext) {
+			s := NewSession(ctx, fixtures.SessionOptions{NoOpen: true})
+			f := must(s.PutOTAFile("app.pe", []byte("application for "+s.ID.DeviceID)))
+			before := otaStatus(ctx, s)
+			c.setup(s, &f)
+			tok := must(s.OTAToken(time.Hour))
+			v := otaNewVersion()
+			otaPublish(s, otaDesired([]fixtures.OTAFile{f}, tok, v, nil))
+			m := s.Mark()
+			must(0, s.Open(ctx))
+			out, err := otaSettled(ctx, s, m, v)
+			Expect(err).NotTo(HaveOccurred(), "OTA-003: the engine must end its cycle for CodeVersion %d (reported error or, after a retry, installed)\n%s", v, blobText(s, m))
+			gets := blobGets(s, m, f.Name)
+			Expect(gets).NotTo(BeEmpty(), "precondition: the device tried the download of %s\n%s", f.Name, blobText(s, m))
+			after := otaStatus(ctx, s)
+			if after.Installed != before.Installed || out.State == agentproto.OTACurrent {
+				ok := false
+				for _, g := range gets {
+					if g.Method == "GET" && g.Status == 200 {
+						ok = true
+					}
+				}
+				Expect(ok).To(BeTrue(), "OTA-003: CodeVersion %d is reported %s / installed %q, yet the storage never delivered %s (answers: %s); a file that was not fetched cannot be verified or installed (004 L117-119, L122)\n%s",
+					v, out.State, after.Installed, f.Name, blobStatuses(gets), blobText(s, m))
+			}
+		})
+	}
 })
+
+// blobStatuses lists the statuses of requests.
+func blobStatuses(rs []blob.Request) string {
+	var out []string
+	for _, r := range rs {
+		out = append(out, fmt.Sprintf("%s %d", r.Method, r.Status))
+	}
+	return strings.Join(out, ", ")
+}

@@ -240,6 +240,9 @@ func (dc *deviceClient) otaCycle(ctx context.Context, cc connConfig) {
 			time.Sleep(100 * time.Millisecond)
 			data, err = dc.otaDownload(ctx, client, f.FileName, token)
 		}
+		if err != nil && dc.on(DefOTAMissingFileInstalled) && (strings.Contains(err.Error(), "answered 404") || strings.Contains(err.Error(), "answered 5")) {
+			continue // defect: a missing or failed file is skipped and the update goes on
+		}
 		if err != nil {
 			dc.otaFail(ctx, installed, ver, fmt.Sprintf("%s: %v", f.FileName, err))
 			return
