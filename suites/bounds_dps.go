@@ -1,6 +1,7 @@
 package suites
 
 import (
+	"encoding/json"
 	"fmt"
 	"strconv"
 	"strings"
@@ -137,6 +138,19 @@ var _ = Describe("device provisioning (DPS), boundaries", func() {
 		Expect(atHub).NotTo(BeNil(), "DPS-007: the hub TLS handshake\n%s", traceText(htr))
 		Expect(atHub.TLS.ClientCertThumbprint).To(Equal(atDPS.TLS.ClientCertThumbprint), "DPS-007: the same device certificate at DPS and at the hub (000 L457-469)\n%s\n%s", traceText(dtr), traceText(htr))
 		Expect(atHub.TLS.ClientCertChainLen).To(Equal(atDPS.TLS.ClientCertChainLen), "DPS-007: the same chain at DPS (%d certificates) and at the hub (%d) (000 L430)\n%s\n%s", atDPS.TLS.ClientCertChainLen, atHub.TLS.ClientCertChainLen, traceText(dtr), traceText(htr))
+	})
+
+	Conformance("nested custom registration data with non-ASCII text is sent as the same JSON value", []string{"DPS-008"}, func(ctx SpecContext) {
+		custom := json.RawMessage(`{"site":{"name":"Zürich Süd ✓","floor":-1,"racks":[1,2,{"u":42,"tags":["ä","日本"]}]},"note":"quote \" and \\ backslash"}`)
+		ds := newDPS(ctx, fixtures.DPSOptions{Name: "dps008s", Payload: custom})
+		m := ds.Mark()
+		res := must(ds.Register(ctx))
+		tr := ds.DPSTrace(m)
+		put := dpsRegisterPublish(tr)
+		body, err := dpsproto.ParseRegisterBody(put.Payload)
+		Expect(err).NotTo(HaveOccurred(), "DPS-008: %v\n%s", err, traceText(tr))
+		Expect(jsonValue(body.Payload)).To(Equal(jsonValue(custom)), "DPS-008: the payload member carries the custom data as the same JSON value, nesting and non-ASCII text included (000 L479-481); sent %s, seen %s\n%s", custom, body.Payload, traceText(tr))
+		Expect(res.Status).To(Equal(dpsproto.StatusAssigned), "DPS-008: registration with custom data is assigned; the device reported %+v", res)
 	})
 })
 

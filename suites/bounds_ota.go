@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -13,6 +14,7 @@ import (
 	"github.com/hilrun/hilrun/devicefw/agentproto"
 	"github.com/hilrun/hilrun/fixtures"
 	"github.com/hilrun/hilrun/rig/blob"
+	"github.com/hilrun/hilrun/rig/hub"
 )
 
 // Boundary specs for the twin-driven OTA of seed 004 (issue 15): the rules
@@ -173,6 +175,28 @@ var _ = Describe("twin-driven OTA (seed 004), boundaries", func() {
 			}
 		})
 	}
+
+	Conformance("reports a failed update (a tampered file) as error in reported properties", []string{"OTA-007"}, func(ctx SpecContext) {
+		s := NewSession(ctx, fixtures.SessionOptions{NoOpen: true})
+		bad := must(s.PutOTAFile("tampered.pe", []byte("tampered application of "+s.ID.DeviceID)))
+		bad.Signature = fixtures.Signature([]byte("the application that was signed"))
+		tok := must(s.OTAToken(time.Hour))
+		v := otaNewVersion()
+		otaPublish(s, otaDesired([]fixtures.OTAFile{bad}, tok, v, nil))
+		m := s.Mark()
+		must(0, s.Open(ctx))
+		out, err := otaSettled(ctx, s, m, v)
+		Expect(err).NotTo(HaveOccurred(), "precondition: the engine must end its cycle for CodeVersion %d\n%s", v, blobText(s, m))
+		Expect(out.State).To(Equal(agentproto.OTAError), "precondition: a file whose SHA-256 is not its Signature fails the update (OTA-004); the engine said %s", out.State)
+		_, err = s.WaitTrace(ctx, m, "a reported PATCH with status error", func(e hub.Entry) bool {
+			return slices.Contains(otaStatusesIn(e), "error")
+		})
+		var seen []string
+		for _, e := range publishes(s.Trace(m), "$iothub/twin/PATCH/properties/reported/") {
+			seen = append(seen, otaStatusesIn(e)...)
+		}
+		Expect(err).NotTo(HaveOccurred(), "OTA-007: a failed update should be reported with status error in reported properties (002 L8272-8281, L8260-8292); the statuses reported were %v\n%s", seen, traceText(s.Trace(m)))
+	})
 })
 
 // blobStatuses lists the statuses of requests.

@@ -14,6 +14,7 @@ const (
 	DefDPSRegIDEscaped          = "dps-regid-escaped"
 	DefDPSRegIDTruncated        = "dps-regid-truncated"
 	DefDPSX509TrustInChain      = "dps-x509-trust-in-chain"
+	DefDPSPayloadASCII          = "dps-payload-ascii-only"
 )
 
 var dpsBoundsDefects = []Defect{
@@ -24,5 +25,20 @@ var dpsBoundsDefects = []Defect{
 	{DefDPS429NoWait, "DPS-005", "a 429 (throttled) answer is retried at once, ignoring its retry-after"},
 	{DefDPSRegIDEscaped, "DPS-002", "the registration ID is percent-encoded into the Username (\":\" becomes %3A), so an ID holding \":\" no longer names the registration"},
 	{DefDPSRegIDTruncated, "DPS-002", "the registration ID is kept in a 64-byte buffer: a longer ID (DPS allows 128 characters) is cut for ClientId, Username, token and body"},
+	{DefDPSPayloadASCII, "DPS-008", "custom registration data is narrowed to ASCII before it is sent: every non-ASCII character becomes '?' (a Latin-1/ASCII string buffer)"},
 	{DefDPSX509TrustInChain, "DPS-007", "at DPS the device's Certificate message carries its trusted root certificates after its own chain (the trust and client-chain options confused), at the hub only its own chain"},
+}
+
+// asciiOnly replaces every non-ASCII character of b with '?'
+// (dps-payload-ascii-only).
+func asciiOnly(b []byte) []byte {
+	out := make([]byte, 0, len(b))
+	for _, r := range string(b) {
+		if r > 127 {
+			out = append(out, '?')
+			continue
+		}
+		out = append(out, byte(r))
+	}
+	return out
 }

@@ -11,6 +11,7 @@ const (
 	DefOTANotReadOnWake        = "ota-not-read-on-wake"
 	DefOTAEmptyFilesDropped    = "ota-empty-files-dropped"
 	DefOTAMissingFileInstalled = "ota-missing-file-installed"
+	DefOTAErrorReportedCurrent = "ota-error-reported-current"
 )
 
 var otaBoundsDefects = []Defect{
@@ -18,5 +19,6 @@ var otaBoundsDefects = []Defect{
 	{DefOTAHashFirstChunk, "OTA-004", "the SHA-256 is computed over the first 64 KB read buffer only: a larger file whose bytes differ after it verifies against the Signature of the original"},
 	{DefOTANotReadOnWake, "OTA-001", "the flag that the OTA settings were read survives deep sleep (RTC memory): after a wake the twin's Files, Token and CodeVersion are not read again"},
 	{DefOTAMissingFileInstalled, "OTA-003", "a download the storage answers 404 or 5xx is skipped: the update goes on without the file and the new CodeVersion is recorded as installed (only 403 is treated as a failure)"},
+	{DefOTAErrorReportedCurrent, "OTA-007", "a failed update is reported as status current (the old version), so the reported properties never show the error"},
 	{DefOTAEmptyFilesDropped, "OTA-006", "an empty Files array makes the parser give up on the whole desired section: CodeVersion and Token are not read"},
 }

@@ -372,6 +372,9 @@ func (dc *deviceClient) dpsPayload(custom json.RawMessage, modelID string) any {
 		modelID = "" // defect: the model ID is left out of the registration
 	}
 	var out any
+	if dc.on(DefDPSPayloadASCII) {
+		custom = asciiOnly(custom) // defect: non-ASCII characters become '?'
+	}
 	if len(custom) > 0 {
 		if dc.on(DefDPSPayloadString) {
 			return string(custom) // defect: the JSON text sent as a JSON string

@@ -175,6 +175,9 @@ func (dc *deviceClient) otaReport(ctx context.Context, current, pending, status,
 	if dc.on(DefOTANoProgress) && status != agentproto.OTACurrent {
 		return
 	}
+	if dc.on(DefOTAErrorReportedCurrent) && status == agentproto.OTAError {
+		status, pending = agentproto.OTACurrent, "" // defect: a failed update is reported as the old version being current
+	}
 	patch := map[string]any{"firmware": map[string]any{"currentFwVersion": current, "pendingFwVersion": pending,
 		"fwUpdateStatus": status, "fwUpdateSubstatus": sub}}
 	if _, err := dc.report(ctx, patch); err != nil {
