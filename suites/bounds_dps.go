@@ -152,6 +152,40 @@ var _ = Describe("device provisioning (DPS), boundaries", func() {
 		Expect(jsonValue(body.Payload)).To(Equal(jsonValue(custom)), "DPS-008: the payload member carries the custom data as the same JSON value, nesting and non-ASCII text included (000 L479-481); sent %s, seen %s\n%s", custom, body.Payload, traceText(tr))
 		Expect(res.Status).To(Equal(dpsproto.StatusAssigned), "DPS-008: registration with custom data is assigned; the device reported %+v", res)
 	})
+
+	// DPS-006: an error answer is an outcome other than assigned: reported
+	// with its status and error, no hub connection. The fault answers one
+	// request, so a device that tries again (allowed, for a 5xx above all)
+	// may still be assigned.
+	errAnswers := []struct {
+		status, code int
+	}{{400, 400004}, {500, 500000}}
+	for _, c := range errAnswers {
+		Conformance(fmt.Sprintf("an error answer %d to the registration request is reported with its status and error, or the request is tried again; no hub connection without an assignment", c.status), []string{"DPS-006"}, func(ctx SpecContext) {
+			ds := newDPS(ctx, fixtures.DPSOptions{Name: "dps006e", TimeoutMS: 4000, Faults: dps.Faults{Fail: 1, FailStatus: c.status, FailCode: c.code}})
+			m := ds.Mark()
+			res := must(ds.Register(ctx))
+			tr := ds.DPSTrace(m)
+			answered := false
+			for _, e := range tr {
+				if e.Dir == hub.DirOut && e.Type == "PUBLISH" && strings.HasPrefix(e.Topic, fmt.Sprintf("%s%d/", dpsproto.ResponsePrefix, c.status)) {
+					answered = true
+				}
+			}
+			Expect(answered).To(BeTrue(), "precondition: the endpoint answered the registration request %d\n%s", c.status, traceText(tr))
+			if res.Status == dpsproto.StatusAssigned {
+				return // the device tried again and was assigned: allowed
+			}
+			Expect(res.ErrorMessage).NotTo(BeEmpty(), "DPS-006: an outcome other than assigned is reported with its error message (000 L377); seen %+v\n%s", res, traceText(tr))
+			Expect(res.ErrorCode == c.code || strings.Contains(res.ErrorMessage, strconv.Itoa(c.status))).To(BeTrue(),
+				"DPS-006: the outcome is reported with its status (000 L377): expected error code %d or status %d in the result; seen %+v\n%s", c.code, c.status, res, traceText(tr))
+			dpsConns := ds.DPSConnIDs(m)
+			for _, e := range hubSince(ds.Session, m) {
+				Expect(e.Dir == hub.DirIn && e.Type == "CONNECT" && !dpsConns[e.ConnID]).To(BeFalse(),
+					"DPS-006: only an assigned result leads to a hub connection (000 L375-379); after the %d answer the board sent a hub CONNECT as %q", c.status, e.ClientID)
+			}
+		})
+	}
 })
 
 func dpsIntPtr(v int) *int { return &v }

@@ -15,6 +15,7 @@ const (
 	DefDPSRegIDTruncated        = "dps-regid-truncated"
 	DefDPSX509TrustInChain      = "dps-x509-trust-in-chain"
 	DefDPSPayloadASCII          = "dps-payload-ascii-only"
+	DefDPSErrorAnswerIgnored    = "dps-error-answer-ignored"
 )
 
 var dpsBoundsDefects = []Defect{
@@ -26,6 +27,7 @@ var dpsBoundsDefects = []Defect{
 	{DefDPSRegIDEscaped, "DPS-002", "the registration ID is percent-encoded into the Username (\":\" becomes %3A), so an ID holding \":\" no longer names the registration"},
 	{DefDPSRegIDTruncated, "DPS-002", "the registration ID is kept in a 64-byte buffer: a longer ID (DPS allows 128 characters) is cut for ClientId, Username, token and body"},
 	{DefDPSPayloadASCII, "DPS-008", "custom registration data is narrowed to ASCII before it is sent: every non-ASCII character becomes '?' (a Latin-1/ASCII string buffer)"},
+	{DefDPSErrorAnswerIgnored, "DPS-006", "an error answer (4xx other than 429, 5xx) is not understood and ignored: the device waits for another answer until its time bound and reports a timeout without the status or error"},
 	{DefDPSX509TrustInChain, "DPS-007", "at DPS the device's Certificate message carries its trusted root certificates after its own chain (the trust and client-chain options confused), at the hub only its own chain"},
 }
 

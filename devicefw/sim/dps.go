@@ -248,6 +248,10 @@ func (fw *Firmware) dpsRegister(ctx context.Context, a agentproto.DPSRegisterArg
 			case <-ctx.Done():
 				return timedOut()
 			}
+			if dc.on(DefDPSErrorAnswerIgnored) && ans.resp.Status >= 400 && ans.resp.Status != 429 {
+				fw.logf("W", "dps: answer %d ignored", ans.resp.Status) // defect: only 200, 202 and 429 are understood
+				continue
+			}
 			if ridMatches(ans.resp.RID) {
 				break
 			}
