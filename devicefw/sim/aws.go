@@ -57,6 +57,7 @@ type awsClient struct {
 	versions map[string]int64          // last shadow version seen, by shadow name
 	desired  map[string]map[string]any // desired state held, by shadow name
 	oldCert  *tls.Certificate          // aws-rotate-ignored keeps presenting it
+	iam      bool                      // aws-iam-fallback: a refused attempt was made
 }
 
 type shadowWait struct {
@@ -204,6 +205,11 @@ func (ac *awsClient) loop(stop chan struct{}) {
 		ac.setState(agentproto.ConnEvent{State: agentproto.StateConnecting, Attempt: attempt})
 		lost := make(chan struct{})
 		cli, err := ac.connect(c, lost)
+		if err != nil && ac.on(DefAWSIAMFallback) {
+			ac.mu.Lock()
+			ac.iam = true // defect: the next attempts fall back to username/password
+			ac.mu.Unlock()
+		}
 		if err == nil {
 			ac.mu.Lock()
 			if !ac.open || ac.stop != stop {
@@ -263,12 +269,17 @@ func (ac *awsClient) connect(c awsConf, lost chan struct{}) (paho.Client, error)
 		}
 		ac.mu.Unlock()
 	}
-	if cert != nil && !ac.on(DefAWSNoClientCert) {
+	iam, fallback := ac.on(DefAWSNoClientCert), ac.on(DefAWSIAMFallback)
+	ac.mu.Lock()
+	iam = iam || (fallback && ac.iam)
+	ac.mu.Unlock()
+	if cert != nil && !iam {
 		tlsc.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return cert, nil }
 	}
 	if ac.on(DefAWSSkipVerify) {
 		tlsc.InsecureSkipVerify = true
 	}
+	ac.awsVerifyDefects(tlsc, c.trust, c.endpoint)
 	if ac.on(DefAWSLegacyEndpoint) {
 		tlsc.ServerName = strings.Replace(c.endpoint, "-ats.", ".", 1)
 	}
@@ -277,6 +288,9 @@ func (ac *awsClient) connect(c awsConf, lost chan struct{}) (paho.Client, error)
 		scheme = "tcp"
 	}
 	clientID := c.thing
+	if ac.on(DefAWSClientID23) && len(clientID) > 23 {
+		clientID = clientID[:23] // defect: MQTT 3.1's 23-character ClientId limit
+	}
 	if ac.on(DefAWSClientIDSuffix) {
 		clientID = c.thing + "-client"
 	}
@@ -289,7 +303,7 @@ func (ac *awsClient) connect(c awsConf, lost chan struct{}) (paho.Client, error)
 			ac.fw.logf("W", "aws: connection lost: %v", err)
 			once.Do(func() { close(lost) })
 		})
-	if ac.on(DefAWSNoClientCert) {
+	if iam {
 		o.SetUsername(c.thing).SetPassword("iam-credentials") // the IAM path the seed SDK lists but does not support
 	}
 	cli := paho.NewClient(o)
@@ -359,7 +373,11 @@ func (ac *awsClient) onMessage(c awsConf, m paho.Message) {
 	ref, isShadow := awsproto.ParseShadowTopic(m.Topic())
 	switch {
 	case isShadow && ref.Thing == c.thing && ref.Answer == awsproto.Delta:
-		ac.onDelta(ref.Name, m.Payload())
+		name := ref.Name
+		if ac.on(DefAWSNamedDeltaClassic) {
+			name = "" // defect: every delta is taken for the classic shadow's
+		}
+		ac.onDelta(name, m.Payload())
 	case isShadow && (ref.Answer == awsproto.Accepted || ref.Answer == awsproto.Rejected):
 		ac.deliver(ref, m.Payload())
 	case isShadow:

@@ -48,6 +48,9 @@ func (fw *Firmware) dpsRegister(ctx context.Context, a agentproto.DPSRegisterArg
 	if len(a.Payload) > 0 && !json.Valid(a.Payload) {
 		return agentproto.DPSResult{}, agentproto.Errorf(agentproto.ErrBadArgs, "dps.register payload must be JSON")
 	}
+	if dc.on(DefDPSRegIDTruncated) && len(a.RegistrationID) > 64 {
+		a.RegistrationID = a.RegistrationID[:64] // defect: a 64-byte registration ID buffer
+	}
 	host := a.Host
 	if host == "" {
 		host = dpsproto.DefaultHost
@@ -134,9 +137,20 @@ func (fw *Firmware) dpsRegister(ctx context.Context, a agentproto.DPSRegisterArg
 			cp.Certificate = cp.Certificate[:1] // defect: the chain is dropped at DPS only
 			c = &cp
 		}
+		if dc.on(DefDPSX509TrustInChain) {
+			cp := *c
+			cp.Certificate = append([][]byte(nil), c.Certificate...)
+			for _, r := range trust {
+				cp.Certificate = append(cp.Certificate, r.Raw) // defect: the trusted roots go into the client chain at DPS
+			}
+			c = &cp
+		}
 		tlsc.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return c, nil }
 	}
 	username := dpsproto.FormatUsername(a.IDScope, a.RegistrationID, url.Values{"DeviceClientType": {deviceClientType}})
+	if dc.on(DefDPSRegIDEscaped) {
+		username = dpsproto.FormatUsername(a.IDScope, url.QueryEscape(a.RegistrationID), url.Values{"DeviceClientType": {deviceClientType}}) // defect: the ID is percent-encoded
+	}
 	if dc.on(DefDPSUsernameHubForm) {
 		username = a.IDScope + "/registrations/" + a.RegistrationID + "/?api-version=" + dpsproto.APIVersion // defect: the IoT Hub form
 	}
@@ -176,6 +190,15 @@ func (fw *Firmware) dpsRegister(ctx context.Context, a agentproto.DPSRegisterArg
 	nextRID := func() string {
 		rid++
 		return strconv.FormatUint(rid, 10)
+	}
+	// ridMatches correlates an answer with the request in flight (DPS-004:
+	// the answer echoes the request's $rid).
+	ridMatches := func(got string) bool {
+		if dc.on(DefDPSRIDHexCompare) {
+			n, err := strconv.ParseUint(got, 16, 64) // defect: the echoed rid is read as hex
+			return err == nil && n == rid
+		}
+		return got == strconv.FormatUint(rid, 10)
 	}
 	subscribe := func() error {
 		st := cli.Subscribe(dpsproto.ResponseFilter, 1, nil)
@@ -219,14 +242,32 @@ func (fw *Firmware) dpsRegister(ctx context.Context, a agentproto.DPSRegisterArg
 			subscribed = true
 		}
 		var ans dpsAnswer
-		select {
-		case ans = <-answers:
-		case <-ctx.Done():
-			return timedOut()
+		for {
+			select {
+			case ans = <-answers:
+			case <-ctx.Done():
+				return timedOut()
+			}
+			if dc.on(DefDPSErrorAnswerIgnored) && ans.resp.Status >= 400 && ans.resp.Status != 429 {
+				fw.logf("W", "dps: answer %d ignored", ans.resp.Status) // defect: only 200, 202 and 429 are understood
+				continue
+			}
+			if ridMatches(ans.resp.RID) {
+				break
+			}
+			fw.logf("W", "dps: answer for $rid=%s ignored (request in flight: %d)", ans.resp.RID, rid)
 		}
 		wait := dpsDefaultRetry
 		if ans.resp.HasRetryAfter {
 			wait = time.Duration(ans.resp.RetryAfter) * time.Second
+		} else if ans.resp.Status == 202 && dc.on(DefDPSRetryAfterRequired) {
+			return fail("a 202 answer without retry-after") // defect: the parameter is taken as mandatory
+		}
+		if ans.resp.HasRetryAfter && ans.resp.RetryAfter == 0 && ans.resp.Status == 202 && dc.on(DefDPSRetryAfterZeroRefused) {
+			return fail("a 202 answer with retry-after=0") // defect: a zero wait is taken as invalid
+		}
+		if dc.on(DefDPSRetryAfterCapped) && wait > 2*time.Second {
+			wait = 2 * time.Second // defect: a client-side cap below what the service asks
 		}
 		if dc.on(DefDPSRetryAfterFromBody) {
 			wait = retryAfterFromBody(ans.body) // defect: looked for in the body, where it never is
@@ -259,6 +300,9 @@ func (fw *Firmware) dpsRegister(ctx context.Context, a agentproto.DPSRegisterArg
 			}
 		case ans.resp.Status == 429:
 			// throttled: the same request again after retry-after
+			if dc.on(DefDPS429NoWait) {
+				wait = 0 // defect: a throttled request is sent again at once
+			}
 			if !sleepCtx(ctx, wait) {
 				return timedOut()
 			}
@@ -332,6 +376,9 @@ func (dc *deviceClient) dpsPayload(custom json.RawMessage, modelID string) any {
 		modelID = "" // defect: the model ID is left out of the registration
 	}
 	var out any
+	if dc.on(DefDPSPayloadASCII) {
+		custom = asciiOnly(custom) // defect: non-ASCII characters become '?'
+	}
 	if len(custom) > 0 {
 		if dc.on(DefDPSPayloadString) {
 			return string(custom) // defect: the JSON text sent as a JSON string

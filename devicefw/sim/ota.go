@@ -38,16 +38,21 @@ import (
 type OTAStore struct {
 	Version string               `json:"version,omitempty"`
 	Files   []agentproto.OTAFile `json:"files,omitempty"`
+	// Woke is set by sleep under ota-not-read-on-wake only (the flag that
+	// survives deep sleep in RTC memory).
+	Woke bool `json:"woke,omitempty"`
 }
 
 func (o OTAStore) clone() OTAStore {
-	return OTAStore{Version: o.Version, Files: append([]agentproto.OTAFile(nil), o.Files...)}
+	return OTAStore{Version: o.Version, Files: append([]agentproto.OTAFile(nil), o.Files...), Woke: o.Woke}
 }
 
 // Limits of the engine.
 const (
 	otaMaxFiles    = 16
 	otaMaxFileSize = 4 << 20
+	// otaHashChunk is the buffer ota-hash-first-chunk hashes (64 KB).
+	otaHashChunk   = 64 << 10
 	otaHTTPTimeout = 20 * time.Second
 	sleepMaxMS     = 2000
 	// otaRetryLoopMax bounds ota-retry-403-loop.
@@ -109,6 +114,16 @@ func (dc *deviceClient) otaAfterResync(s *session, cc connConfig) {
 		if dc.on(DefOTANotReadAtStart) {
 			return // defect: settings taken only from desired patches (otaOnPatch)
 		}
+		if dc.on(DefOTANotReadOnWake) {
+			dc.fw.nvs.mu.Lock()
+			woke := dc.fw.nvs.OTA.Woke
+			dc.fw.nvs.OTA.Woke = false
+			dc.fw.nvs.mu.Unlock()
+			if woke {
+				dc.fw.changed(changedNVS)
+				return // defect: the "already checked" flag survived the deep sleep
+			}
+		}
 		dc.otaCycle(s.ctx, cc)
 	}()
 	dc.heartbeat(s) // heartbeat-as-telemetry only (limits.go)
@@ -160,6 +175,9 @@ func (dc *deviceClient) otaReport(ctx context.Context, current, pending, status,
 	if dc.on(DefOTANoProgress) && status != agentproto.OTACurrent {
 		return
 	}
+	if dc.on(DefOTAErrorReportedCurrent) && status == agentproto.OTAError {
+		status, pending = agentproto.OTACurrent, "" // defect: a failed update is reported as the old version being current
+	}
 	patch := map[string]any{"firmware": map[string]any{"currentFwVersion": current, "pendingFwVersion": pending,
 		"fwUpdateStatus": status, "fwUpdateSubstatus": sub}}
 	if _, err := dc.report(ctx, patch); err != nil {
@@ -177,6 +195,9 @@ func (dc *deviceClient) otaCycle(ctx context.Context, cc connConfig) {
 	ver, ok := codeVersionText(d.CodeVersion)
 	if !ok {
 		return // no OTA settings in this twin
+	}
+	if dc.on(DefOTAEmptyFilesDropped) && strings.TrimSpace(string(d.Files)) == "[]" {
+		return // defect: the parser indexes Files[0] and gives up on the whole desired section
 	}
 	var files []otaFileEntry
 	if len(d.Files) > 0 {
@@ -196,7 +217,11 @@ func (dc *deviceClient) otaCycle(ctx context.Context, cc connConfig) {
 	dc.fw.logf("I", "ota: desired CodeVersion %s, %d file(s), Token %s; installed %q", ver, len(files), map[bool]string{true: "present", false: "absent"}[token != ""], installed)
 	dc.emit(agentproto.EvOTA, agentproto.OTAEvent{State: agentproto.OTARead, CodeVersion: ver, Installed: installed, Files: len(files), HasToken: token != ""})
 	dc.otaApp(ctx, cc, installed, ver, d.UpdateTime)
-	if ver == installed && !dc.on(DefOTADownloadEveryBoot) {
+	same := ver == installed
+	if dc.on(DefOTAVersionTextCompare) && installed != "" {
+		same = ver <= installed // defect: "newer" judged on the text's order ("10" < "9")
+	}
+	if same && !dc.on(DefOTADownloadEveryBoot) {
 		dc.otaSet(agentproto.OTACurrent, "")
 		dc.emit(agentproto.EvOTA, agentproto.OTAEvent{State: agentproto.OTACurrent, CodeVersion: ver, Installed: installed})
 		return
@@ -218,12 +243,19 @@ func (dc *deviceClient) otaCycle(ctx context.Context, cc connConfig) {
 			time.Sleep(100 * time.Millisecond)
 			data, err = dc.otaDownload(ctx, client, f.FileName, token)
 		}
+		if err != nil && dc.on(DefOTAMissingFileInstalled) && (strings.Contains(err.Error(), "answered 404") || strings.Contains(err.Error(), "answered 5")) {
+			continue // defect: a missing or failed file is skipped and the update goes on
+		}
 		if err != nil {
 			dc.otaFail(ctx, installed, ver, fmt.Sprintf("%s: %v", f.FileName, err))
 			return
 		}
 		dc.otaReport(ctx, installed, ver, agentproto.OTAVerifying, f.FileName)
-		sum := sha256.Sum256(data)
+		hashed := data
+		if dc.on(DefOTAHashFirstChunk) && len(hashed) > otaHashChunk {
+			hashed = hashed[:otaHashChunk] // defect: only the first read buffer is hashed
+		}
+		sum := sha256.Sum256(hashed)
 		if !dc.signatureMatches(sum[:], f.Signature) && !dc.on(DefOTAInstallOnMismatch) {
 			dc.otaFail(ctx, installed, ver, fmt.Sprintf("%s: SHA-256 does not match Signature; not stored", f.FileName))
 			return
@@ -432,6 +464,12 @@ func (fw *Firmware) sleep(ctx context.Context, a agentproto.SleepArgs) *agentpro
 		return agentproto.Errorf(agentproto.ErrBadArgs, "sleep ms must be in 0..%d", sleepMaxMS)
 	}
 	dc := fw.client
+	if dc.on(DefOTANotReadOnWake) {
+		fw.nvs.mu.Lock()
+		fw.nvs.OTA.Woke = true // defect: the flag survives the sleep
+		fw.nvs.mu.Unlock()
+		fw.changed(changedNVS)
+	}
 	if dc.on(DefOTASleepEarly) {
 		dc.close(false) // defect: the radio goes down mid-cycle, no DISCONNECT
 	} else {

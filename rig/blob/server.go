@@ -135,6 +135,7 @@ type Server struct {
 	onReq    []func(Request)
 	changed  chan struct{}
 	failPuts int // the next failPuts PUTs are answered 500 (FailPuts)
+	failGets int // the next failGets authorised GETs are answered 500 (FailGets)
 	closed   bool
 	closeErr error
 }
@@ -553,8 +554,22 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, rec *Request) *re
 	}
 }
 
+// FailGets makes the next n authorised downloads fail with 500
+// InternalError, as a storage outage would: the rig's way to see how a
+// device reports a failed OTA download (OTA-003).
+func (s *Server) FailGets(n int) {
+	s.mu.Lock()
+	s.failGets = n
+	s.mu.Unlock()
+}
+
 func (s *Server) serveGet(w http.ResponseWriter, r *http.Request, name string, rec *Request) *refusal {
 	s.mu.Lock()
+	if s.failGets > 0 {
+		s.failGets--
+		s.mu.Unlock()
+		return refuse(http.StatusInternalServerError, "InternalError", "download failed (rig fault switch FailGets)")
+	}
 	b, ok := s.blobs[name]
 	s.mu.Unlock()
 	if !ok {

@@ -257,6 +257,12 @@ type Faults struct {
 	FailWith200 bool `json:"failWith200,omitempty"`
 	// Throttle answers the next N requests 429 with retry-after.
 	Throttle int `json:"throttle,omitempty"`
+	// Fail answers the next N requests with FailStatus (an error body with
+	// FailCode), as DPS answers a request it cannot serve (DPS-006: the
+	// device reports the outcome with its status and error).
+	Fail       int `json:"fail,omitempty"`
+	FailStatus int `json:"failStatus,omitempty"`
+	FailCode   int `json:"failCode,omitempty"`
 	// Polls is how many status polls answer 202 "assigning" before the
 	// final answer (default 0: the first poll gets it).
 	Polls int `json:"polls,omitempty"`

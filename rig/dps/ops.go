@@ -53,7 +53,17 @@ func (e *Endpoint) handle(c *dconn, cl *mqtt.Client, req dpsproto.Request, body 
 		p.Throttle--
 		throttled = true
 	}
+	failStatus, failCode := 0, 0
+	if p := e.faults[c.regID]; p != nil && !throttled && p.Fail > 0 && p.FailStatus >= 400 {
+		p.Fail--
+		failStatus, failCode = p.FailStatus, p.FailCode
+	}
 	e.mu.Unlock()
+	if failStatus != 0 {
+		// An error answer (DPS-006): the status in the topic, the error in the body.
+		e.answerError(c, cl, req.RID, failStatus, failCode, fmt.Sprintf("request failed with %d (fault switch)", failStatus), -1)
+		return
+	}
 	if throttled {
 		// 429 with retry-after: the device must wait before its next request.
 		e.answerError(c, cl, req.RID, 429, 429001, "Operations are being throttled for this registration (fault switch)", retry)
