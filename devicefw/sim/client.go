@@ -678,6 +678,7 @@ func (dc *deviceClient) connect(s *session, cc connConfig) (c *conn, session boo
 		clientID = strings.ToLower(clientID)
 	}
 	clientID = dc.moduleClientID(cc, clientID)
+	clientID = dc.boundsModuleClientID(cc, clientID) // MOD-001 with X.509
 	tlsc := &tls.Config{ServerName: cc.host, MinVersion: tls.VersionTLS12, RootCAs: x509.NewCertPool()}
 	for _, r := range cc.trust {
 		tlsc.RootCAs.AddCert(r)

@@ -71,7 +71,7 @@ func (dc *deviceClient) pnpModelID(s *session, configured string) string {
 	if dc.on(DefPnPModelIDNoVersion) {
 		m, _, _ = strings.Cut(m, ";")
 	}
-	return m
+	return dc.boundsModelID(m)
 }
 
 // pnpAcks acknowledges the writable properties a desired patch carried

@@ -1,0 +1,91 @@
+package sim
+
+import (
+	"net/url"
+	"path"
+)
+
+// Defect switches added with the boundary specs of issue 15 for the MOD,
+// PNP and FUP areas (suites/bounds_mod.go, bounds_pnp.go, bounds_fup.go).
+// Each acts only on one shape of value, one authentication mode or one
+// status code, the boundary its spec visits; DEFECTS.md ("Added for the
+// MOD, PNP and FUP boundary specs") has one row each.
+const (
+	DefModuleX509ClientID   = "module-x509-clientid-device"
+	DefModuleBagNotEncoded  = "module-bag-not-encoded"
+	DefPnPModelIDBuffer     = "pnp-model-id-buffer-64"
+	DefPnPCommandNameBuffer = "pnp-command-name-buffer-32"
+	DefFUPBlobNameBase      = "fup-blob-name-basename"
+	DefFUPBlobURLQueryEsc   = "fup-blob-url-query-escaped"
+	DefFUPFailureStatus500  = "fup-failure-status-500"
+	DefFUPEmptyFileSkipped  = "fup-empty-file-skipped"
+)
+
+// pnpModelIDBuffer and pnpCommandNameBuffer are the fixed buffers of the
+// two PnP defects (char[65] and char[33] in C firmware).
+const (
+	pnpModelIDBuffer     = 64
+	pnpCommandNameBuffer = 32
+)
+
+// boundsBModDefects lists them; see Defects.
+var boundsBModDefects = []Defect{
+	{DefModuleX509ClientID, "MOD-001", "a module authenticating with X.509 connects with ClientId {deviceId} (the X.509 code path takes the ClientId from the device's configuration); with SAS the ClientId is {deviceId}/{moduleId}"},
+	{DefModuleBagNotEncoded, "MOD-004", "a module's telemetry topic carries its property bag unencoded (names and values written as they are); devices still URL-encode theirs"},
+	{DefPnPModelIDBuffer, "PNP-002", "the model ID is cut to 64 characters before it goes into the Username (a fixed-size model ID buffer): a longer DTMI loses its ;version"},
+	{DefPnPCommandNameBuffer, "PNP-005", "in PnP mode a command whose method name (component*command) is longer than 32 characters is never matched and answered as an unknown method (a fixed-size name buffer)"},
+	{DefFUPBlobNameBase, "FUP-001", "the POST to /devices/{id}/files names the file by its last path segment only (blobName \"a/b/c.txt\" sent as \"c.txt\")"},
+	{DefFUPBlobURLQueryEsc, "FUP-002", "the storage URL's blob path is escaped with query rules (space as '+', '/' as %2F) instead of path rules, so a name with spaces or folders lands elsewhere"},
+	{DefFUPEmptyFileSkipped, "FUP-002", "an empty file is not PUT to storage (nothing to send), yet its upload is notified as a success"},
+	{DefFUPFailureStatus500, "FUP-003", "a failed upload is notified with statusCode 500 whatever status the storage answered"},
+}
+
+// boundsModuleClientID is the X.509 half of MOD-001 (module-x509-clientid-device).
+func (dc *deviceClient) boundsModuleClientID(cc connConfig, clientID string) string {
+	if cc.id.IsModule() && cc.authType == "x509" && dc.on(DefModuleX509ClientID) {
+		return cc.id.DeviceID
+	}
+	return clientID
+}
+
+// boundsModuleBagRaw says whether a module's bag goes out unencoded (MOD-004).
+func (dc *deviceClient) boundsModuleBagRaw(cc connConfig) bool {
+	return cc.id.IsModule() && dc.fw.defects.on(DefModuleBagNotEncoded)
+}
+
+// boundsModelID cuts the model ID to its buffer (PNP-002).
+func (dc *deviceClient) boundsModelID(m string) string {
+	if dc.on(DefPnPModelIDBuffer) && len(m) > pnpModelIDBuffer {
+		return m[:pnpModelIDBuffer]
+	}
+	return m
+}
+
+// boundsBlobName is the blobName the upload request carries (FUP-001).
+func (dc *deviceClient) boundsBlobName(name string) string {
+	if dc.on(DefFUPBlobNameBase) {
+		return path.Base(name)
+	}
+	return name
+}
+
+// boundsBlobPath escapes the blob name for the storage URL (FUP-002).
+func (dc *deviceClient) boundsBlobPath(name string) string {
+	if dc.on(DefFUPBlobURLQueryEsc) {
+		return url.QueryEscape(name)
+	}
+	return escapeBlobPath(name)
+}
+
+// boundsFailureCode is the statusCode of a failed upload's notification (FUP-003).
+func (dc *deviceClient) boundsFailureCode(code int) int {
+	if dc.on(DefFUPFailureStatus500) {
+		return 500
+	}
+	return code
+}
+
+// boundsSkipEmpty says whether an empty file's PUT is left out (FUP-002).
+func (dc *deviceClient) boundsSkipEmpty(data []byte) bool {
+	return len(data) == 0 && dc.on(DefFUPEmptyFileSkipped)
+}

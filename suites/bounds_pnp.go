@@ -1,0 +1,78 @@
+package suites
+
+import (
+	"fmt"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+
+	"github.com/hilrun/hilrun/devicefw/agentproto"
+	"github.com/hilrun/hilrun/rig/hub"
+	"github.com/hilrun/hilrun/rig/iothub"
+)
+
+// Boundary specs for IoT Plug and Play (issue 15): model IDs of several
+// shapes (versions past one digit, many segments, past 64 characters) and
+// commands whose names are long, hold digits and underscores, in and out of
+// a component, answered with several handler statuses.
+var _ = Describe("IoT Plug and Play at its boundaries", func() {
+	Conformance("model IDs with versions past 9 and 255, many segments and more than 64 characters are announced as whole DTMIs", []string{"PNP-002"}, func(ctx SpecContext) {
+		models := []string{
+			"dtmi:com:example:Thermostat;12",
+			"dtmi:com:example:Thermostat;256",
+			"dtmi:contoso_iot:building7:floor_3:room42:hvac:Thermostat_v2;65535",
+			"dtmi:com:contoso:smart_building:floor_monitoring:ThermostatController;3",
+		}
+		s := pnpSession(ctx, agentproto.PnPDefinition{ModelID: models[0]})
+		for i, model := range models {
+			if i > 0 {
+				// The model ID is given at client creation (000 L114-120):
+				// close, define the next model, open again.
+				must(0, s.Call(ctx, agentproto.OpClose, nil, nil))
+				must(0, s.Call(ctx, agentproto.OpPnPDefine, agentproto.PnPDefinition{ModelID: model}, nil))
+			}
+			m, connect := openForConnect(ctx, s)
+			got := pnpModelOf(connect)
+			tr := hubSince(s, m)
+			Expect(iothub.ValidDTMI(got)).To(BeTrue(), "PNP-002: expected the model ID announced for %q (%d characters) to be a DTMI %s (000 L117, L128, L398); seen %q\n%s", model, len(model), iothub.DTMIPattern, got, traceText(tr))
+			Expect(got).To(Equal(model), "PNP-002: expected the whole DTMI %q, path segments and version, in the Username (000 L117, L398); seen %q\n%s", model, got, traceText(tr))
+			expectAccepted(ctx, s, m, connect)
+			waitBoardConnected(ctx, s, m)
+		}
+	})
+
+	Conformance("commands with long, digit and underscore names, in and out of components, are served under their exact names with their handlers' status and JSON result", []string{"PNP-005"}, func(ctx SpecContext) {
+		cmds := []agentproto.PnPCommand{
+			{Name: "reboot_now2", Payload: `{"ok":true}`},
+			{Component: "environmentalSensor2", Name: "getMaxMinReportSince", Payload: `{"maxTemp":40.5,"minTemp":-3}`},
+			{Component: "deviceInformation_1", Name: "setLedColour", Status: 400, Payload: `{"error":"colour out of range"}`},
+			{Component: "thermostat1", Name: "calibrateSensorAgainstReferenceProbe", Status: 500, Payload: `{"error":"probe missing"}`},
+			{Name: "x", Status: 202, Payload: `[]`},
+		}
+		s := pnpSession(ctx, agentproto.PnPDefinition{ModelID: pnpModel, Commands: cmds})
+		must(0, s.Open(ctx))
+		for _, c := range cmds {
+			method := iothub.CommandMethodName(c.Component, c.Name)
+			want := c.Status
+			if want == 0 {
+				want = 200
+			}
+			m := s.Mark()
+			r, err := invokeMethod(ctx, s, hub.MethodRequest{Name: method, Payload: []byte(`{"since":"2026-12-01T00:00:00Z"}`)})
+			tr := s.Trace(m)
+			Expect(err).NotTo(HaveOccurred(), "PNP-005: invoking command %s (%d characters) as its direct method (000 L151-153): %v\n%s", method, len(method), err, traceText(tr))
+			Expect(r.Status).To(Equal(want), "PNP-005: expected command %s (%d characters) to be answered by its handler with status %d (000 L153: the method of the command's exact name; 002 L14037: the status is the handler's); seen %d\n%s", method, len(method), want, r.Status, traceText(tr))
+			Expect(jsonValue(r.Payload)).To(Equal(jsonValue([]byte(c.Payload))), "PNP-005: expected the response body of %s to be the command's JSON result %s (000 L163, L167); seen %s\n%s", method, c.Payload, r.Payload, traceText(tr))
+		}
+		// A name differing only in case is not the command (000 L296).
+		for _, c := range cmds[1:2] {
+			other := iothub.CommandMethodName(c.Component, fmt.Sprintf("G%s", c.Name[1:]))
+			m := s.Mark()
+			r, err := invokeMethod(ctx, s, hub.MethodRequest{Name: other})
+			if err == nil {
+				Expect(r.Status == 200 && fmt.Sprint(jsonValue(r.Payload)) == fmt.Sprint(jsonValue([]byte(c.Payload)))).To(BeFalse(),
+					"PNP-005: %s was answered as %s; command names are case-sensitive (000 L296)\n%s", other, iothub.CommandMethodName(c.Component, c.Name), traceText(s.Trace(m)))
+			}
+		}
+	})
+})
