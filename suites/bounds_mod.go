@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"time"
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
@@ -71,6 +72,40 @@ var _ = Describe("module identities at their boundaries", func() {
 			}
 			Expect(s.Violations(m)).To(BeEmpty(), "MOD-004 (%s): the hub closed the module's connection\n%s", c.name, traceText(tr))
 			must(s.WaitTelemetry(ctx, m, func(msg hub.Message) bool { return msg.Identity == s.ID && string(msg.Payload) == payload }))
+		}
+	})
+
+	Conformance("a module's reported patch answered 429, 500 or 503 is sent again on the module's own connection until its module twin holds it", []string{"MOD-005"}, func(ctx SpecContext) {
+		s := NewSession(ctx, fixtures.SessionOptions{ModuleID: "TwinErrMod"})
+		twinResynced(ctx, s, s.Start())
+		parent := iothub.Identity{DeviceID: s.ID.DeviceID}
+		// The retry may follow the throttled minimum (10 s, capped by the
+		// board's retry ceiling) after 429; its timing is TWIN-005's and
+		// RECON-003's, not judged here.
+		wait := 2*min(10*time.Second, s.Env.Timing.RetryMax) + s.Env.Timing.Quiet
+		for i, st := range []int{429, 500, 503} {
+			m := s.Mark()
+			key := fmt.Sprintf("modErr%d", st)
+			must(0, s.Env.Hub.FailTwinRequests(s.ID, st, 1))
+			res, err := twinReport(ctx, s, map[string]any{key: fmt.Sprintf("try-%d", i)})
+			first := must(s.WaitTrace(ctx, m, "the module's reported PATCH", twinPublishTo(twinReportedPrefix)))
+			answer := must(s.WaitTrace(ctx, m, fmt.Sprintf("the %d answer to the PATCH", st), twinAnswerTo(twinRID(first.Topic))))
+			Expect(answer.Topic).To(HavePrefix(fmt.Sprintf("%s%d/", twinResPrefix, st)), "precondition: the hub answers %d\n%s", st, traceText(s.Trace(m)))
+			wctx, cancel := context.WithTimeout(ctx, wait)
+			retry, werr := s.WaitTrace(wctx, m, "", func(e hub.Entry) bool {
+				return e.Seq > answer.Seq && twinPublishTo(twinReportedPrefix)(e) && string(e.Payload) == string(first.Payload)
+			})
+			cancel()
+			tr := s.Trace(m)
+			Expect(werr).NotTo(HaveOccurred(), "MOD-005 (TWIN-005): expected the module to send its patch %s again after the %d answer (%s), as a device does (002 L13838: the twin topics are identical for modules and devices); not seen within %s (twin.report: %+v, %v)\n%s",
+				first.Payload, st, answer.Topic, wait, res, err, traceText(tr))
+			Expect(retry.ConnID).To(Equal(first.ConnID), "MOD-005: the retried patch belongs on the module's own connection %d; seen on %d\n%s", first.ConnID, retry.ConnID, traceText(tr))
+			ok := must(s.WaitTrace(ctx, m, "the answer to the retried PATCH", twinAnswerTo(twinRID(retry.Topic))))
+			Expect(ok.Topic).To(HavePrefix(twinResPrefix+"204/"), "precondition: the hub accepts the retried patch\n%s", traceText(tr))
+			rep, _ := s.Env.Hub.ReportedOf(s.ID)
+			Expect(rep).To(HaveKeyWithValue(key, fmt.Sprintf("try-%d", i)), "MOD-005: expected the module twin to hold %s after the retried patch was accepted; it holds %v\n%s", key, rep, traceText(tr))
+			devRep, _ := s.Env.Hub.ReportedOf(parent)
+			Expect(devRep).NotTo(HaveKey(key), "MOD-005: the parent device's twin must not receive the module's patch")
 		}
 	})
 })

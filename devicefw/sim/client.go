@@ -898,6 +898,9 @@ func (dc *deviceClient) twinRetryDelay(cc connConfig, status, try int) (time.Dur
 	if dc.on(DefTwin5xxGivesUp) {
 		server = false
 	}
+	if cc.id.IsModule() && dc.on(DefModuleTwinErrorFinal) {
+		throttled, server = false, false // defect module-twin-error-final
+	}
 	if !throttled && !server {
 		return 0, false
 	}

@@ -13,6 +13,7 @@ import (
 const (
 	DefModuleX509ClientID   = "module-x509-clientid-device"
 	DefModuleBagNotEncoded  = "module-bag-not-encoded"
+	DefModuleTwinErrorFinal = "module-twin-error-final"
 	DefPnPModelIDBuffer     = "pnp-model-id-buffer-64"
 	DefPnPCommandNameBuffer = "pnp-command-name-buffer-32"
 	DefFUPBlobNameBase      = "fup-blob-name-basename"
@@ -32,6 +33,7 @@ const (
 var boundsBModDefects = []Defect{
 	{DefModuleX509ClientID, "MOD-001", "a module authenticating with X.509 connects with ClientId {deviceId} (the X.509 code path takes the ClientId from the device's configuration); with SAS the ClientId is {deviceId}/{moduleId}"},
 	{DefModuleBagNotEncoded, "MOD-004", "a module's telemetry topic carries its property bag unencoded (names and values written as they are); devices still URL-encode theirs"},
+	{DefModuleTwinErrorFinal, "MOD-005", "a module identity takes a 429 or 5xx answer to a twin request as final (its twin client lacks the device client's retry policy): the patch is not sent again"},
 	{DefPnPModelIDBuffer, "PNP-002", "the model ID is cut to 64 characters before it goes into the Username (a fixed-size model ID buffer): a longer DTMI loses its ;version"},
 	{DefPnPCommandNameBuffer, "PNP-005", "in PnP mode a command whose method name (component*command) is longer than 32 characters is never matched and answered as an unknown method (a fixed-size name buffer)"},
 	{DefFUPBlobNameBase, "FUP-001", "the POST to /devices/{id}/files names the file by its last path segment only (blobName \"a/b/c.txt\" sent as \"c.txt\")"},
