@@ -9,6 +9,7 @@ import (
 	"github.com/hilrun/hilrun/devicefw/agentproto"
 	"github.com/hilrun/hilrun/rig/hub"
 	"github.com/hilrun/hilrun/rig/iothub"
+	"github.com/hilrun/hilrun/rig/iothub/twin"
 )
 
 // Boundary specs for IoT Plug and Play (issue 15): model IDs of several
@@ -38,6 +39,33 @@ var _ = Describe("IoT Plug and Play at its boundaries", func() {
 			Expect(got).To(Equal(model), "PNP-002: expected the whole DTMI %q, path segments and version, in the Username (000 L117, L398); seen %q\n%s", model, got, traceText(tr))
 			expectAccepted(ctx, s, m, connect)
 			waitBoardConnected(ctx, s, m)
+		}
+	})
+
+	Conformance("av is the desired $version past 255 and past 256 unrelated changes", []string{"PNP-004"}, func(ctx SpecContext) {
+		s := pnpSession(ctx, agentproto.PnPDefinition{ModelID: pnpModel, Writable: []agentproto.PnPProperty{{Name: "targetTemperature"}, {Component: "thermostat1", Name: "targetTemperature"}}})
+		must(0, s.Open(ctx))
+		twinResynced(ctx, s, s.Start())
+		// Unrelated desired changes carry the desired $version past 255 (an
+		// 8-bit counter) before the acknowledged ones; then one more past 256.
+		v := int64(0)
+		for i := 0; v < 257; i++ {
+			v = must(s.Env.Hub.UpdateDesired(s.ID, twin.Section{"other": i}))
+		}
+		for _, c := range []struct {
+			component string
+			val       int
+		}{{"", 27}, {"thermostat1", 19}} {
+			m := s.Mark()
+			patch := twin.Section{"targetTemperature": c.val}
+			if c.component != "" {
+				patch = twin.Section{c.component: map[string]any{"__t": "c", "targetTemperature": c.val}}
+			}
+			v = must(s.Env.Hub.UpdateDesired(s.ID, patch))
+			ack := pnpAck(ctx, s, m, c.component, "targetTemperature")
+			obj, _ := ack.(map[string]any)
+			Expect(obj).To(HaveKey("av"), "PNP-004: the acknowledgement carries av (000 L139); seen %v\n%s", ack, traceText(s.Trace(m)))
+			Expect(obj["av"]).To(BeNumerically("==", v), "PNP-004: expected av to be the $version %d of the desired patch that delivered %d (000 L139), past 255; seen %v\n%s", v, c.val, obj["av"], traceText(s.Trace(m)))
 		}
 	})
 

@@ -94,6 +94,9 @@ func (dc *deviceClient) pnpAcks(patch twin.Section, version int64) {
 	if dc.fw.defects.on(DefPnPAVNotDesiredVersion) {
 		av = dc.reportedVer // defect: the reported version instead of the desired one
 	}
+	if dc.fw.defects.on(DefPnPAV8Bit) {
+		av = int64(uint8(av)) // defect pnp-av-8bit
+	}
 	bare := dc.fw.defects.on(DefPnPAckBareValue)
 	dc.mu.Unlock()
 	report := map[string]any{}
