@@ -42,6 +42,47 @@ var _ = Describe("IoT Plug and Play at its boundaries", func() {
 		}
 	})
 
+	Conformance("a refused writable-property value is acknowledged with a 4xx ac, its av and the {value, ac, av, ad} shape, at the root and in a component", []string{"PNP-003"}, func(ctx SpecContext) {
+		if !boardHas(agentproto.CapPnPRefuse) {
+			NotApplicable("the board does not declare pnp-refuse: it cannot be told to refuse a writable-property value (pnp.define writable[].max)")
+		}
+		limit := 40.0
+		s := pnpSession(ctx, agentproto.PnPDefinition{ModelID: pnpModel, Writable: []agentproto.PnPProperty{
+			{Name: "targetTemperature", Max: &limit}, {Component: "thermostat1", Name: "targetTemperature", Max: &limit}}})
+		must(0, s.Open(ctx))
+		twinResynced(ctx, s, s.Start())
+		for _, c := range []struct {
+			component string
+			val       int
+			refused   bool
+		}{{"", 25, false}, {"", 90, true}, {"thermostat1", 21, false}, {"thermostat1", 95, true}} {
+			m := s.Mark()
+			patch := twin.Section{"targetTemperature": c.val}
+			if c.component != "" {
+				patch = twin.Section{c.component: map[string]any{"__t": "c", "targetTemperature": c.val}}
+			}
+			v := must(s.Env.Hub.UpdateDesired(s.ID, patch))
+			ack := pnpAck(ctx, s, m, c.component, "targetTemperature")
+			tr := s.Trace(m)
+			obj, ok := ack.(map[string]any)
+			Expect(ok).To(BeTrue(), "PNP-003: expected the acknowledgement of %s.targetTemperature=%d to be an object {value, ac, av, ad} (000 L139-141 [NS-3]); seen %v\n%s", c.component, c.val, ack, traceText(tr))
+			Expect(obj).To(HaveKey("value"), "PNP-003: the acknowledgement carries value (000 L139-141 [NS-3]); seen %v\n%s", ack, traceText(tr))
+			Expect(obj).To(HaveKeyWithValue("av", BeNumerically("==", v)), "PNP-003: the acknowledgement carries av, the desired $version %d (000 L139-141 [NS-3]); seen %v\n%s", v, ack, traceText(tr))
+			if d, has := obj["ad"]; has {
+				Expect(d).To(BeAssignableToTypeOf(""), "PNP-003: ad, when present, is a description text\n%s", traceText(tr))
+			}
+			if c.refused {
+				// [NS-3]: a value the device cannot apply is acknowledged with
+				// an error ac (400 bad request; 4xx in general); value may be
+				// the refused one or the one the device keeps.
+				Expect(obj["ac"]).To(And(BeNumerically(">=", 400), BeNumerically("<", 500)), "PNP-003: expected the refused value %d (above the board's maximum %v) to be acknowledged with a 4xx ac (000 L139-141 [NS-3]); seen %v\n%s", c.val, limit, ack, traceText(tr))
+			} else {
+				Expect(obj).To(HaveKeyWithValue("value", BeNumerically("==", c.val)), "PNP-003: value is the applied value\n%s", traceText(tr))
+				Expect(obj["ac"]).To(BeElementOf(float64(200), float64(202)), "PNP-003: expected an accepted value %d to be acknowledged with ac 200 (or 202 in progress) [NS-3]; seen %v\n%s", c.val, ack, traceText(tr))
+			}
+		}
+	})
+
 	Conformance("av is the desired $version past 255 and past 256 unrelated changes", []string{"PNP-004"}, func(ctx SpecContext) {
 		s := pnpSession(ctx, agentproto.PnPDefinition{ModelID: pnpModel, Writable: []agentproto.PnPProperty{{Name: "targetTemperature"}, {Component: "thermostat1", Name: "targetTemperature"}}})
 		must(0, s.Open(ctx))

@@ -17,6 +17,7 @@ const (
 	DefPnPModelIDBuffer     = "pnp-model-id-buffer-64"
 	DefPnPCommandNameBuffer = "pnp-command-name-buffer-32"
 	DefPnPAV8Bit            = "pnp-av-8bit"
+	DefPnPRefusedNotAcked   = "pnp-refused-not-acked"
 	DefFUPBlobNameBase      = "fup-blob-name-basename"
 	DefFUPBlobURLQueryEsc   = "fup-blob-url-query-escaped"
 	DefFUPFailureStatus500  = "fup-failure-status-500"
@@ -36,6 +37,7 @@ var boundsBModDefects = []Defect{
 	{DefModuleBagNotEncoded, "MOD-004", "a module's telemetry topic carries its property bag unencoded (names and values written as they are); devices still URL-encode theirs"},
 	{DefModuleTwinErrorFinal, "MOD-005", "a module identity takes a 429 or 5xx answer to a twin request as final (its twin client lacks the device client's retry policy): the patch is not sent again"},
 	{DefPnPModelIDBuffer, "PNP-002", "the model ID is cut to 64 characters before it goes into the Username (a fixed-size model ID buffer): a longer DTMI loses its ;version"},
+	{DefPnPRefusedNotAcked, "PNP-003", "a writable-property value the device refuses is not acknowledged at all (only applied values are reported)"},
 	{DefPnPAV8Bit, "PNP-004", "av is kept in an 8-bit counter: past $version 255 the acknowledgement carries the version modulo 256"},
 	{DefPnPCommandNameBuffer, "PNP-005", "in PnP mode a command whose method name (component*command) is longer than 32 characters is never matched and answered as an unknown method (a fixed-size name buffer)"},
 	{DefFUPBlobNameBase, "FUP-001", "the POST to /devices/{id}/files names the file by its last path segment only (blobName \"a/b/c.txt\" sent as \"c.txt\")"},
