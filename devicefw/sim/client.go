@@ -89,6 +89,7 @@ type session struct {
 	store    paho.Store    // kept across connections for CleanSession 0 (TEL-004)
 	acks     *ackWatch     // PUBACKs of stored messages across connections (RECON-005)
 	connects int           // successful connections in this session
+	renewing bool          // the connection being set up replaces one for a token renewal (RECON-006)
 	// subAcked: the SUBACK of the start-up SUBSCRIBE came on a connection of
 	// this MQTT session. A "session present" from the hub keeps only what
 	// the hub acknowledged: a SUBSCRIBE lost before its SUBACK is not in it
@@ -486,6 +487,7 @@ func (dc *deviceClient) loop(s *session) {
 		// Subscriptions and the resync GET go out before "connected" is
 		// reported and before operations may use the connection, so no
 		// twin request precedes the SUBSCRIBE (TWIN-001).
+		s.renewing = renewKind != ""
 		get := dc.afterConnect(s, c, cc, session)
 		dc.moduleSecondConnection(s, cc) // MOD-007
 		dc.mu.Lock()
@@ -780,7 +782,9 @@ func (dc *deviceClient) afterConnect(s *session, c *conn, cc connConfig, session
 	if dc.on(DefCleanNoResubscribe) && cc.clean && s.connects > 1 {
 		needSub = false // defect: subscriptions taken as client state (CONN-017)
 	}
+	needSub = dc.boundsNeedSub(s, cc, needSub)
 	doResync := !(dc.on(DefNoTwinResync) && s.connects > 1)
+	doResync = dc.boundsResync(s, doResync)
 	var get *pendingTwin
 	subLate := false
 	if doResync && dc.on(DefTwinGetBeforeSub) {

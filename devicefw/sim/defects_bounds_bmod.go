@@ -22,6 +22,8 @@ const (
 	DefFUPBlobURLQueryEsc   = "fup-blob-url-query-escaped"
 	DefFUPFailureStatus500  = "fup-failure-status-500"
 	DefFUPEmptyFileSkipped  = "fup-empty-file-skipped"
+	DefPersistentNoResub    = "persistent-session-no-resubscribe"
+	DefRenewalNoRestore     = "renewal-reconnect-no-restore"
 )
 
 // pnpModelIDBuffer and pnpCommandNameBuffer are the fixed buffers of the
@@ -43,6 +45,8 @@ var boundsBModDefects = []Defect{
 	{DefFUPBlobNameBase, "FUP-001", "the POST to /devices/{id}/files names the file by its last path segment only (blobName \"a/b/c.txt\" sent as \"c.txt\")"},
 	{DefFUPBlobURLQueryEsc, "FUP-002", "the storage URL's blob path is escaped with query rules (space as '+', '/' as %2F) instead of path rules, so a name with spaces or folders lands elsewhere"},
 	{DefFUPEmptyFileSkipped, "FUP-002", "an empty file is not PUT to storage (nothing to send), yet its upload is notified as a success"},
+	{DefPersistentNoResub, "RECON-008", "with CleanSession 0 a reconnect never subscribes again: the client takes its own CleanSession 0 as proof the hub kept the subscriptions and ignores CONNACK session-present 0"},
+	{DefRenewalNoRestore, "RECON-006", "the reconnect of a SAS token renewal is taken as a credential refresh inside the session: no SUBSCRIBE and no twin resync follow it, even when CONNACK says session-present 0"},
 	{DefFUPFailureStatus500, "FUP-003", "a failed upload is notified with statusCode 500 whatever status the storage answered"},
 }
 
@@ -94,4 +98,24 @@ func (dc *deviceClient) boundsFailureCode(code int) int {
 // boundsSkipEmpty says whether an empty file's PUT is left out (FUP-002).
 func (dc *deviceClient) boundsSkipEmpty(data []byte) bool {
 	return len(data) == 0 && dc.on(DefFUPEmptyFileSkipped)
+}
+
+// boundsNeedSub applies the two RECON defects to afterConnect's decision to
+// subscribe (RECON-008, RECON-006). It runs without the client lock.
+func (dc *deviceClient) boundsNeedSub(s *session, cc connConfig, need bool) bool {
+	if s.connects > 1 && !cc.clean && dc.on(DefPersistentNoResub) {
+		return false // defect persistent-session-no-resubscribe
+	}
+	if s.renewing && dc.on(DefRenewalNoRestore) {
+		return false // defect renewal-reconnect-no-restore
+	}
+	return need
+}
+
+// boundsResync applies renewal-reconnect-no-restore to the twin resync.
+func (dc *deviceClient) boundsResync(s *session, resync bool) bool {
+	if s.renewing && dc.on(DefRenewalNoRestore) {
+		return false
+	}
+	return resync
 }
