@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/url"
 	"slices"
+	"strings"
 	"time"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
@@ -16,6 +17,7 @@ import (
 	"github.com/hilrun/hilrun/fixtures"
 	"github.com/hilrun/hilrun/rig/hub"
 	"github.com/hilrun/hilrun/rig/iothub"
+	"github.com/hilrun/hilrun/rig/netem"
 )
 
 // Boundary specs for RECON-008 and RECON-006 (issue 15): the restore after
@@ -135,6 +137,67 @@ var _ = Describe("reconnect: restore after every kind of loss", func() {
 				})
 				Expect(err).NotTo(HaveOccurred(), "RECON-008 (%s): the renewal is a reconnect; expected the twin resync (a PUBLISH to $iothub/twin/GET/) on its connection %d (002 L12100-12104); none seen\n%s", name, up.ConnID, traceText(s.Trace(rm)))
 			}
+		}
+	})
+
+	Conformance("a clean close (FIN) during TLS, after CONNECT before CONNACK and in the middle of a PUBLISH is survived: the device reconnects and sends", []string{"RECON-010"}, func(ctx SpecContext) {
+		// The close points of resilience_net.go's RECON-010 spec, each ended
+		// with a FIN (the proxy's CloseAfter) where that spec resets.
+		s := NewSession(ctx, fixtures.SessionOptions{Retry: &agentproto.RetryConfig{InitialMS: 100, MaxMS: 400, JitterPct: 20}})
+		net, h := s.Env.Net, s.Env.Hub
+		m, nm0 := s.Mark(), net.Mark()
+		DeferCleanup(net.Restore)
+		evidence := func() string { return netText(net.Events(), nm0) + traceText(s.Trace(m)) }
+		// Calibration: the bytes up to the end of a CONNECT, from one attempt
+		// the hub refuses (CONNACK 3) after a clean close of the live link.
+		nm, cm := net.Mark(), s.Mark()
+		h.RefuseConnects(s.ID, 3, s.Env.Timing.Event)
+		Expect(net.CloseAll()).To(BeNumerically(">=", 1), "rig: no live connection to close")
+		if _, err := s.WaitTrace(ctx, cm, "the calibration attempt refused with CONNACK 3", isConnack(3)); err != nil {
+			Fail(fmt.Sprintf("RECON-010: after a clean close (FIN) of its live connection the device made no reconnect attempt within %s (its state: %s): an abrupt close at any moment must be survived (002 L13767, L16694-16698)\n%s", s.Env.Timing.Event, deviceState(ctx, s), evidence()))
+		}
+		h.RefuseConnects(s.ID, 3, 0)
+		acc := must(waitNet(ctx, net, nm, "the calibration attempt's connection", func(e netem.Event) bool { return e.Kind == netem.EvAccept }))
+		end := must(waitNet(ctx, net, acc.Seq, "the end of the calibration connection", func(e netem.Event) bool { return e.Conn == acc.Conn && netEnded(e) }))
+		Expect(end.Up).To(BeNumerically(">", 256), "rig: the refused connection carried only %d bytes device→hub\n%s", end.Up, evidence())
+		phase := func(what string, n int64) {
+			GinkgoHelper()
+			pm := net.Mark()
+			net.CloseAfter(n)
+			closed, err := waitNetFor(ctx, net, pm, 4*time.Second+throttledMinimum, func(e netem.Event) bool {
+				return e.Kind == netem.EvClosed && strings.HasPrefix(e.Detail, "close-after") && e.Up == n
+			})
+			if err != nil {
+				Fail(fmt.Sprintf("RECON-010: no new connection attempt came to be closed (FIN) %s: after the previous clean close the device did not try again (its state: %s) (002 L13767, L16694-16698: a close at any point is survived)\n%s", what, deviceState(ctx, s), evidence()))
+			}
+			GinkgoWriter.Printf("FIN %s: connection %d after %d bytes device→hub\n", what, closed.Conn, closed.Up)
+		}
+		phase("during the TLS handshake", 64)
+		phase("after CONNECT, before CONNACK", end.Up-64)
+		// Mid-PUBLISH: this connection gets through, then a 64 KB message
+		// is closed at about half.
+		n := end.Up + 32<<10
+		pm, pnm := s.Mark(), net.Mark()
+		net.CloseAfter(n)
+		rctx, cancelR := context.WithTimeout(ctx, s.Env.Timing.Event+throttledMinimum)
+		defer cancelR()
+		up := reconnected(rctx, s, pm, 0, "RECON-010: after the clean closes during TLS and before CONNACK")
+		one := 1
+		var res agentproto.TelemetryResult
+		lm := s.Mark()
+		must(0, s.Call(ctx, agentproto.OpTelemetry, agentproto.TelemetryArgs{Gen: &agentproto.Gen{Size: 64 << 10, Seed: 11}, QoS: &one}, &res))
+		if _, err := waitNetFor(ctx, net, pnm, 4*time.Second, func(e netem.Event) bool { return e.Kind == netem.EvClosed && e.Up == n }); err != nil {
+			Fail(fmt.Sprintf("rig: the 64 KB telemetry was not closed at byte %d\n%s", n, evidence()))
+		}
+		net.Restore()
+		reconnected(ctx, s, lm, up.ConnID, "RECON-010: after a clean close in the middle of a PUBLISH")
+		tm := s.Mark()
+		payload := `{"recon010":"after the clean closes"}`
+		must(0, s.Call(ctx, agentproto.OpTelemetry, agentproto.TelemetryArgs{Payload: payload, QoS: &one, Wait: true}, &res))
+		Expect(res.Acked).To(BeTrue(), "RECON-010: a telemetry send after the reconnect must be acknowledged (%s) (002 L13767)\n%s", res.Error, evidence())
+		must(s.WaitTelemetry(ctx, tm, func(msg hub.Message) bool { return string(msg.Payload) == payload }))
+		for _, v := range s.Violations(m) {
+			Expect(v.Type).NotTo(Equal(hub.EventViolation), "RECON-010: the hub closed a connection for a violation after the clean closes: %s %s\n%s", v.Requirement, v.Reason, evidence())
 		}
 	})
 })

@@ -450,7 +450,7 @@ func (dc *deviceClient) loop(s *session) {
 				reason = fmt.Sprintf("CONNACK %d: %v", rc, err)
 			}
 			noBackoff := dc.on(DefNoBackoff)
-			if (unrecoverable(rc, err) && !dc.useSecondaryCert(cc, rc) && !dc.on(DefRetryAfterAuth)) || dc.stopOnEarlyLoss(rc) {
+			if (unrecoverable(rc, err) && !dc.useSecondaryCert(cc, rc) && !dc.on(DefRetryAfterAuth)) || dc.stopOnEarlyLoss(rc) || dc.boundsStopOnEarlyFIN(rc, err) {
 				ev := agentproto.ConnEvent{State: agentproto.StateStopped, Reason: reason, Attempt: attempt}
 				if dc.on(DefStopUnreported) {
 					ev = agentproto.ConnEvent{State: agentproto.StateIdle} // defect: stops without saying why

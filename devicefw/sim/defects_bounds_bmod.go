@@ -1,8 +1,13 @@
 package sim
 
 import (
+	"errors"
+	"io"
 	"net/url"
 	"path"
+	"strings"
+
+	"github.com/eclipse/paho.mqtt.golang/packets"
 )
 
 // Defect switches added with the boundary specs of issue 15 for the MOD,
@@ -24,6 +29,7 @@ const (
 	DefFUPEmptyFileSkipped  = "fup-empty-file-skipped"
 	DefPersistentNoResub    = "persistent-session-no-resubscribe"
 	DefRenewalNoRestore     = "renewal-reconnect-no-restore"
+	DefStopOnEarlyFIN       = "stop-on-early-fin"
 )
 
 // pnpModelIDBuffer and pnpCommandNameBuffer are the fixed buffers of the
@@ -47,6 +53,7 @@ var boundsBModDefects = []Defect{
 	{DefFUPEmptyFileSkipped, "FUP-002", "an empty file is not PUT to storage (nothing to send), yet its upload is notified as a success"},
 	{DefPersistentNoResub, "RECON-008", "with CleanSession 0 a reconnect never subscribes again: the client takes its own CleanSession 0 as proof the hub kept the subscriptions and ignores CONNACK session-present 0"},
 	{DefRenewalNoRestore, "RECON-006", "the reconnect of a SAS token renewal is taken as a credential refresh inside the session: no SUBSCRIBE and no twin resync follow it, even when CONNACK says session-present 0"},
+	{DefStopOnEarlyFIN, "RECON-010", "a connection attempt the other side closes cleanly (FIN, EOF) before its CONNACK is taken as the server refusing the device: the client stops (a reset at the same point is retried)"},
 	{DefFUPFailureStatus500, "FUP-003", "a failed upload is notified with statusCode 500 whatever status the storage answered"},
 }
 
@@ -118,4 +125,13 @@ func (dc *deviceClient) boundsResync(s *session, resync bool) bool {
 		return false
 	}
 	return resync
+}
+
+// boundsStopOnEarlyFIN is stop-on-early-fin (RECON-010): an attempt ended
+// by EOF before any CONNACK stops the client.
+func (dc *deviceClient) boundsStopOnEarlyFIN(rc byte, err error) bool {
+	if rc != packets.ErrNetworkError || err == nil || !dc.on(DefStopOnEarlyFIN) {
+		return false
+	}
+	return errors.Is(err, io.EOF) || strings.Contains(err.Error(), "EOF")
 }
