@@ -30,6 +30,8 @@ const (
 	DefPersistentNoResub    = "persistent-session-no-resubscribe"
 	DefRenewalNoRestore     = "renewal-reconnect-no-restore"
 	DefStopOnEarlyFIN       = "stop-on-early-fin"
+	DefTLSNameRetry         = "tls-skip-hostname-after-failures"
+	DefTLSDatesRetry        = "tls-ignore-dates-after-failures"
 )
 
 // pnpModelIDBuffer and pnpCommandNameBuffer are the fixed buffers of the
@@ -54,6 +56,8 @@ var boundsBModDefects = []Defect{
 	{DefPersistentNoResub, "RECON-008", "with CleanSession 0 a reconnect never subscribes again: the client takes its own CleanSession 0 as proof the hub kept the subscriptions and ignores CONNACK session-present 0"},
 	{DefRenewalNoRestore, "RECON-006", "the reconnect of a SAS token renewal is taken as a credential refresh inside the session: no SUBSCRIBE and no twin resync follow it, even when CONNACK says session-present 0"},
 	{DefStopOnEarlyFIN, "RECON-010", "a connection attempt the other side closes cleanly (FIN, EOF) before its CONNACK is taken as the server refusing the device: the client stops (a reset at the same point is retried)"},
+	{DefTLSNameRetry, "CERT-004", "after three host name mismatches in a row the client retries without the name check (chain and dates still verified), taking the hub for a custom domain; an unknown root is never accepted"},
+	{DefTLSDatesRetry, "CERT-004", "after three server certificates out of their validity dates in a row the client takes its own clock for wrong and retries ignoring the dates (chain and name still verified)"},
 	{DefFUPFailureStatus500, "FUP-003", "a failed upload is notified with statusCode 500 whatever status the storage answered"},
 }
 
