@@ -63,6 +63,10 @@ type PnPDefinition struct {
 type PnPProperty struct {
 	Component string `json:"component,omitempty"`
 	Name      string `json:"name"`
+	// Max, when set, is the largest numeric value the device accepts: a
+	// desired value above it is refused and acknowledged with ac 400
+	// (PNP-003; boards declaring pnp-refuse).
+	Max *float64 `json:"max,omitempty"`
 }
 
 // PnPCommand is a command: served as the direct method

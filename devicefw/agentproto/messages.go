@@ -89,6 +89,7 @@ const (
 	CapFileUpload = "file-upload" // HTTPS file upload (FUP-*)
 	CapHeartbeat  = "heartbeat"   // solution-level heartbeat messages (TEL-013)
 	CapTracing    = "tracing"     // distributed tracing tracestate (TEL-014)
+	CapPnPRefuse  = "pnp-refuse"  // pnp.define writable[].max: refuse a value above it with ac 400 (PNP-003)
 )
 
 // capAliases maps former capability names to their current ones.

@@ -89,6 +89,7 @@ type session struct {
 	store    paho.Store    // kept across connections for CleanSession 0 (TEL-004)
 	acks     *ackWatch     // PUBACKs of stored messages across connections (RECON-005)
 	connects int           // successful connections in this session
+	renewing bool          // the connection being set up replaces one for a token renewal (RECON-006)
 	// subAcked: the SUBACK of the start-up SUBSCRIBE came on a connection of
 	// this MQTT session. A "session present" from the hub keeps only what
 	// the hub acknowledged: a SUBSCRIBE lost before its SUBACK is not in it
@@ -96,9 +97,6 @@ type session struct {
 	// again (RECON-008, RECON-010).
 	subAcked bool
 	rses     reconSessionState
-	// renewal: the connection being set up replaces one closed for a SAS
-	// token renewal (twin-no-resync-after-renewal).
-	renewal bool
 }
 
 // conn is one established MQTT connection.
@@ -456,7 +454,7 @@ func (dc *deviceClient) loop(s *session) {
 				reason = fmt.Sprintf("CONNACK %d: %v", rc, err)
 			}
 			noBackoff := dc.on(DefNoBackoff)
-			if (unrecoverable(rc, err) && !dc.useSecondaryCert(cc, rc) && !dc.on(DefRetryAfterAuth) && !dc.authRetried(cc, rc)) || dc.stopOnEarlyLoss(rc) {
+			if (unrecoverable(rc, err) && !dc.useSecondaryCert(cc, rc) && !dc.on(DefRetryAfterAuth) && !dc.authRetried(cc, rc)) || dc.stopOnEarlyLoss(rc) || dc.boundsStopOnEarlyFIN(rc, err) {
 				ev := agentproto.ConnEvent{State: agentproto.StateStopped, Reason: reason, Attempt: attempt}
 				if dc.on(DefStopUnreported) {
 					ev = agentproto.ConnEvent{State: agentproto.StateIdle} // defect: stops without saying why
@@ -493,7 +491,7 @@ func (dc *deviceClient) loop(s *session) {
 		// Subscriptions and the resync GET go out before "connected" is
 		// reported and before operations may use the connection, so no
 		// twin request precedes the SUBSCRIBE (TWIN-001).
-		s.renewal = renewKind != ""
+		s.renewing = renewKind != ""
 		get := dc.afterConnect(s, c, cc, session)
 		dc.moduleSecondConnection(s, cc) // MOD-007
 		dc.mu.Lock()
@@ -693,6 +691,7 @@ func (dc *deviceClient) connect(s *session, cc connConfig) (c *conn, session boo
 		clientID = strings.ToLower(clientID)
 	}
 	clientID = dc.moduleClientID(cc, clientID)
+	clientID = dc.boundsModuleClientID(cc, clientID) // MOD-001 with X.509
 	tlsc := &tls.Config{ServerName: cc.host, MinVersion: tls.VersionTLS12, RootCAs: x509.NewCertPool()}
 	for _, r := range cc.trust {
 		tlsc.RootCAs.AddCert(r)
@@ -795,10 +794,12 @@ func (dc *deviceClient) afterConnect(s *session, c *conn, cc connConfig, session
 	if dc.on(DefCleanNoResubscribe) && cc.clean && s.connects > 1 {
 		needSub = false // defect: subscriptions taken as client state (CONN-017)
 	}
+	needSub = dc.boundsNeedSub(s, cc, needSub)
 	doResync := !(dc.on(DefNoTwinResync) && s.connects > 1)
-	if s.renewal && dc.on(DefTwinNoResyncRenewal) {
+	if s.renewing && dc.on(DefTwinNoResyncRenewal) {
 		doResync = false // defect: the renewal path skips the twin resync
 	}
+	doResync = dc.boundsResync(s, doResync)
 	var get *pendingTwin
 	subLate := false
 	if doResync && dc.on(DefTwinGetBeforeSub) {
@@ -918,6 +919,9 @@ func (dc *deviceClient) twinRetryDelay(cc connConfig, status, try int) (time.Dur
 	}
 	if dc.on(DefTwin5xxListed) {
 		server = twinRetriedServerError(status) // defect: a fixed list of codes
+	}
+	if cc.id.IsModule() && dc.on(DefModuleTwinErrorFinal) {
+		throttled, server = false, false // defect module-twin-error-final
 	}
 	if !throttled && !server {
 		return 0, false

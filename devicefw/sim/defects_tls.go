@@ -51,6 +51,8 @@ const unverifiedAfter = 3
 // tlsClientState is the TLS defects' memory across connection attempts.
 type tlsClientState struct {
 	verifyFails atomic.Int32 // server verification failures in a row
+	nameFails   atomic.Int32 // host name mismatches in a row (tls-skip-hostname-after-failures)
+	dateFails   atomic.Int32 // validity-date failures in a row (tls-ignore-dates-after-failures)
 }
 
 // tlsDefects adds the factory bundle to the attempt's anchors and applies
@@ -101,6 +103,18 @@ func (dc *deviceClient) tlsDefects(tlsc *tls.Config, cc connConfig) {
 		}
 		tlsc.InsecureSkipVerify = true
 		tlsc.VerifyPeerCertificate = func(raw [][]byte, _ [][]*x509.Certificate) error { return verify(raw, cc.host, now) }
+	case dc.on(DefTLSNameRetry) && dc.tls.nameFails.Load() >= unverifiedAfter:
+		// Defect tls-skip-hostname-after-failures (defects_bounds_bmod.go).
+		dc.fw.logf("W", "server name mismatched %d times in a row: connecting without the name check", dc.tls.nameFails.Load())
+		tlsc.InsecureSkipVerify = true
+		tlsc.VerifyPeerCertificate = func(raw [][]byte, _ [][]*x509.Certificate) error { return verify(raw, "", now) }
+	case dc.on(DefTLSDatesRetry) && dc.tls.dateFails.Load() >= unverifiedAfter:
+		// Defect tls-ignore-dates-after-failures (defects_bounds_bmod.go).
+		dc.fw.logf("W", "server certificate out of its dates %d times in a row: taking the clock for wrong, ignoring dates", dc.tls.dateFails.Load())
+		tlsc.InsecureSkipVerify = true
+		tlsc.VerifyPeerCertificate = func(raw [][]byte, _ [][]*x509.Certificate) error {
+			return verifyIgnoringDates(raw, cc.trust, cc.host)
+		}
 	case dc.on(DefTLSUnverifiedRetry) && dc.tls.verifyFails.Load() >= unverifiedAfter:
 		dc.fw.logf("W", "server verification failed %d times in a row: connecting without it", dc.tls.verifyFails.Load())
 		tlsc.InsecureSkipVerify = true
@@ -181,12 +195,24 @@ func verificationFailed(err error) bool {
 func (dc *deviceClient) afterTLSFailure(addr, plainAddr string, err error) (net.Conn, error) {
 	if err == nil {
 		dc.tls.verifyFails.Store(0)
+		dc.tls.nameFails.Store(0)
+		dc.tls.dateFails.Store(0)
 		return nil, nil
 	}
 	if !verificationFailed(err) {
 		return nil, err
 	}
 	dc.tls.verifyFails.Add(1)
+	if he := (x509.HostnameError{}); errors.As(err, &he) {
+		dc.tls.nameFails.Add(1)
+	} else {
+		dc.tls.nameFails.Store(0)
+	}
+	if ci := (x509.CertificateInvalidError{}); errors.As(err, &ci) && ci.Reason == x509.Expired {
+		dc.tls.dateFails.Add(1)
+	} else {
+		dc.tls.dateFails.Store(0)
+	}
 	if dc.on(DefTLSFallback1883) {
 		// The classic fallback: plain MQTT on the hub host's port 1883
 		// (on the rig, PlainAddress stands for it).

@@ -63,7 +63,7 @@ func (dc *deviceClient) fileUpload(ctx context.Context, a agentproto.FileUploadA
 	if dc.on(DefFUPDeprecatedGet) {
 		start, err = http.NewRequestWithContext(ctx, http.MethodGet, hub+"/"+url.PathEscape(a.BlobName), nil)
 	} else {
-		body, _ := json.Marshal(map[string]string{"blobName": a.BlobName})
+		body, _ := json.Marshal(map[string]string{"blobName": dc.boundsBlobName(a.BlobName)})
 		start, err = http.NewRequestWithContext(ctx, http.MethodPost, hub, bytes.NewReader(body))
 	}
 	if err != nil {
@@ -88,10 +88,12 @@ func (dc *deviceClient) fileUpload(ctx context.Context, a agentproto.FileUploadA
 	if dc.on(DefFUPWrongLocation) {
 		name = a.BlobName // defect: the requested name, not the one returned
 	}
-	blobURL := "https://" + ans.HostName + "/" + ans.ContainerName + "/" + escapeBlobPath(name) + ans.SASToken
+	blobURL := "https://" + ans.HostName + "/" + ans.ContainerName + "/" + dc.boundsBlobPath(name) + ans.SASToken
 	put, err := http.NewRequestWithContext(ctx, http.MethodPut, blobURL, bytes.NewReader(data))
 	ok := false
-	if err == nil {
+	if err == nil && dc.boundsSkipEmpty(data) {
+		ok, res.UploadStatus = true, http.StatusCreated // defect fup-empty-file-skipped
+	} else if err == nil {
 		put.Header.Set("x-ms-blob-type", "BlockBlob")
 		put.Header.Set("Content-Type", "application/octet-stream")
 		st, _, herr := doHTTP(client, put)
@@ -119,6 +121,7 @@ func (dc *deviceClient) fileUpload(ctx context.Context, a agentproto.FileUploadA
 		if code == 0 {
 			code = 500
 		}
+		code = dc.boundsFailureCode(code)
 	}
 	nb, _ := json.Marshal(map[string]any{"correlationId": corr, "isSuccess": ok, "statusCode": code, "statusDescription": desc})
 	note, err := http.NewRequestWithContext(ctx, http.MethodPost, hub+"/notifications", bytes.NewReader(nb))

@@ -322,7 +322,7 @@ func (fw *Firmware) hello() agentproto.Hello {
 		agentproto.CapCertRotation, agentproto.CapTrustUpdate, agentproto.CapWill, agentproto.CapDefects, agentproto.CapSNTP,
 		agentproto.CapCleanSession1, agentproto.CapTelemetryQoS0, agentproto.CapCTime, agentproto.CapModuleX509,
 		agentproto.CapLocalTwinValidation, agentproto.CapOTA, agentproto.CapFileUpload, agentproto.CapDPS, agentproto.CapPnP, agentproto.CapDNS,
-		agentproto.CapHeartbeat, agentproto.CapTracing}
+		agentproto.CapHeartbeat, agentproto.CapTracing, agentproto.CapPnPRefuse}
 	fw.client.mu.Lock()
 	defects := fw.defects.list()
 	fw.client.mu.Unlock()

@@ -265,12 +265,16 @@ func (dc *deviceClient) onMethod(c *conn, t iothub.Topic, body []byte) {
 	rid16, objectOnly := md.on(DefMethodRIDUint16), md.on(DefMethodObjectOnly)
 	dc.lastMethodRID = t.RID
 	cmdUnmatched := md.on(DefPnPComponentCmdUnmatched) && strings.Contains(t.MethodName, iothub.CommandSeparator)
+	nameBuffer := md.on(DefPnPCommandNameBuffer) && len(t.MethodName) > pnpCommandNameBuffer
 	dc.mu.Unlock()
 	n := dc.fw.nvs
 	n.mu.Lock()
 	b, ok := n.Methods[t.MethodName]
 	if cmdUnmatched {
 		ok = false // defect pnp-component-command-unmatched
+	}
+	if nameBuffer && n.PnP != nil {
+		ok = false // defect pnp-command-name-buffer-32
 	}
 	if !ok && caseFold {
 		for name, mb := range n.Methods { // defect: case-insensitive lookup
@@ -424,7 +428,7 @@ func (dc *deviceClient) sendTelemetry(ctx context.Context, a agentproto.Telemetr
 	size := iothub.MessageSize(payload, bag)
 	dc.mu.Lock()
 	d := dc.fw.defects
-	countsTopic, wrongTopic, raw := d.on(DefSizeCountsTopic), d.on(DefTelemetryWrongTopic), d.on(DefBagNotEncoded)
+	countsTopic, wrongTopic, raw := d.on(DefSizeCountsTopic), d.on(DefTelemetryWrongTopic), d.on(DefBagNotEncoded) || dc.boundsModuleBagRaw(cc)
 	percentPassed, plusRaw := d.on(DefBagPercentPassed), d.on(DefBagPlusRaw)
 	fakeQoS0, qos2, retain := d.on(DefTelemetryQoS0), d.on(DefTelemetryQoS2), d.on(DefTelemetryRetain)
 	dc.mu.Unlock()

@@ -3,6 +3,7 @@ package sim
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"strings"
 	"time"
 
@@ -71,7 +72,7 @@ func (dc *deviceClient) pnpModelID(s *session, configured string) string {
 	if dc.on(DefPnPModelIDNoVersion) {
 		m, _, _ = strings.Cut(m, ";")
 	}
-	return m
+	return dc.boundsModelID(m)
 }
 
 // pnpAcks acknowledges the writable properties a desired patch carried
@@ -94,6 +95,9 @@ func (dc *deviceClient) pnpAcks(patch twin.Section, version int64) {
 	if dc.fw.defects.on(DefPnPAVNotDesiredVersion) {
 		av = dc.reportedVer // defect: the reported version instead of the desired one
 	}
+	if dc.fw.defects.on(DefPnPAV8Bit) {
+		av = int64(uint8(av)) // defect pnp-av-8bit
+	}
 	bare := dc.fw.defects.on(DefPnPAckBareValue)
 	dc.mu.Unlock()
 	report := map[string]any{}
@@ -111,6 +115,12 @@ func (dc *deviceClient) pnpAcks(patch twin.Section, version int64) {
 			continue
 		}
 		var ack any = iothub.Ack{Value: v, Code: iothub.AckCompleted, Version: av, Description: "applied"}.Map()
+		if f, isNum := pnpNumber(v); isNum && w.Max != nil && f > *w.Max {
+			if dc.on(DefPnPRefusedNotAcked) {
+				continue // defect pnp-refused-not-acked
+			}
+			ack = iothub.Ack{Value: v, Code: iothub.AckBadRequest, Version: av, Description: fmt.Sprintf("above the maximum %v", *w.Max)}.Map()
+		}
 		if bare {
 			ack = v
 		}
@@ -133,4 +143,20 @@ func (dc *deviceClient) pnpAcks(patch twin.Section, version int64) {
 	if _, err := dc.report(ctx, report); err != nil {
 		dc.fw.logf("W", "pnp: acknowledgement of desired $version %d not sent: %v", version, err)
 	}
+}
+
+// pnpNumber reads a desired value as a number (PNP-003's max).
+func pnpNumber(v any) (float64, bool) {
+	switch n := v.(type) {
+	case float64:
+		return n, true
+	case int:
+		return float64(n), true
+	case int64:
+		return float64(n), true
+	case json.Number:
+		f, err := n.Float64()
+		return f, err == nil
+	}
+	return 0, false
 }

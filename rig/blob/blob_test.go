@@ -223,3 +223,27 @@ func TestPlainHTTPRefused(t *testing.T) {
 		t.Fatalf("log %+v", r)
 	}
 }
+
+// TestFailPutsWith: the next n PUTs get the chosen error status (others
+// are taken as 500), then uploads work again.
+func TestFailPutsWith(t *testing.T) {
+	s, c := startTest(t, time.Now)
+	write, _ := s.IssueToken(TokenOptions{Permissions: "cw", Blob: "dev1/f.bin"})
+	u := s.URL("dev1/f.bin") + "?" + write
+	hdr := map[string]string{"x-ms-blob-type": "BlockBlob"}
+	for _, tc := range []struct{ set, want int }{{403, 403}, {404, 404}, {413, 413}, {500, 500}, {503, 503}, {418, 500}} {
+		s.FailPutsWith(1, tc.set)
+		if st, body, _ := do(t, c, "PUT", u, []byte("x"), hdr); st != tc.want {
+			t.Fatalf("FailPutsWith(1, %d): status %d, want %d: %s", tc.set, st, tc.want, body)
+		}
+		if st, body, _ := do(t, c, "PUT", u, []byte("x"), hdr); st != 201 {
+			t.Fatalf("after the failure: status %d, want 201: %s", st, body)
+		}
+	}
+	s.FailPuts(2)
+	for i := 0; i < 2; i++ {
+		if st, _, _ := do(t, c, "PUT", u, []byte("x"), hdr); st != 500 {
+			t.Fatalf("FailPuts(2) PUT %d: status %d, want 500", i+1, st)
+		}
+	}
+}

@@ -126,18 +126,19 @@ type Server struct {
 	plainLn net.Listener
 	plain   *http.Server
 
-	mu       sync.Mutex
-	blobs    map[string]*blobItem
-	uploads  []Upload
-	reqs     []Request
-	seq      uint64
-	owners   map[string]string // token signature → owner
-	onReq    []func(Request)
-	changed  chan struct{}
-	failPuts int // the next failPuts PUTs are answered 500 (FailPuts)
-	failGets int // the next failGets authorised GETs are answered 500 (FailGets)
-	closed   bool
-	closeErr error
+	mu         sync.Mutex
+	blobs      map[string]*blobItem
+	uploads    []Upload
+	reqs       []Request
+	seq        uint64
+	owners     map[string]string // token signature → owner
+	onReq      []func(Request)
+	changed    chan struct{}
+	failStatus int // FailPutsWith
+	failPuts   int // the next failPuts PUTs are answered failStatus (FailPuts, FailPutsWith)
+	failGets   int // the next failGets authorised GETs are answered 500 (FailGets)
+	closed     bool
+	closeErr   error
 }
 
 // Start binds the listener and serves.
@@ -611,21 +612,45 @@ func (s *Server) serveGet(w http.ResponseWriter, r *http.Request, name string, r
 // storage outage would: the rig's way to see how a device reports a failed
 // upload (FUP-003).
 func (s *Server) FailPuts(n int) {
+	s.FailPutsWith(n, http.StatusInternalServerError)
+}
+
+// putFailures are the Put Blob error answers FailPutsWith can give, with
+// the storage error code Azure Storage documents for each.
+// FUP-003: the device reports the storage's status in its notification.
+var putFailures = map[int]string{
+	http.StatusForbidden:             "AuthenticationFailed",
+	http.StatusNotFound:              "ContainerNotFound",
+	http.StatusRequestEntityTooLarge: "RequestBodyTooLarge",
+	http.StatusInternalServerError:   "InternalError",
+	http.StatusServiceUnavailable:    "ServerBusy",
+}
+
+// FailPutsWith makes the next n uploads fail with status, one of 403, 404,
+// 413, 500, 503 (others are taken as 500): the rig's way to see which
+// status a device reports for a failed upload (FUP-003).
+func (s *Server) FailPutsWith(n, status int) {
+	if _, ok := putFailures[status]; !ok {
+		status = http.StatusInternalServerError
+	}
 	s.mu.Lock()
-	s.failPuts = n
+	s.failPuts, s.failStatus = n, status
 	s.mu.Unlock()
 }
 
 func (s *Server) servePut(w http.ResponseWriter, r *http.Request, name string, rec *Request) *refusal {
 	s.mu.Lock()
-	fail := s.failPuts > 0
+	fail, status := s.failPuts > 0, s.failStatus
 	if fail {
 		s.failPuts--
 	}
 	s.mu.Unlock()
 	if fail {
 		_, _ = io.Copy(io.Discard, io.LimitReader(r.Body, s.cfg.MaxBlob))
-		return refuse(http.StatusInternalServerError, "InternalError", "upload failed (rig fault switch FailPuts)")
+		if status == 0 {
+			status = http.StatusInternalServerError
+		}
+		return refuse(status, putFailures[status], "upload failed (rig fault switch FailPuts)")
 	}
 	if q := r.URL.Query(); q.Get("comp") != "" {
 		return refuse(http.StatusBadRequest, "UnsupportedQueryParameter", "comp=%s (blocks, block lists, properties) is not served here; PUT the blob in one request", q.Get("comp"))

@@ -190,6 +190,7 @@ type Proxy struct {
 	jitter    atomic.Int64 // ns
 	bps       atomic.Int64
 	dropAfter atomic.Int64
+	dropFIN   atomic.Bool // DropAfter's cut is a clean close (CloseAfter)
 
 	mu     sync.Mutex // conns, closed, switch changes
 	closed bool
@@ -292,6 +293,7 @@ func (p *Proxy) acceptLoop() {
 		ctx, cancel := context.WithCancel(context.Background())
 		l := &link{p: p, id: id, remote: remote, dev: tc, ctx: ctx, cancel: cancel}
 		l.drop.Store(p.dropAfter.Load())
+		l.dropFIN = p.dropFIN.Load()
 		p.conns[id] = l
 		p.wg.Add(1)
 		p.mu.Unlock()
@@ -403,8 +405,20 @@ func (p *Proxy) SetBandwidth(bytesPerSecond int) {
 // Restore to disarm live ones too).
 func (p *Proxy) DropAfter(n int64) {
 	n = max(n, 0)
+	p.dropFIN.Store(false)
 	p.dropAfter.Store(n)
 	p.emit(Event{Kind: EvDropAfter, Detail: fmt.Sprintf("%d bytes device→hub", n)})
+}
+
+// CloseAfter is DropAfter with a clean close (FIN to both sides, event
+// EvClosed "close-after: …") instead of a reset: the same point of a
+// connection, ended the other way a network or server can end it
+// (RECON-010's close kind).
+func (p *Proxy) CloseAfter(n int64) {
+	n = max(n, 0)
+	p.dropFIN.Store(true)
+	p.dropAfter.Store(n)
+	p.emit(Event{Kind: EvDropAfter, Detail: fmt.Sprintf("%d bytes device→hub, then a clean close", n)})
 }
 
 // Restore clears every fault: forwarding resumes on blackholed connections
@@ -419,6 +433,7 @@ func (p *Proxy) Restore() {
 	p.jitter.Store(0)
 	p.bps.Store(0)
 	p.dropAfter.Store(0)
+	p.dropFIN.Store(false)
 	for _, l := range p.conns {
 		l.drop.Store(0)
 	}
@@ -527,6 +542,7 @@ type link struct {
 	cancel context.CancelFunc
 
 	drop     atomic.Int64 // DropAfter armed for this connection, 0 = off
+	dropFIN  bool         // the DropAfter cut is a clean close (CloseAfter)
 	up, down atomic.Int64 // bytes forwarded
 	halves   atomic.Int32 // directions that ended with EOF
 }
@@ -796,6 +812,10 @@ func (d *direction) write() {
 		}
 		d.free <- c.buf
 		if c.cut {
+			if l.dropFIN {
+				l.end(EvClosed, fmt.Sprintf("close-after: %d bytes %s", l.up.Load(), d.name()), false)
+				return
+			}
 			l.end(EvCut, fmt.Sprintf("drop-after: %d bytes %s", l.up.Load(), d.name()), true)
 			return
 		}

@@ -563,6 +563,38 @@ func TestDropAfter(t *testing.T) {
 	readN(t, scArmed, len(payload))
 }
 
+// TestCloseAfter: the cut point of DropAfter, ended with a clean close.
+func TestCloseAfter(t *testing.T) {
+	srv := startServer(t, nil)
+	p := startProxy(t, srv.addr())
+	const n = 700
+	p.CloseAfter(n)
+	c := dial(t, p.Addr())
+	sc := srv.next(t)
+	mark := p.Mark()
+	payload := bytes.Repeat([]byte("abcdefghij"), 200)
+	_, _ = c.Write(payload)
+	got, err := readErr(sc)
+	if len(got) != n || !bytes.Equal(got, payload[:n]) || isReset(err) {
+		t.Fatalf("hub got %d bytes then %v, want exactly %d then a clean end", len(got), err, n)
+	}
+	if _, err := readErr(c); isReset(err) {
+		t.Fatalf("device side: %v, want a clean end (EOF)", err)
+	}
+	e := waitKind(t, p, mark, EvClosed, 0)
+	if e.Up != n || !strings.Contains(e.Detail, "close-after") {
+		t.Fatalf("event %v", e)
+	}
+	// DropAfter after it cuts with a reset again.
+	p.DropAfter(n)
+	c2 := dial(t, p.Addr())
+	sc2 := srv.next(t)
+	_, _ = c2.Write(payload)
+	if _, err := readErr(sc2); !isReset(err) {
+		t.Fatalf("after DropAfter: %v, want ECONNRESET", err)
+	}
+}
+
 func TestWaitEvent(t *testing.T) {
 	srv := startServer(t, echo)
 	p := startProxy(t, srv.addr())
