@@ -81,7 +81,8 @@ func newSelfPlan(o selftestOptions, exe string, defects []sim.Defect) (*selfPlan
 	if len(p.all) == 0 {
 		return nil, &exitError{2, fmt.Sprintf("no spec matches --label-filter %q", o.labelFilter)}
 	}
-	est := loadDurations(p.durPath).estimator(selfKey, false)
+	seeded, _ := loadDurations(p.durPath).withSeed(durationsSeed()) // durations_seed.go
+	est := seeded.estimator(selfKey, false)
 	p.durs = make([]time.Duration, len(p.all))
 	for i, s := range p.all {
 		p.durs[i], _ = est.of(s.Name)
