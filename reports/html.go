@@ -142,6 +142,8 @@ pre { background: var(--bg2); padding: .6em; overflow-x: auto; white-space: pre-
 .st-pass, .st-passed { color: var(--pass); } .st-fail, .st-failed { color: var(--fail); }
 .st-not-applicable, .st-skipped, .st-not-run, .st-precondition-unmet { color: var(--na); } .st-not-covered { color: var(--nc); }
 .st-rig-fault, .st-interrupted { color: var(--nc); } .rig { background: var(--nc); }
+.dim { font-weight: 600; } .dim-covered { color: var(--pass); } .dim-partial { color: var(--nc); } .dim-gap { color: var(--fail); }
+details.coverage { margin-top: .3em; } details.coverage ul { margin: .2em 0; padding-left: 1.2em; }
 .rigfault { border: 1px solid var(--nc); border-left-width: 4px; padding: .2em 1em 1em; margin: 1em 0; }
 dl.meta { display: grid; grid-template-columns: max-content 1fr; gap: .2em 1em; }
 dl.meta dt { font-weight: 600; } dl.meta dd { margin: 0; }
@@ -392,7 +394,7 @@ const htmlSource = `<!DOCTYPE html>
 <table>
 <thead><tr><th>ID</th><th>Severity</th><th>Requirement</th><th>Status</th><th>Specs</th></tr></thead>
 <tbody>
-{{range .Reqs}}<tr id="req-{{.ID}}" data-area="{{.Area}}" data-status="{{.Status}}"><td class="id"><code class="id">{{.ID}}</code></td><td>{{.Severity}}</td><td><b>{{.Title}}</b>{{with .Text}}<br><span class="note">{{.}}</span>{{end}}{{with refs .Refs}}<br><span class="note">{{range $i, $d := .}}{{if $i}}; {{end}}{{if $d.URL}}<a class="docref" href="{{$d.URL}}">{{$d.Title}}</a> {{$d.Lines}}{{else}}{{$d.Ref}}{{end}}{{end}}</span>{{end}}</td><td class="st st-{{.Status}}">{{.Status}}</td>
+{{range .Reqs}}<tr id="req-{{.ID}}" data-area="{{.Area}}" data-status="{{.Status}}"><td class="id"><code class="id">{{.ID}}</code></td><td>{{.Severity}}</td><td><b>{{.Title}}</b>{{with .Text}}<br><span class="note">{{.}}</span>{{end}}{{with refs .Refs}}<br><span class="note">{{range $i, $d := .}}{{if $i}}; {{end}}{{if $d.URL}}<a class="docref" href="{{$d.URL}}">{{$d.Title}}</a> {{$d.Lines}}{{else}}{{$d.Ref}}{{end}}{{end}}</span>{{end}}{{with .Coverage}}<details class="coverage"><summary>{{.Label}}</summary><ul>{{range .Items}}<li><span class="dim dim-{{.State}}">{{.State}}</span> <b>{{.Name}}</b>: {{join .Cases ", "}}{{range .CoveredBy}}<br><span class="note">✓ {{.}}</span>{{end}}{{with .Gap}}<br><span class="note">gap: {{.}}</span>{{end}}</li>{{end}}</ul>{{with .Single}}<p class="note">one dimension: {{.}}</p>{{end}}</details>{{end}}</td><td class="st st-{{.Status}}">{{.Status}}</td>
 <td>{{range .Specs}}<div><span class="st st-{{.Status}}">{{.Status}}</span> {{if eq .Status "failed"}}<a href="#{{$.AnchorFor .Name}}">{{.Name}}</a> — {{claim .Failure}}{{else if eq .Status "precondition-unmet"}}{{.Name}} — {{first .Failure}}{{else}}{{.Name}}{{end}}{{with .Board}} <span class="note">on {{.}}</span>{{end}}</div>{{end}}</td></tr>
 {{end}}
 </tbody>

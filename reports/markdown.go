@@ -97,7 +97,11 @@ func writeMarkdown(buf *bytes.Buffer, r *Report) error {
 	if len(failing) > 0 {
 		buf.WriteString("### Failing requirements\n\n")
 		for _, q := range failing {
-			fmt.Fprintf(buf, "- **%s** (%s) %s — %s\n", md(q.ID), md(q.Severity), md(q.Title), md(firstFailure(q.Specs)))
+			cov := ""
+			if q.Coverage != nil {
+				cov = " (" + q.Coverage.Label() + ")"
+			}
+			fmt.Fprintf(buf, "- **%s** (%s) %s%s — %s\n", md(q.ID), md(q.Severity), md(q.Title), md(cov), md(firstFailure(q.Specs)))
 		}
 		buf.WriteByte('\n')
 	}
@@ -118,6 +122,13 @@ func writeMarkdown(buf *bytes.Buffer, r *Report) error {
 				}
 				fmt.Fprintf(buf, "| %s | %s | %s%s |\n", md(g.Title), md(f.Name), mark, md(f.Value))
 			}
+		}
+		buf.WriteByte('\n')
+	}
+	if cov := r.CoverageByArea(); len(cov) > 0 {
+		buf.WriteString("### Dimension coverage (the suite's, not this run's)\n\n| Area | requirements | dimensions | covered | partial | gaps | MUSTs on a single example |\n|---|---:|---:|---:|---:|---:|---|\n")
+		for _, a := range cov {
+			fmt.Fprintf(buf, "| %s | %d | %d | %d | %d | %d | %s |\n", md(a.Area), a.Requirements, a.Dimensions, a.Covered, a.Partial, a.Gaps, md(orDash(strings.Join(a.SingleExample, ", "))))
 		}
 		buf.WriteByte('\n')
 	}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"encoding/xml"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -147,7 +148,7 @@ func TestMerge(t *testing.T) {
 			inputs: []MergeInput{
 				{Path: "a/report.json", Report: func() *Report { r := boardReport("h", allPass, ""); r.SchemaVersion = 99; return r }()},
 			},
-			err: "schemaVersion is 99, this hilrun reads schemaVersion 1 to 4",
+			err: fmt.Sprintf("schemaVersion is 99, this hilrun reads schemaVersion 1 to %d", SchemaVersion),
 		},
 		{name: "nothing", err: "nothing to merge"},
 	} {
@@ -312,7 +313,7 @@ func TestMergeFilesAndWrite(t *testing.T) {
 	if err == nil {
 		t.Fatal("merge accepted schemaVersion 99 and a merged.json")
 	}
-	for _, want := range []string{bad, "schemaVersion is 99", "this hilrun reads schemaVersion 1 to 4", "hilrunVersion v9", "is a merged report"} {
+	for _, want := range []string{bad, "schemaVersion is 99", fmt.Sprintf("this hilrun reads schemaVersion 1 to %d", SchemaVersion), "hilrunVersion v9", "is a merged report"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error %q lacks %q", err, want)
 		}

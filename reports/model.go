@@ -41,7 +41,10 @@ import (
 // summary.selection, the no-specs outcome and the requirement text,
 // documentation references and capability in requirements[]; a version 3
 // report reads as a version 4 report without them.
-const SchemaVersion = 4
+//
+// Version 5 added requirements[].coverage (the requirement's row of the
+// dimension table); a version 4 report reads as one without it.
+const SchemaVersion = 5
 
 // MinSchemaVersion is the oldest report.json schema this package reads.
 const MinSchemaVersion = 1
@@ -291,6 +294,9 @@ type RequirementRef struct {
 	// Capability is the board capability it needs (empty: always
 	// applicable); "aws" marks the AWS IoT Core profile.
 	Capability string `json:"capability,omitempty"`
+	// Coverage is its row of the dimension table (schema version 5; nil
+	// in older reports and in stub reports).
+	Coverage *Coverage `json:"coverage,omitempty"`
 }
 
 // WireEntry is one packet or hub event of a wire-trace excerpt.

@@ -82,7 +82,7 @@ func Run(ctx context.Context, o RunOptions) (*reports.Report, error) {
 			continue // another cloud's area: out of scope for this run
 		}
 		refs = append(refs, reports.RequirementRef{ID: r.ID, Title: r.Title, Area: r.Area, Severity: string(r.Severity),
-			Text: r.Summary, Refs: r.Refs, Capability: r.Capability})
+			Text: r.Summary, Refs: r.Refs, Capability: r.Capability, Coverage: CoverageOf(r)})
 	}
 	var binfo reports.BoardInfo
 	if b := o.Env.Board; b != nil {

@@ -13,6 +13,7 @@ func TestNoSecretLeaksFromAWSRun(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs the AWS specs")
 	}
+	t.Parallel() // its own directories and dumps
 	out, code, outDir, _, reg := runForScan(t, "--cloud", "aws")
 	if code != 0 {
 		t.Fatalf("exit %d:\n%s", code, out)

@@ -12,6 +12,7 @@ import (
 // this test binary as `hilrun bench-load`) and checks the report's shape
 // and that every operation completed. It asserts no speed.
 func TestBenchSmoke(t *testing.T) {
+	t.Parallel()
 	out, code := hilrun(t, "bench", "--devices", "5", "--messages", "4", "--rounds", "2", "--mosquitto", "off",
 		"--twin", "1", "--service-ops", "5", "--json")
 	if code != 0 {
@@ -39,6 +40,7 @@ func TestBenchSmoke(t *testing.T) {
 
 // TestBenchAgentSmoke measures a few echo round trips to the virtual board.
 func TestBenchAgentSmoke(t *testing.T) {
+	t.Parallel()
 	out, code := hilrun(t, "bench", "--agent", "20")
 	if code != 0 {
 		t.Fatalf("hilrun bench --agent exited %d:\n%s", code, out)

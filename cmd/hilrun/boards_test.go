@@ -76,6 +76,7 @@ func TestBoardsFakeLister(t *testing.T) {
 // TestBoardsCommand runs `hilrun boards` on this machine: it must exit 0
 // whether or not boards are attached (none on CI).
 func TestBoardsCommand(t *testing.T) {
+	t.Parallel()
 	out, code := hilrun(t, "boards", "--inventory", filepath.Join(t.TempDir(), "absent.yaml"))
 	if code != 0 {
 		t.Fatalf("exit %d:\n%s", code, out)
@@ -86,6 +87,7 @@ func TestBoardsCommand(t *testing.T) {
 }
 
 func TestRunBoardSelection(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	inv := filepath.Join(dir, "hilrun.yaml")
 	if err := os.WriteFile(inv, []byte(`hub:

@@ -6,6 +6,7 @@ import (
 )
 
 func TestCloudFlagChecks(t *testing.T) {
+	t.Parallel()
 	for _, c := range []struct {
 		args []string
 		want string

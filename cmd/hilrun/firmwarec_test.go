@@ -32,6 +32,7 @@ func TestFirmwareCMissingPackages(t *testing.T) {
 }
 
 func TestFirmwareFlagRejects(t *testing.T) {
+	t.Parallel()
 	for _, args := range [][]string{
 		{"run", "--firmware", "rust"},
 		{"run", "--firmware", "c", "--image", "/bin/true"},

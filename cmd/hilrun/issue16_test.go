@@ -14,6 +14,7 @@ import (
 // Issue 16, the command line: a bad or empty selection is refused before
 // anything starts (exit 2, no hub, no flashing), in plain words.
 func TestIssue16SelectionValidatedFirst(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		args []string
 		want string
@@ -44,6 +45,7 @@ func TestIssue16SelectionValidatedFirst(t *testing.T) {
 // A run that executes no spec is never PASS: its own exit code, a clear
 // message, and a report that says so.
 func TestIssue16NoSpecRunIsAnError(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	out, code := hilrun(t, "run", "--label-filter", "TWIN-010 && CONN-001", "--out", dir)
 	if code != reports.ExitNoSpecs || !strings.Contains(out, "no spec ran") || strings.Contains(out, "verdict: PASS") {
@@ -62,6 +64,7 @@ func TestIssue16NoSpecRunIsAnError(t *testing.T) {
 // verdict line, what was left out not-run, and console.log with a marker
 // line at each spec's start and end.
 func TestIssue16FilteredRunProgressAndConsoleMarkers(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	out, code := hilrun(t, "run", "--label-filter", "TWIN-010", "--out", dir)
 	if code != 0 {
@@ -111,6 +114,7 @@ func TestIssue16FilteredRunProgressAndConsoleMarkers(t *testing.T) {
 // A rig fault before the first spec: exit 3, the port named once per
 // message, RIG FAULT on every surface and a JUnit error.
 func TestIssue16RigFaultSaysItOnce(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	out, code := hilrun(t, "run", "--board", "serial", "--port", "/dev/ttyUSB9-hilrun-test", "--out", dir)
 	if code != reports.ExitRigFault {

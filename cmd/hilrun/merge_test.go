@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -65,7 +66,7 @@ func TestReportMergeExitStatus(t *testing.T) {
 			d := filepath.Join(root, "host-b", "old")
 			_ = os.MkdirAll(d, 0o755)
 			_ = os.WriteFile(filepath.Join(d, reports.JSONFile), []byte(`{"schemaVersion":7,"run":{"hilrunVersion":"v7"}}`), 0o644)
-		}, 2, []string{"schemaVersion is 7, this hilrun reads schemaVersion 1 to 4", "hilrunVersion v7"}},
+		}, 2, []string{"schemaVersion is 7, this hilrun reads schemaVersion 1 to " + fmt.Sprint(reports.SchemaVersion), "hilrunVersion v7"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			root := t.TempDir()

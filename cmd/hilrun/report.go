@@ -43,7 +43,7 @@ func newReportCmd() *cobra.Command {
 			return nil
 		},
 	}
-	cmd.AddCommand(newReportMergeCmd(), newReportExpectCmd())
+	cmd.AddCommand(newReportMergeCmd(), newReportExpectCmd(), newReportCoverageCmd())
 	return cmd
 }
 

@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"encoding/xml"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -13,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hilrun/hilrun/fixtures"
 	"github.com/hilrun/hilrun/reports"
 )
 
@@ -21,6 +23,23 @@ import (
 // simfaults modes) or with its firmware stopped. Each asserts the verdict in
 // report.json and junit.xml, the exit status, a bounded wall time, and that
 // no process of the run is left behind.
+
+// The rig-fault runs get short watchdog deadlines ($HILRUN_TEST_RIG_TIMING,
+// fixtures/rigtiming.go) instead of the production 4 s idle + 3 s probe,
+// which they would otherwise wait out once per hang: what they prove (a
+// hang is declared, recovered, given up, reported once) does not depend on
+// the length of the deadline.
+const (
+	testWatchdogIdle  = time.Second
+	testWatchdogProbe = 2 * time.Second
+)
+
+// rigTEL is the telemetry specs but TEL-013, whose heartbeat watch alone
+// lasts 7 s: plenty of frames and events for the line faults to fall in,
+// and specs to resume after a hang.
+const rigTEL = "TEL && !TEL-013"
+
+var testRigTiming = fmt.Sprintf("%s=watchdog-idle=%s,watchdog-probe=%s", fixtures.RigTimingEnv, testWatchdogIdle, testWatchdogProbe)
 
 // rigRun is one `hilrun run` child with its output watched line by line.
 type rigRun struct {
@@ -40,6 +59,12 @@ type rigRun struct {
 
 func startRig(t *testing.T, args ...string) *rigRun {
 	t.Helper()
+	return startRigEnv(t, []string{testRigTiming}, args...)
+}
+
+// startRigEnv is startRig with env added to the child's environment.
+func startRigEnv(t *testing.T, env []string, args ...string) *rigRun {
+	t.Helper()
 	exe, err := os.Executable()
 	if err != nil {
 		t.Fatal(err)
@@ -49,7 +74,7 @@ func startRig(t *testing.T, args ...string) *rigRun {
 	r.cmd = exec.Command(exe, append([]string{"run", "--out", r.out}, args...)...)
 	// TMPDIR puts the run's work directory (and so the firmware's --state
 	// argument) under tmp, which is how leftovers are found.
-	r.cmd.Env = append(os.Environ(), asHilrunEnv+"=1", "TMPDIR="+tmp)
+	r.cmd.Env = append(append(os.Environ(), asHilrunEnv+"=1", "TMPDIR="+tmp), env...)
 	stdout, err := r.cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -275,7 +300,7 @@ func assertRigFault(t *testing.T, r *rigRun, code int, rep *reports.Report, j ju
 }
 
 // TestRigFaultSilentAfterHello: a board that answers hello and then nothing
-// is declared hung within the watchdog's idle + probe time (4 s + 3 s) of
+// is declared hung within the watchdog's idle + probe time of
 // its last frame, recovered by a reset twice (it hangs again each time),
 // then given up: three rig-fault specs, the fourth not run, RIG FAULT, and
 // the hang said once per hang.
@@ -291,15 +316,15 @@ func TestRigFaultSilentAfterHello(t *testing.T) {
 	if n := countSpecs(rep, reports.SpecNotRun); n != 1 || j.skippedWith("not run: rig fault") != 1 {
 		t.Errorf("%d not-run specs (junit %d), want 1", n, j.skippedWith("not run: rig fault"))
 	}
-	if !strings.Contains(rep.Run.RigFault, "board stopped responding at") || !strings.Contains(rep.Run.RigFault, "no answer to echo within 3s") {
+	if !strings.Contains(rep.Run.RigFault, "board stopped responding at") || !strings.Contains(rep.Run.RigFault, fmt.Sprintf("no answer to echo within %s", testWatchdogProbe)) {
 		t.Errorf("run rig fault %q", rep.Run.RigFault)
 	}
 	if n := strings.Count(r.output(), "RIG FAULT: board stopped responding at"); n != 3 {
 		t.Errorf("the hang is reported %d times, want once per hang (3)", n)
 	}
 	for _, s := range rep.Specs {
-		if s.Status == reports.SpecRigFault && s.Duration > 9*time.Second {
-			t.Errorf("spec %s took %s: hang → verdict should be within idle 4 s + probe 3 s", s.Name, s.Duration)
+		if s.Status == reports.SpecRigFault && s.Duration > testWatchdogIdle+testWatchdogProbe+2*time.Second {
+			t.Errorf("spec %s took %s: hang → verdict should be within idle %s + probe %s", s.Name, s.Duration, testWatchdogIdle, testWatchdogProbe)
 		}
 	}
 	if wall > 40*time.Second {
@@ -308,12 +333,12 @@ func TestRigFaultSilentAfterHello(t *testing.T) {
 	t.Logf("silent-after-hello: exit %d in %s", code, wall)
 }
 
-// TestRigFaultHangAfter: a firmware that stops answering 3 s after every
+// TestRigFaultHangAfter: a firmware that stops answering 2 s after every
 // boot is recovered and resumed until the recoveries are used up; no spec
 // is failed and the run ends in a bounded time.
 func TestRigFaultHangAfter(t *testing.T) {
 	t.Parallel()
-	r := startRig(t, "--sim-misbehave", "hang-after:3s", "--label-filter", "RECON-011 || RECON-001 || TWIN-010 || TEL")
+	r := startRig(t, "--sim-misbehave", "hang-after:2s", "--label-filter", "RECON-011 || TWIN-010 || TEL")
 	code, wall := r.wait(90 * time.Second)
 	rep, j := r.report()
 	assertRigFault(t, r, code, rep, j)
@@ -323,7 +348,7 @@ func TestRigFaultHangAfter(t *testing.T) {
 	if wall > 60*time.Second {
 		t.Errorf("run took %s", wall)
 	}
-	t.Logf("hang-after:3s: exit %d in %s, %d rig-fault, %d passed, %d not run", code, wall,
+	t.Logf("hang-after:2s: exit %d in %s, %d rig-fault, %d passed, %d not run", code, wall,
 		countSpecs(rep, reports.SpecRigFault), countSpecs(rep, reports.SpecPassed), countSpecs(rep, reports.SpecNotRun))
 }
 
@@ -332,7 +357,7 @@ func TestRigFaultHangAfter(t *testing.T) {
 // process can be killed), and the specs after it pass.
 func TestRigFaultFirmwareStopped(t *testing.T) {
 	t.Parallel()
-	r := startRig(t, "--label-filter", "TEL")
+	r := startRig(t, "--label-filter", rigTEL)
 	r.waitLine("PASS ", 30*time.Second)
 	pids, _ := filepath.Glob(filepath.Join(r.tmp, "hilrun-run-*", "board", "firmware.pid"))
 	if len(pids) != 1 {
@@ -399,7 +424,7 @@ func TestRigFaultCrashAtBoot(t *testing.T) {
 // they fall in rig-fault (the calls waiting fail at once), never failed.
 func TestRigFaultBadCRC(t *testing.T) {
 	t.Parallel()
-	r := startRig(t, "--sim-misbehave", "bad-crc:25", "--label-filter", "TEL")
+	r := startRig(t, "--sim-misbehave", "bad-crc:25", "--label-filter", rigTEL)
 	code, wall := r.wait(60 * time.Second)
 	rep, j := r.report()
 	assertRigFault(t, r, code, rep, j)
@@ -420,7 +445,7 @@ func TestRigFaultBadCRC(t *testing.T) {
 // specs they fall in rig-fault.
 func TestRigFaultDropEvents(t *testing.T) {
 	t.Parallel()
-	r := startRig(t, "--sim-misbehave", "drop-events:5", "--label-filter", "TEL")
+	r := startRig(t, "--sim-misbehave", "drop-events:5", "--label-filter", rigTEL)
 	code, wall := r.wait(60 * time.Second)
 	rep, j := r.report()
 	assertRigFault(t, r, code, rep, j)
@@ -463,11 +488,12 @@ func assertInterrupted(t *testing.T, r *rigRun, signalled time.Time) (*reports.R
 // others not run, exit 1.
 func TestInterruptHungBoard(t *testing.T) {
 	t.Parallel()
-	r := startRig(t, "--sim-misbehave", "silent-after-hello", "--label-filter", "TEL")
+	// Idle 1 s, then a 3 s probe: Ctrl-C comes 1 s into the probe.
+	r := startRigEnv(t, []string{fixtures.RigTimingEnv + "=watchdog-idle=1s,watchdog-probe=3s"}, "--sim-misbehave", "silent-after-hello", "--label-filter", "TEL")
 	r.waitLine("capabilities", 30*time.Second)
-	// The first spec's first call is unanswered from here on; 5 s in, the
+	// The first spec's first call is unanswered from here on; 2 s in, the
 	// watchdog's probe is out too.
-	time.Sleep(5 * time.Second) // not synchronisation: how long the board has been hung when Ctrl-C comes
+	time.Sleep(2 * time.Second) // not synchronisation: how long the board has been hung when Ctrl-C comes
 	t0 := time.Now()
 	if err := r.cmd.Process.Signal(os.Interrupt); err != nil {
 		t.Fatal(err)

@@ -13,6 +13,7 @@ import (
 // is a rig fault (exit 3) within seconds whose firmware log is kept in the
 // report directory.
 func TestRunSimMisbehave(t *testing.T) {
+	t.Parallel()
 	out, code := hilrun(t, "run", "--sim-misbehave", "bad-crc:0", "--out", t.TempDir())
 	if code != 2 || !strings.Contains(out, "silent-after-hello") || !strings.Contains(out, "hang-after:DURATION") {
 		t.Fatalf("bad mode: exit %d, want 2 listing the valid modes:\n%s", code, out)

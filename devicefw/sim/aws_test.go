@@ -49,6 +49,7 @@ func awsRig(t *testing.T, thing string, defects []string) (*host, *awsiot.Endpoi
 }
 
 func TestAWSImageShadowAndTelemetry(t *testing.T) {
+	t.Parallel() // its own rig; waits on timers
 	h, ep := awsRig(t, "simthing", nil)
 	if _, aerr := h.call(agentproto.OpTwinGet, nil); aerr == nil || aerr.Code != agentproto.ErrUnsupported {
 		t.Errorf("twin.get on the AWS image: %v", aerr)

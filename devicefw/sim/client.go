@@ -96,16 +96,23 @@ type session struct {
 	// again (RECON-008, RECON-010).
 	subAcked bool
 	rses     reconSessionState
+	// renewal: the connection being set up replaces one closed for a SAS
+	// token renewal (twin-no-resync-after-renewal).
+	renewal bool
 }
 
 // conn is one established MQTT connection.
 type conn struct {
-	gen     uint64
-	cli     paho.Client
-	netConn net.Conn
-	lost    chan struct{} // closed when the connection is gone
-	once    sync.Once
-	acks    *ackWatch // set when the session store re-sends its QoS 1 messages (RECON-005)
+	// twinReady is closed once the connection's start-up twin resync has
+	// ended, however it ended (method-dispatch-after-twin).
+	twinReady chan struct{}
+	readyOnce sync.Once
+	gen       uint64
+	cli       paho.Client
+	netConn   net.Conn
+	lost      chan struct{} // closed when the connection is gone
+	once      sync.Once
+	acks      *ackWatch // set when the session store re-sends its QoS 1 messages (RECON-005)
 
 	c2dTaken int // C2D deliveries received on this connection (guarded by deviceClient.mu)
 }
@@ -449,7 +456,7 @@ func (dc *deviceClient) loop(s *session) {
 				reason = fmt.Sprintf("CONNACK %d: %v", rc, err)
 			}
 			noBackoff := dc.on(DefNoBackoff)
-			if (unrecoverable(rc, err) && !dc.useSecondaryCert(cc, rc) && !dc.on(DefRetryAfterAuth)) || dc.stopOnEarlyLoss(rc) {
+			if (unrecoverable(rc, err) && !dc.useSecondaryCert(cc, rc) && !dc.on(DefRetryAfterAuth) && !dc.authRetried(cc, rc)) || dc.stopOnEarlyLoss(rc) {
 				ev := agentproto.ConnEvent{State: agentproto.StateStopped, Reason: reason, Attempt: attempt}
 				if dc.on(DefStopUnreported) {
 					ev = agentproto.ConnEvent{State: agentproto.StateIdle} // defect: stops without saying why
@@ -486,6 +493,7 @@ func (dc *deviceClient) loop(s *session) {
 		// Subscriptions and the resync GET go out before "connected" is
 		// reported and before operations may use the connection, so no
 		// twin request precedes the SUBSCRIBE (TWIN-001).
+		s.renewal = renewKind != ""
 		get := dc.afterConnect(s, c, cc, session)
 		dc.moduleSecondConnection(s, cc) // MOD-007
 		dc.mu.Lock()
@@ -497,7 +505,12 @@ func (dc *deviceClient) loop(s *session) {
 		dc.setStateLocked(agentproto.ConnEvent{State: agentproto.StateConnected, Session: session})
 		dc.mu.Unlock()
 		if get != nil {
-			go dc.resync(s, c, cc, get)
+			go func() {
+				dc.resync(s, c, cc, get)
+				c.markTwinReady()
+			}()
+		} else {
+			c.markTwinReady()
 		}
 		if renewKind != "" {
 			ev := agentproto.CredsEvent{Kind: renewKind}
@@ -661,8 +674,9 @@ func (dc *deviceClient) willTopic(cc connConfig) string {
 
 // connect makes one connection attempt.
 func (dc *deviceClient) connect(s *session, cc connConfig) (c *conn, session bool, exp time.Time, rc byte, err error) {
-	cc.modelID = dc.pnpModelID(s, cc.modelID) // PNP-001
-	username := dc.username(cc)
+	cc.modelID = dc.pnpModelID(s, cc.modelID)                // PNP-001
+	username := dc.reconnectUsername(s, cc, dc.username(cc)) // defects_bounds_conn.go
+	dc.reconnectPlainProbe(s, cc, []byte{0x10, 0x00})        // reconnect-tries-1883: a CONNECT header; the trap reads nothing
 	password := ""
 	if cc.authType == "sas" {
 		password, exp, err = dc.token(cc)
@@ -670,6 +684,7 @@ func (dc *deviceClient) connect(s *session, cc connConfig) (c *conn, session boo
 			return nil, false, time.Time{}, 0, fmt.Errorf("SAS token: %w", err)
 		}
 		password, exp = dc.reuseToken(s, cc, password, exp) // token-reuse-* defects
+		password = dc.renewalToken(s, cc, password, exp)    // renewal-se-milliseconds
 	}
 	token := password
 	password = dc.passwordDefects(cc, password)
@@ -686,13 +701,13 @@ func (dc *deviceClient) connect(s *session, cc connConfig) (c *conn, session boo
 	dc.certTLS(tlsc, cc)
 	dc.tlsDefects(tlsc, cc) // factory bundle; TLS defect switches
 	if cc.cert != nil {
-		cert := dc.moduleDeviceCert(cc, dc.factoryCert(dc.clientCert(cc.cert)))
+		cert := dc.reconnectCert(s, dc.moduleDeviceCert(cc, dc.factoryCert(dc.clientCert(cc.cert))))
 		// Present the certificate whatever CAs the hub lists (thumbprint certificates are self-signed).
 		tlsc.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return cert, nil }
 	}
 	dc.mu.Lock()
 	dc.gen++
-	c = &conn{gen: dc.gen, lost: make(chan struct{})}
+	c = &conn{gen: dc.gen, lost: make(chan struct{}), twinReady: make(chan struct{})}
 	dc.mu.Unlock()
 	var nmu sync.Mutex
 	broker := &url.URL{Scheme: "ssl", Host: cc.addr}
@@ -702,9 +717,9 @@ func (dc *deviceClient) connect(s *session, cc connConfig) (c *conn, session boo
 	// The callbacks outlive this call when it gives up (timeout, cancel):
 	// they must not see the named result, which the error returns set to nil.
 	cur := c
-	o := paho.NewClientOptions().AddBroker(broker.String()).SetClientID(clientID).SetProtocolVersion(dc.protocolVersion()).
+	o := paho.NewClientOptions().AddBroker(broker.String()).SetClientID(clientID).SetProtocolVersion(dc.wsProtocolVersion(cc, dc.protocolVersion())).
 		SetCleanSession(cc.clean).SetAutoReconnect(false).SetConnectRetry(false).
-		SetKeepAlive(dc.keepAlive(cc)).SetPingTimeout(dc.pingTimeout(cc)).
+		SetKeepAlive(dc.reconnectKeepAlive(s, dc.keepAlive(cc))).SetPingTimeout(dc.boundsPingTimeout(cc, dc.pingTimeout(cc))).
 		SetConnectTimeout(connectTimeout).SetWriteTimeout(connectTimeout).SetOrderMatters(false).
 		SetAutoAckDisabled(true).SetTLSConfig(tlsc).
 		SetCredentialsProvider(func() (string, string) { return username, password }).
@@ -727,6 +742,7 @@ func (dc *deviceClient) connect(s *session, cc connConfig) (c *conn, session boo
 				nc, err = dc.dial(addr, tlsc, cc.plainAddr)
 			}
 			if err == nil {
+				nc = dc.keepAliveConn(nc, cc) // ping-skipped-when-receiving
 				nmu.Lock()
 				cur.netConn = nc
 				nmu.Unlock()
@@ -737,7 +753,7 @@ func (dc *deviceClient) connect(s *session, cc connConfig) (c *conn, session boo
 		o.SetStore(s.sessionStore())
 		c.acks = s.acks
 	}
-	if cc.will != nil {
+	if dc.willDeclared(s, cc) {
 		o.SetBinaryWill(dc.willTopic(cc), []byte(cc.will.Payload), 1, false)
 	}
 	cli := paho.NewClient(o)
@@ -780,6 +796,9 @@ func (dc *deviceClient) afterConnect(s *session, c *conn, cc connConfig, session
 		needSub = false // defect: subscriptions taken as client state (CONN-017)
 	}
 	doResync := !(dc.on(DefNoTwinResync) && s.connects > 1)
+	if s.renewal && dc.on(DefTwinNoResyncRenewal) {
+		doResync = false // defect: the renewal path skips the twin resync
+	}
 	var get *pendingTwin
 	subLate := false
 	if doResync && dc.on(DefTwinGetBeforeSub) {
@@ -896,6 +915,9 @@ func (dc *deviceClient) twinRetryDelay(cc connConfig, status, try int) (time.Dur
 	}
 	if dc.on(DefTwin5xxGivesUp) {
 		server = false
+	}
+	if dc.on(DefTwin5xxListed) {
+		server = twinRetriedServerError(status) // defect: a fixed list of codes
 	}
 	if !throttled && !server {
 		return 0, false

@@ -75,6 +75,7 @@ func (dc *deviceClient) resourceURI(cc connConfig) string {
 	if dc.on(DefSASResourceLower) {
 		id.DeviceID = strings.ToLower(id.DeviceID)
 	}
+	id.DeviceID = dc.srDeviceID(id.DeviceID) // sas-sr-id-encoded-twice
 	return iothub.DeviceResourceURI(cc.host, id)
 }
 

@@ -19,6 +19,7 @@ import (
 // first (the device waits its retry-after and asks again), then assigned,
 // applied, and the hub connection under the assigned identity.
 func TestDPSRegisterGroupThrottledThenAssigned(t *testing.T) {
+	t.Parallel() // its own rig; waits on timers
 	r := newRig(t, "placeholder", nil, nil)
 	e, err := dps.Start(dps.Config{Hub: r.hub.Hub, RetryAfter: -1})
 	if err != nil {

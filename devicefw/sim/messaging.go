@@ -39,6 +39,10 @@ func (dc *deviceClient) onMessage(c *conn, m paho.Message) {
 		dc.onDesired(m.Payload())
 	case iothub.TopicMethodRequest:
 		m.Ack()
+		if dc.on(DefMethodAfterTwin) && !c.isTwinReady() {
+			go dc.methodAfterTwin(c, t, m.Payload()) // defect: held until the resync ended
+			return
+		}
 		dc.onMethod(c, t, m.Payload())
 	default:
 		m.Ack()
@@ -73,6 +77,9 @@ func (dc *deviceClient) onC2D(c *conn, m paho.Message, t iothub.Topic) {
 	if d.on(DefC2DBagNotDecoded) {
 		props = rawBagMap(m.Topic())
 	}
+	if d.on(DefC2DDecodedTwice) {
+		props = decodedAgain(props) // defect: decoded a second time
+	}
 	dc.mu.Unlock()
 	sum := sha256.Sum256(payload)
 	ev := agentproto.C2DEvent{Topic: m.Topic(), Properties: props, Size: len(payload),
@@ -97,10 +104,10 @@ func (dc *deviceClient) onC2D(c *conn, m paho.Message, t iothub.Topic) {
 			}
 		}
 	}
-	noAck := dc.fw.defects.on(DefNoC2DPuback)
+	noAck, ack8 := dc.fw.defects.on(DefNoC2DPuback), dc.fw.defects.on(DefC2DPubackID8)
 	dc.mu.Unlock()
 	dc.emit(agentproto.EvC2D, ev)
-	if !noAck {
+	if !noAck && !(ack8 && pubackID8(c, m.MessageID())) {
 		m.Ack()
 	}
 }
@@ -129,6 +136,12 @@ func (dc *deviceClient) onTwinResponse(t iothub.Topic, body []byte) {
 		if len(dc.order) > 0 {
 			p = dc.pending[dc.order[0]]
 		}
+	} else if dc.fw.defects.on(DefTwinNewestRID) {
+		if len(dc.order) > 0 {
+			p = dc.pending[dc.order[len(dc.order)-1]] // defect: one current-request slot
+		}
+	} else if dc.fw.defects.on(DefTwinRIDUint8) {
+		p = dc.pending[twinRID8(t.RID)] // defect: 8-bit request id
 	} else {
 		p = dc.pending[t.RID]
 	}
@@ -155,9 +168,10 @@ func (dc *deviceClient) applyTwinDocument(r twinResp) (agentproto.TwinResult, er
 	if len(desired) == 0 && dc.on(DefTwinEmptyDesired) {
 		return agentproto.TwinResult{}, errEmptyDesired
 	}
+	vf := dc.versionFlags()
 	dc.mu.Lock()
-	if dv >= dc.desiredVer || dc.fw.defects.on(DefStaleDesired) {
-		dc.desired, dc.desiredVer = twin.Clone(desired), dv
+	if vf.newer(dv, dc.desiredVer, true) || dc.fw.defects.on(DefStaleDesired) {
+		dc.desired, dc.desiredVer = twin.Clone(desired), vf.stored(dv)
 	}
 	dc.reportedVer = rv
 	dc.mu.Unlock()
@@ -209,13 +223,14 @@ func (dc *deviceClient) onDesired(body []byte) {
 	if dc.on(DefTwinDesiredNullIgnored) {
 		patch = dropNulls(patch)
 	}
+	vf := dc.versionFlags()
 	dc.mu.Lock()
-	if v > dc.desiredVer || dc.fw.defects.on(DefStaleDesired) {
+	if vf.newer(v, dc.desiredVer, false) || dc.fw.defects.on(DefStaleDesired) {
 		if dc.desired == nil {
 			dc.desired = twin.Section{}
 		}
 		twin.Merge(dc.desired, patch)
-		dc.desiredVer = v
+		dc.desiredVer = vf.stored(v)
 		ev.Applied = true
 	} else {
 		ev.Reason = "stale: version " + strconv.FormatInt(v, 10) + " <= " + strconv.FormatInt(dc.desiredVer, 10)
@@ -247,6 +262,7 @@ func (dc *deviceClient) onMethod(c *conn, t iothub.Topic, body []byte) {
 	caseFold, emptyIgnored, bodyText := md.on(DefMethodNameCaseFold), md.on(DefMethodEmptyBody), md.on(DefMethodBodyNotJSON)
 	late, limit64K, puback := md.on(DefMethodReplyLate), md.on(DefMethodRequest64K), md.on(DefMethodRequestPuback)
 	lastRID, failNoReply := md.on(DefMethodReplyLastRID), md.on(DefMethodFailNoReply)
+	rid16, objectOnly := md.on(DefMethodRIDUint16), md.on(DefMethodObjectOnly)
 	dc.lastMethodRID = t.RID
 	cmdUnmatched := md.on(DefPnPComponentCmdUnmatched) && strings.Contains(t.MethodName, iothub.CommandSeparator)
 	dc.mu.Unlock()
@@ -271,7 +287,7 @@ func (dc *deviceClient) onMethod(c *conn, t iothub.Topic, body []byte) {
 	if puback && c.netConn != nil {
 		_, _ = c.netConn.Write([]byte{0x40, 0x02, 0x00, 0x00}) // defect: PUBACK for a QoS 0 request
 	}
-	if emptyIgnored && len(body) == 0 || limit64K && len(body) > methodRequestLimitBytes {
+	if emptyIgnored && len(body) == 0 || limit64K && len(body) > methodRequestLimitBytes || objectOnly && methodBodyNotObject(body) {
 		dc.fw.logf("E", "method %s: request body of %d bytes not handled; no response", t.MethodName, len(body))
 		dc.emit(agentproto.EvMethod, agentproto.MethodEvent{Name: t.MethodName, RID: t.RID, Size: len(body)})
 		return
@@ -333,6 +349,12 @@ func (dc *deviceClient) onMethod(c *conn, t iothub.Topic, body []byte) {
 		}
 		rid = strings.ToUpper(strconv.FormatUint(v, 16))
 	}
+	if rid16 {
+		rid = methodRID16(rid) // defect: 16-bit request id
+	}
+	if dc.on(DefMethodStatusEnum) {
+		status = methodStatusEnum(status) // defect: a fixed list of codes
+	}
 	topic := iothub.MethodResponseTopic(status, rid)
 	if statusText {
 		text := strings.ReplaceAll(http.StatusText(status), " ", "")
@@ -342,7 +364,7 @@ func (dc *deviceClient) onMethod(c *conn, t iothub.Topic, body []byte) {
 		topic = "$iothub/methods/res/" + text + "/?$rid=" + rid
 	}
 	payload = dc.methodPayloadPadded(payload) // method-response-padded only (limits.go)
-	tok := c.cli.Publish(topic, 0, false, payload)
+	tok := c.cli.Publish(topic, dc.methodResponseQoS(), false, payload)
 	if !tok.WaitTimeout(connectTimeout) || tok.Error() != nil {
 		dc.fw.logf("W", "method %s response not sent: %v", t.MethodName, tok.Error())
 		return
@@ -403,6 +425,7 @@ func (dc *deviceClient) sendTelemetry(ctx context.Context, a agentproto.Telemetr
 	dc.mu.Lock()
 	d := dc.fw.defects
 	countsTopic, wrongTopic, raw := d.on(DefSizeCountsTopic), d.on(DefTelemetryWrongTopic), d.on(DefBagNotEncoded)
+	percentPassed, plusRaw := d.on(DefBagPercentPassed), d.on(DefBagPlusRaw)
 	fakeQoS0, qos2, retain := d.on(DefTelemetryQoS0), d.on(DefTelemetryQoS2), d.on(DefTelemetryRetain)
 	dc.mu.Unlock()
 	if countsTopic { // defect: the wire topic counted as well
@@ -419,6 +442,9 @@ func (dc *deviceClient) sendTelemetry(ctx context.Context, a agentproto.Telemetr
 	}
 	telID := dc.telemetryIdentity(cc.id) // MOD-004
 	topic := iothub.TelemetryTopic(telID, bag)
+	if (percentPassed || plusRaw) && len(bag) > 0 {
+		topic = iothub.TelemetryTopic(telID, nil) + boundsBagText(bag, percentPassed, plusRaw)
+	}
 	if raw {
 		topic = iothub.TelemetryTopic(telID, nil) + rawBag(bag)
 	}

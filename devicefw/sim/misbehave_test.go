@@ -254,6 +254,7 @@ func expectSilence(t *testing.T, r *rawPTY, id uint32, deadline time.Duration) {
 }
 
 func TestMisbehaveSilentAfterHello(t *testing.T) {
+	t.Parallel() // its own rig; waits on timers
 	r := openRawPTY(t)
 	done := bootMisbehaving(t, r, "silent-after-hello")
 	hello := r.frames(1)[0]
@@ -275,6 +276,7 @@ func TestMisbehaveSilentAfterHello(t *testing.T) {
 }
 
 func TestMisbehaveHangAfter(t *testing.T) {
+	t.Parallel() // its own rig; waits on timers
 	r := openRawPTY(t)
 	start := time.Now()
 	bootMisbehaving(t, r, "hang-after:700ms")

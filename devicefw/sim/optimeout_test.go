@@ -108,6 +108,7 @@ func TestOperationTimeout(t *testing.T) {
 // TestOperationTimeoutAcrossReconnects: a message given up is not sent
 // again after a reconnect; with retry-forever it is.
 func TestOperationTimeoutAcrossReconnects(t *testing.T) {
+	t.Parallel() // its own rig; waits on timers
 	for _, c := range []struct {
 		defect string
 		resent bool

@@ -233,6 +233,7 @@ func TestTakeoverClosesOldConnectionWithoutDisconnect(t *testing.T) {
 }
 
 func TestKeepAliveEnforced(t *testing.T) {
+	t.Parallel() // a hub of its own; waits on the hub's timers
 	// CONN-023: no packet within 1.5 × keep-alive → the hub drops the connection.
 	h := hubtest.Start(t)
 	d := h.AddSASDevice("sleepy")
@@ -267,6 +268,7 @@ func TestPingKeepsConnectionAlive(t *testing.T) {
 }
 
 func TestSASExpiryDropsConnection(t *testing.T) {
+	t.Parallel() // a hub of its own; waits on the hub's timers
 	// RECON-006: a connection whose token expires is dropped by the hub.
 	h := hubtest.Start(t)
 	d := h.AddSASDevice("short-lived")

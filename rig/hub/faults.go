@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -56,7 +57,18 @@ type faultState struct {
 	// twinDelay: identities whose next twin answer is held back for the
 	// given time (TWIN-008), by ClientID.
 	twinDelay map[string]time.Duration
-	timers    []*time.Timer
+	// twinHold: identities whose next twin answers are held back until
+	// a number of them is ready, then sent together (TWIN-003), by ClientID.
+	twinHold map[string]*twinHold
+	timers   []*time.Timer
+}
+
+// twinHold is a pending HoldTwinAnswers fault.
+type twinHold struct {
+	n       int
+	reverse bool
+	conn    *conn // the connection the held answers belong to
+	held    []packets.Packet
 }
 
 // twinFailure is a pending FailTwinRequests fault.
@@ -198,6 +210,67 @@ func (h *Hub) DelayNextTwinAnswer(id iothub.Identity, d time.Duration) {
 	h.faults.mu.Unlock()
 	h.trace.add(Entry{ClientID: id.ClientID(), Dir: DirEvent, Type: EventFault, Requirement: "TWIN-008",
 		Reason: fmt.Sprintf("the next twin answer goes out %s late", d)})
+}
+
+// HoldTwinAnswers arms a one-shot rig fault: the hub's next n answers to
+// twin requests of id are held back until the n-th is ready, then all are
+// sent at once, in the order of the requests or (reverse) newest first.
+// IoT Hub documents no order or timing for twin answers, so a device must
+// have several requests outstanding and pair each answer with its request
+// by $rid alone (TWIN-003, whose evidence is two overlapping requests
+// answered in reverse order). n <= 1 disarms it; answers held when it is
+// disarmed go out at once, in order.
+func (h *Hub) HoldTwinAnswers(id iothub.Identity, n int, reverse bool) {
+	h.faults.mu.Lock()
+	if h.faults.twinHold == nil {
+		h.faults.twinHold = map[string]*twinHold{}
+	}
+	var release []packets.Packet
+	var to *conn
+	if old := h.faults.twinHold[id.ClientID()]; old != nil {
+		release, to = old.held, old.conn
+	}
+	if n > 1 {
+		h.faults.twinHold[id.ClientID()] = &twinHold{n: n, reverse: reverse}
+	} else {
+		delete(h.faults.twinHold, id.ClientID())
+	}
+	h.faults.mu.Unlock()
+	order := "in request order"
+	if reverse {
+		order = "newest first"
+	}
+	h.trace.add(Entry{ClientID: id.ClientID(), Dir: DirEvent, Type: EventFault, Requirement: "TWIN-003",
+		Reason: fmt.Sprintf("the next %d twin answers are held until all are ready, then sent %s", max(n, 0), order)})
+	for _, pk := range release {
+		_ = h.send(to, pk)
+	}
+}
+
+// holdTwinAnswer takes pk into an armed HoldTwinAnswers: it returns
+// the answers to send now (none while the fault is still collecting) and
+// whether pk was taken.
+func (h *Hub) holdTwinAnswer(c *conn, pk packets.Packet) ([]packets.Packet, bool) {
+	h.faults.mu.Lock()
+	defer h.faults.mu.Unlock()
+	hold := h.faults.twinHold[c.clientID]
+	if hold == nil {
+		return nil, false
+	}
+	if hold.conn != c {
+		// A new connection: answers held for an earlier one are not its.
+		hold.conn, hold.held = c, nil
+	}
+	hold.held = append(hold.held, pk)
+	if len(hold.held) < hold.n {
+		return nil, true
+	}
+	delete(h.faults.twinHold, c.clientID)
+	out := hold.held
+	if hold.reverse {
+		slices.Reverse(out)
+	}
+	return out, true
 }
 
 // takeTwinDelay consumes an armed DelayNextTwinAnswer.

@@ -20,6 +20,7 @@ import (
 // and how a reconnect during the duration is answered (closed after its
 // CONNECT without CONNACK, reset so, or refused with a CONNACK code).
 func TestFaultKindsOnTheWire(t *testing.T) {
+	t.Parallel() // a hub of its own; waits on the hub's timers
 	cases := []struct {
 		typ string
 		rst bool // the faulted connection and the reconnects end with a reset
@@ -37,6 +38,7 @@ func TestFaultKindsOnTheWire(t *testing.T) {
 	h := hubtest.Start(t, func(c *hub.Config) { c.FaultInjection = true })
 	for _, tc := range cases {
 		t.Run(tc.typ, func(t *testing.T) {
+			t.Parallel() // a device of its own, each waiting out the fault's 1 s delay
 			d := sasDevice(h, "fk-"+strings.ToLower(tc.typ))
 			r, _ := h.RawConnect(d)
 			bag := iothub.PropertyBag{{Name: hub.FaultPropType, Value: tc.typ}, {Name: hub.FaultPropReason, Value: "boom"},

@@ -92,6 +92,7 @@ func closedBy(t *testing.T, c net.Conn, r io.Reader, since time.Time, bound time
 }
 
 func TestHTTPIdleAndSlowConnectionsClosed(t *testing.T) {
+	t.Parallel() // a hub of its own; waits on the hub's timers
 	e := restStartBounded(t, testHandshakeTimeout)
 	ht := testHTTPTimeouts
 
@@ -185,6 +186,7 @@ func TestHTTPIdleAndSlowConnectionsClosed(t *testing.T) {
 // long poll, a direct method waiting for the device, METH-006) get their
 // answer although they take longer than the server's read and write bounds.
 func TestHTTPLongCallsOutliveBounds(t *testing.T) {
+	t.Parallel() // a hub of its own; waits on the hub's timers
 	e := restStartBounded(t, 0)
 	wait := 3 * testHTTPTimeouts.write // well past both bounds
 	d := e.putDevice("/devices/slowpoke")

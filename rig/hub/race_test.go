@@ -47,6 +47,7 @@ var raceOps = []string{"connected", "method", "c2d", "desired", "drop"}
 // the new one. The session is kept (CleanSession 0), so the device is
 // subscribed from its CONNACK on, as IoT Hub keeps subscriptions.
 func TestConnectionActiveFromConnack(t *testing.T) {
+	t.Parallel() // a hub of its own; waits on the hub's timers
 	h := hubtest.Start(t, func(c *hub.Config) { c.PlainMQTTAddr = "127.0.0.1:0" })
 	d := sasDevice(h, "racer")
 	id := d.Identity

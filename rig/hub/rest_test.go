@@ -393,6 +393,7 @@ func TestRESTTwin(t *testing.T) {
 }
 
 func TestRESTMethods(t *testing.T) {
+	t.Parallel() // a hub of its own; waits on the hub's timers
 	e := restStart(t)
 	d := e.putDevice("/devices/dev1")
 	call := `{"methodName":"reboot","payload":{"delay":1},"responseTimeoutInSeconds":5,"connectTimeoutInSeconds":0}`

@@ -123,6 +123,7 @@ func TestDisableWhileConnectedClosesConnection(t *testing.T) {
 }
 
 func TestDisabledTelemetryInFlightNotRecorded(t *testing.T) {
+	t.Parallel() // a hub of its own
 	// 002 L11222: once the registry call that disabled the device has
 	// returned, nothing the device sends is accepted, including PUBLISHes
 	// already on the wire or in the hub's read buffer.

@@ -113,6 +113,7 @@ func TestFailedHandshakeRecordsClientHello(t *testing.T) {
 // TLS 1.0/1.1 (which Go's server does when asked explicitly), refusing a
 // TLS 1.2+ client while recording what it offered.
 func TestServedChainAndLegacyVersions(t *testing.T) {
+	t.Parallel() // a hub of its own; waits on the hub's timers
 	h := hubtest.Start(t)
 	s, err := certs.NewScenario(h.Host(), certs.RSA2048)
 	if err != nil {

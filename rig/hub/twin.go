@@ -53,6 +53,12 @@ func (h *Hub) twinReply(c *conn, status int, rid string, version int64, hasVersi
 		return
 	}
 	pk := publishPacket(topic, body, twinQoS, 0, false)
+	if out, held := h.holdTwinAnswer(c, pk); held {
+		for _, p := range out {
+			_ = h.send(c, p)
+		}
+		return
+	}
 	if d := h.takeTwinDelay(c); d > 0 {
 		time.AfterFunc(d, func() { _ = h.send(c, pk) })
 		return

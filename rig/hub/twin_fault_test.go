@@ -88,3 +88,50 @@ func TestFailTwinRequestsArguments(t *testing.T) {
 		t.Fatalf("GET after clearing the fault answered on %q", m.Topic())
 	}
 }
+
+func TestHoldTwinAnswers(t *testing.T) {
+	// TWIN-003: the next n answers are held until all n are ready, then sent
+	// newest first (or in request order); later answers go out at once.
+	// The order is read from the hub's trace (the test client may hand
+	// messages over out of order).
+	h := hubtest.Start(t)
+	d := sasDevice(h, "held")
+	c, res, _ := twinClient(t, h, d)
+	sent := func() []string {
+		var out []string
+		for _, e := range h.Trace().ForClient("held") {
+			if e.Dir == hub.DirOut && e.Type == "PUBLISH" && strings.HasPrefix(e.Topic, "$iothub/twin/res/") {
+				_, rid, _ := strings.Cut(e.Topic, "$rid=")
+				out = append(out, rid)
+			}
+		}
+		return out
+	}
+	get := func(rids ...string) {
+		for _, rid := range rids {
+			hubtest.Wait(t, c.Publish(iothub.TwinGetTopic(rid), 0, false, ""), "GET "+rid)
+		}
+		for range rids {
+			res.next(t, h, "held", "GET response")
+		}
+	}
+	h.HoldTwinAnswers(d.Identity, 3, true)
+	get("r1", "r2", "r3")
+	h.HoldTwinAnswers(d.Identity, 2, false)
+	get("g1", "g2")
+	get("after")
+	// Disarming releases what is held, in order.
+	h.HoldTwinAnswers(d.Identity, 5, false)
+	hubtest.Wait(t, c.Publish(iothub.TwinGetTopic("x1"), 0, false, ""), "GET x1")
+	if err := h.Wait(t.Context(), func() bool {
+		return len(h.Trace().Entries(func(e *hub.Entry) bool { return e.Dir == hub.DirIn && strings.Contains(e.Topic, "rid=x1") })) > 0
+	}); err != nil {
+		t.Fatal(err)
+	}
+	h.HoldTwinAnswers(d.Identity, 0, false)
+	res.next(t, h, "held", "released GET response")
+	want := []string{"r3", "r2", "r1", "g1", "g2", "after", "x1"}
+	if got := sent(); strings.Join(got, " ") != strings.Join(want, " ") {
+		t.Fatalf("answers sent in the order %q, want %q", got, want)
+	}
+}
