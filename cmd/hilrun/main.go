@@ -29,7 +29,7 @@ and checks what crosses the wire against a numbered requirement catalog.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newHubCmd(), newCertsCmd(), newVersionCmd(), newSimFirmwareCmd(), newRunCmd(), newSelftestCmd(), newConsoleCmd(), newReportCmd(), newBoardsCmd(), newBenchCmd(), newBenchLoadCmd(), newTokenCmd())
+	root.AddCommand(newHubCmd(), newCertsCmd(), newVersionCmd(), newSimFirmwareCmd(), newRunCmd(), newSelftestCmd(), newConsoleCmd(), newReportCmd(), newBoardsCmd(), newBenchCmd(), newBenchLoadCmd(), newTokenCmd(), newDurationsCmd())
 	return root
 }
 

@@ -30,6 +30,7 @@ import (
 type selftestOptions struct {
 	defects     []string
 	jobs        int
+	cleanShards int // boards the clean run is split across (0: jobs)
 	out         string
 	labelFilter string
 }
@@ -78,6 +79,7 @@ with selftest.json, in --out.`,
 	f := cmd.Flags()
 	f.StringArrayVar(&o.defects, "defect", nil, "only these defects (default: all)")
 	f.IntVar(&o.jobs, "jobs", 4, "runs in parallel (the specs mostly wait on the board, so more runs than cores is fine)")
+	f.IntVar(&o.cleanShards, "clean-shards", 0, "boards the clean run is split across (default: --jobs); 1 runs the whole suite on one board, in one sequence, beside the defect runs")
 	f.StringVar(&o.labelFilter, "label-filter", "", "only the specs matching this label filter: the clean run runs them, and only the defects of their requirements run (against them)")
 	f.StringVar(&o.out, "out", "", "output directory (default out/selftest-<time>)")
 	return cmd
@@ -174,18 +176,26 @@ func runSelftest(cmd *cobra.Command, o selftestOptions) error {
 		defectDone(i, d, out)
 		mu.Unlock()
 	}
+	// The AWS image's clean run (unless --label-filter leaves it out): one
+	// more job of the queue, added to the clean report once both ended.
+	var extra []selfJob
+	var awsRep *reports.Report
+	var awsErr error
+	if plan.selects("AWS") {
+		extra = append(extra, selfJob{est: plan.awsEstimate(), run: func() { awsRep, awsErr = selftestCleanAWS(ctx, exe, o.out) }}) // cloud.go
+	}
 	cleanErr := plan.run(ctx, runDefect, func(rep *reports.Report, err error) {
 		mu.Lock()
 		defer mu.Unlock()
 		if err == nil {
 			cleanDone(rep)
 		}
-	})
+	}, extra...)
 	if cleanErr != nil {
 		return &exitError{2, fmt.Sprintf("clean run: %v", cleanErr)}
 	}
-	if plan.selects("AWS") { // the AWS image's clean run, unless --label-filter leaves it out
-		if err := selftestCleanAWS(ctx, exe, o.out, w, clean, &res); err != nil { // cloud.go
+	if len(extra) > 0 {
+		if err := addCleanAWS(w, clean, awsRep, awsErr, &res); err != nil {
 			return err
 		}
 	}

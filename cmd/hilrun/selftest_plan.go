@@ -30,6 +30,7 @@ type selfPlan struct {
 	defects []sim.Defect
 	all     []suites.SpecInfo // the clean run's specs, in run order
 	durs    []time.Duration   // their expected durations
+	awsEst  time.Duration     // the AWS image's clean run's expected duration
 	durPath string
 	skipped []sim.Defect // defects --label-filter left out
 }
@@ -81,13 +82,22 @@ func newSelfPlan(o selftestOptions, exe string, defects []sim.Defect) (*selfPlan
 	if len(p.all) == 0 {
 		return nil, &exitError{2, fmt.Sprintf("no spec matches --label-filter %q", o.labelFilter)}
 	}
-	est := loadDurations(p.durPath).estimator(selfKey, false)
+	seeded, _ := loadDurations(p.durPath).withSeed(durationsSeed()) // durations_seed.go
+	est := seeded.estimator(selfKey, false)
+	aws := seeded.estimator(selfKey+"+aws", false)
 	p.durs = make([]time.Duration, len(p.all))
 	for i, s := range p.all {
 		p.durs[i], _ = est.of(s.Name)
+		if slices.Contains(s.Labels, "AWS") {
+			d, _ := aws.of(s.Name)
+			p.awsEst += d
+		}
 	}
 	return p, nil
 }
+
+// awsEstimate is the AWS image's clean run's expected duration.
+func (p *selfPlan) awsEstimate() time.Duration { return p.awsEst }
 
 // selects reports whether the plan's specs include some of an area's.
 func (p *selfPlan) selects(area string) bool {
@@ -122,9 +132,13 @@ type selfJob struct {
 // run executes the plan: runDefect(i, defect) for every defect, and the
 // clean shards, whose merged report goes to cleanDone once all of them
 // ended. The error is the clean run's: a shard that left no report.
-func (p *selfPlan) run(ctx context.Context, runDefect func(int, sim.Defect), cleanDone func(*reports.Report, error)) error {
+func (p *selfPlan) run(ctx context.Context, runDefect func(int, sim.Defect), cleanDone func(*reports.Report, error), extra ...selfJob) error {
 	jobs := p.o.jobs
-	workers := make([]shardWorker, max(1, min(jobs, len(p.all))))
+	shards := jobs
+	if p.o.cleanShards > 0 {
+		shards = p.o.cleanShards
+	}
+	workers := make([]shardWorker, max(1, min(shards, len(p.all))))
 	for i := range workers {
 		workers[i] = shardWorker{id: fmt.Sprintf("shard-%d", i+1)}
 	}
@@ -179,6 +193,7 @@ func (p *selfPlan) run(ctx context.Context, runDefect func(int, sim.Defect), cle
 	for i, d := range p.defects {
 		queue = append(queue, selfJob{est: p.defectEstimate(d), run: func() { runDefect(i, d) }})
 	}
+	queue = append(queue, extra...)
 	sort.SliceStable(queue, func(a, b int) bool { return queue[a].est > queue[b].est })
 	next := make(chan selfJob)
 	var wg sync.WaitGroup

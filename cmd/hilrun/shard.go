@@ -204,6 +204,7 @@ type shardPlan struct {
 	single   []string // `hilrun run` args of the one-board comparison (--compare)
 	o        *runOptions
 	known    int  // specs with a measured duration
+	seeded   int  // specs timed only by the checked-in seed (durations_seed.go)
 	pool     bool // the workers are inventory boards: remember their capabilities
 	// compact: the children's live output is their spec lines only,
 	// counted across the run (the default run, autoShards); otherwise
@@ -329,14 +330,18 @@ type shardWorker struct {
 // run order.
 func (p *shardPlan) assign(workers []shardWorker, _ []string) {
 	d := loadDurations(p.durPath)
-	est := d.estimator(p.key, p.o.strict)
+	own := d.estimator(p.key, p.o.strict)
+	seeded, _ := d.withSeed(durationsSeed()) // durations_seed.go: for specs this file has not timed
+	est := seeded.estimator(p.key, p.o.strict)
 	durs := make([]time.Duration, len(p.all))
-	p.known = 0
+	p.known, p.seeded = 0, 0
 	for i, s := range p.all {
 		var ok bool
 		durs[i], ok = est.of(s.Name)
-		if ok {
+		if _, mine := own.of(s.Name); mine {
 			p.known++
+		} else if ok {
+			p.seeded++
 		}
 	}
 	bins, loads := dealSpecs(p.all, durs, workers)
@@ -425,8 +430,13 @@ func (p *shardPlan) run(cmd *cobra.Command) error {
 		return &exitError{2, err.Error()}
 	}
 	balance := fmt.Sprintf("balanced by measured durations (%d of %d specs known, %s)", p.known, len(p.all), p.durPath)
-	if p.known == 0 {
+	switch {
+	case p.known == 0 && p.seeded > 0:
+		balance = fmt.Sprintf("balanced by the checked-in durations seed (%d of %d specs; %s is written after this run)", p.seeded, len(p.all), p.durPath)
+	case p.known == 0:
 		balance = "no measured durations yet: balanced by count (" + p.durPath + " is written after this run)"
+	case p.seeded > 0:
+		balance = fmt.Sprintf("balanced by measured durations (%d of %d specs known, %s; %d more from the checked-in seed)", p.known, len(p.all), p.durPath, p.seeded)
 	}
 	if p.compact {
 		lw.Printf("%d specs on %d virtual boards at once (the default; --shards 1 for one board), %s; report in %s, each board's own output in shard-K/output.txt\n", len(p.all), len(p.children), balance, p.out)
