@@ -161,7 +161,8 @@ type deviceClient struct {
 	seenC2D  map[string]bool
 	seenList []string
 
-	lastMethodRID string // method-reply-last-rid
+	lastMethodRID string            // method-reply-last-rid
+	methodByName  map[string]string // method-rid-by-name (defects_bounds_more.go)
 
 	cert certClientState // defects_cert.go
 	tls  tlsClientState  // defects_tls.go

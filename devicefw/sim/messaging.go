@@ -263,9 +263,14 @@ func (dc *deviceClient) onMethod(c *conn, t iothub.Topic, body []byte) {
 	late, limit64K, puback := md.on(DefMethodReplyLate), md.on(DefMethodRequest64K), md.on(DefMethodRequestPuback)
 	lastRID, failNoReply := md.on(DefMethodReplyLastRID), md.on(DefMethodFailNoReply)
 	rid16, objectOnly := md.on(DefMethodRIDUint16), md.on(DefMethodObjectOnly)
+	byName := md.on(DefMethodRIDByName)
 	dc.lastMethodRID = t.RID
 	cmdUnmatched := md.on(DefPnPComponentCmdUnmatched) && strings.Contains(t.MethodName, iothub.CommandSeparator)
 	dc.mu.Unlock()
+	var byNameRID func() string
+	if byName {
+		byNameRID = dc.methodRIDByName(t.MethodName, t.RID)
+	}
 	n := dc.fw.nvs
 	n.mu.Lock()
 	b, ok := n.Methods[t.MethodName]
@@ -338,6 +343,9 @@ func (dc *deviceClient) onMethod(c *conn, t iothub.Topic, body []byte) {
 		dc.mu.Lock()
 		rid = dc.lastMethodRID // defect: one shared rid slot
 		dc.mu.Unlock()
+	}
+	if byNameRID != nil {
+		rid = byNameRID() // defect: one rid slot per method name
 	}
 	if ridUpper {
 		// nanoFramework: Convert.ToInt32(rid, 16) and {rid:X}; a non-hex rid throws.

@@ -1,0 +1,41 @@
+package sim
+
+// More defect switches for the boundary specs (issue 15), for the specs of
+// suites/bounds_more.go: bugs at a length past a small buffer and at a
+// repetition of the same operation. Each has a row in DEFECTS.md (section
+// "Added for the boundary specs").
+const (
+	DefMessageIDCut63  = "message-id-cut-63"
+	DefMethodRIDByName = "method-rid-by-name"
+)
+
+// boundsMoreDefects lists them; see Defects.
+var boundsMoreDefects = []Defect{
+	{DefMessageIDCut63, "TEL-009", "the message ID is copied into a 64-byte buffer (63 characters and the terminator), so an ID longer than 63 characters, allowed up to 128, goes out cut"},
+	{DefMethodRIDByName, "METH-009", "the $rid of a pending method request is kept per method name, so a second request of the same method while the first is in progress overwrites it and both answers go out on the second $rid"},
+}
+
+// messageIDCut63 is message-id-cut-63's copy of a message ID.
+func messageIDCut63(id string) string {
+	if len(id) > 63 {
+		return id[:63]
+	}
+	return id
+}
+
+// methodRIDByName records rid as the pending request of method name
+// (method-rid-by-name); answer returns the rid the answer goes out on:
+// the one recorded last for name.
+func (dc *deviceClient) methodRIDByName(name, rid string) (answer func() string) {
+	dc.mu.Lock()
+	if dc.methodByName == nil {
+		dc.methodByName = map[string]string{}
+	}
+	dc.methodByName[name] = rid // defect: one slot per method name
+	dc.mu.Unlock()
+	return func() string {
+		dc.mu.Lock()
+		defer dc.mu.Unlock()
+		return dc.methodByName[name]
+	}
+}
