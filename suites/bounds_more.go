@@ -1,6 +1,7 @@
 package suites
 
 import (
+	"regexp"
 	"strings"
 	"time"
 
@@ -78,5 +79,55 @@ var _ = Describe("boundaries: lengths and repetitions", func() {
 		// The calls did overlap: the second request went out before the first response.
 		Expect(methodResponse(s, m, rids[0]).Seq).To(BeNumerically(">", methodRequest(s, m, rids[1]).Seq),
 			"precondition: the two calls of sameTwice did not overlap on the wire\n%s", traceText(s.Trace(m)))
+	})
+})
+
+// Both authentication modes: the topic and subscription rules of
+// telemetry, C2D and methods hold for every device (002 L13900-13904,
+// L13926-13928, L14035); the area specs run them with the default SAS
+// identity only, and a client's X.509 connect path is often a separate one.
+var _ = Describe("boundaries: authentication modes", func() {
+	Conformance("an X.509 device sends telemetry on its events topic, receives C2D on exactly its devicebound filter and answers methods over the one methods filter", []string{"TEL-001", "C2D-001", "METH-001"}, func(ctx SpecContext) {
+		s := NewSession(ctx, fixtures.SessionOptions{Auth: fixtures.AuthX509Self, NoOpen: true}, "x509")
+		// The method is defined before connecting: some clients subscribe
+		// to methods only once the application registers a handler.
+		defineMethod(ctx, s, agentproto.MethodBehaviour{Name: "x509Method", Status: 200, Payload: `{"auth":"x509"}`})
+		Expect(s.Open(ctx)).To(Succeed(), "client.open of the X.509 device")
+		want := iothub.C2DFilter(s.ID.DeviceID)
+		sub, err := s.WaitTrace(ctx, s.Start(), "", func(e hub.Entry) bool {
+			return e.Dir == hub.DirIn && e.Type == "SUBSCRIBE" && len(c2dFilters(e)) > 0
+		})
+		Expect(err).NotTo(HaveOccurred(), "C2D-001: expected the X.509 device to SUBSCRIBE to %s (002 L13926-13928: to receive C2D the device subscribes to it); seen none: %v\n%s", want, err, traceText(s.Trace(s.Start())))
+		var got []string
+		for _, e := range packets(s.Trace(s.Start()), hub.DirIn, "SUBSCRIBE") {
+			got = append(got, c2dFilters(e)...)
+		}
+		for _, f := range got {
+			Expect(f).To(Equal(want), "C2D-001: expected only the devicebound filter %q from the X.509 device (002 L13926-13928); it subscribed %q\n%s", want, got, traceText(s.Trace(s.Start())))
+		}
+
+		// Telemetry (TEL-001).
+		m := s.Mark()
+		const payload = `{"auth":"x509"}`
+		_ = s.Call(ctx, agentproto.OpTelemetry, agentproto.TelemetryArgs{Payload: payload, Properties: map[string]string{"mode": "x509"}, Wait: true}, nil)
+		pub := waitTelemetryPublish(ctx, s, m)
+		re := regexp.MustCompile(`^devices/` + regexp.QuoteMeta(s.ID.DeviceID) + `/messages/events/[^/]*$`)
+		Expect(pub.Topic).To(MatchRegexp(re.String()), "TEL-001: expected the X.509 device's telemetry on devices/{deviceId}/messages/events/{bag} (002 L13900-13904); seen the topic %q\n%s", pub.Topic, traceText(s.Trace(m)))
+		must(s.WaitTelemetry(ctx, m, func(msg hub.Message) bool { return string(msg.Payload) == payload }))
+
+		// C2D after the SUBSCRIBE (C2D-001).
+		m = s.Mark()
+		mid := sendC2D(s, hub.C2DMessage{Payload: []byte("x509 c2d")})
+		d := c2dDelivery(ctx, s, m, mid)
+		Expect(d.Seq).To(BeNumerically(">", sub.Seq), "C2D-001: expected the delivery after the SUBSCRIBE\n%s", traceText(s.Trace(s.Start())))
+		c2dPuback(ctx, s, m, d, "C2D-001 (X.509 device, 002 L13926-13928)")
+		c2dEvent(ctx, s, m, mid)
+
+		// Methods over the one wildcard subscription (METH-001).
+		expectMethodsWildcardOnly(s, "METH-001")
+		m = s.Mark()
+		res, err := invokeMethod(ctx, s, hub.MethodRequest{Name: "x509Method"})
+		Expect(err).NotTo(HaveOccurred(), "METH-001: expected the X.509 device to answer x509Method over its %s subscription (002 L14035, L12577); invoke: %v\n%s", iothub.MethodsFilter, err, traceText(s.Trace(m)))
+		Expect(res.Status).To(Equal(200), "METH-001: expected the handler's status 200 from the X.509 device; seen %d\n%s", res.Status, traceText(s.Trace(m)))
 	})
 })

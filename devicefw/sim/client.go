@@ -821,6 +821,9 @@ func (dc *deviceClient) afterConnect(s *session, c *conn, cc connConfig, session
 		}
 		dc.extraFilters(filters)
 		dc.moduleFilters(cc, filters) // MOD-005, MOD-009, MOD-010
+		if dc.on(DefX509TwinOnly) {
+			x509TwinOnly(cc, filters) // defects_bounds_more.go
+		}
 		if _, ok := filters[iothub.TwinDesiredFilter]; ok && dc.on(DefTwinDesiredSubLate) {
 			delete(filters, iothub.TwinDesiredFilter)
 			subLate = true

@@ -1,5 +1,7 @@
 package sim
 
+import "github.com/hilrun/hilrun/rig/iothub"
+
 // More defect switches for the boundary specs (issue 15), for the specs of
 // suites/bounds_more.go: bugs at a length past a small buffer and at a
 // repetition of the same operation. Each has a row in DEFECTS.md (section
@@ -7,12 +9,24 @@ package sim
 const (
 	DefMessageIDCut63  = "message-id-cut-63"
 	DefMethodRIDByName = "method-rid-by-name"
+	DefX509TwinOnly    = "x509-subscribe-twin-only"
 )
 
 // boundsMoreDefects lists them; see Defects.
 var boundsMoreDefects = []Defect{
 	{DefMessageIDCut63, "TEL-009", "the message ID is copied into a 64-byte buffer (63 characters and the terminator), so an ID longer than 63 characters, allowed up to 128, goes out cut"},
 	{DefMethodRIDByName, "METH-009", "the $rid of a pending method request is kept per method name, so a second request of the same method while the first is in progress overwrites it and both answers go out on the second $rid"},
+	{DefX509TwinOnly, "C2D-001", "an X.509 connection subscribes to the twin filters only: the methods and C2D subscriptions are made in the SAS connect path, so an X.509 device gets no C2D messages and no method calls"},
+}
+
+// x509TwinOnly drops the methods and C2D filters of an X.509 connection
+// (x509-subscribe-twin-only).
+func x509TwinOnly(cc connConfig, filters map[string]byte) {
+	if cc.authType != "x509" {
+		return
+	}
+	delete(filters, iothub.MethodsFilter) // defect: subscribed in the SAS path only
+	delete(filters, iothub.C2DFilter(cc.id.DeviceID))
 }
 
 // messageIDCut63 is message-id-cut-63's copy of a message ID.
