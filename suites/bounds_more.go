@@ -1,6 +1,8 @@
 package suites
 
 import (
+	"encoding/json"
+	"fmt"
 	"regexp"
 	"strings"
 	"time"
@@ -131,3 +133,101 @@ var _ = Describe("boundaries: authentication modes", func() {
 		Expect(res.Status).To(Equal(200), "METH-001: expected the handler's status 200 from the X.509 device; seen %d\n%s", res.Status, traceText(s.Trace(m)))
 	})
 })
+
+// Value shapes of a reported patch: the one-example specs send a flat
+// object and delete a top-level member; a merge patch nests (002 L11916,
+// L13975: "a JSON document", merged into the reported section, null
+// removing a member at any level).
+var _ = Describe("boundaries: reported patch shapes", func() {
+	Conformance("reported patches with nested members, non-ASCII text and an empty object go out as JSON objects, and null deletes a nested member and a whole object", []string{"TWIN-006", "TWIN-007"}, func(ctx SpecContext) {
+		s := NewSession(ctx, fixtures.SessionOptions{})
+		twinResynced(ctx, s, s.Start())
+		const text = "grüße € 😀"
+		steps := []struct {
+			what  string
+			patch map[string]any
+			nulls [][]string // member paths that must go out as null (TWIN-007)
+			check func(rep map[string]any) string
+		}{
+			{"nested members", map[string]any{"cfg": map[string]any{"a": 1.0, "b": map[string]any{"c": 2.0, "d": 3.0}}, "keep": true}, nil,
+				func(rep map[string]any) string { return boundsAt(rep, "cfg", "b", "c") + boundsAt(rep, "cfg", "a") }},
+			{"non-ASCII text", map[string]any{"text": text}, nil,
+				func(rep map[string]any) string {
+					if rep["text"] != text {
+						return fmt.Sprintf("text=%q, want %q; ", rep["text"], text)
+					}
+					return ""
+				}},
+			{"an empty object", map[string]any{}, nil, func(map[string]any) string { return "" }},
+			{"a nested member deleted", map[string]any{"cfg": map[string]any{"b": map[string]any{"c": nil}}}, [][]string{{"cfg", "b", "c"}},
+				func(rep map[string]any) string {
+					out := boundsAt(rep, "cfg", "b", "d") + boundsAt(rep, "cfg", "a")
+					if boundsAt(rep, "cfg", "b", "c") == "" {
+						out += "cfg.b.c still held; "
+					}
+					return out
+				}},
+			{"a whole object deleted", map[string]any{"cfg": nil}, [][]string{{"cfg"}},
+				func(rep map[string]any) string {
+					out := boundsAt(rep, "keep")
+					if _, has := rep["cfg"]; has {
+						out += "cfg still held; "
+					}
+					return out
+				}},
+		}
+		for _, st := range steps {
+			m := s.Mark()
+			_, rerr := twinReport(ctx, s, st.patch)
+			p := must(s.WaitTrace(ctx, m, "the reported PATCH with "+st.what, twinPublishTo(twinReportedPrefix)))
+			tr := s.Trace(m)
+			Expect(p.Topic).To(MatchRegexp(`^\$iothub/twin/PATCH/properties/reported/\?\$rid=[^&]+`), "TWIN-006: expected the patch with %s on $iothub/twin/PATCH/properties/reported/?$rid={rid} (002 L13971-13975); seen %q\n%s", st.what, p.Topic, traceText(tr))
+			var body map[string]any
+			Expect(json.Unmarshal(p.Payload, &body)).To(Succeed(), "TWIN-006: expected the patch with %s to be a JSON object (002 L13971-13975); the body is %q\n%s", st.what, p.Payload, traceText(tr))
+			for _, path := range st.nulls {
+				Expect(boundsIsNull(body, path...)).To(BeTrue(), "TWIN-007: expected the patch to carry %s as null (002 L13975, L11986: null removes a member, at any level of the merge patch); the body is %s\n%s",
+					strings.Join(path, "."), p.Payload, traceText(tr))
+			}
+			ans := must(s.WaitTrace(ctx, m, "the hub's answer to the patch with "+st.what, twinAnswerTo(twinRID(p.Topic))))
+			Expect(ans.Topic).To(HavePrefix(twinResPrefix+"2"), "hub precondition: the patch with %s (%s) is accepted\n%s", st.what, p.Payload, traceText(s.Trace(m)))
+			Expect(rerr).NotTo(HaveOccurred(), "TWIN-006: the patch with %s was answered %s; the device's report must succeed\n%s", st.what, ans.Topic, traceText(s.Trace(m)))
+			rep, _ := s.Env.Hub.ReportedOf(s.ID)
+			Expect(st.check(rep)).To(BeEmpty(), "TWIN-007: after the patch with %s (%s) the hub's reported section is not the merge expected (002 L11916, L13975); it holds %v", st.what, p.Payload, rep)
+		}
+	})
+})
+
+// boundsAt is "" when the member at path exists in m, else a complaint.
+func boundsAt(m map[string]any, path ...string) string {
+	var cur any = m
+	for _, k := range path {
+		obj, ok := cur.(map[string]any)
+		if !ok {
+			return strings.Join(path, ".") + " missing; "
+		}
+		if cur, ok = obj[k]; !ok {
+			return strings.Join(path, ".") + " missing; "
+		}
+	}
+	return ""
+}
+
+// boundsIsNull reports whether the member at path of m is present and null.
+func boundsIsNull(m map[string]any, path ...string) bool {
+	var cur any = m
+	for i, k := range path {
+		obj, ok := cur.(map[string]any)
+		if !ok {
+			return false
+		}
+		v, has := obj[k]
+		if !has {
+			return false
+		}
+		if i == len(path)-1 {
+			return v == nil
+		}
+		cur = v
+	}
+	return false
+}

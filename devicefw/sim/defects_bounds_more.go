@@ -10,6 +10,7 @@ const (
 	DefMessageIDCut63  = "message-id-cut-63"
 	DefMethodRIDByName = "method-rid-by-name"
 	DefX509TwinOnly    = "x509-subscribe-twin-only"
+	DefNestedNullDrop  = "reported-nested-null-dropped"
 )
 
 // boundsMoreDefects lists them; see Defects.
@@ -17,6 +18,20 @@ var boundsMoreDefects = []Defect{
 	{DefMessageIDCut63, "TEL-009", "the message ID is copied into a 64-byte buffer (63 characters and the terminator), so an ID longer than 63 characters, allowed up to 128, goes out cut"},
 	{DefMethodRIDByName, "METH-009", "the $rid of a pending method request is kept per method name, so a second request of the same method while the first is in progress overwrites it and both answers go out on the second $rid"},
 	{DefX509TwinOnly, "C2D-001", "an X.509 connection subscribes to the twin filters only: the methods and C2D subscriptions are made in the SAS connect path, so an X.509 device gets no C2D messages and no method calls"},
+	{DefNestedNullDrop, "TWIN-007", "null members below the top level of a reported patch are dropped (the client copies nested objects into its document model, which has no null), so a nested member is never deleted; a top-level null still goes out"},
+}
+
+// nestedNullsDropped is reported-nested-null-dropped's copy of a patch:
+// top-level members as they are, nested objects without their nulls.
+func nestedNullsDropped(patch map[string]any) map[string]any {
+	out := make(map[string]any, len(patch))
+	for k, v := range patch {
+		if m, ok := v.(map[string]any); ok {
+			v = dropNulls(m) // defect: no null below the top level
+		}
+		out[k] = v
+	}
+	return out
 }
 
 // x509TwinOnly drops the methods and C2D filters of an X.509 connection

@@ -568,6 +568,9 @@ func (dc *deviceClient) report(ctx context.Context, patch map[string]any) (any, 
 	if dc.on(DefTwinReportNullDropped) {
 		patch = dropNulls(patch)
 	}
+	if dc.on(DefNestedNullDrop) {
+		patch = nestedNullsDropped(patch) // defects_bounds_more.go
+	}
 	if dc.on(DefReportedDollarKey) {
 		p := make(map[string]any, len(patch)+1)
 		for k, v := range patch {
