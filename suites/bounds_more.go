@@ -1,6 +1,7 @@
 package suites
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"regexp"
@@ -231,3 +232,31 @@ func boundsIsNull(m map[string]any, path ...string) bool {
 	}
 	return false
 }
+
+// Every status the docs list for the operation: the twin GET's table
+// (002 L13956-13961) lists 429 as the reported patch's does; the area
+// specs throttle only a reported patch.
+var _ = Describe("boundaries: status codes of a twin GET", func() {
+	Conformance("after a 429 answer to a twin GET the device sends the GET again and it succeeds", []string{"TWIN-005"}, func(ctx SpecContext) {
+		s := NewSession(ctx, fixtures.SessionOptions{})
+		twinResynced(ctx, s, s.Start())
+		t := s.Env.Timing
+		// A throttled request is retried later (RECON-003's minimum, capped
+		// by the board's retry ceiling): wait up to twice that.
+		minimum := min(10*time.Second, t.RetryMax)
+		m := s.Mark()
+		must(0, s.Env.Hub.FailTwinRequests(s.ID, 429, 1))
+		err := s.Call(ctx, agentproto.OpTwinGet, nil, nil)
+		first := must(s.WaitTrace(ctx, m, "the twin GET", twinPublishTo(twinGetPrefix)))
+		ans := must(s.WaitTrace(ctx, m, "the hub's answer to the twin GET", twinAnswerTo(twinRID(first.Topic))))
+		Expect(ans.Topic).To(HavePrefix(twinResPrefix+"429/"), "hub precondition: the GET is answered 429\n%s", traceText(s.Trace(m)))
+		wctx, cancel := context.WithTimeout(ctx, 2*minimum+t.Quiet)
+		retry, werr := s.WaitTrace(wctx, m, "", func(e hub.Entry) bool { return e.Seq > ans.Seq && twinPublishTo(twinGetPrefix)(e) })
+		cancel()
+		Expect(werr).NotTo(HaveOccurred(), "TWIN-005: the twin GET was answered %s; 429 is throttling, to be retried later (002 L13956-13961: 429 Too many requests; catalog TWIN-005), and the device sent no GET again within %s (twin.get: %v)\n%s",
+			ans.Topic, 2*minimum+t.Quiet, err, traceText(s.Trace(m)))
+		ok := must(s.WaitTrace(ctx, m, "the answer to the retried GET", twinAnswerTo(twinRID(retry.Topic))))
+		Expect(ok.Topic).To(HavePrefix(twinResPrefix+"2"), "hub precondition: the retried GET is answered 2xx\n%s", traceText(s.Trace(m)))
+		Expect(err).NotTo(HaveOccurred(), "TWIN-005: the twin GET answered 429 succeeded on its retry (%s); the device's twin.get must succeed (002 L13956-13961)\n%s", ok.Topic, traceText(s.Trace(m)))
+	})
+})

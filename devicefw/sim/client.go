@@ -884,7 +884,7 @@ func (dc *deviceClient) resync(s *session, c *conn, cc connConfig, first *pendin
 		d := backoff(cc, try) // no answer in time (TWIN-019)
 		if aerr == nil {
 			var retry bool
-			if d, retry = dc.twinRetryDelay(cc, r.status, try); !retry {
+			if d, retry = dc.twinRetryDelay(cc, r.status, try); !retry || dc.get429Final(r.status) {
 				dc.fw.logf("E", "twin resync answered %d; not retried", r.status)
 				return
 			}
@@ -944,7 +944,7 @@ func (dc *deviceClient) twinAwaitRetrying(ctx context.Context, cc connConfig, p 
 			return r, err
 		}
 		d, retry := dc.twinRetryDelay(cc, r.status, try)
-		if !retry {
+		if !retry || body == nil && dc.get429Final(r.status) { // a GET has no body
 			return r, nil
 		}
 		dc.fw.logf("W", "twin request $rid=%s answered %d; retrying in %s", p.rid, r.status, d.Round(time.Millisecond))

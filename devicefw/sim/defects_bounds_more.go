@@ -11,6 +11,7 @@ const (
 	DefMethodRIDByName = "method-rid-by-name"
 	DefX509TwinOnly    = "x509-subscribe-twin-only"
 	DefNestedNullDrop  = "reported-nested-null-dropped"
+	DefTwinGet429Final = "twin-get-429-final"
 )
 
 // boundsMoreDefects lists them; see Defects.
@@ -19,6 +20,13 @@ var boundsMoreDefects = []Defect{
 	{DefMethodRIDByName, "METH-009", "the $rid of a pending method request is kept per method name, so a second request of the same method while the first is in progress overwrites it and both answers go out on the second $rid"},
 	{DefX509TwinOnly, "C2D-001", "an X.509 connection subscribes to the twin filters only: the methods and C2D subscriptions are made in the SAS connect path, so an X.509 device gets no C2D messages and no method calls"},
 	{DefNestedNullDrop, "TWIN-007", "null members below the top level of a reported patch are dropped (the client copies nested objects into its document model, which has no null), so a nested member is never deleted; a top-level null still goes out"},
+	{DefTwinGet429Final, "TWIN-005", "a 429 answer to a twin GET is final (the client's throttling retry lives in its reported-patch path): the GET fails and is not sent again; a throttled reported patch is still retried"},
+}
+
+// get429Final is twin-get-429-final's verdict on the answer status of a
+// twin GET: true when the GET must not be retried.
+func (dc *deviceClient) get429Final(status int) bool {
+	return status == 429 && dc.on(DefTwinGet429Final)
 }
 
 // nestedNullsDropped is reported-nested-null-dropped's copy of a patch:
