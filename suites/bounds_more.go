@@ -260,3 +260,31 @@ var _ = Describe("boundaries: status codes of a twin GET", func() {
 		Expect(err).NotTo(HaveOccurred(), "TWIN-005: the twin GET answered 429 succeeded on its retry (%s); the device's twin.get must succeed (002 L13956-13961)\n%s", ok.Topic, traceText(s.Trace(m)))
 	})
 })
+
+// Counts: one long property proves one property; a bag is read whole.
+var _ = Describe("boundaries: C2D property count", func() {
+	Conformance("a C2D message with 40 application properties arrives with every one of them", []string{"C2D-007"}, func(ctx SpecContext) {
+		// 002 L13464, L10016: C2D messages up to 64 KB, and the long topics
+		// that carry their property bags (catalog C2D-007); 40 properties
+		// pass the 8, 16 and 32 entries a client might size its table for.
+		const n = 40
+		s := NewSession(ctx, fixtures.SessionOptions{})
+		var bag iothub.PropertyBag
+		for i := range n {
+			bag = append(bag, iothub.Property{Name: fmt.Sprintf("p%02d", i), Value: fmt.Sprintf("value %d/%d", i, n)})
+		}
+		m := s.Mark()
+		mid := sendC2D(s, hub.C2DMessage{Payload: []byte(`{"count":40}`), Properties: bag})
+		d := c2dDelivery(ctx, s, m, mid)
+		c2dPuback(ctx, s, m, d, "C2D-007")
+		ev := c2dEvent(ctx, s, m, mid)
+		var missing []string
+		for _, p := range bag {
+			if v, ok := ev.Properties[p.Name]; !ok || v != p.Value {
+				missing = append(missing, p.Name)
+			}
+		}
+		Expect(missing).To(BeEmpty(), "C2D-007: expected all %d application properties of the delivery (topic of %d bytes) to reach the board intact (002 L13464, L10016; catalog C2D-007: the long topics that carry property bags); missing or changed: %q; the board read %q\n%s",
+			n, len(d.Topic), missing, ev.Properties, traceText(s.Trace(m)))
+	})
+})

@@ -12,6 +12,7 @@ const (
 	DefX509TwinOnly    = "x509-subscribe-twin-only"
 	DefNestedNullDrop  = "reported-nested-null-dropped"
 	DefTwinGet429Final = "twin-get-429-final"
+	DefC2DBagFirst16   = "c2d-bag-first-16"
 )
 
 // boundsMoreDefects lists them; see Defects.
@@ -21,6 +22,15 @@ var boundsMoreDefects = []Defect{
 	{DefX509TwinOnly, "C2D-001", "an X.509 connection subscribes to the twin filters only: the methods and C2D subscriptions are made in the SAS connect path, so an X.509 device gets no C2D messages and no method calls"},
 	{DefNestedNullDrop, "TWIN-007", "null members below the top level of a reported patch are dropped (the client copies nested objects into its document model, which has no null), so a nested member is never deleted; a top-level null still goes out"},
 	{DefTwinGet429Final, "TWIN-005", "a 429 answer to a twin GET is final (the client's throttling retry lives in its reported-patch path): the GET fails and is not sent again; a throttled reported patch is still retried"},
+	{DefC2DBagFirst16, "C2D-007", "the C2D property bag is parsed into a fixed table of 16 entries (system properties included); the properties after the 16th are dropped without a word"},
+}
+
+// bagFirst16 is c2d-bag-first-16's reading of a delivery's bag.
+func bagFirst16(bag iothub.PropertyBag) map[string]string {
+	if len(bag) > 16 {
+		bag = bag[:16] // defect: a fixed table of 16 entries
+	}
+	return bag.Map()
 }
 
 // get429Final is twin-get-429-final's verdict on the answer status of a

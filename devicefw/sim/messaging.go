@@ -74,6 +74,9 @@ func (dc *deviceClient) onC2D(c *conn, m paho.Message, t iothub.Topic) {
 		return
 	}
 	props := t.Properties.Map()
+	if d.on(DefC2DBagFirst16) {
+		props = bagFirst16(t.Properties) // defects_bounds_more.go
+	}
 	if d.on(DefC2DBagNotDecoded) {
 		props = rawBagMap(m.Topic())
 	}
