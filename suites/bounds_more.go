@@ -15,6 +15,7 @@ import (
 	"github.com/hilrun/hilrun/fixtures"
 	"github.com/hilrun/hilrun/rig/hub"
 	"github.com/hilrun/hilrun/rig/iothub"
+	"github.com/hilrun/hilrun/rig/iothub/twin"
 )
 
 // More boundary specs (issue 15) for TWIN, METH, C2D and TEL: the lengths
@@ -286,5 +287,38 @@ var _ = Describe("boundaries: C2D property count", func() {
 		}
 		Expect(missing).To(BeEmpty(), "C2D-007: expected all %d application properties of the delivery (topic of %d bytes) to reach the board intact (002 L13464, L10016; catalog C2D-007: the long topics that carry property bags); missing or changed: %q; the board read %q\n%s",
 			n, len(d.Topic), missing, ev.Properties, traceText(s.Trace(m)))
+	})
+})
+
+// Versions of a twin that has lived: the GET answer of a fresh twin holds
+// small versions; one updated for years holds large ones.
+var _ = Describe("boundaries: GET answer versions", func() {
+	Conformance("the GET answer of a twin whose desired $version passed 65535 is taken with that version and its properties", []string{"TWIN-004"}, func(ctx SpecContext) {
+		// 002 L13940-13954: the GET answer holds desired and reported, each
+		// with its $version; versions only grow (L12092), by every update.
+		// The service updates the desired section while the device is not
+		// connected (nothing is pushed, L12096), past 16 bits.
+		s := NewSession(ctx, fixtures.SessionOptions{NoOpen: true})
+		var v int64
+		for i := 0; v <= 65536+4; i++ {
+			v = must(s.Env.Hub.UpdateDesired(s.ID, twin.Section{"n": i}))
+		}
+		Expect(s.Open(ctx)).To(Succeed(), "client.open")
+		m := s.Mark()
+		var tw agentproto.TwinResult
+		err := s.Call(ctx, agentproto.OpTwinGet, nil, &tw)
+		tr := s.Trace(m)
+		Expect(err).NotTo(HaveOccurred(), "TWIN-004: expected the device to take the GET answer of a twin at desired $version %d (002 L13940-13954); twin.get: %v\n%s", v, err, traceText(tr))
+		get := must(s.WaitTrace(ctx, m, "the twin GET", twinPublishTo(twinGetPrefix)))
+		resp := must(s.WaitTrace(ctx, m, "the answer to the GET", twinAnswerTo(twinRID(get.Topic))))
+		Expect(resp.Topic).To(HavePrefix(twinResPrefix+"200/"), "hub precondition: the GET is answered 200\n%s", traceText(tr))
+		desired, dv, _, rv, perr := twin.ParseDeviceDocument(resp.Payload)
+		Expect(perr).NotTo(HaveOccurred(), "hub precondition: the answer is a device twin document")
+		Expect(dv).To(BeNumerically(">", 65535), "hub precondition: desired $version past 65535")
+		Expect([]int64{tw.DesiredVersion, tw.ReportedVersion}).To(Equal([]int64{dv, rv}), "TWIN-004: expected the device to take desired $version %d and reported $version %d from the GET answer (002 L13940-13954); it took %d and %d\n%s",
+			dv, rv, tw.DesiredVersion, tw.ReportedVersion, traceText(s.Trace(m)))
+		if tw.Desired != nil {
+			Expect(tw.Desired).To(Equal(twinJSON(desired)), "TWIN-004: expected the desired properties of the answer %s; the device holds %v", resp.Payload, tw.Desired)
+		}
 	})
 })

@@ -13,6 +13,7 @@ const (
 	DefNestedNullDrop  = "reported-nested-null-dropped"
 	DefTwinGet429Final = "twin-get-429-final"
 	DefC2DBagFirst16   = "c2d-bag-first-16"
+	DefTwinGetVer16    = "twin-get-version-uint16"
 )
 
 // boundsMoreDefects lists them; see Defects.
@@ -23,6 +24,7 @@ var boundsMoreDefects = []Defect{
 	{DefNestedNullDrop, "TWIN-007", "null members below the top level of a reported patch are dropped (the client copies nested objects into its document model, which has no null), so a nested member is never deleted; a top-level null still goes out"},
 	{DefTwinGet429Final, "TWIN-005", "a 429 answer to a twin GET is final (the client's throttling retry lives in its reported-patch path): the GET fails and is not sent again; a throttled reported patch is still retried"},
 	{DefC2DBagFirst16, "C2D-007", "the C2D property bag is parsed into a fixed table of 16 entries (system properties included); the properties after the 16th are dropped without a word"},
+	{DefTwinGetVer16, "TWIN-004", "the $version values of a twin GET answer are read into 16 bits (the full-document parser is not the patch parser), so a twin whose versions passed 65535 is taken with the wrapped version"},
 }
 
 // bagFirst16 is c2d-bag-first-16's reading of a delivery's bag.

@@ -171,6 +171,9 @@ func (dc *deviceClient) applyTwinDocument(r twinResp) (agentproto.TwinResult, er
 	if len(desired) == 0 && dc.on(DefTwinEmptyDesired) {
 		return agentproto.TwinResult{}, errEmptyDesired
 	}
+	if dc.on(DefTwinGetVer16) {
+		dv, rv = int64(uint16(dv)), int64(uint16(rv)) // defect: 16-bit versions (defects_bounds_more.go)
+	}
 	vf := dc.versionFlags()
 	dc.mu.Lock()
 	if vf.newer(dv, dc.desiredVer, true) || dc.fw.defects.on(DefStaleDesired) {
