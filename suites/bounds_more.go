@@ -322,3 +322,44 @@ var _ = Describe("boundaries: GET answer versions", func() {
 		}
 	})
 })
+
+// Counts of twin GETs: the start-up GET and one twin.get are a request id
+// or two; a device running for months sends hundreds.
+var _ = Describe("boundaries: twin GETs in a row", func() {
+	Conformance("300 twin GETs in a row, and the resync GET after a drop, each go to $iothub/twin/GET/?$rid={rid} with an empty payload and are answered", []string{"TWIN-002"}, func(ctx SpecContext) {
+		// 002 L13936: the device GETs the twin by publishing an empty
+		// message to $iothub/twin/GET/?$rid={request id}. 300 requests take
+		// a counting client's id past 9, 15 and 255; the resync GET after a
+		// drop is the same request, sent by another part of the client.
+		const n = 300
+		s := NewSession(ctx, fixtures.SessionOptions{})
+		twinResynced(ctx, s, s.Start())
+		short := int(4 * s.Env.Timing.Quiet.Milliseconds())
+		must(0, s.Call(ctx, agentproto.OpConfigure, agentproto.Config{Twin: &agentproto.TwinConfig{TimeoutMS: short}}, nil))
+		shape := regexp.MustCompile(`^\$iothub/twin/GET/\?\$rid=[^&/]+$`)
+		judge := func(get hub.Entry, what string, tr []hub.Entry) {
+			GinkgoHelper()
+			Expect(get.Topic).To(MatchRegexp(shape.String()), "TWIN-002: expected %s on $iothub/twin/GET/?$rid={rid} with a non-empty $rid (002 L13936); seen %q\n%s", what, get.Topic, traceText(tr))
+			Expect(get.PayloadLen).To(BeZero(), "TWIN-002: expected %s with an empty payload (002 L13936); seen %d bytes\n%s", what, get.PayloadLen, traceText(tr))
+		}
+		for i := range n {
+			m := s.Mark()
+			err := s.Call(ctx, agentproto.OpTwinGet, nil, nil)
+			get, gerr := s.WaitTrace(ctx, m, "", func(e hub.Entry) bool {
+				return e.Dir == hub.DirIn && e.Type == "PUBLISH" && strings.HasPrefix(e.Topic, "$iothub/twin/GET")
+			})
+			Expect(gerr).NotTo(HaveOccurred(), "TWIN-002: twin.get #%d sent no GET (002 L13936): %v\n%s", i+1, err, traceText(s.Trace(m)))
+			judge(get, fmt.Sprintf("GET #%d", i+1), s.Trace(m))
+			Expect(err).NotTo(HaveOccurred(), "TWIN-002: GET #%d (%s) must be answered and twin.get succeed (002 L13936-13940)\n%s", i+1, get.Topic, traceText(s.Trace(m)))
+		}
+		// The resync GET on the connection after a drop.
+		m := s.Mark()
+		Expect(s.Env.Hub.Drop(s.ID, false, "TWIN-002: the resync GET after a drop")).To(Succeed())
+		ack := must(s.WaitTrace(ctx, m, "CONNACK 0 for the new connection", isConnack(0)))
+		get := must(s.WaitTrace(ctx, m, "the resync GET on the new connection", func(e hub.Entry) bool {
+			return e.ConnID == ack.ConnID && e.Dir == hub.DirIn && e.Type == "PUBLISH" && strings.HasPrefix(e.Topic, "$iothub/twin/GET")
+		}))
+		judge(get, "the resync GET after the drop", s.Trace(m))
+		must(s.WaitTrace(ctx, m, "the hub's answer to the resync GET", twinAnswerTo(twinRID(get.Topic))))
+	})
+})

@@ -965,12 +965,16 @@ func (dc *deviceClient) twinAwaitRetrying(ctx context.Context, cc connConfig, p 
 func (dc *deviceClient) twinPublish(c *conn, topicOf func(string) string, body []byte) (*pendingTwin, *agentproto.Error) {
 	dc.mu.Lock()
 	dc.ridSeq++
+	seq := dc.ridSeq
 	rid := strconv.FormatUint(dc.ridSeq, 10)
 	p := &pendingTwin{rid: rid, gen: c.gen, sent: time.Now(), ch: make(chan twinResp, 1)}
 	dc.pending[rid] = p
 	dc.order = append(dc.order, rid)
 	dc.mu.Unlock()
 	topic := topicOf(rid)
+	if dc.on(DefTwinRIDZeroNone) {
+		topic = ridOmitted(topic, seq, rid) // defects_bounds_more.go
+	}
 	if body == nil && strings.HasPrefix(topic, "$iothub/twin/GET/") && dc.on(DefTwinGetWithBody) {
 		body = []byte("{}")
 	}

@@ -1,6 +1,10 @@
 package sim
 
-import "github.com/hilrun/hilrun/rig/iothub"
+import (
+	"strings"
+
+	"github.com/hilrun/hilrun/rig/iothub"
+)
 
 // More defect switches for the boundary specs (issue 15), for the specs of
 // suites/bounds_more.go: bugs at a length past a small buffer and at a
@@ -14,6 +18,7 @@ const (
 	DefTwinGet429Final = "twin-get-429-final"
 	DefC2DBagFirst16   = "c2d-bag-first-16"
 	DefTwinGetVer16    = "twin-get-version-uint16"
+	DefTwinRIDZeroNone = "twin-rid-wrap-zero-omitted"
 )
 
 // boundsMoreDefects lists them; see Defects.
@@ -25,6 +30,16 @@ var boundsMoreDefects = []Defect{
 	{DefTwinGet429Final, "TWIN-005", "a 429 answer to a twin GET is final (the client's throttling retry lives in its reported-patch path): the GET fails and is not sent again; a throttled reported patch is still retried"},
 	{DefC2DBagFirst16, "C2D-007", "the C2D property bag is parsed into a fixed table of 16 entries (system properties included); the properties after the 16th are dropped without a word"},
 	{DefTwinGetVer16, "TWIN-004", "the $version values of a twin GET answer are read into 16 bits (the full-document parser is not the patch parser), so a twin whose versions passed 65535 is taken with the wrapped version"},
+	{DefTwinRIDZeroNone, "TWIN-002", "the twin request counter is 8 bits and 0 means \"no request id\": the 256th request (and every 256th after it) goes out without its ?$rid= part, and its answer never comes"},
+}
+
+// ridOmitted is twin-rid-wrap-zero-omitted's topic for the request with
+// sequence number seq and request id rid.
+func ridOmitted(topic string, seq uint64, rid string) string {
+	if uint8(seq) != 0 {
+		return topic
+	}
+	return strings.TrimSuffix(topic, "?$rid="+rid) // defect: rid 0 taken as none
 }
 
 // bagFirst16 is c2d-bag-first-16's reading of a delivery's bag.
