@@ -159,7 +159,8 @@ type deviceClient struct {
 	seenC2D  map[string]bool
 	seenList []string
 
-	lastMethodRID string // method-reply-last-rid
+	lastMethodRID string            // method-reply-last-rid
+	methodByName  map[string]string // method-rid-by-name (defects_bounds_more.go)
 
 	cert certClientState // defects_cert.go
 	tls  tlsClientState  // defects_tls.go
@@ -824,6 +825,9 @@ func (dc *deviceClient) afterConnect(s *session, c *conn, cc connConfig, session
 		}
 		dc.extraFilters(filters)
 		dc.moduleFilters(cc, filters) // MOD-005, MOD-009, MOD-010
+		if dc.on(DefX509TwinOnly) {
+			x509TwinOnly(cc, filters) // defects_bounds_more.go
+		}
 		if _, ok := filters[iothub.TwinDesiredFilter]; ok && dc.on(DefTwinDesiredSubLate) {
 			delete(filters, iothub.TwinDesiredFilter)
 			subLate = true
@@ -884,7 +888,7 @@ func (dc *deviceClient) resync(s *session, c *conn, cc connConfig, first *pendin
 		d := backoff(cc, try) // no answer in time (TWIN-019)
 		if aerr == nil {
 			var retry bool
-			if d, retry = dc.twinRetryDelay(cc, r.status, try); !retry {
+			if d, retry = dc.twinRetryDelay(cc, r.status, try); !retry || dc.get429Final(r.status) {
 				dc.fw.logf("E", "twin resync answered %d; not retried", r.status)
 				return
 			}
@@ -947,7 +951,7 @@ func (dc *deviceClient) twinAwaitRetrying(ctx context.Context, cc connConfig, p 
 			return r, err
 		}
 		d, retry := dc.twinRetryDelay(cc, r.status, try)
-		if !retry {
+		if !retry || body == nil && dc.get429Final(r.status) { // a GET has no body
 			return r, nil
 		}
 		dc.fw.logf("W", "twin request $rid=%s answered %d; retrying in %s", p.rid, r.status, d.Round(time.Millisecond))
@@ -968,12 +972,16 @@ func (dc *deviceClient) twinAwaitRetrying(ctx context.Context, cc connConfig, p 
 func (dc *deviceClient) twinPublish(c *conn, topicOf func(string) string, body []byte) (*pendingTwin, *agentproto.Error) {
 	dc.mu.Lock()
 	dc.ridSeq++
+	seq := dc.ridSeq
 	rid := strconv.FormatUint(dc.ridSeq, 10)
 	p := &pendingTwin{rid: rid, gen: c.gen, sent: time.Now(), ch: make(chan twinResp, 1)}
 	dc.pending[rid] = p
 	dc.order = append(dc.order, rid)
 	dc.mu.Unlock()
 	topic := topicOf(rid)
+	if dc.on(DefTwinRIDZeroNone) {
+		topic = ridOmitted(topic, seq, rid) // defects_bounds_more.go
+	}
 	if body == nil && strings.HasPrefix(topic, "$iothub/twin/GET/") && dc.on(DefTwinGetWithBody) {
 		body = []byte("{}")
 	}

@@ -174,5 +174,8 @@ func (dc *deviceClient) messageID(id string) string {
 	if dc.on(DefMessageIDBraces) {
 		return "{" + id + "}"
 	}
+	if dc.on(DefMessageIDCut63) {
+		return messageIDCut63(id) // defect: a 64-byte buffer
+	}
 	return id
 }

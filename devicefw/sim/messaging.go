@@ -74,6 +74,9 @@ func (dc *deviceClient) onC2D(c *conn, m paho.Message, t iothub.Topic) {
 		return
 	}
 	props := t.Properties.Map()
+	if d.on(DefC2DBagFirst16) {
+		props = bagFirst16(t.Properties) // defects_bounds_more.go
+	}
 	if d.on(DefC2DBagNotDecoded) {
 		props = rawBagMap(m.Topic())
 	}
@@ -167,6 +170,9 @@ func (dc *deviceClient) applyTwinDocument(r twinResp) (agentproto.TwinResult, er
 	}
 	if len(desired) == 0 && dc.on(DefTwinEmptyDesired) {
 		return agentproto.TwinResult{}, errEmptyDesired
+	}
+	if dc.on(DefTwinGetVer16) {
+		dv, rv = int64(uint16(dv)), int64(uint16(rv)) // defect: 16-bit versions (defects_bounds_more.go)
 	}
 	vf := dc.versionFlags()
 	dc.mu.Lock()
@@ -263,10 +269,15 @@ func (dc *deviceClient) onMethod(c *conn, t iothub.Topic, body []byte) {
 	late, limit64K, puback := md.on(DefMethodReplyLate), md.on(DefMethodRequest64K), md.on(DefMethodRequestPuback)
 	lastRID, failNoReply := md.on(DefMethodReplyLastRID), md.on(DefMethodFailNoReply)
 	rid16, objectOnly := md.on(DefMethodRIDUint16), md.on(DefMethodObjectOnly)
+	byName := md.on(DefMethodRIDByName)
 	dc.lastMethodRID = t.RID
 	cmdUnmatched := md.on(DefPnPComponentCmdUnmatched) && strings.Contains(t.MethodName, iothub.CommandSeparator)
 	nameBuffer := md.on(DefPnPCommandNameBuffer) && len(t.MethodName) > pnpCommandNameBuffer
 	dc.mu.Unlock()
+	var byNameRID func() string
+	if byName {
+		byNameRID = dc.methodRIDByName(t.MethodName, t.RID)
+	}
 	n := dc.fw.nvs
 	n.mu.Lock()
 	b, ok := n.Methods[t.MethodName]
@@ -342,6 +353,9 @@ func (dc *deviceClient) onMethod(c *conn, t iothub.Topic, body []byte) {
 		dc.mu.Lock()
 		rid = dc.lastMethodRID // defect: one shared rid slot
 		dc.mu.Unlock()
+	}
+	if byNameRID != nil {
+		rid = byNameRID() // defect: one rid slot per method name
 	}
 	if ridUpper {
 		// nanoFramework: Convert.ToInt32(rid, 16) and {rid:X}; a non-hex rid throws.
@@ -563,6 +577,9 @@ func (dc *deviceClient) report(ctx context.Context, patch map[string]any) (any, 
 	}
 	if dc.on(DefTwinReportNullDropped) {
 		patch = dropNulls(patch)
+	}
+	if dc.on(DefNestedNullDrop) {
+		patch = nestedNullsDropped(patch) // defects_bounds_more.go
 	}
 	if dc.on(DefReportedDollarKey) {
 		p := make(map[string]any, len(patch)+1)
