@@ -354,9 +354,9 @@ func waitCond(ctx context.Context, s *fixtures.Session, m fixtures.Marks, what s
 // faultRun is what injectFault saw.
 type faultRun struct {
 	s        *fixtures.Session
-	trace    []hub.Entry   // the session's trace from the fault request on
-	closed   hub.Entry     // the hub's close of the faulted connection
-	back     hub.Entry     // the CONNACK 0 that brought the device back
+	trace    []hub.Entry     // the session's trace from the fault request on
+	closed   hub.Entry       // the hub's close of the faulted connection
+	back     hub.Entry       // the CONNACK 0 that brought the device back
 	atts     []attempt       // the attempts from the close up to the accepted one
 	waits    []time.Duration // the device's wait before each (attemptWaits)
 	attempts series.Series   // the waits as a series (series.FromWaits)
