@@ -36,16 +36,20 @@ var _ = Describe("reconnect", func() {
 		up := must(s.WaitTrace(uctx, m, "RECON-001: a reconnect accepted after the refusals", isConnack(0)))
 		closed := must(s.WaitTrace(ctx, m, "the dropped connection's close", func(e hub.Entry) bool { return e.Type == hub.EventConnClosed }))
 		tr := s.Trace(m)
-		// The drop, then every CONNECT up to the accepted one.
-		at := []time.Duration{closed.Mono}
-		for _, e := range packets(tr, hub.DirIn, "CONNECT") {
-			if e.Seq < up.Seq {
-				at = append(at, e.Mono)
-			}
-		}
-		att := series.FromOffsets("drop, then CONNECTs (refused with CONNACK 3, then accepted)", at...)
+		// The device's waits: from the drop to its first attempt, then from
+		// the hub's refusal of each attempt to the TCP accept of the next,
+		// up to the accepted one. The backoff is the device's wait between
+		// a failure and its next try (002 L16709, L16715); the TCP connect,
+		// TLS handshake and CONNECT of each attempt are not part of it, and
+		// timing attempts by their CONNECTs would count a handshake slowed
+		// by a loaded rig as the device's delay (one gap grows, the next
+		// looks shrunk).
+		atts := connAttempts(tr, m.Trace, up.Seq)
+		waits := attemptWaits(closed.Mono, atts)
+		evidence := attemptsText(atts, waits) + traceText(tr)
+		att := series.FromWaits("the device's waits: drop → first attempt, then refusal → next attempt's TCP accept", waits...)
 		series.Record(att)
-		Expect(att).To(series.HaveAtLeastPoints(3), "RECON-001: a refused attempt and an accepted one after the drop\n%s", traceText(tr))
+		Expect(att).To(series.HaveAtLeastPoints(3), "RECON-001: a refused attempt and an accepted one after the drop\n%s", evidence)
 		// The first retry may follow the drop at once (002 L16715: the
 		// default policy "tends to be aggressive at the start"); from then
 		// on every retry waits at least the configured initial delay, less
@@ -53,10 +57,10 @@ var _ = Describe("reconnect", func() {
 		// from one retry to the next beyond that jitter.
 		retries := att.Retries()
 		series.Record(retries)
-		Expect(retries).To(series.HaveMinimumGap(initial*8/10), "RECON-001: no retry may follow the previous attempt sooner than the initial delay %s less its jitter (only the first retry may come at once)\n%s", initial, traceText(tr))
+		Expect(retries).To(series.HaveMinimumGap(initial*8/10), "RECON-001: no retry may follow the previous attempt's refusal sooner than the initial delay %s less its jitter (only the first retry may come at once; 002 L16709, L16715)\n%s", initial, evidence)
 		gaps := retries.Gaps()
 		for i := 1; i < len(gaps); i++ {
-			Expect(gaps[i]).To(BeNumerically(">=", gaps[i-1]*3/4), "RECON-001: the backoff shrank (gaps %v)\n%s", roundAll(gaps), traceText(tr))
+			Expect(gaps[i]).To(BeNumerically(">=", gaps[i-1]*3/4), "RECON-001: the backoff shrank: waits after each refusal %v (002 L16709, L16715: exponential backoff with jitter)\n%s", roundAll(gaps), evidence)
 		}
 	})
 

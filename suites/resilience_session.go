@@ -199,17 +199,18 @@ var _ = Describe("reconnect: session continuity", func() {
 		// The throttled minimum is 10 s (RECON-003), capped by the retry
 		// ceiling configured on the board (2 s on the virtual board).
 		floor := min(10*time.Second, f.s.Env.Timing.RetryMax) * 8 / 10
+		// The wait runs from the refusal to the TCP accept of the next
+		// attempt (attemptWaits), the next attempt's handshake left out.
 		refused := 0
-		for i, e := range f.trace {
-			if !isConnack(3)(e) {
+		for i, a := range f.atts {
+			if a.refused != 3 {
 				continue
 			}
 			refused++
-			k := slices.IndexFunc(f.trace[i+1:], isConnect)
-			Expect(k).To(BeNumerically(">=", 0), "no attempt after the refusal\n%s", traceText(f.trace))
-			gap := f.trace[i+1+k].Mono - e.Mono
-			Expect(gap).To(BeNumerically(">=", floor), "RECON-003: after CONNACK 3 (throttled) the next attempt came %s later; the throttled minimum here is %s\n%s",
-				gap.Round(time.Millisecond), floor, traceText(f.trace))
+			Expect(i+1).To(BeNumerically("<", len(f.atts)), "no attempt after the refusal\n%s", traceText(f.trace))
+			gap := f.waits[i+1]
+			Expect(gap).To(BeNumerically(">=", floor), "RECON-003: after CONNACK 3 (throttled) the next attempt came %s later; the throttled minimum here is %s\n%s%s",
+				gap.Round(time.Millisecond), floor, attemptsText(f.atts, f.waits), traceText(f.trace))
 		}
 		if refused == 0 {
 			// No attempt fell into the throttling window: then the first
@@ -353,10 +354,12 @@ func waitCond(ctx context.Context, s *fixtures.Session, m fixtures.Marks, what s
 // faultRun is what injectFault saw.
 type faultRun struct {
 	s        *fixtures.Session
-	trace    []hub.Entry   // the session's trace from the fault request on
-	closed   hub.Entry     // the hub's close of the faulted connection
-	back     hub.Entry     // the CONNACK 0 that brought the device back
-	attempts series.Series // the close, then every CONNECT up to the accepted one
+	trace    []hub.Entry     // the session's trace from the fault request on
+	closed   hub.Entry       // the hub's close of the faulted connection
+	back     hub.Entry       // the CONNACK 0 that brought the device back
+	atts     []attempt       // the attempts from the close up to the accepted one
+	waits    []time.Duration // the device's wait before each (attemptWaits)
+	attempts series.Series   // the waits as a series (series.FromWaits)
 }
 
 // expectTransientBackoff judges RECON-011's "tries again with backoff" on
@@ -372,7 +375,7 @@ func expectTransientBackoff(f faultRun, how string) {
 	}
 	retries := f.attempts.Retries()
 	series.Record(retries)
-	Expect(retries).To(series.HaveMinimumGap(f.s.Env.Timing.RetryInitial*8/10), "RECON-011: the retries after the hub's %s must keep the backoff (only the first may come at once)\n%s", how, traceText(f.trace))
+	Expect(retries).To(series.HaveMinimumGap(f.s.Env.Timing.RetryInitial*8/10), "RECON-011: the retries after the hub's %s must keep the backoff: each waits at least the initial delay %s less its jitter after the previous refusal (only the first may come at once)\n%s%s", how, f.s.Env.Timing.RetryInitial, attemptsText(f.atts, f.waits), traceText(f.trace))
 }
 
 // injectFault opens a session with the board's default session, asks the
@@ -410,13 +413,12 @@ func injectFault(ctx SpecContext, typ string, duration int, req string) faultRun
 	must(s.WaitTelemetry(ctx, om, func(msg hub.Message) bool { return string(msg.Payload) == `{"after":"`+typ+`"}` }))
 
 	tr := s.Trace(m)
-	at := []time.Duration{closed.Mono}
-	for _, e := range tr {
-		if isConnect(e) && e.Seq > closed.Seq && e.Seq < back.Seq {
-			at = append(at, e.Mono)
-		}
-	}
-	attempts := series.FromOffsets("the hub's close, then device CONNECTs after "+typ, at...)
+	// The device's waits: from the hub's close to its first attempt, then
+	// from each refusal to the next attempt's TCP accept (attemptWaits: the
+	// handshakes, which a loaded rig stretches, are not the device's wait).
+	atts := connAttempts(tr, closed.Seq, back.Seq)
+	waits := attemptWaits(closed.Mono, atts)
+	attempts := series.FromWaits("the device's waits after "+typ+": the hub's close → first attempt, then refusal → next attempt's TCP accept", waits...)
 	series.Record(attempts)
-	return faultRun{s: s, trace: tr, closed: closed, back: back, attempts: attempts}
+	return faultRun{s: s, trace: tr, closed: closed, back: back, atts: atts, waits: waits, attempts: attempts}
 }

@@ -39,6 +39,7 @@ type conn struct {
 	identity  iothub.Identity
 	remote    string
 	facts     *TLSFacts
+	accepted  time.Time // the listener's TCP accept (connInfo.accepted); zero when unknown
 	netConn   net.Conn
 	username  iothub.Username
 	auth      string
@@ -256,7 +257,7 @@ func (h *Hub) newConn(cl *mqtt.Client, pk packets.Packet) *conn {
 		c2dInflight: map[uint16]*c2dMessage{}, ready: make(chan struct{})}
 	if v, ok := h.infoByConn.LoadAndDelete(cl.Net.Conn); ok {
 		info := v.(*connInfo)
-		c.id, c.facts = info.id, info.facts
+		c.id, c.facts, c.accepted = info.id, info.facts, info.accepted
 	} else {
 		c.id = h.connSeq.Add(1)
 	}
@@ -274,6 +275,9 @@ func (k *hooks) traceIn(c *conn, pk packets.Packet) {
 		e.pre = c.maskPublish(&pk)
 	} else {
 		fillEntry(&e, pk)
+	}
+	if pk.FixedHeader.Type == packets.Connect {
+		e.AcceptTime = c.accepted // RECON-001: when this attempt started
 	}
 	k.h.trace.add(e)
 }

@@ -28,6 +28,11 @@ const WebSocketPath = "/$iothub/websocket"
 type connInfo struct {
 	id    uint64
 	facts *TLSFacts
+	// accepted is when the listener accepted the TCP socket, before any
+	// TLS: the start of the device's attempt (Entry.AcceptTime; RECON-001
+	// judges a backoff from it, so a slow handshake is not taken for the
+	// device's wait).
+	accepted time.Time
 }
 
 // hubConn is the net.Conn mochi gets: it can go silent (writes are
@@ -258,16 +263,16 @@ func (h *Hub) acceptTLS(ln net.Listener, transport string, out *ChanListener) {
 			}
 			return
 		}
-		go h.handshake(raw, transport, out)
+		go h.handshake(raw, time.Now(), transport, out)
 	}
 }
 
-func (h *Hub) handshake(raw net.Conn, transport string, out *ChanListener) {
-	info := &connInfo{id: h.connSeq.Add(1), facts: &TLSFacts{Transport: transport}}
+func (h *Hub) handshake(raw net.Conn, accepted time.Time, transport string, out *ChanListener) {
+	info := &connInfo{id: h.connSeq.Add(1), facts: &TLSFacts{Transport: transport}, accepted: accepted}
 	remote := raw.RemoteAddr().String()
 	deadline := time.Now().Add(h.cfg.HandshakeTimeout)
 	_ = raw.SetDeadline(deadline)
-	raw = h.detectPlaintext(raw, info.id, remote, transport)
+	raw = h.detectPlaintext(raw, info.id, accepted, remote, transport)
 	tc := tls.Server(raw, h.tlsConfigFor(info))
 	if err := tc.Handshake(); err != nil {
 		reason := err.Error()
@@ -275,7 +280,7 @@ func (h *Hub) handshake(raw net.Conn, transport string, out *ChanListener) {
 		if errors.As(err, &ne) && ne.Timeout() {
 			reason = fmt.Sprintf("TLS handshake did not finish within %s", h.cfg.HandshakeTimeout)
 		}
-		h.trace.add(Entry{ConnID: info.id, Remote: remote, Dir: DirEvent, Type: EventTLSFailed, Reason: reason, TLS: info.facts})
+		h.trace.add(Entry{ConnID: info.id, Remote: remote, Dir: DirEvent, Type: EventTLSFailed, Reason: reason, TLS: info.facts, AcceptTime: accepted})
 		_ = raw.Close()
 		return
 	}
@@ -288,7 +293,7 @@ func (h *Hub) handshake(raw net.Conn, transport string, out *ChanListener) {
 		info.facts.ClientCertThumbprint = certs.Thumbprint(leaf)
 		info.facts.ClientCertChainLen = len(st.PeerCertificates)
 	}
-	h.trace.add(Entry{ConnID: info.id, Remote: remote, Dir: DirEvent, Type: EventTLS, TLS: info.facts})
+	h.trace.add(Entry{ConnID: info.id, Remote: remote, Dir: DirEvent, Type: EventTLS, TLS: info.facts, AcceptTime: accepted})
 	if transport == "mqtts" {
 		// The CONNECT must follow within the same budget; mochi replaces the
 		// deadline with the keep-alive one once CONNECT is accepted.
@@ -319,7 +324,7 @@ const mqttConnectByte = 0x10
 // EventPlaintext entry (CONN-002) that says only that: no bytes of the
 // packet, which would carry the credentials, reach the trace. The returned
 // conn replays the peeked bytes, so the TLS handshake then fails as usual.
-func (h *Hub) detectPlaintext(raw net.Conn, id uint64, remote, transport string) net.Conn {
+func (h *Hub) detectPlaintext(raw net.Conn, id uint64, accepted time.Time, remote, transport string) net.Conn {
 	br := bufio.NewReaderSize(raw, 512)
 	first, err := br.Peek(1)
 	if err != nil || first[0] != mqttConnectByte {
@@ -332,7 +337,7 @@ func (h *Hub) detectPlaintext(raw net.Conn, id uint64, remote, transport string)
 	if bytes.Contains(buf, []byte("\x00\x04MQTT")) {
 		what = "an MQTT CONNECT (protocol name \"MQTT\") instead of a TLS ClientHello"
 	}
-	h.trace.add(Entry{ConnID: id, Remote: remote, Dir: DirEvent, Type: EventPlaintext, Requirement: "CONN-002",
+	h.trace.add(Entry{ConnID: id, Remote: remote, Dir: DirEvent, Type: EventPlaintext, Requirement: "CONN-002", AcceptTime: accepted,
 		Reason: fmt.Sprintf("plaintext MQTT on the TLS port (%s): %s; the packet is not recorded (it would carry the credentials)", transport, what)})
 	return &peekedConn{Conn: raw, r: br}
 }
@@ -366,12 +371,12 @@ func (h *Hub) acceptPlain(ln net.Listener, out *ChanListener) {
 		if err != nil {
 			return
 		}
-		info := &connInfo{id: h.connSeq.Add(1)}
+		info := &connInfo{id: h.connSeq.Add(1), accepted: time.Now()}
 		_ = raw.SetDeadline(time.Now().Add(h.cfg.HandshakeTimeout))
 		c := &hubConn{Conn: raw}
 		h.infoByConn.Store(net.Conn(c), info)
 		h.trace.add(Entry{ConnID: info.id, Remote: c.RemoteAddr().String(), Dir: DirEvent, Type: EventWarning,
-			Requirement: "CONN-002", Reason: "plaintext MQTT connection (debug listener)"})
+			Requirement: "CONN-002", Reason: "plaintext MQTT connection (debug listener)", AcceptTime: info.accepted})
 		if !out.Deliver(c) {
 			h.infoByConn.Delete(net.Conn(c))
 			_ = c.Close()

@@ -72,6 +72,18 @@ type Entry struct {
 	ReturnCode   byte   `json:"returnCode,omitempty"`
 	Session      bool   `json:"sessionPresent,omitempty"`
 
+	// AcceptTime is when the hub's listener accepted the connection's TCP
+	// socket, before the TLS handshake: the moment the device's attempt
+	// reached the hub. Set on the connection's first entry (tls,
+	// tls-failed, plaintext, or the debug listener's warning) and on its
+	// CONNECT; zero elsewhere and for connections the hub did not accept
+	// itself. AcceptMono is the same instant on the Mono clock. RECON-001
+	// measures a device's wait between attempts from the previous
+	// attempt's end to this (fixtures/series.Waits), so a handshake slowed
+	// by a loaded rig does not count as the device's backoff.
+	AcceptTime time.Time     `json:"acceptTime,omitzero"`
+	AcceptMono time.Duration `json:"acceptMono,omitempty"`
+
 	// SUBSCRIBE / SUBACK / UNSUBSCRIBE.
 	Filters []FilterQoS `json:"filters,omitempty"`
 	Granted []byte      `json:"granted,omitempty"`
@@ -224,6 +236,9 @@ func (t *Trace) pushLocked(e Entry, now time.Time) {
 	e.Seq = t.seq
 	e.Time = now
 	e.Mono = now.Sub(t.start)
+	if !e.AcceptTime.IsZero() {
+		e.AcceptMono = e.AcceptTime.Sub(t.start)
+	}
 	if t.limit > 0 && t.entries.len() >= t.limit {
 		// Drop the oldest tenth in one go (counted in Dropped).
 		dropped := max(1, t.limit/10)
