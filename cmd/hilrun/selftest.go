@@ -32,6 +32,7 @@ type selftestOptions struct {
 	jobs        int
 	out         string
 	labelFilter string
+	mut         mutateOptions // --mutate (selftest_mutate.go)
 }
 
 // selftestResult is written as selftest.json.
@@ -80,10 +81,14 @@ with selftest.json, in --out.`,
 	f.IntVar(&o.jobs, "jobs", 4, "runs in parallel (the specs mostly wait on the board, so more runs than cores is fine)")
 	f.StringVar(&o.labelFilter, "label-filter", "", "only the specs matching this label filter: the clean run runs them, and only the defects of their requirements run (against them)")
 	f.StringVar(&o.out, "out", "", "output directory (default out/selftest-<time>)")
+	mutateFlags(cmd, &o.mut) // selftest_mutate.go
 	return cmd
 }
 
 func runSelftest(cmd *cobra.Command, o selftestOptions) error {
+	if o.mut.on {
+		return runMutate(cmd, o) // selftest_mutate.go
+	}
 	if err := sim.ValidateDefects(o.defects); err != nil {
 		return &exitError{2, err.Error()}
 	}

@@ -1,0 +1,481 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/hilrun/hilrun/devicefw/mutate"
+	"github.com/hilrun/hilrun/reports"
+	"github.com/hilrun/hilrun/suites"
+)
+
+// `hilrun selftest --mutate`: mutation analysis of the reference
+// firmware's protocol code (devicefw/mutate). Every mutant of
+// devicefw/sim is built as a firmware image of its own (devicefw/sim/simfw
+// with the one changed file laid over the source by `go build -overlay`,
+// so the repository is never copied or touched) and the specs of the
+// mutated code's areas run against it (`run --image … --label-filter …
+// --fail-fast`: one failed spec kills a mutant), --jobs mutants at a time,
+// one build at a time. The score is a benchmark figure, not a verdict.
+
+// The outcomes of a mutant.
+const (
+	mutKilled      = "killed"
+	mutSurvived    = "survived"
+	mutEquivalent  = "equivalent"   // survived, and on the reviewed list
+	mutNotCompiled = "not-compiled" // not in the score
+	mutRigFault    = "rig-fault"    // no verdict: the board or run failed, or the run timed out
+)
+
+var mutOutcomes = []string{mutKilled, mutSurvived, mutEquivalent, mutNotCompiled, mutRigFault}
+
+type mutateOptions struct {
+	on        bool
+	files     []string
+	operators []string
+	sample    int
+	seed      uint64
+	list      bool
+}
+
+type mutantResult struct {
+	mutate.Mutant
+	Outcome     string  `json:"outcome"`
+	LabelFilter string  `json:"labelFilter,omitempty"`
+	Cloud       string  `json:"cloud,omitempty"`
+	KilledBy    string  `json:"killedBy,omitempty"` // the first failed spec
+	SpecsRun    int     `json:"specsRun,omitempty"`
+	Detail      string  `json:"detail,omitempty"` // compiler error, rig fault, equivalence reason
+	Seconds     float64 `json:"seconds"`
+	RunDir      string  `json:"runDir,omitempty"`
+}
+
+type mutCounts map[string]int
+
+// mutateReport is written as mutate.json.
+type mutateReport struct {
+	Generated int                  `json:"generated"` // mutants of the selected files and operators
+	Sampled   int                  `json:"sampled"`
+	Seed      uint64               `json:"seed"`
+	Operators []string             `json:"operators"`
+	Files     []string             `json:"files"`
+	Counts    mutCounts            `json:"counts"`
+	Score     float64              `json:"score"`       // killed / (compiled − equivalent)
+	JudgedPct float64              `json:"scoreJudged"` // killed / (killed + survived): rig faults left out
+	Wall      float64              `json:"wallSeconds"`
+	ByFile    map[string]mutCounts `json:"byFile"`
+	ByReq     map[string]mutCounts `json:"byRequirement"`
+	ByOp      map[string]mutCounts `json:"byOperator"`
+	Mutants   []mutantResult       `json:"mutants"`
+}
+
+func mutateFlags(cmd *cobra.Command, m *mutateOptions) {
+	f := cmd.Flags()
+	f.BoolVar(&m.on, "mutate", false, "mutation analysis instead: mutants of devicefw/sim's protocol code, each built as a firmware image and run against the specs of its area; prints the mutation score (a benchmark figure) and the survivors (run inside the repository)")
+	f.StringSliceVar(&m.files, "files", nil, "with --mutate: only these files of devicefw/sim (default: all its protocol files, devicefw/mutate/scope.go)")
+	f.StringSliceVar(&m.operators, "operators", nil, "with --mutate: only these operators ("+strings.Join(mutate.Operators, ", ")+"; default all)")
+	f.IntVar(&m.sample, "sample", 0, "with --mutate: a random sample of N mutants (0: all)")
+	f.Uint64Var(&m.seed, "seed", 1, "with --mutate --sample: the sample's seed")
+	f.BoolVar(&m.list, "list", false, "with --mutate: list the mutants (and each one's label filter) without building or running them")
+	cmd.Long += `
+
+With --mutate it does mutation analysis of the reference firmware's
+protocol code (devicefw/sim minus the defect switches and the agent
+plumbing): each mutant (a flipped comparison or boundary, a negated if,
+&& and || swapped, an integer constant off by one, a dropped call or
+early return, two statements swapped) is built as its own firmware image
+and the specs of its area run against it, stopping at the first failure.
+It writes mutate.md and mutate.json to --out and prints the score,
+killed / (compiled − equivalent), and every survivor. Equivalent mutants
+are listed, with a reason each, in devicefw/sim/MUTANTS-EQUIVALENT.yaml.`
+}
+
+// moduleRoot finds the hilrun repository above the working directory: the
+// mutants are built from its source.
+func moduleRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		b, err := os.ReadFile(filepath.Join(dir, "go.mod"))
+		if err == nil && strings.Contains(string(b), "module github.com/hilrun/hilrun\n") {
+			return dir, nil
+		}
+		up := filepath.Dir(dir)
+		if up == dir {
+			return "", errors.New("selftest --mutate builds mutants from the source: run it inside the hilrun repository")
+		}
+		dir = up
+	}
+}
+
+// mutantFilter is the label filter (and cloud) of a mutant's run: its
+// areas that have specs. The AWS image runs with --cloud aws.
+func mutantFilter(m mutate.Mutant, specs []suites.SpecInfo) (filter, cloud string) {
+	has := func(label string) bool {
+		return slices.ContainsFunc(specs, func(s suites.SpecInfo) bool { return slices.Contains(s.Labels, label) })
+	}
+	var areas []string
+	for _, a := range m.Areas() {
+		if (a == "AWS") == (m.File == "aws.go") && has(a) {
+			areas = append(areas, a)
+		}
+	}
+	if len(areas) == 0 {
+		areas = slices.Clone(mutate.Scope[m.File])
+	}
+	if m.File == "aws.go" {
+		cloud = "aws"
+	}
+	return strings.Join(areas, " || "), cloud
+}
+
+func runMutate(cmd *cobra.Command, o selftestOptions) error {
+	w := cmd.OutOrStdout()
+	root, err := moduleRoot()
+	if err != nil {
+		return &exitError{2, err.Error()}
+	}
+	simDir := filepath.Join(root, "devicefw", "sim")
+	all, err := mutate.All(simDir, o.mut.files, o.mut.operators)
+	if err != nil {
+		return &exitError{2, err.Error()}
+	}
+	eq, err := mutate.LoadEquivalent(filepath.Join(root, mutate.EquivalentFile))
+	if err != nil {
+		return &exitError{2, err.Error()}
+	}
+	chosen := mutate.Sample(all, o.mut.sample, o.mut.seed)
+	specs, err := suites.List("", nil)
+	if err != nil {
+		return &exitError{2, err.Error()}
+	}
+	rep := mutateReport{Generated: len(all), Sampled: len(chosen), Seed: o.mut.seed, Operators: o.mut.operators, Files: o.mut.files,
+		ByFile: map[string]mutCounts{}, ByReq: map[string]mutCounts{}, ByOp: map[string]mutCounts{}, Counts: mutCounts{}}
+	if len(rep.Operators) == 0 {
+		rep.Operators = mutate.Operators
+	}
+	if len(rep.Files) == 0 {
+		rep.Files = mutate.ScopeFiles()
+	}
+	rep.Mutants = make([]mutantResult, len(chosen))
+	for i, m := range chosen {
+		r := mutantResult{Mutant: m}
+		r.LabelFilter, r.Cloud = mutantFilter(m, specs)
+		rep.Mutants[i] = r
+	}
+	if o.mut.list {
+		fmt.Fprintf(w, "selftest --mutate: %d mutants of %s (%d listed)\n", len(all), strings.Join(rep.Files, ", "), len(chosen))
+		for _, r := range rep.Mutants {
+			fmt.Fprintf(w, "%s %s:%d %s %s: %s → %s [%s]\n", r.ID, r.File, r.Line, r.Func, r.Operator, r.Original, orRemoved(r.Mutated), r.LabelFilter)
+		}
+		return nil
+	}
+	if o.out == "" {
+		o.out = filepath.Join("out", "mutate-"+time.Now().Format("20060102-150405"))
+	}
+	if err := os.MkdirAll(o.out, 0o755); err != nil {
+		return &exitError{2, err.Error()}
+	}
+	where, _ := filepath.Abs(o.out)
+	exe, err := os.Executable()
+	if err != nil {
+		return &exitError{2, err.Error()}
+	}
+	tmp, err := os.MkdirTemp("", "hilrun-mutate-")
+	if err != nil {
+		return &exitError{2, err.Error()}
+	}
+	defer os.RemoveAll(tmp)
+	fmt.Fprintf(w, "selftest --mutate: %d of %d mutants of devicefw/sim (%s), %d at a time; results go to %s\n", len(chosen), len(all), strings.Join(rep.Files, ", "), max(1, o.jobs), where)
+
+	start := time.Now()
+	ctx := cmd.Context()
+	var buildMu, mu sync.Mutex // one build at a time: the builds are CPU-bound, the runs mostly wait
+	done := 0
+	work := make(chan int)
+	var wg sync.WaitGroup
+	for range max(1, o.jobs) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range work {
+				r := &rep.Mutants[i]
+				runMutant(ctx, r, root, simDir, exe, tmp, o.out, eq, &buildMu)
+				mu.Lock()
+				done++
+				fmt.Fprintf(w, "selftest --mutate: [%d/%d] %s %s:%d %s %-12s %s (%.0fs)\n", done, len(chosen), r.ID, r.File, r.Line, r.Operator, r.Outcome, firstLine(r.KilledBy+r.Detail), r.Seconds)
+				mu.Unlock()
+			}
+		}()
+	}
+	for i := range rep.Mutants {
+		if ctx.Err() != nil {
+			break
+		}
+		work <- i
+	}
+	close(work)
+	wg.Wait()
+	rep.Wall = time.Since(start).Seconds()
+	rep.tally()
+	b, _ := json.MarshalIndent(rep, "", "  ")
+	if err := os.WriteFile(filepath.Join(o.out, "mutate.json"), b, 0o644); err != nil {
+		return &exitError{2, err.Error()}
+	}
+	if err := os.WriteFile(filepath.Join(o.out, "mutate.md"), []byte(rep.markdown()), 0o644); err != nil {
+		return &exitError{2, err.Error()}
+	}
+	fmt.Fprint(w, rep.verdict(where))
+	return nil
+}
+
+func orRemoved(s string) string {
+	if s == "" {
+		return "(removed)"
+	}
+	return s
+}
+
+// runMutant builds one mutant and runs its specs against it.
+func runMutant(ctx context.Context, r *mutantResult, root, simDir, exe, tmp, out string, eq map[string]mutate.Equivalent, buildMu *sync.Mutex) {
+	t0 := time.Now()
+	defer func() { r.Seconds = time.Since(t0).Seconds() }()
+	dir := filepath.Join(tmp, r.ID)
+	img, err := buildMutant(ctx, r.Mutant, root, simDir, dir, buildMu)
+	if err != nil {
+		r.Outcome, r.Detail = mutNotCompiled, err.Error()
+		return
+	}
+	defer os.RemoveAll(dir)
+	runDir := filepath.Join(out, "mutants", r.ID)
+	r.RunDir = runDir
+	args := []string{"run", "--out", runDir, "--image", img, "--label-filter", r.LabelFilter, "--fail-fast", "--shards", "1"}
+	if r.Cloud != "" {
+		args = append(args, "--cloud", r.Cloud)
+	}
+	res, err := childRun{Exe: exe, Args: args, Dir: runDir, Timeout: 10 * time.Minute,
+		Env: []string{durationsEnv + "=" + filepath.Join(dir, "durations.json")}}.run(ctx)
+	if err != nil {
+		r.Outcome, r.Detail = mutRigFault, err.Error()
+		return
+	}
+	rep, lerr := reports.Load(filepath.Join(runDir, reports.JSONFile))
+	if lerr != nil {
+		r.Outcome, r.Detail = mutRigFault, fmt.Sprintf("no report (%v); run exited with status %d: %s", lerr, res.Code, tail(res.Tail, 3))
+		return
+	}
+	r.Outcome, r.KilledBy, r.SpecsRun, r.Detail = judgeMutant(rep, res.Interrupted)
+	if r.Outcome == mutSurvived {
+		if e, ok := eq[r.Key()]; ok {
+			r.Outcome, r.Detail = mutEquivalent, e.Reason
+		}
+	}
+}
+
+// judgeMutant reads a mutant's run: a failed spec kills it; a clean pass
+// lets it survive; anything else (a rig fault, an interruption, a timeout)
+// is no verdict.
+func judgeMutant(rep *reports.Report, interrupted bool) (outcome, killedBy string, ran int, detail string) {
+	for _, s := range rep.Specs {
+		if s.Status != reports.SpecSkipped && s.Status != reports.SpecNotRun {
+			ran++
+		}
+		if s.Status == reports.SpecFailed && killedBy == "" {
+			killedBy = s.Name
+			if len(s.Requirements) > 0 {
+				killedBy = s.Requirements[0] + ": " + s.Name
+			}
+		}
+	}
+	if killedBy != "" {
+		return mutKilled, killedBy, ran, ""
+	}
+	switch out := rep.Outcome(); {
+	case interrupted:
+		return mutRigFault, "", ran, "run timed out or was interrupted"
+	case out == reports.OutcomePass:
+		return mutSurvived, "", ran, ""
+	default:
+		why := out.Label()
+		if rep.Run.RigFault != "" {
+			why += ": " + rep.Run.RigFault
+		} else if rep.Run.InterruptReason != "" {
+			why += ": " + rep.Run.InterruptReason
+		}
+		return mutRigFault, "", ran, why
+	}
+}
+
+// buildMutant builds devicefw/sim/simfw with the mutated file laid over
+// the original (go build -overlay) into dir/fw.
+func buildMutant(ctx context.Context, m mutate.Mutant, root, simDir, dir string, buildMu *sync.Mutex) (string, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", err
+	}
+	src := filepath.Join(dir, m.File)
+	if err := os.WriteFile(src, m.Source(), 0o644); err != nil {
+		return "", err
+	}
+	ov, _ := json.Marshal(map[string]map[string]string{"Replace": {filepath.Join(simDir, m.File): src}})
+	ovPath := filepath.Join(dir, "overlay.json")
+	if err := os.WriteFile(ovPath, ov, 0o644); err != nil {
+		return "", err
+	}
+	img := filepath.Join(dir, "fw")
+	buildMu.Lock()
+	defer buildMu.Unlock()
+	c := exec.CommandContext(ctx, "go", "build", "-overlay", ovPath, "-o", img, "./devicefw/sim/simfw")
+	c.Dir = root
+	b, err := c.CombinedOutput()
+	if err != nil {
+		msg := strings.TrimSpace(string(b))
+		msg = strings.ReplaceAll(msg, dir+string(os.PathSeparator), "")
+		if msg == "" {
+			msg = err.Error()
+		}
+		return "", errors.New(firstCompileError(msg))
+	}
+	return img, nil
+}
+
+// firstCompileError keeps the first compiler message (not the package
+// header line).
+func firstCompileError(msg string) string {
+	for _, l := range strings.Split(msg, "\n") {
+		if l != "" && !strings.HasPrefix(l, "#") {
+			return l
+		}
+	}
+	return msg
+}
+
+func (r *mutateReport) tally() {
+	add := func(m map[string]mutCounts, k, outcome string) {
+		if m[k] == nil {
+			m[k] = mutCounts{}
+		}
+		m[k][outcome]++
+	}
+	for _, x := range r.Mutants {
+		if x.Outcome == "" {
+			continue // not run (interrupted)
+		}
+		r.Counts[x.Outcome]++
+		add(r.ByFile, x.File, x.Outcome)
+		add(r.ByOp, x.Operator, x.Outcome)
+		reqs := x.Requirements
+		if len(reqs) == 0 {
+			reqs = x.Areas()
+		}
+		for _, q := range reqs {
+			add(r.ByReq, q, x.Outcome)
+		}
+	}
+	r.Score = r.Counts.score()
+	if j := r.Counts[mutKilled] + r.Counts[mutSurvived]; j > 0 {
+		r.JudgedPct = 100 * float64(r.Counts[mutKilled]) / float64(j)
+	}
+}
+
+// score is killed / (compiled − equivalent), in per cent; compiled
+// counts every mutant that built, rig faults included.
+func (c mutCounts) score() float64 {
+	d := c[mutKilled] + c[mutSurvived] + c[mutRigFault]
+	if d == 0 {
+		return 0
+	}
+	return 100 * float64(c[mutKilled]) / float64(d)
+}
+
+func (c mutCounts) row() string {
+	var b strings.Builder
+	for _, o := range mutOutcomes {
+		fmt.Fprintf(&b, " %d |", c[o])
+	}
+	fmt.Fprintf(&b, " %.1f %% |", c.score())
+	return b.String()
+}
+
+func (r *mutateReport) survivors() []mutantResult {
+	var out []mutantResult
+	for _, m := range r.Mutants {
+		if m.Outcome == mutSurvived {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+func (r *mutateReport) verdict(where string) string {
+	var b strings.Builder
+	c := r.Counts
+	fmt.Fprintf(&b, "\nselftest --mutate: mutation score %.1f %% (killed %d / (compiled %d − equivalent %d)); killed %d, survived %d, equivalent %d, not compiled %d, rig fault %d; %d of %d mutants (seed %d), %.0fs\n",
+		r.Score, c[mutKilled], c[mutKilled]+c[mutSurvived]+c[mutEquivalent]+c[mutRigFault], c[mutEquivalent],
+		c[mutKilled], c[mutSurvived], c[mutEquivalent], c[mutNotCompiled], c[mutRigFault], r.Sampled, r.Generated, r.Seed, r.Wall)
+	for _, s := range r.survivors() {
+		fmt.Fprintf(&b, "  survived %s %s:%d %s %s: %s → %s\n", s.ID, s.File, s.Line, s.Func, s.Operator, s.Original, orRemoved(s.Mutated))
+	}
+	fmt.Fprintf(&b, "  report: %s (and mutate.json)\n", filepath.Join(where, "mutate.md"))
+	return b.String()
+}
+
+func (r *mutateReport) markdown() string {
+	var b strings.Builder
+	c := r.Counts
+	fmt.Fprintf(&b, "# Mutation analysis of devicefw/sim\n\nmutation score: **%.1f %%** = killed %d / (compiled %d − equivalent %d); over judged mutants only (rig faults left out): %.1f %%\n\n",
+		r.Score, c[mutKilled], c[mutKilled]+c[mutSurvived]+c[mutEquivalent]+c[mutRigFault], c[mutEquivalent], r.JudgedPct)
+	fmt.Fprintf(&b, "%d of %d mutants (seed %d; operators %s), %.0f s wall. A benchmark figure, not a test.\n\n", r.Sampled, r.Generated, r.Seed, strings.Join(r.Operators, ", "), r.Wall)
+	table := func(title string, m map[string]mutCounts) {
+		fmt.Fprintf(&b, "## %s\n\n| %s | killed | survived | equivalent | not compiled | rig fault | score |\n|---|---|---|---|---|---|---|\n", title, strings.ToLower(strings.TrimPrefix(title, "By ")))
+		keys := make([]string, 0, len(m))
+		for k := range m {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		for _, k := range keys {
+			fmt.Fprintf(&b, "| %s |%s\n", k, m[k].row())
+		}
+		b.WriteString("\n")
+	}
+	table("By file", r.ByFile)
+	table("By requirement", r.ByReq)
+	table("By operator", r.ByOp)
+	list := func(title, outcome string) {
+		first := true
+		for _, m := range r.Mutants {
+			if m.Outcome != outcome {
+				continue
+			}
+			if first {
+				fmt.Fprintf(&b, "## %s\n\n| id | where | func | operator | original → mutated | specs | detail |\n|---|---|---|---|---|---|---|\n", title)
+				first = false
+			}
+			fmt.Fprintf(&b, "| %s | %s:%d | %s | %s | `%s` → `%s` | %s | %s |\n", m.ID, m.File, m.Line, m.Func, m.Operator,
+				mdCell(m.Original), mdCell(orRemoved(m.Mutated)), mdCell(m.LabelFilter), mdCell(firstLine(m.Detail)))
+		}
+		if !first {
+			b.WriteString("\n")
+		}
+	}
+	list("Survivors", mutSurvived)
+	list("Equivalent (reviewed: "+mutate.EquivalentFile+")", mutEquivalent)
+	list("Rig faults (no verdict)", mutRigFault)
+	list("Not compiled", mutNotCompiled)
+	return b.String()
+}
+
+func mdCell(s string) string { return strings.ReplaceAll(s, "|", `\|`) }
