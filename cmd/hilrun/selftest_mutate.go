@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"sort"
 	"strings"
@@ -204,6 +205,13 @@ func runMutate(cmd *cobra.Command, o selftestOptions) error {
 
 	start := time.Now()
 	ctx := cmd.Context()
+	// The unmutated image: a kill counts only when the killing spec passes
+	// on it (the machine is shared; a spec that fails under load is not a
+	// verdict on the mutant).
+	cleanImg := filepath.Join(tmp, "clean", "fw")
+	if err := goBuild(ctx, root, "", cleanImg); err != nil {
+		return &exitError{2, "the unmutated firmware does not build: " + err.Error()}
+	}
 	var buildMu, mu sync.Mutex // one build at a time: the builds are CPU-bound, the runs mostly wait
 	done := 0
 	work := make(chan int)
@@ -214,7 +222,7 @@ func runMutate(cmd *cobra.Command, o selftestOptions) error {
 			defer wg.Done()
 			for i := range work {
 				r := &rep.Mutants[i]
-				runMutant(ctx, r, root, simDir, exe, tmp, o.out, eq, &buildMu)
+				runMutant(ctx, r, root, simDir, exe, tmp, o.out, cleanImg, eq, &buildMu)
 				mu.Lock()
 				done++
 				fmt.Fprintf(w, "selftest --mutate: [%d/%d] %s %s:%d %s %-12s %s (%.0fs)\n", done, len(chosen), r.ID, r.File, r.Line, r.Operator, r.Outcome, firstLine(r.KilledBy+r.Detail), r.Seconds)
@@ -251,7 +259,7 @@ func orRemoved(s string) string {
 }
 
 // runMutant builds one mutant and runs its specs against it.
-func runMutant(ctx context.Context, r *mutantResult, root, simDir, exe, tmp, out string, eq map[string]mutate.Equivalent, buildMu *sync.Mutex) {
+func runMutant(ctx context.Context, r *mutantResult, root, simDir, exe, tmp, out, cleanImg string, eq map[string]mutate.Equivalent, buildMu *sync.Mutex) {
 	t0 := time.Now()
 	defer func() { r.Seconds = time.Since(t0).Seconds() }()
 	dir := filepath.Join(tmp, r.ID)
@@ -263,27 +271,66 @@ func runMutant(ctx context.Context, r *mutantResult, root, simDir, exe, tmp, out
 	defer os.RemoveAll(dir)
 	runDir := filepath.Join(out, "mutants", r.ID)
 	r.RunDir = runDir
-	args := []string{"run", "--out", runDir, "--image", img, "--label-filter", r.LabelFilter, "--fail-fast", "--shards", "1"}
-	if r.Cloud != "" {
-		args = append(args, "--cloud", r.Cloud)
-	}
-	res, err := childRun{Exe: exe, Args: args, Dir: runDir, Timeout: 10 * time.Minute,
-		Env: []string{durationsEnv + "=" + filepath.Join(dir, "durations.json")}}.run(ctx)
+	rep, interrupted, err := mutantRun(ctx, exe, runDir, img, r.Cloud, filepath.Join(dir, "durations.json"), "--label-filter", r.LabelFilter, "--fail-fast")
 	if err != nil {
 		r.Outcome, r.Detail = mutRigFault, err.Error()
 		return
 	}
-	rep, lerr := reports.Load(filepath.Join(runDir, reports.JSONFile))
-	if lerr != nil {
-		r.Outcome, r.Detail = mutRigFault, fmt.Sprintf("no report (%v); run exited with status %d: %s", lerr, res.Code, tail(res.Tail, 3))
-		return
+	r.Outcome, r.KilledBy, r.SpecsRun, r.Detail = judgeMutant(rep, interrupted)
+	if r.Outcome == mutKilled {
+		// Confirmation: the killing spec alone on the unmutated image.
+		name := r.killer(rep)
+		crep, cint, err := mutantRun(ctx, exe, runDir+"-clean", cleanImg, r.Cloud, filepath.Join(dir, "durations.json"), "--focus", focusOf(name))
+		switch {
+		case err != nil:
+			r.Outcome, r.Detail = mutRigFault, "confirmation on the unmutated image: "+err.Error()
+		default:
+			if o, _, ran, d := judgeMutant(crep, cint); o != mutSurvived || ran == 0 {
+				r.Outcome, r.Detail = mutRigFault, fmt.Sprintf("%q fails on the unmutated image too (%s %s): not a verdict on the mutant", name, o, d)
+			}
+		}
+		_ = os.RemoveAll(runDir + "-clean")
 	}
-	r.Outcome, r.KilledBy, r.SpecsRun, r.Detail = judgeMutant(rep, res.Interrupted)
 	if r.Outcome == mutSurvived {
 		if e, ok := eq[r.Key()]; ok {
 			r.Outcome, r.Detail = mutEquivalent, e.Reason
 		}
 	}
+}
+
+// killer is the name of the first failed spec.
+func (r *mutantResult) killer(rep *reports.Report) string {
+	for _, s := range rep.Specs {
+		if s.Status == reports.SpecFailed {
+			return s.Name
+		}
+	}
+	return ""
+}
+
+// focusOf is the --focus value selecting exactly the spec of that name: a
+// regular expression, quoted as one CSV field (the flag is a list split
+// at commas).
+func focusOf(name string) string {
+	return `"` + strings.ReplaceAll(regexp.QuoteMeta(name)+"$", `"`, `""`) + `"`
+}
+
+// mutantRun is one `hilrun run` of an image on one virtual board, its
+// spec durations kept out of the user's cache.
+func mutantRun(ctx context.Context, exe, runDir, img, cloud, durations string, sel ...string) (*reports.Report, bool, error) {
+	args := append([]string{"run", "--out", runDir, "--image", img, "--shards", "1"}, sel...)
+	if cloud != "" {
+		args = append(args, "--cloud", cloud)
+	}
+	res, err := childRun{Exe: exe, Args: args, Dir: runDir, Timeout: 10 * time.Minute, Env: []string{durationsEnv + "=" + durations}}.run(ctx)
+	if err != nil {
+		return nil, false, err
+	}
+	rep, lerr := reports.Load(filepath.Join(runDir, reports.JSONFile))
+	if lerr != nil {
+		return nil, false, fmt.Errorf("no report (%v); run exited with status %d: %s", lerr, res.Code, tail(res.Tail, 3))
+	}
+	return rep, res.Interrupted, nil
 }
 
 // judgeMutant reads a mutant's run: a failed spec kills it; a clean pass
@@ -338,18 +385,29 @@ func buildMutant(ctx context.Context, m mutate.Mutant, root, simDir, dir string,
 	img := filepath.Join(dir, "fw")
 	buildMu.Lock()
 	defer buildMu.Unlock()
-	c := exec.CommandContext(ctx, "go", "build", "-overlay", ovPath, "-o", img, "./devicefw/sim/simfw")
+	if err := goBuild(ctx, root, ovPath, img); err != nil {
+		return "", errors.New(strings.ReplaceAll(err.Error(), dir+string(os.PathSeparator), ""))
+	}
+	return img, nil
+}
+
+// goBuild builds the firmware image devicefw/sim/simfw (with an overlay
+// when ovPath is set); the error is the first compiler message.
+func goBuild(ctx context.Context, root, ovPath, img string) error {
+	args := []string{"build"}
+	if ovPath != "" {
+		args = append(args, "-overlay", ovPath)
+	}
+	c := exec.CommandContext(ctx, "go", append(args, "-o", img, "./devicefw/sim/simfw")...)
 	c.Dir = root
-	b, err := c.CombinedOutput()
-	if err != nil {
+	if b, err := c.CombinedOutput(); err != nil {
 		msg := strings.TrimSpace(string(b))
-		msg = strings.ReplaceAll(msg, dir+string(os.PathSeparator), "")
 		if msg == "" {
 			msg = err.Error()
 		}
-		return "", errors.New(firstCompileError(msg))
+		return errors.New(firstCompileError(msg))
 	}
-	return img, nil
+	return nil
 }
 
 // firstCompileError keeps the first compiler message (not the package
