@@ -49,16 +49,18 @@ type mutateOptions struct {
 	sample    int
 	seed      uint64
 	list      bool
+	ids       []string // only these mutants (IDs from --list or a report)
+	wholeOnly bool     // skip the areas' specs: every mutant against the whole suite
 }
 
 type mutantResult struct {
 	mutate.Mutant
 	Outcome     string  `json:"outcome"`
-	LabelFilter string  `json:"labelFilter,omitempty"`
+	LabelFilter string  `json:"labelFilter,omitempty"` // of the run that decided
 	Cloud       string  `json:"cloud,omitempty"`
 	KilledBy    string  `json:"killedBy,omitempty"` // the first failed spec
-	SpecsRun    int     `json:"specsRun,omitempty"`
-	Detail      string  `json:"detail,omitempty"` // compiler error, rig fault, equivalence reason
+	SpecsRun    int     `json:"specsRun,omitempty"` // over both stages (areas, then the whole suite)
+	Detail      string  `json:"detail,omitempty"`   // compiler error, rig fault, equivalence reason
 	Seconds     float64 `json:"seconds"`
 	RunDir      string  `json:"runDir,omitempty"`
 }
@@ -89,6 +91,8 @@ func mutateFlags(cmd *cobra.Command, m *mutateOptions) {
 	f.StringSliceVar(&m.operators, "operators", nil, "with --mutate: only these operators ("+strings.Join(mutate.Operators, ", ")+"; default all)")
 	f.IntVar(&m.sample, "sample", 0, "with --mutate: a random sample of N mutants (0: all)")
 	f.Uint64Var(&m.seed, "seed", 1, "with --mutate --sample: the sample's seed")
+	f.StringSliceVar(&m.ids, "ids", nil, "with --mutate: only the mutants of these IDs (as --list and mutate.json name them), e.g. to check survivors again")
+	f.BoolVar(&m.wholeOnly, "whole-suite", false, "with --mutate: run each mutant against the whole suite at once (default: its areas' specs first, then the whole suite if it survives them)")
 	f.BoolVar(&m.list, "list", false, "with --mutate: list the mutants (and each one's label filter) without building or running them")
 	cmd.Long += `
 
@@ -159,6 +163,12 @@ func runMutate(cmd *cobra.Command, o selftestOptions) error {
 	if err != nil {
 		return &exitError{2, err.Error()}
 	}
+	if len(o.mut.ids) > 0 {
+		all = slices.DeleteFunc(all, func(m mutate.Mutant) bool { return !slices.Contains(o.mut.ids, m.ID) })
+		if len(all) != len(o.mut.ids) {
+			return &exitError{2, fmt.Sprintf("--ids: %d of %d IDs name a mutant of the selected files and operators", len(all), len(o.mut.ids))}
+		}
+	}
 	chosen := mutate.Sample(all, o.mut.sample, o.mut.seed)
 	specs, err := suites.List("", nil)
 	if err != nil {
@@ -222,7 +232,7 @@ func runMutate(cmd *cobra.Command, o selftestOptions) error {
 			defer wg.Done()
 			for i := range work {
 				r := &rep.Mutants[i]
-				runMutant(ctx, r, root, simDir, exe, tmp, o.out, cleanImg, eq, &buildMu)
+				runMutant(ctx, r, root, simDir, exe, tmp, o.out, cleanImg, !o.mut.wholeOnly, eq, &buildMu)
 				mu.Lock()
 				done++
 				fmt.Fprintf(w, "selftest --mutate: [%d/%d] %s %s:%d %s %-12s %s (%.0fs)\n", done, len(chosen), r.ID, r.File, r.Line, r.Operator, r.Outcome, firstLine(r.KilledBy+r.Detail), r.Seconds)
@@ -259,7 +269,7 @@ func orRemoved(s string) string {
 }
 
 // runMutant builds one mutant and runs its specs against it.
-func runMutant(ctx context.Context, r *mutantResult, root, simDir, exe, tmp, out, cleanImg string, eq map[string]mutate.Equivalent, buildMu *sync.Mutex) {
+func runMutant(ctx context.Context, r *mutantResult, root, simDir, exe, tmp, out, cleanImg string, areasFirst bool, eq map[string]mutate.Equivalent, buildMu *sync.Mutex) {
 	t0 := time.Now()
 	defer func() { r.Seconds = time.Since(t0).Seconds() }()
 	dir := filepath.Join(tmp, r.ID)
@@ -269,27 +279,50 @@ func runMutant(ctx context.Context, r *mutantResult, root, simDir, exe, tmp, out
 		return
 	}
 	defer os.RemoveAll(dir)
-	runDir := filepath.Join(out, "mutants", r.ID)
-	r.RunDir = runDir
-	rep, interrupted, err := mutantRun(ctx, exe, runDir, img, r.Cloud, filepath.Join(dir, "durations.json"), "--label-filter", r.LabelFilter, "--fail-fast")
-	if err != nil {
-		r.Outcome, r.Detail = mutRigFault, err.Error()
-		return
+	base := filepath.Join(out, "mutants", r.ID)
+	r.RunDir = base
+	// First the specs of the mutant's areas; a survivor then meets the
+	// whole suite of its cloud (the areas are a guess from comments: a
+	// configuration parser serves every area).
+	whole := "!AWS"
+	if r.Cloud != "" {
+		whole = "AWS"
 	}
-	r.Outcome, r.KilledBy, r.SpecsRun, r.Detail = judgeMutant(rep, interrupted)
-	if r.Outcome == mutKilled {
-		// Confirmation: the killing spec alone on the unmutated image.
-		name := r.killer(rep)
-		crep, cint, err := mutantRun(ctx, exe, runDir+"-clean", cleanImg, r.Cloud, filepath.Join(dir, "durations.json"), "--focus", focusOf(name))
-		switch {
-		case err != nil:
-			r.Outcome, r.Detail = mutRigFault, "confirmation on the unmutated image: "+err.Error()
-		default:
-			if o, _, ran, d := judgeMutant(crep, cint); o != mutSurvived || ran == 0 {
-				r.Outcome, r.Detail = mutRigFault, fmt.Sprintf("%q fails on the unmutated image too (%s %s): not a verdict on the mutant", name, o, d)
-			}
+	stages := []string{r.LabelFilter, whole}
+	if !areasFirst || r.LabelFilter == whole {
+		stages = []string{whole}
+	}
+	for k, filter := range stages {
+		runDir := filepath.Join(base, fmt.Sprintf("stage-%d", k+1))
+		rep, interrupted, err := mutantRun(ctx, exe, runDir, img, r.Cloud, filepath.Join(dir, "durations.json"), "--label-filter", filter, "--fail-fast")
+		if err != nil {
+			r.Outcome, r.Detail = mutRigFault, err.Error()
+			return
 		}
-		_ = os.RemoveAll(runDir + "-clean")
+		r.LabelFilter = filter
+		var ran int
+		r.Outcome, r.KilledBy, ran, r.Detail = judgeMutant(rep, interrupted)
+		r.SpecsRun += ran
+		if r.Outcome == mutKilled {
+			if k > 0 {
+				r.Detail = "killed outside its areas (" + stages[0] + ")"
+			}
+			// Confirmation: the killing spec alone on the unmutated image.
+			name := r.killer(rep)
+			crep, cint, err := mutantRun(ctx, exe, runDir+"-clean", cleanImg, r.Cloud, filepath.Join(dir, "durations.json"), "--focus", focusOf(name))
+			switch {
+			case err != nil:
+				r.Outcome, r.Detail = mutRigFault, "confirmation on the unmutated image: "+err.Error()
+			default:
+				if o, _, ran, d := judgeMutant(crep, cint); o != mutSurvived || ran == 0 {
+					r.Outcome, r.Detail = mutRigFault, fmt.Sprintf("%q fails on the unmutated image too (%s %s): not a verdict on the mutant", name, o, d)
+				}
+			}
+			_ = os.RemoveAll(runDir + "-clean")
+		}
+		if r.Outcome != mutSurvived {
+			break
+		}
 	}
 	if r.Outcome == mutSurvived {
 		if e, ok := eq[r.Key()]; ok {

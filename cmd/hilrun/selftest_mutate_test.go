@@ -10,19 +10,34 @@ import (
 	"github.com/hilrun/hilrun/reports"
 )
 
-// TestMutateSmall is `selftest --mutate` end to end on a tiny sample: two
-// mutants of pnp.go built as firmware images (go build -overlay) and
-// judged by the PNP specs. The full analysis is a benchmark, never a test.
+// TestMutateSmall is `selftest --mutate` end to end on a tiny sample:
+// mutants of pnp.go built as firmware images (go build -overlay) and judged
+// by the PNP specs; the one run is a mutant the PNP-005 spec kills (the
+// default status of a Plug and Play command, 200, off by one), found by
+// its key in --list. The full analysis is a benchmark, never a test.
 func TestMutateSmall(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds firmware images and runs specs")
 	}
+	out, code := hilrun(t, "selftest", "--mutate", "--list", "--files", "pnp.go")
+	if code != 0 {
+		t.Fatalf("--list: exit %d\n%s", code, out)
+	}
+	id := ""
+	for _, l := range strings.Split(out, "\n") {
+		if strings.Contains(l, " Firmware.pnpDefine const: 200 → 201 ") {
+			id = strings.Fields(l)[0]
+		}
+	}
+	if id == "" || strings.Count(out, "pnp.go:") < 10 {
+		t.Fatalf("no mutant of pnpDefine's default status 200 in --list:\n%s", out)
+	}
 	dir := t.TempDir()
-	out, code := hilrun(t, "selftest", "--mutate", "--files", "pnp.go", "--operators", "const,drop-call", "--sample", "2", "--seed", "1", "--jobs", "2", "--out", dir)
+	out, code = hilrun(t, "selftest", "--mutate", "--files", "pnp.go", "--ids", id, "--out", dir)
 	if code != 0 {
 		t.Fatalf("exit %d:\n%s", code, out)
 	}
-	if !strings.Contains(out, "mutation score") {
+	if !strings.Contains(out, "mutation score 100.0 %") {
 		t.Errorf("no score printed:\n%s", out)
 	}
 	b, err := os.ReadFile(filepath.Join(dir, "mutate.json"))
@@ -33,27 +48,21 @@ func TestMutateSmall(t *testing.T) {
 	if err := json.Unmarshal(b, &rep); err != nil {
 		t.Fatal(err)
 	}
-	if rep.Sampled != 2 || len(rep.Mutants) != 2 || rep.Generated < 10 {
-		t.Fatalf("sampled %d of %d: %+v", rep.Sampled, rep.Generated, rep.Mutants)
+	if rep.Sampled != 1 || len(rep.Mutants) != 1 {
+		t.Fatalf("ran %d mutants: %+v", rep.Sampled, rep.Mutants)
 	}
-	for _, m := range rep.Mutants {
-		if m.Outcome != mutKilled && m.Outcome != mutSurvived {
-			t.Errorf("%s %s: outcome %s (%s)", m.ID, m.Key(), m.Outcome, m.Detail)
-		}
-		if m.LabelFilter != "PNP" || m.File != "pnp.go" {
-			t.Errorf("%s: filter %q, file %s", m.ID, m.LabelFilter, m.File)
-		}
+	m := rep.Mutants[0]
+	if m.Outcome != mutKilled || !strings.HasPrefix(m.KilledBy, "PNP-005") || m.LabelFilter != "PNP" {
+		t.Errorf("%s %s: outcome %s by %q under %q (%s)", m.ID, m.Key(), m.Outcome, m.KilledBy, m.LabelFilter, m.Detail)
 	}
 	if md, err := os.ReadFile(filepath.Join(dir, "mutate.md")); err != nil || !strings.Contains(string(md), "| pnp.go |") {
 		t.Errorf("mutate.md: %v\n%s", err, md)
 	}
-	// --list builds and runs nothing.
-	out, code = hilrun(t, "selftest", "--mutate", "--list", "--files", "pnp.go", "--sample", "3")
-	if code != 0 || strings.Count(out, "pnp.go:") != 3 {
-		t.Errorf("--list: exit %d\n%s", code, out)
-	}
 	if _, code := hilrun(t, "selftest", "--mutate", "--list", "--files", "defects.go"); code != 2 {
 		t.Errorf("a defect file: exit %d, want 2", code)
+	}
+	if _, code := hilrun(t, "selftest", "--mutate", "--list", "--files", "pnp.go", "--ids", "0000000000"); code != 2 {
+		t.Errorf("an unknown id: exit %d, want 2", code)
 	}
 }
 
