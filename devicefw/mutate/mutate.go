@@ -148,7 +148,7 @@ func Generate(file string, src []byte, ops []string, defectFuncs map[string]bool
 				}
 			}
 			g.clean = map[string]bool{}
-			if d.Body != nil {
+			if d.Body != nil && !g.skipFunc[d.Name.Name] {
 				g.block(d.Body.List)
 			}
 		case *ast.GenDecl:

@@ -93,6 +93,20 @@ func TestDefectCodeLeftAlone(t *testing.T) {
 	}
 }
 
+// A function that applies defect switches (named in defectFuncs) is not
+// mutated, wherever it is declared.
+func TestDefectFuncBodyLeftAlone(t *testing.T) {
+	src := pre + "func xDefects(n int) { if n > 0 { g() } }\nfunc g() {}\n"
+	ms, err := Generate("x.go", []byte(src), nil, map[string]bool{"xDefects": true})
+	if err != nil || len(ms) != 0 {
+		t.Errorf("got %q (%v), want none", pairs(ms), err)
+	}
+	skip, err := DefectFuncs("../sim")
+	if err != nil || !skip["dpsVerifyDefects"] || !skip["tlsDefects"] {
+		t.Errorf("DefectFuncs misses dps.go's dpsVerifyDefects or defects_tls.go's tlsDefects: %v", err)
+	}
+}
+
 func TestKeysSurviveLineMoves(t *testing.T) {
 	src := pre + "// TWIN-010 says so.\nfunc f(a int) bool { return a < 1 }\n"
 	moved := pre + "\n\nvar unrelated = \"x\"\n\n" + src[len(pre):]

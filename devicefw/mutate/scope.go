@@ -58,7 +58,10 @@ func defectFile(name string) bool {
 }
 
 // DefectFuncs returns the names of the functions and methods declared in
-// the defect files of the package directory dir.
+// the defect files of the package directory dir, and of those elsewhere
+// whose name says they apply defect switches (…Defects, e.g. dps.go's
+// dpsVerifyDefects): their bodies are not mutated, calls to them not
+// dropped.
 func DefectFuncs(dir string) (map[string]bool, error) {
 	names, err := filepath.Glob(filepath.Join(dir, "*.go"))
 	if err != nil {
@@ -68,7 +71,7 @@ func DefectFuncs(dir string) (map[string]bool, error) {
 	fset := token.NewFileSet()
 	for _, n := range names {
 		b := filepath.Base(n)
-		if !defectFile(b) || strings.HasSuffix(b, "_test.go") {
+		if strings.HasSuffix(b, "_test.go") {
 			continue
 		}
 		f, err := parser.ParseFile(fset, n, nil, parser.SkipObjectResolution)
@@ -76,7 +79,7 @@ func DefectFuncs(dir string) (map[string]bool, error) {
 			return nil, err
 		}
 		for _, d := range f.Decls {
-			if fd, ok := d.(*ast.FuncDecl); ok {
+			if fd, ok := d.(*ast.FuncDecl); ok && (defectFile(b) || strings.HasSuffix(fd.Name.Name, "Defects")) {
 				out[fd.Name.Name] = true
 			}
 		}
