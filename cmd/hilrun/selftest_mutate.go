@@ -15,6 +15,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/onsi/ginkgo/v2/types"
 	"github.com/spf13/cobra"
 
 	"github.com/hilrun/hilrun/devicefw/mutate"
@@ -56,7 +57,9 @@ type mutateOptions struct {
 type mutantResult struct {
 	mutate.Mutant
 	Outcome     string  `json:"outcome"`
-	LabelFilter string  `json:"labelFilter,omitempty"` // of the run that decided
+	LabelFilter string  `json:"labelFilter,omitempty"` // its areas' specs (stage 1)
+	Rest        string  `json:"restFilter,omitempty"`  // the rest of its cloud's suite (stage 2, for a survivor of stage 1)
+	Stage       int     `json:"stage,omitempty"`       // the stage that decided
 	Cloud       string  `json:"cloud,omitempty"`
 	KilledBy    string  `json:"killedBy,omitempty"` // the first failed spec
 	SpecsRun    int     `json:"specsRun,omitempty"` // over both stages (areas, then the whole suite)
@@ -148,6 +151,21 @@ func mutantFilter(m mutate.Mutant, specs []suites.SpecInfo) (filter, cloud strin
 	return strings.Join(areas, " || "), cloud
 }
 
+// restFilter selects the specs of the mutant's cloud its areas' filter
+// leaves out ("" when there are none): the AWS image's suite is one area;
+// the IoT Hub suite is everything but AWS.
+func restFilter(areas, cloud string, specs []suites.SpecInfo) string {
+	if cloud != "" {
+		return ""
+	}
+	rest := "!AWS && !(" + areas + ")"
+	match, err := types.ParseLabelFilter(rest)
+	if err != nil || !slices.ContainsFunc(specs, func(s suites.SpecInfo) bool { return match(s.Labels) }) {
+		return ""
+	}
+	return rest
+}
+
 func runMutate(cmd *cobra.Command, o selftestOptions) error {
 	w := cmd.OutOrStdout()
 	root, err := moduleRoot()
@@ -186,6 +204,7 @@ func runMutate(cmd *cobra.Command, o selftestOptions) error {
 	for i, m := range chosen {
 		r := mutantResult{Mutant: m}
 		r.LabelFilter, r.Cloud = mutantFilter(m, specs)
+		r.Rest = restFilter(r.LabelFilter, r.Cloud, specs)
 		rep.Mutants[i] = r
 	}
 	if o.mut.list {
@@ -282,15 +301,15 @@ func runMutant(ctx context.Context, r *mutantResult, root, simDir, exe, tmp, out
 	base := filepath.Join(out, "mutants", r.ID)
 	r.RunDir = base
 	// First the specs of the mutant's areas; a survivor then meets the
-	// whole suite of its cloud (the areas are a guess from comments: a
-	// configuration parser serves every area).
-	whole := "!AWS"
-	if r.Cloud != "" {
-		whole = "AWS"
+	// rest of its cloud's suite (the areas are a guess from comments: a
+	// configuration parser serves every area). The AWS image's suite is
+	// one area.
+	stages := []string{r.LabelFilter}
+	if r.Rest != "" {
+		stages = append(stages, r.Rest)
 	}
-	stages := []string{r.LabelFilter, whole}
-	if !areasFirst || r.LabelFilter == whole {
-		stages = []string{whole}
+	if !areasFirst {
+		stages = []string{r.LabelFilter + " || " + r.Rest}
 	}
 	for k, filter := range stages {
 		runDir := filepath.Join(base, fmt.Sprintf("stage-%d", k+1))
@@ -299,13 +318,13 @@ func runMutant(ctx context.Context, r *mutantResult, root, simDir, exe, tmp, out
 			r.Outcome, r.Detail = mutRigFault, err.Error()
 			return
 		}
-		r.LabelFilter = filter
+		r.Stage = k + 1
 		var ran int
 		r.Outcome, r.KilledBy, ran, r.Detail = judgeMutant(rep, interrupted)
 		r.SpecsRun += ran
 		if r.Outcome == mutKilled {
 			if k > 0 {
-				r.Detail = "killed outside its areas (" + stages[0] + ")"
+				r.Detail = "killed outside its areas (" + r.LabelFilter + ")"
 			}
 			// Confirmation: the killing spec alone on the unmutated image.
 			name := r.killer(rep)
@@ -556,7 +575,7 @@ func (r *mutateReport) markdown() string {
 				first = false
 			}
 			fmt.Fprintf(&b, "| %s | %s:%d | %s | %s | `%s` → `%s` | %s | %s |\n", m.ID, m.File, m.Line, m.Func, m.Operator,
-				mdCell(m.Original), mdCell(orRemoved(m.Mutated)), mdCell(m.LabelFilter), mdCell(firstLine(m.Detail)))
+				mdCell(m.Original), mdCell(orRemoved(m.Mutated)), mdCell(m.specsRun()), mdCell(firstLine(m.Detail)))
 		}
 		if !first {
 			b.WriteString("\n")
@@ -567,6 +586,17 @@ func (r *mutateReport) markdown() string {
 	list("Rig faults (no verdict)", mutRigFault)
 	list("Not compiled", mutNotCompiled)
 	return b.String()
+}
+
+// specsRun says which specs judged the mutant.
+func (m mutantResult) specsRun() string {
+	switch {
+	case m.Stage == 2:
+		return m.LabelFilter + ", then the rest of the suite"
+	case m.Rest == "" || m.Outcome != mutSurvived:
+		return m.LabelFilter
+	}
+	return m.LabelFilter + " only"
 }
 
 func mdCell(s string) string { return strings.ReplaceAll(s, "|", `\|`) }
