@@ -52,6 +52,7 @@ type mutateOptions struct {
 	list      bool
 	ids       []string // only these mutants (IDs from --list or a report)
 	wholeOnly bool     // skip the areas' specs: every mutant against the whole suite
+	restOnly  bool     // hidden: only the second stage (survivors of an earlier areas-only run)
 }
 
 type mutantResult struct {
@@ -96,6 +97,8 @@ func mutateFlags(cmd *cobra.Command, m *mutateOptions) {
 	f.Uint64Var(&m.seed, "seed", 1, "with --mutate --sample: the sample's seed")
 	f.StringSliceVar(&m.ids, "ids", nil, "with --mutate: only the mutants of these IDs (as --list and mutate.json name them), e.g. to check survivors again")
 	f.BoolVar(&m.wholeOnly, "whole-suite", false, "with --mutate: run each mutant against the whole suite at once (default: its areas' specs first, then the whole suite if it survives them)")
+	f.BoolVar(&m.restOnly, "rest-only", false, "with --mutate --ids: only the second stage, the specs outside each mutant's areas (for the survivors of a run that judged their areas)")
+	_ = f.MarkHidden("rest-only")
 	f.BoolVar(&m.list, "list", false, "with --mutate: list the mutants (and each one's label filter) without building or running them")
 	cmd.Long += `
 
@@ -251,7 +254,7 @@ func runMutate(cmd *cobra.Command, o selftestOptions) error {
 			defer wg.Done()
 			for i := range work {
 				r := &rep.Mutants[i]
-				runMutant(ctx, r, root, simDir, exe, tmp, o.out, cleanImg, !o.mut.wholeOnly, eq, &buildMu)
+				runMutant(ctx, r, root, simDir, exe, tmp, o.out, cleanImg, !o.mut.wholeOnly, o.mut.restOnly, eq, &buildMu)
 				mu.Lock()
 				done++
 				fmt.Fprintf(w, "selftest --mutate: [%d/%d] %s %s:%d %s %-12s %s (%.0fs)\n", done, len(chosen), r.ID, r.File, r.Line, r.Operator, r.Outcome, firstLine(r.KilledBy+r.Detail), r.Seconds)
@@ -288,7 +291,7 @@ func orRemoved(s string) string {
 }
 
 // runMutant builds one mutant and runs its specs against it.
-func runMutant(ctx context.Context, r *mutantResult, root, simDir, exe, tmp, out, cleanImg string, areasFirst bool, eq map[string]mutate.Equivalent, buildMu *sync.Mutex) {
+func runMutant(ctx context.Context, r *mutantResult, root, simDir, exe, tmp, out, cleanImg string, areasFirst, restOnly bool, eq map[string]mutate.Equivalent, buildMu *sync.Mutex) {
 	t0 := time.Now()
 	defer func() { r.Seconds = time.Since(t0).Seconds() }()
 	dir := filepath.Join(tmp, r.ID)
@@ -311,6 +314,9 @@ func runMutant(ctx context.Context, r *mutantResult, root, simDir, exe, tmp, out
 	if !areasFirst {
 		stages = []string{r.LabelFilter + " || " + r.Rest}
 	}
+	if restOnly && r.Rest != "" {
+		stages = []string{r.Rest}
+	}
 	for k, filter := range stages {
 		runDir := filepath.Join(base, fmt.Sprintf("stage-%d", k+1))
 		rep, interrupted, err := mutantRun(ctx, exe, runDir, img, r.Cloud, filepath.Join(dir, "durations.json"), "--label-filter", filter, "--fail-fast")
@@ -319,6 +325,9 @@ func runMutant(ctx context.Context, r *mutantResult, root, simDir, exe, tmp, out
 			return
 		}
 		r.Stage = k + 1
+		if len(stages) == 1 && r.Rest != "" && filter == r.Rest {
+			r.Stage = 2
+		}
 		var ran int
 		r.Outcome, r.KilledBy, ran, r.Detail = judgeMutant(rep, interrupted)
 		r.SpecsRun += ran
