@@ -56,7 +56,7 @@ func ValidOperator(name string) bool {
 type Mutant struct {
 	ID       string `json:"id"`   // short hash of Key: stable across line moves
 	File     string `json:"file"` // base name inside devicefw/sim
-	Func     string `json:"func"` // enclosing function (Recv.Name), or "" at file level
+	Func     string `json:"func"` // enclosing function (Recv.Name), or at file level "const name" / "var name"
 	Operator string `json:"operator"`
 	Original string `json:"original"` // source text of the changed node
 	Mutated  string `json:"mutated"`  // what replaces it ("" when removed)
@@ -159,6 +159,12 @@ func Generate(file string, src []byte, ops []string, defectFuncs map[string]bool
 			if d.Tok == token.CONST || d.Tok == token.VAR {
 				for _, s := range d.Specs {
 					if vs, ok := s.(*ast.ValueSpec); ok {
+						// Named after what it declares: "const name".
+						var names []string
+						for _, n := range vs.Names {
+							names = append(names, n.Name)
+						}
+						g.funcName = d.Tok.String() + " " + strings.Join(names, ", ")
 						for _, v := range vs.Values {
 							g.expr(v)
 						}
