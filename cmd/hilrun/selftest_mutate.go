@@ -351,6 +351,9 @@ func runMutant(ctx context.Context, r *mutantResult, root, simDir, exe, tmp, out
 		if r.Outcome != mutSurvived {
 			break
 		}
+		if crash := crashNote(runDir); crash != "" {
+			r.Detail = crash
+		}
 	}
 	if r.Outcome == mutSurvived {
 		if e, ok := eq[r.Key()]; ok {
@@ -392,6 +395,30 @@ func mutantRun(ctx context.Context, exe, runDir, img, cloud, durations string, s
 		return nil, false, fmt.Errorf("no report (%v); run exited with status %d: %s", lerr, res.Code, tail(res.Tail, 3))
 	}
 	return rep, res.Interrupted, nil
+}
+
+// crashNote says whether the firmware crashed during a run no spec
+// failed: the virtual board notes every exit of its firmware process in
+// the console log. A survivor that crashed shows a gap no mutation score
+// can: no spec noticed the board go down.
+func crashNote(runDir string) string {
+	b, err := os.ReadFile(filepath.Join(runDir, "console.log"))
+	if err != nil {
+		return ""
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if i := strings.Index(l, "firmware process exited (crashed"); i >= 0 {
+			return "no spec failed, but the firmware crashed during the run: " + truncateText(l[i:], 160)
+		}
+	}
+	return ""
+}
+
+func truncateText(s string, n int) string {
+	if len(s) > n {
+		return s[:n] + "…"
+	}
+	return s
 }
 
 // judgeMutant reads a mutant's run: a failed spec kills it; a clean pass

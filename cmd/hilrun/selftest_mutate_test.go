@@ -87,3 +87,14 @@ func TestJudgeMutant(t *testing.T) {
 		t.Errorf("score %v, want 90 (equivalent and not compiled left out)", s)
 	}
 }
+
+func TestCrashNote(t *testing.T) {
+	dir := t.TempDir()
+	if n := crashNote(dir); n != "" {
+		t.Errorf("no console log: %q", n)
+	}
+	os.WriteFile(filepath.Join(dir, "console.log"), []byte("   +0.1s in text ok\n   +1.7s in  text    [hilrun-sim board] firmware process exited (crashed: exit status 2); last stderr: panic: x\n"), 0o644)
+	if n := crashNote(dir); !strings.Contains(n, "crashed: exit status 2") {
+		t.Errorf("crash not noted: %q", n)
+	}
+}
