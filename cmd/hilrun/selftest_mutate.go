@@ -335,18 +335,13 @@ func runMutant(ctx context.Context, r *mutantResult, root, simDir, exe, tmp, out
 			if k > 0 {
 				r.Detail = "killed outside its areas (" + r.LabelFilter + ")"
 			}
-			// Confirmation: the killing spec alone on the unmutated image.
+			// Confirmation: the killing spec alone fails again on the
+			// mutant and passes on the unmutated image (on a shared
+			// machine a timing spec can fail once under load).
 			name := r.killer(rep)
-			crep, cint, err := mutantRun(ctx, exe, runDir+"-clean", cleanImg, r.Cloud, filepath.Join(dir, "durations.json"), "--focus", focusOf(name))
-			switch {
-			case err != nil:
-				r.Outcome, r.Detail = mutRigFault, "confirmation on the unmutated image: "+err.Error()
-			default:
-				if o, _, ran, d := judgeMutant(crep, cint); o != mutSurvived || ran == 0 {
-					r.Outcome, r.Detail = mutRigFault, fmt.Sprintf("%q fails on the unmutated image too (%s %s): not a verdict on the mutant", name, o, d)
-				}
+			if why := confirmKill(ctx, exe, runDir, img, cleanImg, r.Cloud, filepath.Join(dir, "durations.json"), name); why != "" {
+				r.Outcome, r.Detail = mutRigFault, why
 			}
-			_ = os.RemoveAll(runDir + "-clean")
 		}
 		if r.Outcome != mutSurvived {
 			break
@@ -395,6 +390,29 @@ func mutantRun(ctx context.Context, exe, runDir, img, cloud, durations string, s
 		return nil, false, fmt.Errorf("no report (%v); run exited with status %d: %s", lerr, res.Code, tail(res.Tail, 3))
 	}
 	return rep, res.Interrupted, nil
+}
+
+// confirmKill runs the killing spec alone on the mutant and on the
+// unmutated image; "" when it fails on the first and passes on the second,
+// else why the kill is no verdict.
+func confirmKill(ctx context.Context, exe, runDir, img, cleanImg, cloud, durations, name string) string {
+	defer os.RemoveAll(runDir + "-again")
+	defer os.RemoveAll(runDir + "-clean")
+	again, aint, err := mutantRun(ctx, exe, runDir+"-again", img, cloud, durations, "--focus", focusOf(name))
+	if err != nil {
+		return "confirmation on the mutant: " + err.Error()
+	}
+	if o, _, _, d := judgeMutant(again, aint); o != mutKilled {
+		return fmt.Sprintf("%q failed once but not again alone on the mutant (%s %s): not a verdict", name, o, d)
+	}
+	clean, cint, err := mutantRun(ctx, exe, runDir+"-clean", cleanImg, cloud, durations, "--focus", focusOf(name))
+	if err != nil {
+		return "confirmation on the unmutated image: " + err.Error()
+	}
+	if o, _, ran, d := judgeMutant(clean, cint); o != mutSurvived || ran == 0 {
+		return fmt.Sprintf("%q fails on the unmutated image too (%s %s): not a verdict on the mutant", name, o, d)
+	}
+	return ""
 }
 
 // crashNote says whether the firmware crashed during a run no spec
