@@ -24,6 +24,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"unicode"
 )
 
 // The operators. Names are stable: --operators, reports and the
@@ -252,18 +253,15 @@ func oneLine(s string) string {
 }
 
 // isDefectCheck reports whether e is a defect switch lookup: a call
-// x.on(DefName) (dc.on, ac.on, fw.defects.on, …).
+// whose one argument is a defect's name constant (Def…): x.on(DefName)
+// (dc.on, ac.on, fw.defects.on, …), fw.clientOn(DefName).
 func isDefectCheck(e ast.Expr) bool {
 	c, ok := e.(*ast.CallExpr)
 	if !ok || len(c.Args) != 1 {
 		return false
 	}
-	sel, ok := c.Fun.(*ast.SelectorExpr)
-	if !ok || sel.Sel.Name != "on" {
-		return false
-	}
 	id, ok := c.Args[0].(*ast.Ident)
-	return ok && strings.HasPrefix(id.Name, "Def")
+	return ok && len(id.Name) > 3 && strings.HasPrefix(id.Name, "Def") && unicode.IsUpper(rune(id.Name[3]))
 }
 
 // cleanValue is e's value on the clean firmware (every defect off), when

@@ -78,6 +78,8 @@ func TestDefectCodeLeftAlone(t *testing.T) {
 		{"variable holding a check", "skip := dc.fw.defects.on(DefX); if skip { g() }; if !skip { h() }", []string{"h() → "}},
 		{"defect-only case", "switch { case dc.on(DefX): g(); default: h() }", []string{"h() → "}},
 		{"calls into defect files", "dc.tlsDefects(); g()", []string{"g() → "}},
+		{"other lookups of a defect name", "hammer := fw.clientOn(DefSNTPHammer) && n < 3; if hammer { g() }", nil},
+		{"a Def… that is no defect name", "if Default(n) { g() }", []string{"Default(n) → !(Default(n))", "g() → "}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
