@@ -7,12 +7,14 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"regexp"
 	"slices"
 	"sort"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/onsi/ginkgo/v2/types"
@@ -236,7 +238,11 @@ func runMutate(cmd *cobra.Command, o selftestOptions) error {
 	fmt.Fprintf(w, "selftest --mutate: %d of %d mutants of devicefw/sim (%s), %d at a time; results go to %s\n", len(chosen), len(all), strings.Join(rep.Files, ", "), max(1, o.jobs), where)
 
 	start := time.Now()
-	ctx := cmd.Context()
+	// Ctrl-C or SIGTERM: no new mutant starts, the running ones end (their
+	// runs are interrupted: no verdict), the report of what finished is
+	// written.
+	ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
 	// The unmutated image: a kill counts only when the killing spec passes
 	// on it (the machine is shared; a spec that fails under load is not a
 	// verdict on the mutant).
@@ -335,11 +341,10 @@ func runMutant(ctx context.Context, r *mutantResult, root, simDir, exe, tmp, out
 			if k > 0 {
 				r.Detail = "killed outside its areas (" + r.LabelFilter + ")"
 			}
-			// Confirmation: the killing spec alone fails again on the
-			// mutant and passes on the unmutated image (on a shared
-			// machine a timing spec can fail once under load).
+			// Confirmation (confirmKill): the mutant fails again, the
+			// killing spec passes on the unmutated image.
 			name := r.killer(rep)
-			if why := confirmKill(ctx, exe, runDir, img, cleanImg, r.Cloud, filepath.Join(dir, "durations.json"), name); why != "" {
+			if why := confirmKill(ctx, exe, runDir, img, cleanImg, r.Cloud, filepath.Join(dir, "durations.json"), filter, name); why != "" {
 				r.Outcome, r.Detail = mutRigFault, why
 			}
 		}
@@ -392,18 +397,21 @@ func mutantRun(ctx context.Context, exe, runDir, img, cloud, durations string, s
 	return rep, res.Interrupted, nil
 }
 
-// confirmKill runs the killing spec alone on the mutant and on the
-// unmutated image; "" when it fails on the first and passes on the second,
-// else why the kill is no verdict.
-func confirmKill(ctx context.Context, exe, runDir, img, cleanImg, cloud, durations, name string) string {
+// confirmKill repeats the run that killed the mutant (the same specs in
+// the same order: a mutant may fail a spec only after an earlier one left
+// its state) and runs the killing spec alone on the unmutated image; ""
+// when the mutant fails again and the spec passes unmutated, else why the
+// kill is no verdict (on a shared machine a timing spec can fail once
+// under load).
+func confirmKill(ctx context.Context, exe, runDir, img, cleanImg, cloud, durations, filter, name string) string {
 	defer os.RemoveAll(runDir + "-again")
 	defer os.RemoveAll(runDir + "-clean")
-	again, aint, err := mutantRun(ctx, exe, runDir+"-again", img, cloud, durations, "--focus", focusOf(name))
+	again, aint, err := mutantRun(ctx, exe, runDir+"-again", img, cloud, durations, "--label-filter", filter, "--fail-fast")
 	if err != nil {
 		return "confirmation on the mutant: " + err.Error()
 	}
 	if o, _, _, d := judgeMutant(again, aint); o != mutKilled {
-		return fmt.Sprintf("%q failed once but not again alone on the mutant (%s %s): not a verdict", name, o, d)
+		return fmt.Sprintf("%q failed once, but a second run on the mutant failed nothing (%s %s): not a verdict", name, o, d)
 	}
 	clean, cint, err := mutantRun(ctx, exe, runDir+"-clean", cleanImg, cloud, durations, "--focus", focusOf(name))
 	if err != nil {
