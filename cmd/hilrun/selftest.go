@@ -86,6 +86,9 @@ with selftest.json, in --out.`,
 }
 
 func runSelftest(cmd *cobra.Command, o selftestOptions) error {
+	if err := checkMutateFlags(cmd, o); err != nil { // selftest_mutate.go
+		return err
+	}
 	if o.mut.on {
 		return runMutate(cmd, o) // selftest_mutate.go
 	}

@@ -115,6 +115,22 @@ killed / (compiled − equivalent), and every survivor. Equivalent mutants
 are listed, with a reason each, in devicefw/sim/MUTANTS-EQUIVALENT.yaml.`
 }
 
+// checkMutateFlags refuses flags of one mode given to the other.
+func checkMutateFlags(cmd *cobra.Command, o selftestOptions) error {
+	f := cmd.Flags()
+	for _, n := range []string{"files", "operators", "sample", "seed", "list", "ids", "whole-suite", "rest-only"} {
+		if f.Changed(n) && !o.mut.on {
+			return &exitError{2, "--" + n + " belongs to --mutate"}
+		}
+	}
+	for _, n := range []string{"defect", "label-filter"} {
+		if f.Changed(n) && o.mut.on {
+			return &exitError{2, "--" + n + " does not apply to --mutate (each mutant runs the specs of its areas; choose mutants with --files, --operators, --ids)"}
+		}
+	}
+	return nil
+}
+
 // moduleRoot finds the hilrun repository above the working directory: the
 // mutants are built from its source.
 func moduleRoot() (string, error) {

@@ -64,6 +64,12 @@ func TestMutateSmall(t *testing.T) {
 	if _, code := hilrun(t, "selftest", "--mutate", "--list", "--files", "pnp.go", "--ids", "0000000000"); code != 2 {
 		t.Errorf("an unknown id: exit %d, want 2", code)
 	}
+	if _, code := hilrun(t, "selftest", "--sample", "3"); code != 2 {
+		t.Errorf("--sample without --mutate: exit %d, want 2", code)
+	}
+	if _, code := hilrun(t, "selftest", "--mutate", "--list", "--label-filter", "TWIN"); code != 2 {
+		t.Errorf("--label-filter with --mutate: exit %d, want 2", code)
+	}
 }
 
 func TestJudgeMutant(t *testing.T) {
