@@ -11,6 +11,12 @@
 // protocol: code that runs only with a defect switched on, the checks
 // themselves, and calls into the defect files are left alone (see
 // cleanValue); Scope names the files that count.
+//
+// The defect rule reads one function at a time: a defect's value passed
+// on as a parameter (heartbeatLoop's idleOnly), a bool from a function of
+// the defect files (localCheckSkipped) or a helper only a defect branch
+// calls (rawBagMap) is not seen as defect code; such mutants survive and
+// go on the reviewed equivalent list with that reason.
 package mutate
 
 import (
