@@ -37,6 +37,9 @@ type RunOptions struct {
 	// Specs, when set, are the IDs (SpecInfo.ID, from List) of exactly the
 	// specs to run: one shard of a suite split across boards. Not with Focus.
 	Specs []string
+	// FailFast ends the run at the first failed spec (the rest are
+	// skipped): enough for a mutant of `hilrun selftest --mutate`.
+	FailFast bool
 }
 
 var (
@@ -149,6 +152,7 @@ func Run(ctx context.Context, o RunOptions) (*reports.Report, error) {
 	sc.LabelFilter = o.LabelFilter
 	sc.FocusStrings = o.Focus
 	sc.RandomSeed = 1
+	sc.FailFast = o.FailFast
 	sc.Timeout = 2 * time.Hour
 	// After Ctrl-C/SIGTERM the cut spec and each cleanup node get at most
 	// this long: every session wait ends with the run's context anyway, so

@@ -47,6 +47,7 @@ type runOptions struct {
 	chip      string
 	noFlash   bool
 	cloud     string // --cloud azure|aws (cloud.go)
+	failFast  bool   // hidden --fail-fast: stop at the first failed spec (selftest --mutate)
 }
 
 func newRunCmd() *cobra.Command {
@@ -81,6 +82,8 @@ this binary, behind a pseudo-terminal.`,
 	f.StringArrayVar(&o.defects, "defect", nil, "switch on a defect in the virtual board's firmware (repeatable; see devicefw/sim/DEFECTS.md)")
 	f.StringArrayVar(&o.misbehave, "sim-misbehave", nil, "flash the virtual board's firmware with a rig misbehaviour mode, not a defect (repeatable; devicefw/sim/DEFECTS.md)")
 	_ = f.MarkHidden("sim-misbehave") // for testing the rig's own fault handling, not for users
+	f.BoolVar(&o.failFast, "fail-fast", false, "stop at the first failed spec (the rest are skipped)")
+	_ = f.MarkHidden("fail-fast") // for selftest --mutate (selftest_mutate.go): one failure kills a mutant
 	f.StringVar(&o.image, "image", "", "firmware to flash: for the virtual board an executable instead of the one built into hilrun; for esp32 a merged image (esptool, at 0x0)")
 	f.StringVar(&o.firmware, "firmware", "go", "virtual board firmware: go (built into hilrun) or c (devicefw/esp32 built for the host with cmake+clang, cached; run from the repository)")
 	f.StringVar(&o.inventory, "inventory", "", "board inventory (default ./hilrun.yaml if present; format: docs/inventory.md)")
@@ -162,7 +165,7 @@ func runRun(cmd *cobra.Command, o runOptions) error {
 		return err
 	}
 	rep, err := suites.Run(ctx, suites.RunOptions{Env: opts, LabelFilter: o.labelFilter, Focus: o.focus, OutDir: o.out,
-		Progress: out, Command: os.Args, Version: version, Specs: childSpecs}) // childSpecs: a shard's (shard.go)
+		Progress: out, Command: os.Args, Version: version, Specs: childSpecs, FailFast: o.failFast}) // childSpecs: a shard's (shard.go)
 	if rep == nil {
 		return &exitError{2, err.Error()}
 	}

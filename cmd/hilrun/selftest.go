@@ -33,6 +33,7 @@ type selftestOptions struct {
 	cleanShards int // boards the clean run is split across (0: jobs)
 	out         string
 	labelFilter string
+	mut         mutateOptions // --mutate (selftest_mutate.go)
 }
 
 // selftestResult is written as selftest.json.
@@ -82,10 +83,17 @@ with selftest.json, in --out.`,
 	f.IntVar(&o.cleanShards, "clean-shards", 0, "boards the clean run is split across (default: --jobs); 1 runs the whole suite on one board, in one sequence, beside the defect runs")
 	f.StringVar(&o.labelFilter, "label-filter", "", "only the specs matching this label filter: the clean run runs them, and only the defects of their requirements run (against them)")
 	f.StringVar(&o.out, "out", "", "output directory (default out/selftest-<time>)")
+	mutateFlags(cmd, &o.mut) // selftest_mutate.go
 	return cmd
 }
 
 func runSelftest(cmd *cobra.Command, o selftestOptions) error {
+	if err := checkMutateFlags(cmd, o); err != nil { // selftest_mutate.go
+		return err
+	}
+	if o.mut.on {
+		return runMutate(cmd, o) // selftest_mutate.go
+	}
 	if err := sim.ValidateDefects(o.defects); err != nil {
 		return &exitError{2, err.Error()}
 	}
