@@ -159,10 +159,13 @@ type Hub struct {
 	watched atomic.Bool
 
 	closeOnce sync.Once
-	closed    chan struct{}
-	saveMu    sync.Mutex
-	saveCh    chan struct{}
-	wg        sync.WaitGroup
+	// attach holds Close until mochi read every connection it was handed
+	// (rig/hub/attach.go).
+	attach attachGate
+	closed chan struct{}
+	saveMu sync.Mutex
+	saveCh chan struct{}
+	wg     sync.WaitGroup
 }
 
 // Start builds a hub, binds its listeners and starts serving.
@@ -320,8 +323,11 @@ func (h *Hub) Close() error {
 			_ = h.httpSrv.Shutdown(ctx)
 			cancel()
 		}
-		_ = h.srv.Close()
+		// Stop accepting first, let mochi take in what it was handed, then
+		// stop mochi: its Close must not race a connection still attaching.
 		h.closeListeners()
+		h.attach.closeAndWait(2 * time.Second)
+		_ = h.srv.Close()
 		h.closeBlob()
 		h.mu.Lock()
 		for _, m := range h.methods {

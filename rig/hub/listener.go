@@ -54,6 +54,9 @@ type hubConn struct {
 	// conn is the hub's state for the mochi client on this connection
 	// (connSlot): set and cleared with Hub.conns.
 	conn atomic.Pointer[conn]
+
+	// firstRead tells the hub's attach gate that mochi started reading.
+	firstRead firstReadSignal
 }
 
 // Close closes the connection and then runs the function whenClosed set.
@@ -300,7 +303,7 @@ func (h *Hub) handshake(raw net.Conn, accepted time.Time, transport string, out 
 		_ = tc.SetDeadline(time.Now().Add(h.cfg.HandshakeTimeout))
 		hc := &hubConn{Conn: tc}
 		h.infoByConn.Store(net.Conn(hc), info)
-		if !out.Deliver(hc) {
+		if !h.deliver(out, hc) {
 			h.infoByConn.Delete(net.Conn(hc))
 			_ = tc.Close()
 		}
@@ -377,7 +380,7 @@ func (h *Hub) acceptPlain(ln net.Listener, out *ChanListener) {
 		h.infoByConn.Store(net.Conn(c), info)
 		h.trace.add(Entry{ConnID: info.id, Remote: c.RemoteAddr().String(), Dir: DirEvent, Type: EventWarning,
 			Requirement: "CONN-002", Reason: "plaintext MQTT connection (debug listener)", AcceptTime: info.accepted})
-		if !out.Deliver(c) {
+		if !h.deliver(out, c) {
 			h.infoByConn.Delete(net.Conn(c))
 			_ = c.Close()
 		}
@@ -415,7 +418,7 @@ func (h *Hub) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 	c.tls = r.TLS
 	hc := &hubConn{Conn: c}
 	h.infoByConn.Store(net.Conn(hc), info)
-	if !h.wsLn.Deliver(hc) {
+	if !h.deliver(h.wsLn, hc) {
 		h.infoByConn.Delete(net.Conn(hc))
 		_ = c.Close()
 	}
