@@ -313,8 +313,9 @@ func TestRigFaultSilentAfterHello(t *testing.T) {
 	if n := countSpecs(rep, reports.SpecRigFault); n != 3 {
 		t.Errorf("%d rig-fault specs, want 3 (one per hang)", n)
 	}
-	if n := countSpecs(rep, reports.SpecNotRun); n != 1 || j.skippedWith("not run: rig fault") != 1 {
-		t.Errorf("%d not-run specs (junit %d), want 1", n, j.skippedWith("not run: rig fault"))
+	// The rest of the selection (its size grows with the suite) is not-run.
+	if want, n := len(rep.Specs)-3, countSpecs(rep, reports.SpecNotRun); want < 1 || n != want || j.skippedWith("not run: rig fault") != want {
+		t.Errorf("%d not-run specs (junit %d), want the %d left after three hangs", n, j.skippedWith("not run: rig fault"), want)
 	}
 	if !strings.Contains(rep.Run.RigFault, "board stopped responding at") || !strings.Contains(rep.Run.RigFault, fmt.Sprintf("no answer to echo within %s", testWatchdogProbe)) {
 		t.Errorf("run rig fault %q", rep.Run.RigFault)
@@ -457,7 +458,9 @@ func TestRigFaultDropEvents(t *testing.T) {
 	}
 }
 
-// assertInterrupted: exit 1 within 2 s of the signal, outcome interrupted,
+// assertInterrupted: exit 1 within 5 s of the signal (prompt, with room
+// for a loaded CI machine running -race packages beside it; the specs that
+// use it make waiting out the rig's own deadlines take far longer), outcome interrupted,
 // nothing failed, the interruption a JUnit error or skip, never a failure.
 func assertInterrupted(t *testing.T, r *rigRun, signalled time.Time) (*reports.Report, junitDoc) {
 	t.Helper()
@@ -467,8 +470,8 @@ func assertInterrupted(t *testing.T, r *rigRun, signalled time.Time) (*reports.R
 	if code != reports.ExitFail || rep.Summary.Outcome != reports.OutcomeInterrupted || !rep.Run.Interrupted {
 		t.Errorf("exit %d outcome %s interrupted %v, want 1, interrupted", code, rep.Summary.Outcome, rep.Run.Interrupted)
 	}
-	if took > 2*time.Second {
-		t.Errorf("run ended %s after the signal, want ≤ 2 s", took)
+	if took > 5*time.Second {
+		t.Errorf("run ended %s after the signal, want ≤ 5 s", took)
 	}
 	if countSpecs(rep, reports.SpecFailed) != 0 || j.Failures != 0 {
 		t.Errorf("%d failed specs, junit failures %d: an interruption is not a failure", countSpecs(rep, reports.SpecFailed), j.Failures)
@@ -484,12 +487,12 @@ func assertInterrupted(t *testing.T, r *rigRun, signalled time.Time) (*reports.R
 }
 
 // TestInterruptHungBoard: Ctrl-C while the board is hung (the watchdog
-// probing it) ends the run within 2 s: the cut spec interrupted, the
-// others not run, exit 1.
+// probing it) ends the run at once, not when the probe gives up 9 s
+// later: the cut spec interrupted, the others not run, exit 1.
 func TestInterruptHungBoard(t *testing.T) {
 	t.Parallel()
-	// Idle 1 s, then a 3 s probe: Ctrl-C comes 1 s into the probe.
-	r := startRigEnv(t, []string{fixtures.RigTimingEnv + "=watchdog-idle=1s,watchdog-probe=3s"}, "--sim-misbehave", "silent-after-hello", "--label-filter", "TEL")
+	// Idle 1 s, then a 10 s probe: Ctrl-C comes 1 s into the probe.
+	r := startRigEnv(t, []string{fixtures.RigTimingEnv + "=watchdog-idle=1s,watchdog-probe=10s"}, "--sim-misbehave", "silent-after-hello", "--label-filter", "TEL")
 	r.waitLine("capabilities", 30*time.Second)
 	// The first spec's first call is unanswered from here on; 2 s in, the
 	// watchdog's probe is out too.

@@ -154,8 +154,9 @@ func TestShardsVerdicts(t *testing.T) {
 	if rep.Outcome() != reports.OutcomeRigFault || !strings.Contains(rep.Run.RigFault, "shard-1: board did not come up") {
 		t.Errorf("outcome %s, run.rigFault %q", rep.Outcome(), rep.Run.RigFault)
 	}
-	if len(rep.Specs) != 2 || countSpecs(rep, reports.SpecNotRun) != 2 {
-		t.Errorf("specs %+v, want the two not-run", rep.Specs)
+	// Every selected spec (how many grows with the suite) is not-run.
+	if len(rep.Specs) < 2 || countSpecs(rep, reports.SpecNotRun) != len(rep.Specs) {
+		t.Errorf("%d specs, %d not-run, want every one not-run: %+v", len(rep.Specs), countSpecs(rep, reports.SpecNotRun), rep.Specs)
 	}
 
 	for _, args := range [][]string{
