@@ -83,7 +83,6 @@ static struct {
     int sntp_attempt;
     uint64_t sntp_hold_until;
     char sntp_hold_server[128];
-    uint64_t attempt_started;
     uint64_t next_attempt;
     int64_t token_se;
     int64_t renew_at_ms; /* RTC time of the next SAS renewal, 0 none */
@@ -423,7 +422,6 @@ static void start_attempt(void)
         }
     }
     C.attempt++;
-    C.attempt_started = hil_port_uptime_ms();
     set_state(ST_CONNECTING, NULL, C.attempt, 0, false);
     C.mqtt_up = true;
     int rc = hil_port_mqtt_connect(&p);
@@ -446,14 +444,10 @@ static uint32_t retry_delay(int attempt)
 
 static void schedule_retry(const char *reason, uint32_t delay)
 {
-    /* The delay separates the starts of two attempts (what the hub sees),
-     * so the time an attempt took counts against it, down to a quarter. */
-    uint64_t now = hil_port_uptime_ms(), dial = hil_port_mqtt_dial_started_ms();
-    uint64_t base = dial >= C.attempt_started && dial <= now ? dial : now;
-    uint64_t at = base + delay;
-    if (at < now + delay / 4) at = now + delay / 4;
-    C.next_attempt = at;
-    delay = (uint32_t)(at - now);
+    /* The whole delay is waited after the failure: backoff is a wait
+     * before the next try (002 L16709, L16715), so a slow attempt (a long
+     * TLS handshake on a loaded link) does not shorten it. */
+    C.next_attempt = hil_port_uptime_ms() + delay;
     set_state(ST_BACKOFF, reason, C.attempt, delay, false);
 }
 
@@ -610,7 +604,6 @@ void hil_core_mqtt_lost(const char *reason)
     if (hil_port_uptime_ms() - C.up_at < (uint64_t)cfg_num("retry", "maxMs", 60000)) C.quick++;
     else C.quick = 1;
     C.attempt = C.quick;
-    C.attempt_started = hil_port_uptime_ms() + 1; /* the dial of the lost connection does not count */
     schedule_retry("connection lost", retry_delay(C.attempt));
 }
 
@@ -648,9 +641,13 @@ static cJSON *string_n(const void *p, size_t n)
 
 static void on_c2d(const char *topic, const hil_topic *t, const void *payload, size_t len, bool dup)
 {
-    static char store[2048];
-    hil_prop props[32];
-    int n = hil_bag_parse(t->bag, t->bag_len, store, sizeof(store), props, 32);
+    /* IoT Hub sets no count on a C2D message's application properties, only
+     * the topic's length carries them (C2D-007): room for a bag far past what
+     * the suite sends (40), static so the task stack stays small. A bag that
+     * still does not fit is reported as no properties, never cut. */
+    static char store[8192];
+    static hil_prop props[128];
+    int n = hil_bag_parse(t->bag, t->bag_len, store, sizeof(store), props, sizeof(props) / sizeof(props[0]));
     cJSON *d = cJSON_CreateObject();
     cJSON_AddStringToObject(d, "topic", topic);
     cJSON *pj = cJSON_AddObjectToObject(d, "props");

@@ -245,7 +245,6 @@ static bool cur_active, cur_connected_once;
  * SUBSCRIBE (esp-mqtt sends one SUBSCRIBE per call, in order). */
 static bool subs_acked;
 static int subs_last_msg = -1;
-static uint64_t dial_started;
 static job *cur_job;                 /* filters of the live session */
 static char *rx_buf;                 /* reassembly of a fragmented PUBLISH */
 static size_t rx_len, rx_total;
@@ -276,10 +275,7 @@ static void mqtt_event(void *arg, esp_event_base_t base, int32_t id, void *data)
     (void)base;
     unsigned gen = (unsigned)(uintptr_t)arg;
     esp_mqtt_event_handle_t ev = data;
-    if (id == MQTT_EVENT_BEFORE_CONNECT) {
-        dial_started = hil_port_uptime_ms();
-        return;
-    }
+    if (id == MQTT_EVENT_BEFORE_CONNECT) return;
     if (id == MQTT_EVENT_CONNECTED && !ev->session_present) subs_acked = false;
     if (id == MQTT_EVENT_CONNECTED && cur_job && !subs_acked) {
         /* Subscriptions before the core sees the CONNACK (TWIN-001). */
@@ -467,8 +463,6 @@ int hil_port_mqtt_publish(const char *topic, const void *payload, size_t len, in
     if (msg_id) *msg_id = id;
     return 0;
 }
-
-uint64_t hil_port_mqtt_dial_started_ms(void) { return dial_started; }
 
 void hil_port_mqtt_disconnect(bool graceful)
 {

@@ -337,15 +337,6 @@ int hil_port_sntp_query(const char *server, int timeout_ms)
 /* ---- resolver shim ---- */
 static pthread_mutex_t resolve_mu = PTHREAD_MUTEX_INITIALIZER;
 static char resolve_host[256], resolve_to[256];
-static uint64_t dial_started;
-
-uint64_t hil_port_mqtt_dial_started_ms(void)
-{
-    pthread_mutex_lock(&resolve_mu);
-    uint64_t v = dial_started;
-    pthread_mutex_unlock(&resolve_mu);
-    return v;
-}
 
 int getaddrinfo(const char *node, const char *service, const struct addrinfo *hints, struct addrinfo **res)
 {
@@ -356,7 +347,6 @@ int getaddrinfo(const char *node, const char *service, const struct addrinfo *hi
         pthread_mutex_lock(&resolve_mu);
         if (resolve_host[0] && strcasecmp(node, resolve_host) == 0) {
             snprintf(to, sizeof(to), "%s", resolve_to);
-            dial_started = hil_port_uptime_ms();
         }
         pthread_mutex_unlock(&resolve_mu);
     }

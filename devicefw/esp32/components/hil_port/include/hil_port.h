@@ -96,10 +96,6 @@ int hil_port_mqtt_connect(const hil_mqtt_params *p);
 /* Publish; *msg_id is the packet id for QoS 1 (PUBACK via
  * hil_core_mqtt_published). Returns 0 when handed to the session. */
 int hil_port_mqtt_publish(const char *topic, const void *payload, size_t len, int qos, int *msg_id);
-/* Uptime (ms) when the latest attempt began to dial (name lookup / TCP
- * connect), 0 when unknown. Reconnect delays are measured from there, so
- * the time a refused attempt takes to fail does not stretch the backoff. */
-uint64_t hil_port_mqtt_dial_started_ms(void);
 /* End the session: graceful sends DISCONNECT, else the TCP connection is
  * just closed. No callbacks for this session follow. */
 void hil_port_mqtt_disconnect(bool graceful);
