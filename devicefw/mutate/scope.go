@@ -25,7 +25,10 @@ import (
 //   - firmware.go, dispatch.go: the agent's own loop, framing and operation
 //     routing (devicefw/PROTOCOL.md), the rig's side channel, not the
 //     device's protocol with the cloud; rig/agent's tests and every spec's
-//     use of the agent judge them, not a requirement of the catalog.
+//     use of the agent judge them, not a requirement of the catalog;
+//   - inside the files below, the nodes annotated //mutate:agent: the
+//     agent's argument checks and what only the agent is told
+//     (directive.go; the rule is in docs/mutation.md).
 var Scope = map[string][]string{
 	"client.go":        {"CONN", "RECON"},
 	"messaging.go":     {"TEL", "C2D", "TWIN", "METH"},
