@@ -75,7 +75,8 @@ type mutCounts map[string]int
 
 // mutateReport is written as mutate.json.
 type mutateReport struct {
-	Generated int                  `json:"generated"` // mutants of the selected files and operators
+	Generated int                  `json:"generated"`    // mutants of the selected files and operators
+	AgentOut  int                  `json:"agentLeftOut"` // more, left out by //mutate:agent directives (the agent's contract)
 	Sampled   int                  `json:"sampled"`
 	Seed      uint64               `json:"seed"`
 	Operators []string             `json:"operators"`
@@ -194,7 +195,7 @@ func runMutate(cmd *cobra.Command, o selftestOptions) error {
 		return &exitError{2, err.Error()}
 	}
 	simDir := filepath.Join(root, "devicefw", "sim")
-	all, err := mutate.All(simDir, o.mut.files, o.mut.operators)
+	all, agent, err := mutate.Split(simDir, o.mut.files, o.mut.operators)
 	if err != nil {
 		return &exitError{2, err.Error()}
 	}
@@ -213,7 +214,7 @@ func runMutate(cmd *cobra.Command, o selftestOptions) error {
 	if err != nil {
 		return &exitError{2, err.Error()}
 	}
-	rep := mutateReport{Generated: len(all), Sampled: len(chosen), Seed: o.mut.seed, Operators: o.mut.operators, Files: o.mut.files,
+	rep := mutateReport{Generated: len(all), AgentOut: len(agent), Sampled: len(chosen), Seed: o.mut.seed, Operators: o.mut.operators, Files: o.mut.files,
 		ByFile: map[string]mutCounts{}, ByReq: map[string]mutCounts{}, ByOp: map[string]mutCounts{}, Counts: mutCounts{}}
 	if len(rep.Operators) == 0 {
 		rep.Operators = mutate.Operators
@@ -229,7 +230,7 @@ func runMutate(cmd *cobra.Command, o selftestOptions) error {
 		rep.Mutants[i] = r
 	}
 	if o.mut.list {
-		fmt.Fprintf(w, "selftest --mutate: %d mutants of %s (%d listed)\n", len(all), strings.Join(rep.Files, ", "), len(chosen))
+		fmt.Fprintf(w, "selftest --mutate: %d mutants of %s (%d listed; %d more left out by //mutate:agent directives)\n", len(all), strings.Join(rep.Files, ", "), len(chosen), len(agent))
 		for _, r := range rep.Mutants {
 			fmt.Fprintf(w, "%s %s:%d %s %s: %s → %s [%s]\n", r.ID, r.File, r.Line, r.Func, r.Operator, r.Original, orRemoved(r.Mutated), r.LabelFilter)
 		}
@@ -626,7 +627,7 @@ func (r *mutateReport) markdown() string {
 	c := r.Counts
 	fmt.Fprintf(&b, "# Mutation analysis of devicefw/sim\n\nmutation score: **%.1f %%** = killed %d / (compiled %d − equivalent %d); over judged mutants only (rig faults left out): %.1f %%\n\n",
 		r.Score, c[mutKilled], c[mutKilled]+c[mutSurvived]+c[mutEquivalent]+c[mutRigFault], c[mutEquivalent], r.JudgedPct)
-	fmt.Fprintf(&b, "%d of %d mutants (seed %d; operators %s), %.0f s wall. A benchmark figure, not a test.\n\n", r.Sampled, r.Generated, r.Seed, strings.Join(r.Operators, ", "), r.Wall)
+	fmt.Fprintf(&b, "%d of %d mutants (seed %d; operators %s; %d more left out by //mutate:agent), %.0f s wall. A benchmark figure, not a test.\n\n", r.Sampled, r.Generated, r.Seed, strings.Join(r.Operators, ", "), r.AgentOut, r.Wall)
 	table := func(title string, m map[string]mutCounts) {
 		fmt.Fprintf(&b, "## %s\n\n| %s | killed | survived | equivalent | not compiled | rig fault | score |\n|---|---|---|---|---|---|---|\n", title, strings.ToLower(strings.TrimPrefix(title, "By ")))
 		keys := make([]string, 0, len(m))

@@ -29,6 +29,9 @@ func TestMutateSmall(t *testing.T) {
 			id = strings.Fields(l)[0]
 		}
 	}
+	if !strings.Contains(strings.SplitN(out, "\n", 2)[0], "more left out by //mutate:agent directives") {
+		t.Errorf("--list does not count the mutants the agent directives leave out:\n%s", strings.SplitN(out, "\n", 2)[0])
+	}
 	if id == "" || strings.Count(out, "pnp.go:") < 10 {
 		t.Fatalf("no mutant of pnpDefine's default status 200 in --list:\n%s", out)
 	}

@@ -72,8 +72,12 @@ type Mutant struct {
 	// Requirements are the requirement IDs the enclosing function's
 	// comments name, else the file's.
 	Requirements []string `json:"requirements,omitempty"`
+	// Agent is the reason of the //mutate:agent directive whose node the
+	// mutant changes (directive.go); such a mutant is out of scope.
+	Agent string `json:"agent,omitempty"`
 
-	src []byte // the mutated file
+	src   []byte   // the mutated file
+	spans []splice // where it changes the original
 }
 
 // Key is the mutant's stable identity: file, function, operator, original
@@ -110,11 +114,24 @@ type gen struct {
 // Generate returns the mutants of one file of package sim. ops selects
 // operators (nil: all); defectFuncs names the functions declared in the
 // defect files (calls to them are not dropped).
+// Mutants inside a node annotated //mutate:agent (directive.go) are left
+// out.
 func Generate(file string, src []byte, ops []string, defectFuncs map[string]bool) ([]Mutant, error) {
+	in, _, err := generate(file, src, ops, defectFuncs)
+	return in, err
+}
+
+// generate returns the mutants in scope and those an agent directive
+// leaves out (each with its reason in Agent).
+func generate(file string, src []byte, ops []string, defectFuncs map[string]bool) (in, agent []Mutant, err error) {
 	fset := token.NewFileSet()
 	f, err := parser.ParseFile(fset, file, src, parser.ParseComments)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
+	}
+	dirs, err := directives(fset, f, src)
+	if err != nil {
+		return nil, nil, err
 	}
 	g := &gen{fset: fset, file: file, src: src, ops: map[string]bool{}, skipFunc: defectFuncs}
 	if len(ops) == 0 {
@@ -180,7 +197,8 @@ func Generate(file string, src []byte, ops []string, defectFuncs map[string]bool
 			}
 		}
 	}
-	// Ordinals and IDs.
+	// Ordinals and IDs, over every mutant: a directive added later does
+	// not renumber the mutants it leaves in.
 	seen := map[string]int{}
 	for i := range g.out {
 		m := &g.out[i]
@@ -190,7 +208,21 @@ func Generate(file string, src []byte, ops []string, defectFuncs map[string]bool
 		sum := sha256.Sum256([]byte(m.Key()))
 		m.ID = hex.EncodeToString(sum[:])[:10]
 	}
-	return g.out, nil
+	for _, m := range g.out {
+		for _, d := range dirs {
+			for _, sp := range m.spans {
+				if sp.start < d.end && d.start < max(sp.end, sp.start+1) {
+					m.Agent = d.reason
+				}
+			}
+		}
+		if m.Agent != "" {
+			agent = append(agent, m)
+		} else {
+			in = append(in, m)
+		}
+	}
+	return in, agent, nil
 }
 
 func funcName(fd *ast.FuncDecl) string {
@@ -247,7 +279,7 @@ func (g *gen) add(op string, at ast.Node, original, mutated string, sp ...splice
 		reqs = g.fileReqs
 	}
 	g.out = append(g.out, Mutant{File: g.file, Func: g.funcName, Operator: op, Original: oneLine(original), Mutated: oneLine(mutated),
-		Line: g.fset.Position(at.Pos()).Line, Requirements: reqs, src: []byte(b.String())})
+		Line: g.fset.Position(at.Pos()).Line, Requirements: reqs, src: []byte(b.String()), spans: sp})
 }
 
 func oneLine(s string) string {

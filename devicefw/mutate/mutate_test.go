@@ -227,3 +227,116 @@ func TestLoadEquivalent(t *testing.T) {
 		}
 	}
 }
+
+// The agent directive: no mutant inside the annotated node, the others as
+// before with the same IDs; a malformed or dangling directive is refused.
+func TestAgentDirective(t *testing.T) {
+	const tail = "\nfunc g() {}\nfunc h() {}\n"
+	cases := []struct {
+		name, src string
+		want      []string // mutants left in (original → mutated)
+		out       int      // mutants the directive leaves out
+		err       string   // a refusal, naming this
+	}{
+		{"if statement with its body", "func f(n int) int {\n\t//mutate:agent args: n is the agent's argument\n\tif n < 0 {\n\t\treturn 1\n\t}\n\tg()\n\treturn 0\n}",
+			[]string{"g() → ", "0 → 1"}, 7, ""},
+		{"only the return inside an if", "func f(n int) int {\n\tif n < 0 {\n\t\t//mutate:agent report: the error kind the agent is told\n\t\treturn 1\n\t}\n\treturn 0\n}",
+			[]string{"n < 0 → !(n < 0)", "n < 0 → n <= 0", "n < 0 → n >= 0", "0 → 1", "0 → 1"}, 3, ""},
+		{"a call statement and the swaps it takes part in", "func f() {\n\tg()\n\t//mutate:agent report: an agent event\n\th()\n\tg()\n}",
+			[]string{"g() → ", "g() → "}, 3, ""},
+		{"below an ordinary comment line", "func f() {\n\t// the agent's event.\n\t//mutate:agent report: an agent event\n\th()\n}", nil, 1, ""},
+		{"a whole function (doc comment)", "// f checks the agent's arguments.\n//\n//mutate:agent args: all of it\nfunc f(n int) bool { return n > 2 }\nfunc k(n int) bool { return n > 2 }",
+			[]string{"n > 2 → n >= 2", "n > 2 → n <= 2", "2 → 3", "2 → 1", "2 → 0"}, 5, ""},
+		{"a const spec", "const (\n\t//mutate:agent args: a limit of the agent's generator\n\ta = 5\n\tb = 7\n)",
+			[]string{"7 → 8", "7 → 6", "7 → 0"}, 3, ""},
+		{"no reason", "func f() {\n\t//mutate:agent\n\tg()\n}", nil, 0, "want //mutate:agent <kind>: <reason>"},
+		{"unknown kind", "func f() {\n\t//mutate:agent config: every spec sets it\n\tg()\n}", nil, 0, "kind one of args, report"},
+		{"empty reason", "func f() {\n\t//mutate:agent args:\n\tg()\n}", nil, 0, "want //mutate:agent"},
+		{"dangling: a blank line below", "func f() {\n\t//mutate:agent args: x\n\n\tg()\n}", nil, 0, "annotates nothing"},
+		{"after code on its line", "func f() {\n\tg() //mutate:agent args: x\n\th()\n}", nil, 0, "line of its own"},
+		{"another word is no directive", "func f() {\n\t//mutate:agentless\n\tg()\n}", []string{"g() → "}, 0, ""},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			src := []byte(pre + c.src + tail)
+			in, out, err := generate("x.go", src, nil, nil)
+			if c.err != "" {
+				if err == nil || !strings.Contains(err.Error(), c.err) {
+					t.Fatalf("error %v, want one naming %q", err, c.err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := pairs(in); !slices.Equal(got, c.want) {
+				t.Errorf("left in %q, want %q", got, c.want)
+			}
+			if len(out) != c.out {
+				t.Errorf("left out %d (%q), want %d", len(out), pairs(out), c.out)
+			}
+			for _, m := range out {
+				if m.Agent == "" {
+					t.Errorf("%s: no reason", m.Key())
+				}
+			}
+			// The mutants left in are the same, IDs and ordinals too, as
+			// without the directive.
+			plain := strings.NewReplacer("//mutate:agent", "// was a directive").Replace(string(src))
+			all, _, err := generate("x.go", []byte(plain), nil, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ids := map[string]bool{}
+			for _, m := range all {
+				ids[m.ID] = true
+			}
+			for _, m := range in {
+				if !ids[m.ID] {
+					t.Errorf("%s: ID %s changed by the directive", m.Key(), m.ID)
+				}
+			}
+			if len(all) != len(in)+len(out) {
+				t.Errorf("%d mutants without the directive, %d + %d with it", len(all), len(in), len(out))
+			}
+		})
+	}
+}
+
+// The ordinals are counted before a directive takes its mutants away: the
+// second `n < 1` keeps ordinal 1 (and its ID) when the first is annotated.
+func TestAgentDirectiveKeepsOrdinals(t *testing.T) {
+	src := pre + "func f(n int) bool {\n\t//mutate:agent args: x\n\tif n < 1 {\n\t\treturn true\n\t}\n\treturn n < 1\n}\n"
+	in, _, err := generate("x.go", []byte(src), []string{OpBoundary}, nil)
+	if err != nil || len(in) != 1 || in[0].Ordinal != 1 {
+		t.Fatalf("got %+v (%v), want the second n < 1 with ordinal 1", in, err)
+	}
+}
+
+// Every directive in devicefw/sim takes at least one mutant away (a stale
+// one, whose code changed, must be reviewed again) and gives its kind.
+func TestAgentDirectivesInSim(t *testing.T) {
+	_, out, err := Split("../sim", nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	per := map[string]int{}
+	for _, m := range out {
+		per[m.File+": "+m.Agent]++
+	}
+	for _, f := range ScopeFiles() {
+		src, err := os.ReadFile(filepath.Join("../sim", f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, l := range strings.Split(string(src), "\n") {
+			l = strings.TrimSpace(l)
+			if !strings.HasPrefix(l, "//mutate:agent ") {
+				continue
+			}
+			if per[f+": "+strings.TrimSpace(strings.TrimPrefix(l, "//mutate:agent"))] == 0 {
+				t.Errorf("%s: %q leaves no mutant out", f, l)
+			}
+		}
+	}
+}

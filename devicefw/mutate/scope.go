@@ -25,7 +25,10 @@ import (
 //   - firmware.go, dispatch.go: the agent's own loop, framing and operation
 //     routing (devicefw/PROTOCOL.md), the rig's side channel, not the
 //     device's protocol with the cloud; rig/agent's tests and every spec's
-//     use of the agent judge them, not a requirement of the catalog.
+//     use of the agent judge them, not a requirement of the catalog;
+//   - inside the files below, the nodes annotated //mutate:agent: the
+//     agent's argument checks and what only the agent is told
+//     (directive.go; the rule is in docs/mutation.md).
 var Scope = map[string][]string{
 	"client.go":        {"CONN", "RECON"},
 	"messaging.go":     {"TEL", "C2D", "TWIN", "METH"},
@@ -88,38 +91,45 @@ func DefectFuncs(dir string) (map[string]bool, error) {
 }
 
 // All generates the mutants of files (nil: Scope) in the package
-// directory dir with the operators ops (nil: all).
+// directory dir with the operators ops (nil: all); those an agent
+// directive leaves out are not among them (Split).
 func All(dir string, files, ops []string) ([]Mutant, error) {
+	in, _, err := Split(dir, files, ops)
+	return in, err
+}
+
+// Split is All, and besides the mutants the //mutate:agent directives
+// leave out (directive.go), each with its directive's reason.
+func Split(dir string, files, ops []string) (in, agent []Mutant, err error) {
 	if len(files) == 0 {
 		files = ScopeFiles()
 	}
 	for _, f := range files {
 		if _, ok := Scope[f]; !ok {
-			return nil, fmt.Errorf("%s is not protocol code of devicefw/sim (the files are: %s)", f, strings.Join(ScopeFiles(), ", "))
+			return nil, nil, fmt.Errorf("%s is not protocol code of devicefw/sim (the files are: %s)", f, strings.Join(ScopeFiles(), ", "))
 		}
 	}
 	for _, o := range ops {
 		if !ValidOperator(o) {
-			return nil, fmt.Errorf("unknown operator %q (known: %s)", o, strings.Join(Operators, ", "))
+			return nil, nil, fmt.Errorf("unknown operator %q (known: %s)", o, strings.Join(Operators, ", "))
 		}
 	}
 	skip, err := DefectFuncs(dir)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	var out []Mutant
 	for _, f := range files {
 		src, err := os.ReadFile(filepath.Join(dir, f))
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
-		ms, err := Generate(f, src, ops, skip)
+		ms, out, err := generate(f, src, ops, skip)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
-		out = append(out, ms...)
+		in, agent = append(in, ms...), append(agent, out...)
 	}
-	return out, nil
+	return in, agent, nil
 }
 
 // Sample returns n mutants chosen at random with seed (all of them, in

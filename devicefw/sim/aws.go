@@ -551,6 +551,7 @@ func (ac *awsClient) shadowGet(ctx context.Context, a agentproto.ShadowArgs) (an
 			ac.versions[a.Name] = r.Version
 		}
 		ac.mu.Unlock()
+		//mutate:agent report: a shadow too large for one agent frame is answered without its documents
 		if b, _ := json.Marshal(r); len(b) > agentproto.MaxFrame-512 {
 			r.Desired, r.Reported = nil, nil
 		}
@@ -583,6 +584,7 @@ func (ac *awsClient) shadowUpdate(ctx context.Context, a agentproto.ShadowUpdate
 	}
 	ans, aerr := ac.request(ctx, a.Name, awsproto.OpUpdate, body, tok)
 	if aerr != nil {
+		//mutate:agent report: the error the agent is told when an update got no answer (the version is kept only on status 200 either way)
 		return nil, aerr
 	}
 	r := result(ans)

@@ -476,6 +476,7 @@ func (dc *deviceClient) loop(s *session) {
 				}
 				delay = noBackoffDelay
 			}
+			//mutate:agent report: the agent's conn.state backoff event; dc.state feeds only the agent's status
 			dc.setState(agentproto.ConnEvent{State: agentproto.StateBackoff, Reason: reason, Attempt: attempt, NextMS: int(delay.Milliseconds())})
 			if !sleepCtx(s.ctx, delay) {
 				return
@@ -573,6 +574,7 @@ func (dc *deviceClient) loop(s *session) {
 			if !goOn {
 				return
 			}
+			//mutate:agent report: the agent's conn.state backoff event; dc.state feeds only the agent's status
 			dc.setState(agentproto.ConnEvent{State: agentproto.StateBackoff, Reason: reason, Attempt: attempt, NextMS: int(delay.Milliseconds())})
 			if !sleepCtx(s.ctx, delay) {
 				return
@@ -879,6 +881,7 @@ func (dc *deviceClient) resync(s *session, c *conn, cc connConfig, first *pendin
 				return
 			}
 			dc.otaAfterResync(s, cc) // every start or wake (OTA-001)
+			//mutate:agent report: the agent's resync event, and its order against the OTA check
 			dc.emit(agentproto.EvResync, agentproto.ResyncEvent{DesiredVersion: res.DesiredVersion, ReportedVersion: res.ReportedVersion})
 			return
 		}

@@ -175,6 +175,7 @@ func (dc *deviceClient) tracingSet(a agentproto.TracingArgs) *agentproto.Error {
 	dc.mu.Lock()
 	defer dc.mu.Unlock()
 	s := dc.openSessionLocked()
+	//mutate:agent args: tracing.set refused without an open client; nothing is stamped either way
 	if s == nil && a.SamplingPct > 0 {
 		return agentproto.Errorf(agentproto.ErrNotConnected, "tracing.set needs an open client (client.open first)")
 	}

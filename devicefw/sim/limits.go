@@ -41,6 +41,7 @@ func (dc *deviceClient) burst(a agentproto.BurstArgs) (agentproto.BurstResult, *
 	if a.Count < 1 || a.Count > burstMax {
 		return agentproto.BurstResult{}, agentproto.Errorf(agentproto.ErrBadArgs, "count must be in 1..%d", burstMax)
 	}
+	//mutate:agent args: app.burst's rate and size bounds
 	if a.PerSecond < 0 || a.Size < 0 || a.Size > 64*1024 {
 		return agentproto.BurstResult{}, agentproto.Errorf(agentproto.ErrBadArgs, "perSecond ≥ 0 and size in 0..65536")
 	}

@@ -90,6 +90,7 @@ func (dc *deviceClient) onC2D(c *conn, m paho.Message, t iothub.Topic) {
 	if ev.Properties == nil {
 		ev.Properties = map[string]string{}
 	}
+	//mutate:agent report: the payload excerpt in the agent's c2d event; the hub sees nothing of it
 	if n := min(len(payload), 512); n > 0 {
 		ev.Payload = string(payload[:n])
 	}
@@ -400,6 +401,7 @@ func (dc *deviceClient) sendTelemetry(ctx context.Context, a agentproto.Telemetr
 	dc.noteTelemetry(ctx) // heartbeat.go (TEL-013)
 	payload := []byte(a.Payload)
 	if a.Gen != nil {
+		//mutate:agent args: gen.size bounds of telemetry.send, the agent's generator argument
 		if a.Gen.Size < 0 || a.Gen.Size > 4*iothub.MaxTelemetryBytes {
 			return nil, agentproto.Errorf(agentproto.ErrBadArgs, "gen.size %d outside 0..%d", a.Gen.Size, 4*iothub.MaxTelemetryBytes)
 		}
@@ -547,6 +549,7 @@ func (dc *deviceClient) twinGetOp(ctx context.Context) (any, *agentproto.Error) 
 	}
 	r, err := dc.twinAwaitRetrying(ctx, cc, p, iothub.TwinGetTopic, nil)
 	if err != nil {
+		//mutate:agent report: the error the agent is told when a GET got no answer (the GET itself is sent and awaited either way)
 		return nil, err
 	}
 	if r.status < 200 || r.status > 299 {
@@ -653,6 +656,7 @@ func (dc *deviceClient) rotate(a agentproto.RotateArgs) *agentproto.Error {
 	ignored := dc.rotationIgnored(a)
 	switch {
 	case a.Key != "":
+		//mutate:agent args: creds.rotate's key must be base64; a refused rotation changes nothing
 		if k, err := base64.StdEncoding.DecodeString(a.Key); err != nil || len(k) == 0 {
 			return agentproto.Errorf(agentproto.ErrBadArgs, "creds.rotate key must be base64")
 		}
