@@ -17,9 +17,10 @@ import (
 
 // Specs for the suite gaps mutation analysis found (issue 15,
 // docs/mutation.md): behaviours no spec visited, so a firmware changed
-// there passed the whole suite. A twin GET whose answers are all failures,
-// a CodeVersion of one digit, and an update on a board with nothing
-// installed yet.
+// there passed the whole suite: a twin GET whose answers are all failures,
+// and an update on a board with nothing installed yet. (A one-digit
+// CodeVersion, the third gap, is the first step of bounds_ota.go's
+// 9-10-99-100 spec, added after that analysis.)
 var _ = Describe("gaps found by mutation analysis", func() {
 	// TWIN-008: only a 2xx status on the matching $rid is success. The hub
 	// answers every GET of the identity with a failure status while the
@@ -60,25 +61,6 @@ var _ = Describe("gaps found by mutation analysis", func() {
 				st, ans.Topic, ae.Code, ae.Msg, traceText(tr))
 		})
 	}
-
-	// OTA-002: CodeVersion is a number (004 L120); any change starts an
-	// update (004 L122), whatever the length of its text.
-	Conformance("a one-digit CodeVersion starts an update like any other: its file is downloaded and the version installed", []string{"OTA-002"}, func(ctx SpecContext) {
-		s := NewSession(ctx, fixtures.SessionOptions{NoOpen: true})
-		installed := otaStatus(ctx, s).Installed
-		// A digit other than the installed version; 9 is left for the
-		// 9-10-99-100 spec, which needs 9 to be new to the board.
-		var v int64 = 1
-		for otaVersionText(v) == installed {
-			v++
-		}
-		f := must(s.PutOTAFile("digit.pe", []byte("application of "+s.ID.DeviceID+" at CodeVersion "+otaVersionText(v))))
-		tok := must(s.OTAToken(time.Hour))
-		otaPublish(s, otaDesired([]fixtures.OTAFile{f}, tok, v, nil))
-		m := s.Mark()
-		must(0, s.Open(ctx))
-		otaUpdateStarted(ctx, s, m, f, v, installed, "a one-digit CodeVersion is a CodeVersion: its JSON text is one character long (004 L120 shows a number)")
-	})
 })
 
 // OTA-002 on a board fresh from the factory: nothing installed, so any
