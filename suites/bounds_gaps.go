@@ -67,8 +67,8 @@ var _ = Describe("gaps found by mutation analysis", func() {
 // desired CodeVersion is a change. The installed version persists on the
 // board (NVS) and no agent operation erases it, so the spec can only judge
 // a board on which no update ran yet; on any other it ends
-// precondition-unmet. Its own top-level container, so it does not wait for
-// the other gap specs.
+// precondition-unmet. (On a fresh board the first OTA spec of the run,
+// whichever it is, also starts from nothing; this one names the case.)
 var _ = Describe("gaps found by mutation analysis: OTA from nothing installed", func() {
 	Conformance("on a board with nothing installed yet, a desired CodeVersion starts the update", []string{"OTA-002"}, func(ctx SpecContext) {
 		s := NewSession(ctx, fixtures.SessionOptions{NoOpen: true})
