@@ -193,6 +193,9 @@ func (dc *deviceClient) otaCycle(ctx context.Context, cc connConfig) {
 	var d otaDesired
 	_ = json.Unmarshal(b, &d)
 	ver, ok := codeVersionText(d.CodeVersion)
+	if ok && len(d.CodeVersion) == 1 && dc.on(DefOTAOneCharVersionAbsent) {
+		ok = false // defect: a one-character CodeVersion counts as absent
+	}
 	if !ok {
 		return // no OTA settings in this twin
 	}
@@ -218,6 +221,9 @@ func (dc *deviceClient) otaCycle(ctx context.Context, cc connConfig) {
 	dc.emit(agentproto.EvOTA, agentproto.OTAEvent{State: agentproto.OTARead, CodeVersion: ver, Installed: installed, Files: len(files), HasToken: token != ""})
 	dc.otaApp(ctx, cc, installed, ver, d.UpdateTime)
 	same := ver == installed
+	if installed == "" && dc.on(DefOTANothingInstalledNoUpdate) {
+		same = true // defect: nothing installed is taken as no change
+	}
 	if dc.on(DefOTAVersionTextCompare) && installed != "" {
 		same = ver <= installed // defect: "newer" judged on the text's order ("10" < "9")
 	}
