@@ -387,6 +387,10 @@ type MethodBehaviour struct {
 	DelayMS int    `json:"delayMs,omitempty"`
 	Fail    bool   `json:"fail,omitempty"` // the handler "throws": the firmware answers its error status
 	Silent  bool   `json:"silent,omitempty"`
+	// Gen, when set, replaces Payload with a generated body of Gen.Size
+	// bytes: a JSON string literal, '"' + Generate(Size-2, Seed) + '"', so
+	// a body near the 128 KB limit (METH-005) need not cross the UART.
+	Gen *Gen `json:"gen,omitempty"`
 }
 
 // RotateArgs replaces credentials; the client reconnects with them.

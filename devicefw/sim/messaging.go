@@ -95,7 +95,7 @@ func (dc *deviceClient) onC2D(c *conn, m paho.Message, t iothub.Topic) {
 	}
 	dc.mu.Lock()
 	if mid, ok := t.Properties.Get(iothub.PropMessageID); ok && mid != "" {
-		if dc.seenC2D[mid] && !dc.fw.defects.on(DefC2DNoDedup) {
+		if dc.seenC2D[c2dDedupKey(dc.fw.defects.on(DefC2DDedupEncodedMID), m.Topic(), mid)] && !dc.fw.defects.on(DefC2DNoDedup) {
 			ev.Duplicate = true
 		}
 		if !dc.seenC2D[mid] {
@@ -310,6 +310,9 @@ func (dc *deviceClient) onMethod(c *conn, t iothub.Topic, body []byte) {
 	status, payload, silent := unknownMethodStatus, []byte("{}"), false
 	if ok {
 		status, payload, silent = b.Status, []byte(b.Payload), b.Silent
+		if b.Gen != nil {
+			payload = methodGenBody(b.Gen) // a body too large for the UART (defects_bounds_single.go)
+		}
 		if status == 0 {
 			status = 200
 		}
@@ -382,6 +385,7 @@ func (dc *deviceClient) onMethod(c *conn, t iothub.Topic, body []byte) {
 		topic = "$iothub/methods/res/" + text + "/?$rid=" + rid
 	}
 	payload = dc.methodPayloadPadded(payload) // method-response-padded only (limits.go)
+	payload = dc.methodRespCut(payload)       // method-response-cut-64k only (defects_bounds_single.go)
 	tok := c.cli.Publish(topic, dc.methodResponseQoS(), false, payload)
 	if !tok.WaitTimeout(connectTimeout) || tok.Error() != nil {
 		dc.fw.logf("W", "method %s response not sent: %v", t.MethodName, tok.Error())
@@ -445,7 +449,11 @@ func (dc *deviceClient) sendTelemetry(ctx context.Context, a agentproto.Telemetr
 	countsTopic, wrongTopic, raw := d.on(DefSizeCountsTopic), d.on(DefTelemetryWrongTopic), d.on(DefBagNotEncoded) || dc.boundsModuleBagRaw(cc)
 	percentPassed, plusRaw := d.on(DefBagPercentPassed), d.on(DefBagPlusRaw)
 	fakeQoS0, qos2, retain := d.on(DefTelemetryQoS0), d.on(DefTelemetryQoS2), d.on(DefTelemetryRetain)
+	sysNames := d.on(DefSizeCountsSysNames)
 	dc.mu.Unlock()
+	if sysNames {
+		size += sysNameBytes(bag) // defect: system-property names counted (defects_bounds_single.go)
+	}
 	if countsTopic { // defect: the wire topic counted as well
 		size = len(payload) + len(iothub.TelemetryTopic(dc.telemetryIdentity(cc.id), bag))
 	}

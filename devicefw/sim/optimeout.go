@@ -172,8 +172,12 @@ func (dc *deviceClient) awaitAck(s *session, c *conn, cc connConfig, tok paho.To
 		sctx = s.ctx.Done()
 	}
 	done := tok.Done()
+	anyc := dc.anyAck() // telemetry-ack-any-puback only (defects_bounds_single.go)
 	for {
 		select {
+		case <-anyc:
+			dc.ackedEvent(res, key, c)
+			return true, ""
 		case <-done:
 			if tok.Error() == nil {
 				dc.ackedEvent(res, key, c)
@@ -216,6 +220,7 @@ func (dc *deviceClient) ackedEvent(res agentproto.TelemetryResult, key string, c
 	}
 	res.Acked = true
 	dc.emit(agentproto.EvTelemetry, res)
+	dc.ringAck()
 }
 
 // opTimeoutOf reads retry.operationTimeoutMs.

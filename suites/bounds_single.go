@@ -1,0 +1,257 @@
+package suites
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/url"
+	"strings"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+
+	"github.com/hilrun/hilrun/devicefw/agentproto"
+	"github.com/hilrun/hilrun/fixtures"
+	"github.com/hilrun/hilrun/rig/agent"
+	"github.com/hilrun/hilrun/rig/hub"
+	"github.com/hilrun/hilrun/rig/iothub"
+)
+
+// Boundary specs for MUSTs that rested on a single example spec (issue
+// 15): each takes its requirement past the one case its first spec
+// visited, along the dimensions of fixtures/catalog/dimensions.yaml —
+// several messages in flight (TEL-003), system properties in the size
+// count (TEL-005), a response body of the full 128 KB (METH-005), a
+// redelivery after a network cut with a message ID that needs encoding
+// (C2D-004), the twin filter after session-less reconnects (TWIN-001) and
+// a module's token after reconnects (MOD-003).
+var _ = Describe("boundaries: past the single example", func() {
+	Conformance("five QoS 1 messages in flight carry distinct packet ids and none is confirmed without its own PUBACK, not even when a later message is acknowledged", []string{"TEL-003"}, func(ctx SpecContext) {
+		s := NewSession(ctx, fixtures.SessionOptions{})
+		s.Env.Hub.SetSilent(s.ID, true) // every PUBACK withheld
+		DeferCleanup(func() { s.Env.Hub.SetSilent(s.ID, false) })
+		m := s.Mark()
+		one := 1
+		const n = 5
+		payloads := map[uint64]string{}
+		for i := range n {
+			var res agentproto.TelemetryResult
+			p := fmt.Sprintf(`{"inflight":%d}`, i)
+			must(0, s.Call(ctx, agentproto.OpTelemetry, agentproto.TelemetryArgs{Payload: p, QoS: &one}, &res))
+			Expect(res.Acked).To(BeFalse(), "TEL-003: message %d of %d reported delivered at once, before any PUBACK (002 L13746, L13917; 000 L217-224)", i+1, n)
+			payloads[res.Ref] = p
+		}
+		ids := map[uint16]string{}
+		for _, p := range payloads {
+			pub := must(s.WaitTrace(ctx, m, "the QoS 1 PUBLISH "+p, func(e hub.Entry) bool {
+				return e.Dir == hub.DirIn && e.Type == "PUBLISH" && string(e.Payload) == p
+			}))
+			Expect(pub.QoS).To(BeEquivalentTo(1), "TEL-003: expected %s at QoS 1; seen QoS %d\n%s", p, pub.QoS, traceText(s.Trace(m)))
+			Expect(pub.PacketID).NotTo(BeZero(), "TEL-003: a QoS 1 PUBLISH needs a non-zero packet id (000 L324-332)\n%s", traceText(s.Trace(m)))
+			Expect(ids).NotTo(HaveKey(uint16(pub.PacketID)), "TEL-003: %s and %s are in flight together with the same packet id %d: one PUBACK could not tell them apart (000 L324-332)\n%s", ids[uint16(pub.PacketID)], p, pub.PacketID, traceText(s.Trace(m)))
+			ids[uint16(pub.PacketID)] = p
+		}
+
+		// The hub answers again: a sixth message is acknowledged. Its
+		// PUBACK names its own packet id only.
+		s.Env.Hub.SetSilent(s.ID, false)
+		var last agentproto.TelemetryResult
+		must(0, s.Call(ctx, agentproto.OpTelemetry, agentproto.TelemetryArgs{Payload: `{"inflight":"last"}`, QoS: &one, Wait: true}, &last))
+		Expect(last.Acked).To(BeTrue(), "TEL-003: with the hub answering, a QoS 1 send must be confirmed (%s)\n%s", last.Error, traceText(s.Trace(m)))
+
+		// acked tells whether a payload's PUBLISH (any copy) got a PUBACK.
+		acked := func(p string) bool {
+			tr := s.Trace(m)
+			for _, e := range tr {
+				if e.Dir == hub.DirIn && e.Type == "PUBLISH" && string(e.Payload) == p && pubackFor(tr, e) != nil {
+					return true
+				}
+			}
+			return false
+		}
+		// Watch Timing.Quiet for a confirmation without a PUBACK; the
+		// wait is expected to time out.
+		qctx, cancel := context.WithTimeout(ctx, s.Env.Timing.Quiet)
+		defer cancel()
+		ev, err := s.WaitEvent(qctx, m, agentproto.EvTelemetry, func(e agent.Event) bool {
+			var r agentproto.TelemetryResult
+			p, ok := "", false
+			if e.Decode(&r) == nil {
+				p, ok = payloads[r.Ref]
+			}
+			return ok && r.Acked && !acked(p)
+		})
+		if err == nil {
+			var r agentproto.TelemetryResult
+			_ = ev.Decode(&r)
+			Fail(fmt.Sprintf("TEL-003: message %d (%s) was reported delivered, but the hub never sent a PUBACK for it: only the later message's packet was acknowledged (002 L13746, L13917: a QoS 1 send is delivered once its PUBACK arrives; 000 L324-332: the PUBACK carries the packet id it answers)\n%s",
+				r.Ref, payloads[r.Ref], traceText(s.Trace(m))))
+		}
+	})
+
+	Conformance("a message at 256 KB by the documented count that carries a message ID goes out: system properties count by their values only", []string{"TEL-005"}, func(ctx SpecContext) {
+		// 002 L10256-10264: the size is the body, plus the values of the
+		// system properties, plus names and values of the application
+		// properties. A message ID (system property $.mid) counts by its
+		// value; a client counting "$.mid" too refuses a message the
+		// docs allow.
+		s := NewSession(ctx, fixtures.SessionOptions{})
+		m := s.Mark()
+		mid := "tel005-" + strings.Repeat("m", 40)
+		props := map[string]string{"pad": "p"}
+		bag := append(bagOf(props), iothub.Property{Name: iothub.PropMessageID, Value: mid})
+		body := agentproto.Gen{Size: iothub.MaxTelemetryBytes - iothub.MessageSize(nil, bag), Seed: 15}
+		payload := agentproto.Generate(body.Size, body.Seed)
+		one := 1
+		var res agentproto.TelemetryResult
+		err := s.Call(ctx, agentproto.OpTelemetry, agentproto.TelemetryArgs{Gen: &body, Properties: props, MessageID: mid, QoS: &one, Wait: true}, &res)
+		if _, refused := fixtures.IsDeviceError(err); refused {
+			Fail(fmt.Sprintf("TEL-005: a message of exactly %d bytes by the documented count (%d body bytes, the %d-character value of $.mid, the application property pad=p) was refused on the device: %v; 002 L10256-10264 count a system property by its value, not its name\n%s",
+				iothub.MaxTelemetryBytes, body.Size, len(mid), err, traceText(s.Trace(m))))
+		}
+		must(0, err)
+		for _, v := range s.Violations(m) {
+			Expect(v.Requirement).NotTo(Equal("TEL-005"), "TEL-005: the hub refused the message at the limit: %s (what the client added pushed it past 256 KB by the documented count)\n%s", v.Reason, traceText(s.Trace(m)))
+		}
+		Expect(res.Acked).To(BeTrue(), "TEL-005: the message at the limit was not acknowledged (%s)\n%s", res.Error, traceText(s.Trace(m)))
+		msg := must(s.WaitTelemetry(ctx, m, func(msg hub.Message) bool { return len(msg.Payload) == len(payload) && string(msg.Payload) == string(payload) }))
+		got, _ := msg.Properties.Get(iothub.PropMessageID)
+		Expect(got).To(Equal(mid), "TEL-005: the message at the limit arrived, but its $.mid is %q, not %q", got, mid)
+	})
+
+	Conformance("a method response body of exactly 128 KB goes out whole and valid JSON; an empty one stays empty", []string{"METH-005"}, func(ctx SpecContext) {
+		s := NewSession(ctx, fixtures.SessionOptions{})
+		gen := agentproto.Gen{Size: iothub.MaxMethodPayloadBytes, Seed: 128}
+		want := append(append([]byte{'"'}, agentproto.Generate(gen.Size-2, gen.Seed)...), '"')
+		defineMethod(ctx, s, agentproto.MethodBehaviour{Name: "body128K", Status: 200, Gen: &gen})
+		defineMethod(ctx, s, agentproto.MethodBehaviour{Name: "bodyNone", Status: 200})
+		m := s.Mark()
+		res, err := invokeMethod(ctx, s, hub.MethodRequest{Name: "body128K"})
+		Expect(err).NotTo(HaveOccurred(), "METH-005: a handler answering a %d-byte JSON body was not answered: %v\n%s", len(want), err, traceText(s.Trace(m)))
+		resp := methodResponse(s, m, res.RID)
+		Expect(resp.PayloadLen).To(BeNumerically("<=", iothub.MaxMethodPayloadBytes), "METH-005: the response body is at most 128 KB (002 L12490, L13465); seen %d bytes", resp.PayloadLen)
+		Expect(json.Valid(res.Raw)).To(BeTrue(), "METH-005: the response body must be JSON (002 L14037); the handler's %d-byte JSON string arrived as %d bytes ending %q\n%s",
+			len(want), len(res.Raw), tail(res.Raw, 40), traceText(s.Trace(m)))
+		Expect(string(res.Raw)).To(Equal(string(want)), "METH-005: the handler's body of exactly %d bytes is within the limit (002 L12490) and must reach the caller whole; %d bytes arrived", len(want), len(res.Raw))
+		Expect(warnings(s.Trace(m), "METH-005")).To(BeEmpty(), "METH-005: hub warnings\n%s", traceText(s.Trace(m)))
+
+		m2 := s.Mark()
+		res, err = invokeMethod(ctx, s, hub.MethodRequest{Name: "bodyNone"})
+		Expect(err).NotTo(HaveOccurred(), "METH-005: %v\n%s", err, traceText(s.Trace(m2)))
+		Expect(len(res.Raw) == 0 || json.Valid(res.Raw)).To(BeTrue(), "METH-005: a handler with no body must answer an empty body or JSON (002 L14037); seen %q", tail(res.Raw, 80))
+	})
+
+	Conformance("a C2D message whose ID needs encoding, redelivered after a network cut and sent twice more, is acknowledged every time and flagged as a repeat", []string{"C2D-004"}, func(ctx SpecContext) {
+		s := NewSession(ctx, fixtures.SessionOptions{})
+		// Every character past the first is one 002 L10241 allows in a
+		// message ID and one the topic must percent-encode.
+		mid := "c:+%#?!()=@;$," + strings.ReplaceAll(s.ID.DeviceID, "-", "")
+		if len(mid) > 128 {
+			mid = mid[:128]
+		}
+		m := s.Mark()
+		s.Env.Hub.SetSilent(s.ID, true) // the first PUBACK is lost
+		sendC2D(s, hub.C2DMessage{Payload: []byte("at least once, cut"), MessageID: mid})
+		s.Env.Hub.SetSilent(s.ID, false)
+		Expect(s.Env.Net.Cut()).To(BeNumerically(">=", 1), "rig: no live connection to cut")
+		d := c2dDelivery(ctx, s, m, mid)
+		c2dPuback(ctx, s, m, d, "C2D-004")
+		c2dCompleted(ctx, s, mid)
+		first := c2dEvent(ctx, s, m, mid)
+		Expect(first.Duplicate).To(BeFalse(), "C2D-004: the first copy the board saw is not a repeat")
+		for i := range 2 {
+			mi := s.Mark()
+			again := sendC2D(s, hub.C2DMessage{Payload: []byte("at least once, cut"), MessageID: mid})
+			di := c2dDelivery(ctx, s, mi, again)
+			c2dPuback(ctx, s, mi, di, "C2D-004")
+			ev := c2dEvent(ctx, s, mi, mid)
+			Expect(ev.Duplicate).To(BeTrue(), "C2D-004: $.mid %q (on the wire %s) arrived again (repeat %d) and was processed as new; at-least-once delivery needs the repeat recognised (002 L10745, L10758-10760)\n%s",
+				mid, di.Topic, i+1, traceText(s.Trace(mi)))
+		}
+	})
+
+	Conformance("after a hub-side close and after a network cut with no session kept, the first twin request on the new connection follows a SUBACK of $iothub/twin/res/#", []string{"TWIN-001"}, func(ctx SpecContext) {
+		clean := true
+		s := NewSession(ctx, fixtures.SessionOptions{CleanSession: &clean})
+		_ = firstTwinRequest(ctx, s, "TWIN-001")
+		for _, loss := range []struct {
+			name string
+			do   func()
+		}{
+			{"hub-side close", func() { Expect(s.Env.Hub.Drop(s.ID, false, "TWIN-001: reconnect")).To(Succeed()) }},
+			{"network cut (TCP reset)", func() { Expect(s.Env.Net.Cut()).To(BeNumerically(">=", 1), "rig: no live connection to cut") }},
+		} {
+			old := liveConn(s)
+			m := s.Mark()
+			loss.do()
+			up := reconnected(ctx, s, m, old, "TWIN-001: after a "+loss.name)
+			isReq := func(e hub.Entry) bool {
+				return e.ConnID == up.ConnID && (twinPublishTo(twinGetPrefix)(e) || twinPublishTo(twinReportedPrefix)(e))
+			}
+			qctx, cancel := context.WithTimeout(ctx, s.Env.Timing.Quiet)
+			req, err := s.WaitTrace(qctx, m, "", isReq)
+			cancel()
+			if err != nil {
+				_ = s.Call(ctx, agentproto.OpTwinGet, nil, nil)
+				req = must(s.WaitTrace(ctx, m, "TWIN-001: a twin request on the new connection", isReq))
+			}
+			tr := s.Trace(m)
+			if up.Session {
+				// The hub kept the subscriptions: nothing to order.
+				GinkgoWriter.Printf("%s: CONNACK session-present 1 although CleanSession 1 was asked; order not judged\n", loss.name)
+				continue
+			}
+			Expect(twinSubackedBefore(tr, req, iothub.TwinResponseFilter)).To(BeTrue(),
+				"TWIN-001 (%s): CONNACK said session-present 0, so the hub holds no subscription; expected a SUBACK granting %s on connection %d before its first twin request %s (002 L13936, L13971); seen none before it\n%s",
+				loss.name, iothub.TwinResponseFilter, up.ConnID, req.Topic, traceText(tr))
+		}
+	})
+
+	Conformance("a module's tokens after a hub-side close and after a network cut are still scoped to the module and accepted", []string{"MOD-003"}, func(ctx SpecContext) {
+		s := NewSession(ctx, fixtures.SessionOptions{ModuleID: "SasModAgain", NoOpen: true}, agentproto.CapSAS)
+		m0, first := openForConnect(ctx, s)
+		moduleTokenScoped(s, first, "first connection", m0)
+		expectAccepted(ctx, s, m0, first)
+		waitBoardConnected(ctx, s, m0)
+		for _, loss := range []struct {
+			name string
+			do   func()
+		}{
+			{"hub-side close", func() { Expect(s.Env.Hub.Drop(s.ID, false, "MOD-003: reconnect")).To(Succeed()) }},
+			{"network cut (TCP reset)", func() { Expect(s.Env.Net.Cut()).To(BeNumerically(">=", 1), "rig: no live connection to cut") }},
+		} {
+			old := liveConn(s)
+			m := s.Mark()
+			loss.do()
+			connect := must(s.WaitTrace(ctx, m, "MOD-003: the module's CONNECT after a "+loss.name, func(e hub.Entry) bool {
+				return isConnect(e) && e.ConnID != old && e.ClientID == s.ID.ClientID()
+			}))
+			moduleTokenScoped(s, connect, "reconnect after a "+loss.name, m)
+			expectAccepted(ctx, s, m, connect)
+			reconnected(ctx, s, m, old, "MOD-003: after a "+loss.name)
+		}
+	})
+})
+
+// moduleTokenScoped checks the SAS token of a module's CONNECT: sr names
+// the module's resource (MOD-003, 002 L13835, L11710, L11718).
+func moduleTokenScoped(s *fixtures.Session, connect hub.Entry, which string, m fixtures.Marks) {
+	GinkgoHelper()
+	tr := hubSince(s, m)
+	fields := sasFields(connect.Password)
+	Expect(fields).To(HaveKey("sr"), "MOD-003 (%s): the Password must be a SharedAccessSignature with sr\n%s", which, traceText(tr))
+	sr, err := url.QueryUnescape(fields["sr"])
+	Expect(err).NotTo(HaveOccurred(), "MOD-003 (%s): sr must be URL-encoded\n%s", which, traceText(tr))
+	host, path, _ := strings.Cut(sr, "/")
+	want := "devices/" + s.ID.DeviceID + "/modules/" + s.ID.ModuleID
+	Expect(strings.EqualFold(host, fixtures.HubHost) && path == want).To(BeTrue(),
+		"MOD-003 (%s): a module's token is produced for the module itself (002 L13835, L11718): expected sr {hub FQDN}/%s, seen %q\n%s", which, want, sr, traceText(tr))
+}
+
+// tail is the last n bytes of b as text, for failure messages.
+func tail(b []byte, n int) string {
+	if len(b) <= n {
+		return string(b)
+	}
+	return "…" + string(b[len(b)-n:])
+}
