@@ -114,7 +114,9 @@ var _ = Describe("boundaries: past the single example", func() {
 			Expect(v.Requirement).NotTo(Equal("TEL-005"), "TEL-005: the hub refused the message at the limit: %s (what the client added pushed it past 256 KB by the documented count)\n%s", v.Reason, traceText(s.Trace(m)))
 		}
 		Expect(res.Acked).To(BeTrue(), "TEL-005: the message at the limit was not acknowledged (%s)\n%s", res.Error, traceText(s.Trace(m)))
-		msg := must(s.WaitTelemetry(ctx, m, func(msg hub.Message) bool { return len(msg.Payload) == len(payload) && string(msg.Payload) == string(payload) }))
+		msg := must(s.WaitTelemetry(ctx, m, func(msg hub.Message) bool {
+			return len(msg.Payload) == len(payload) && string(msg.Payload) == string(payload)
+		}))
 		got, _ := msg.Properties.Get(iothub.PropMessageID)
 		Expect(got).To(Equal(mid), "TEL-005: the message at the limit arrived, but its $.mid is %q, not %q", got, mid)
 	})
