@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/url"
 	"strings"
+	"time"
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
@@ -15,6 +16,7 @@ import (
 	"github.com/hilrun/hilrun/rig/agent"
 	"github.com/hilrun/hilrun/rig/hub"
 	"github.com/hilrun/hilrun/rig/iothub"
+	"github.com/hilrun/hilrun/rig/iothub/twin"
 )
 
 // Boundary specs for MUSTs that rested on a single example spec (issue
@@ -233,7 +235,101 @@ var _ = Describe("boundaries: past the single example", func() {
 			reconnected(ctx, s, m, old, "MOD-003: after a "+loss.name)
 		}
 	})
+
+	Conformance("one reported patch that brings the section to just under 8 KB by the documented count is accepted whole; a patch pushing the section past 8 KB is not applied and is reported failed", []string{"TWIN-015"}, func(ctx SpecContext) {
+		s := NewSession(ctx, fixtures.SessionOptions{})
+		twinResynced(ctx, s, s.Start())
+		held, _ := s.Env.Hub.ReportedOf(s.ID)
+		sp := twinSpreadToSize(held, twin.MaxSectionBytes-16, 75)
+		patch := sp.Build()
+		merged := twin.Clone(held)
+		twin.Merge(merged, patch)
+		size := twin.Size(merged)
+		Expect(size).To(BeNumerically("<=", twin.MaxSectionBytes), "spec bug: section size %d", size)
+		m := s.Mark()
+		err := s.Call(ctx, agentproto.OpTwinReport, agentproto.ReportArgs{Patch: map[string]any{}, Spread: &sp}, nil)
+		Expect(err).NotTo(HaveOccurred(), "TWIN-015: one patch of %d members leaving the reported section at %d bytes by the documented count (every character except whitespace outside strings, 002 L12025-12031) is within 8 KB and must be sent and accepted; the device answered %v\n%s",
+			len(patch), size, err, traceText(s.Trace(m)))
+		rep, _ := s.Env.Hub.ReportedOf(s.ID)
+		for k, v := range patch {
+			Expect(rep).To(HaveKeyWithValue(k, v), "TWIN-015: the accepted patch's member %s is not in the hub's reported section", k)
+		}
+
+		m2 := s.Mark()
+		_, err = twinReport(ctx, s, map[string]any{"over": strings.Repeat("y", 100)})
+		Expect(err).To(HaveOccurred(), "TWIN-015: a patch that grows the reported section past 8 KB is refused (002 L12031: IoT Hub rejects operations that would increase the size above the limit); the device reported it applied\n%s", traceText(s.Trace(m2)))
+		rep, _ = s.Env.Hub.ReportedOf(s.ID)
+		Expect(rep).NotTo(HaveKey("over"), "TWIN-015: the hub's reported section must stay within 8 KB")
+	})
+
+	Conformance("a twin GET answer whose sections carry $metadata trees is taken without them: the device holds configuration only and echoes no metadata", []string{"TWIN-017"}, func(ctx SpecContext) {
+		s := NewSession(ctx, fixtures.SessionOptions{})
+		twinResynced(ctx, s, s.Start())
+		v := must(s.Env.Hub.UpdateDesired(s.ID, twin.Section{"rate": 9, "cfg": map[string]any{"mode": "eco", "level": map[string]any{"n": 3}}}))
+		s.Env.Hub.SetTwinGetMetadata(s.ID, true)
+		DeferCleanup(func() { s.Env.Hub.SetTwinGetMetadata(s.ID, false) })
+		m := s.Mark()
+		var tw agentproto.TwinResult
+		must(0, s.Call(ctx, agentproto.OpTwinGet, nil, &tw))
+		ans := must(s.WaitTrace(ctx, m, "the hub's 200 answer to the twin GET", func(e hub.Entry) bool {
+			return e.Dir == hub.DirOut && e.Type == "PUBLISH" && strings.HasPrefix(e.Topic, twinResPrefix+"200/")
+		}))
+		Expect(string(ans.Payload)).To(ContainSubstring(`"$metadata"`), "precondition: the GET answer carries $metadata\n%s", traceText(s.Trace(m)))
+		Expect(tw.DesiredVersion).To(Equal(v), "TWIN-017: the GET answer's desired $version is %d; the device read %d", v, tw.DesiredVersion)
+		Expect(tw.Desired).To(Equal(map[string]any{"rate": float64(9), "cfg": map[string]any{"mode": "eco", "level": map[string]any{"n": float64(3)}}}),
+			"TWIN-017: hub metadata in a GET answer ($metadata with $lastUpdated at each level, 002 L11850-11860, L12033-12086) must not become configuration; the device holds %v\n%s", tw.Desired, traceText(s.Trace(m)))
+		must(twinReport(ctx, s, map[string]any{"rate": 9}))
+		for _, p := range publishes(s.Trace(m), twinReportedPrefix) {
+			Expect(twinDollarKeys(p.Payload)).To(BeEmpty(), "TWIN-017: metadata of the GET answer echoed back in %s", p.Payload)
+		}
+	})
+
+	Conformance("a module renewing its SAS token while its parent device is online never holds two connections at once", []string{"MOD-007"}, func(ctx SpecContext) {
+		ttl := tokenLife(4*time.Second, 4*time.Second, 30*time.Second, "a module's token renewal")
+		s := NewSession(ctx, fixtures.SessionOptions{ModuleID: "RenewMod", TokenTTL: ttl}, agentproto.CapSAS)
+		parent := iothub.Identity{DeviceID: s.ID.DeviceID}
+		DeferCleanup(must(connectParent(ctx, s)))
+		first := liveConn(s)
+		m := s.Mark()
+		renewed := must(s.WaitTrace(ctx, m, "MOD-007: the module's renewal connection (CONNACK 0)", func(e hub.Entry) bool { return isConnack(0)(e) && e.ConnID != first }))
+		// The old connection must be gone by now, or go within the quiet
+		// period: wait for its end, then judge the order.
+		qctx, cancel := context.WithTimeout(ctx, s.Env.Timing.Quiet)
+		defer cancel()
+		_ = s.Env.Hub.Wait(qctx, func() bool { return connEnd(s.Trace(s.Start()), first) != nil })
+		tr := s.Trace(s.Start())
+		connects := packets(tr, hub.DirIn, "CONNECT")
+		for i := 1; i < len(connects); i++ {
+			end := connEnd(tr, connects[i-1].ConnID)
+			Expect(end != nil && end.Seq < connects[i].Seq).To(BeTrue(),
+				"MOD-007: each module identity holds one connection of its own (002 L12140, L13920); the renewal CONNECT (connection %d) for %s came while connection %d of the same module was still up\n%s",
+				connects[i].ConnID, s.ID.ClientID(), connects[i-1].ConnID, traceText(tr))
+		}
+		for _, e := range tr {
+			Expect(e.Type == hub.EventConnClosed && e.Requirement == "CONN-016").To(BeFalse(),
+				"MOD-007: the hub closed module connection %d because another of the same module took over: %s\n%s", e.ConnID, e.Reason, traceText(tr))
+		}
+		Expect(s.Env.Hub.Connected(parent)).To(BeTrue(), "precondition: the parent device stays connected next to its module")
+		Expect(s.Env.Hub.Connected(s.ID)).To(BeTrue(), "MOD-007: after the renewal (connection %d) the module is connected", renewed.ConnID)
+	})
 })
+
+// twinSpreadToSize describes a reported patch of n generated string
+// members (agentproto.Spread, so it need not fit one frame) that brings
+// section held to size bytes by the documented count (twin.Size).
+func twinSpreadToSize(held twin.Section, size, n int) agentproto.Spread {
+	GinkgoHelper()
+	sp := agentproto.Spread{Prefix: "m", Members: n}
+	merged := twin.Clone(held)
+	if merged == nil {
+		merged = twin.Section{}
+	}
+	twin.Merge(merged, sp.Build())
+	deficit := size - twin.Size(merged)
+	Expect(deficit).To(BeNumerically(">=", 0), "spec bug: the held section is already %d bytes", twin.Size(merged))
+	sp.Len, sp.Extra = deficit/n, deficit%n
+	return sp
+}
 
 // moduleTokenScoped checks the SAS token of a module's CONNECT: sr names
 // the module's resource (MOD-003, 002 L13835, L11710, L11718).

@@ -579,7 +579,7 @@ func (dc *deviceClient) loop(s *session) {
 			}
 		default:
 			// Deliberate reconnect: DISCONNECT, then connect at once.
-			if dc.on(DefReconnectOverlap) {
+			if dc.on(DefReconnectOverlap) || renewKind != "" && cc.id.IsModule() && dc.on(DefModuleRenewOverlap) {
 				overlap = c
 			} else {
 				dc.drop(c, !dc.on(DefNoDisconnect))

@@ -1,11 +1,13 @@
 package sim
 
 import (
+	"encoding/json"
 	"strings"
 	"sync"
 
 	"github.com/hilrun/hilrun/devicefw/agentproto"
 	"github.com/hilrun/hilrun/rig/iothub"
+	"github.com/hilrun/hilrun/rig/iothub/twin"
 )
 
 // Defect switches for the boundary specs of suites/bounds_single.go (issue
@@ -22,6 +24,9 @@ const (
 	DefC2DDedupEncodedMID    = "c2d-dedup-encoded-mid"
 	DefTwinGetFirstReconnect = "twin-get-first-on-reconnect"
 	DefModuleReconnectDevSR  = "module-reconnect-device-resource"
+	DefTwinSizeIndented      = "twin-reported-size-indented"
+	DefTwinGetMetadataKept   = "twin-get-metadata-kept"
+	DefModuleRenewOverlap    = "module-renewal-overlap"
 )
 
 var boundsSingleDefects = []Defect{
@@ -31,6 +36,9 @@ var boundsSingleDefects = []Defect{
 	{DefC2DDedupEncodedMID, "C2D-004", "the seen-message table is looked up with the $.mid as it stands (percent-encoded) in the topic but filled with the decoded value, so a repeated message ID that needs encoding is never recognised"},
 	{DefTwinGetFirstReconnect, "TWIN-001", "on a reconnect the resync twin GET is sent from the connection-restored callback before the subscriptions are made again: with no session kept, the first twin request of the new connection precedes the SUBACK of $iothub/twin/res/#"},
 	{DefModuleReconnectDevSR, "MOD-003", "the tokens of a module's reconnects are built by the device-level reconnect path: their sr is the parent device's resource, not the module's (the first connection is right)"},
+	{DefTwinSizeIndented, "TWIN-015", "the client checks the 8 KB reported limit itself on the patch rendered indented (two spaces, one member a line), so whitespace outside strings, which the docs do not count, pushes a patch within 8 KB over and it is refused on the device"},
+	{DefTwinGetMetadataKept, "TWIN-017", "the parser of a twin GET answer strips only $version from the desired section: a $metadata member there is kept as configuration (the desired-patch parser is right)"},
+	{DefModuleRenewOverlap, "MOD-007", "a module's token renewal connects anew before closing the old connection (make before break), so two connections of the module identity are open at once and the hub closes the older one"},
 }
 
 // methodResponseCut64K is the response-body buffer of method-response-cut-64k.
@@ -139,4 +147,39 @@ func (dc *deviceClient) moduleReconnectToken(s *session, cc connConfig, tok stri
 		return tok
 	}
 	return t
+}
+
+// indentedTooLarge is twin-reported-size-indented's check: the patch
+// rendered indented, measured against the 8 KB section limit.
+func indentedTooLarge(patch map[string]any) (int, bool) {
+	b, err := json.MarshalIndent(patch, "", "  ")
+	if err != nil {
+		return 0, false
+	}
+	return len(b), len(b) > twin.MaxSectionBytes
+}
+
+// getMetadataKept is where twin-get-metadata-kept acts: the desired
+// section of a GET answer gets back the $metadata member its raw body had.
+func getMetadataKept(body []byte, desired twin.Section) twin.Section {
+	var doc struct {
+		Desired map[string]json.RawMessage `json:"desired"`
+	}
+	if json.Unmarshal(body, &doc) != nil {
+		return desired
+	}
+	raw, ok := doc.Desired["$metadata"]
+	if !ok {
+		return desired
+	}
+	var md any
+	if json.Unmarshal(raw, &md) != nil {
+		return desired
+	}
+	out := twin.Clone(desired)
+	if out == nil {
+		out = twin.Section{}
+	}
+	out["$metadata"] = md
+	return out
 }

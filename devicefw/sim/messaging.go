@@ -168,6 +168,9 @@ func (dc *deviceClient) applyTwinDocument(r twinResp) (agentproto.TwinResult, er
 	if err != nil {
 		return agentproto.TwinResult{}, err
 	}
+	if dc.on(DefTwinGetMetadataKept) {
+		desired = getMetadataKept(r.body, desired) // defects_bounds_single.go
+	}
 	if len(desired) == 0 && dc.on(DefTwinEmptyDesired) {
 		return agentproto.TwinResult{}, errEmptyDesired
 	}
@@ -582,6 +585,9 @@ func (dc *deviceClient) report(ctx context.Context, patch map[string]any) (any, 
 	unchecked := verr != nil && dc.localCheckSkipped(verr)
 	if verr != nil && !unchecked {
 		return nil, agentproto.Errorf(agentproto.ErrBadArgs, "reported patch not sent: %v", verr)
+	}
+	if n, over := indentedTooLarge(patch); over && dc.on(DefTwinSizeIndented) {
+		return nil, agentproto.Errorf(agentproto.ErrBadArgs, "reported patch of %d bytes exceeds the %d-byte section limit; not sent (TWIN-015)", n, twin.MaxSectionBytes)
 	}
 	if dc.on(DefTwinReportNullDropped) {
 		patch = dropNulls(patch)
