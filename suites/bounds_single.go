@@ -49,8 +49,8 @@ var _ = Describe("boundaries: past the single example", func() {
 				return e.Dir == hub.DirIn && e.Type == "PUBLISH" && string(e.Payload) == p
 			}))
 			Expect(pub.QoS).To(BeEquivalentTo(1), "TEL-003: expected %s at QoS 1; seen QoS %d\n%s", p, pub.QoS, traceText(s.Trace(m)))
-			Expect(pub.PacketID).NotTo(BeZero(), "TEL-003: a QoS 1 PUBLISH needs a non-zero packet id (000 L324-332)\n%s", traceText(s.Trace(m)))
-			Expect(ids).NotTo(HaveKey(uint16(pub.PacketID)), "TEL-003: %s and %s are in flight together with the same packet id %d: one PUBACK could not tell them apart (000 L324-332)\n%s", ids[uint16(pub.PacketID)], p, pub.PacketID, traceText(s.Trace(m)))
+			Expect(pub.PacketID).NotTo(BeZero(), "TEL-003: a QoS 1 PUBLISH needs a non-zero packet id (MQTT 3.1.1 §2.3.1)\n%s", traceText(s.Trace(m)))
+			Expect(ids).NotTo(HaveKey(uint16(pub.PacketID)), "TEL-003: %s and %s are in flight together with the same packet id %d: one PUBACK could not tell them apart (MQTT 3.1.1 §2.3.1)\n%s", ids[uint16(pub.PacketID)], p, pub.PacketID, traceText(s.Trace(m)))
 			ids[uint16(pub.PacketID)] = p
 		}
 
@@ -86,7 +86,7 @@ var _ = Describe("boundaries: past the single example", func() {
 		if err == nil {
 			var r agentproto.TelemetryResult
 			_ = ev.Decode(&r)
-			Fail(fmt.Sprintf("TEL-003: message %d (%s) was reported delivered, but the hub never sent a PUBACK for it: only the later message's packet was acknowledged (002 L13746, L13917: a QoS 1 send is delivered once its PUBACK arrives; 000 L324-332: the PUBACK carries the packet id it answers)\n%s",
+			Fail(fmt.Sprintf("TEL-003: message %d (%s) was reported delivered, but the hub never sent a PUBACK for it: only the later message's packet was acknowledged (002 L13746, L13917; 000 L324-332: QoS 1 delivery is confirmed; MQTT 3.1.1 §2.3.1: a PUBACK carries the packet id of the PUBLISH it answers)\n%s",
 				r.Ref, payloads[r.Ref], traceText(s.Trace(m))))
 		}
 	})
