@@ -176,42 +176,51 @@ var _ = Describe("boundaries: past the single example", func() {
 		}
 	})
 
-	Conformance("after a hub-side close and after a network cut with no session kept, the first twin request on the new connection follows a SUBACK of $iothub/twin/res/#", []string{"TWIN-001"}, func(ctx SpecContext) {
-		clean := true
-		s := NewSession(ctx, fixtures.SessionOptions{CleanSession: &clean})
-		_ = firstTwinRequest(ctx, s, "TWIN-001")
-		for _, loss := range []struct {
-			name string
-			do   func()
-		}{
-			{"hub-side close", func() { Expect(s.Env.Hub.Drop(s.ID, false, "TWIN-001: reconnect")).To(Succeed()) }},
-			{"network cut (TCP reset)", func() { Expect(s.Env.Net.Cut()).To(BeNumerically(">=", 1), "rig: no live connection to cut") }},
-		} {
-			old := liveConn(s)
-			m := s.Mark()
-			loss.do()
-			up := reconnected(ctx, s, m, old, "TWIN-001: after a "+loss.name)
-			isReq := func(e hub.Entry) bool {
-				return e.ConnID == up.ConnID && (twinPublishTo(twinGetPrefix)(e) || twinPublishTo(twinReportedPrefix)(e))
+	// TWIN-001 after reconnects, in both authentication modes: the
+	// connect paths of SAS and X.509 differ in clients (x509 options,
+	// no token), and so may their restore of subscriptions.
+	for _, auth := range []struct{ name, article, auth, cap string }{
+		{"SAS", "a", fixtures.AuthSAS, agentproto.CapSAS},
+		{"X.509", "an", fixtures.AuthX509CA, agentproto.CapX509},
+	} {
+		Conformance(auth.article+" "+auth.name+" device, after a hub-side close and after a network cut with no session kept, sends its first twin request on the new connection after a SUBACK of $iothub/twin/res/#", []string{"TWIN-001"}, func(ctx SpecContext) {
+			clean := true
+			s := NewSession(ctx, fixtures.SessionOptions{CleanSession: &clean, Auth: auth.auth}, auth.cap)
+			_ = firstTwinRequest(ctx, s, "TWIN-001")
+			for _, loss := range []struct {
+				name string
+				do   func()
+			}{
+				{"hub-side close", func() { Expect(s.Env.Hub.Drop(s.ID, false, "TWIN-001: reconnect")).To(Succeed()) }},
+				{"network cut (TCP reset)", func() { Expect(s.Env.Net.Cut()).To(BeNumerically(">=", 1), "rig: no live connection to cut") }},
+			} {
+				old := liveConn(s)
+				m := s.Mark()
+				loss.do()
+				backAfterLoss(ctx, s, m, old, "TWIN-001", loss.name)
+				up := reconnected(ctx, s, m, old, "TWIN-001: after a "+loss.name)
+				isReq := func(e hub.Entry) bool {
+					return e.ConnID == up.ConnID && (twinPublishTo(twinGetPrefix)(e) || twinPublishTo(twinReportedPrefix)(e))
+				}
+				qctx, cancel := context.WithTimeout(ctx, s.Env.Timing.Quiet)
+				req, err := s.WaitTrace(qctx, m, "", isReq)
+				cancel()
+				if err != nil {
+					_ = s.Call(ctx, agentproto.OpTwinGet, nil, nil)
+					req = must(s.WaitTrace(ctx, m, "TWIN-001: a twin request on the new connection", isReq))
+				}
+				tr := s.Trace(m)
+				if up.Session {
+					// The hub kept the subscriptions: nothing to order.
+					GinkgoWriter.Printf("%s: CONNACK session-present 1 although CleanSession 1 was asked; order not judged\n", loss.name)
+					continue
+				}
+				Expect(twinSubackedBefore(tr, req, iothub.TwinResponseFilter)).To(BeTrue(),
+					"TWIN-001 (%s, %s): CONNACK said session-present 0, so the hub holds no subscription; expected a SUBACK granting %s on connection %d before its first twin request %s (002 L13936, L13971); seen none before it\n%s",
+					auth.name, loss.name, iothub.TwinResponseFilter, up.ConnID, req.Topic, traceText(tr))
 			}
-			qctx, cancel := context.WithTimeout(ctx, s.Env.Timing.Quiet)
-			req, err := s.WaitTrace(qctx, m, "", isReq)
-			cancel()
-			if err != nil {
-				_ = s.Call(ctx, agentproto.OpTwinGet, nil, nil)
-				req = must(s.WaitTrace(ctx, m, "TWIN-001: a twin request on the new connection", isReq))
-			}
-			tr := s.Trace(m)
-			if up.Session {
-				// The hub kept the subscriptions: nothing to order.
-				GinkgoWriter.Printf("%s: CONNACK session-present 1 although CleanSession 1 was asked; order not judged\n", loss.name)
-				continue
-			}
-			Expect(twinSubackedBefore(tr, req, iothub.TwinResponseFilter)).To(BeTrue(),
-				"TWIN-001 (%s): CONNACK said session-present 0, so the hub holds no subscription; expected a SUBACK granting %s on connection %d before its first twin request %s (002 L13936, L13971); seen none before it\n%s",
-				loss.name, iothub.TwinResponseFilter, up.ConnID, req.Topic, traceText(tr))
-		}
-	})
+		})
+	}
 
 	Conformance("a module's tokens after a hub-side close and after a network cut are still scoped to the module and accepted", []string{"MOD-003"}, func(ctx SpecContext) {
 		s := NewSession(ctx, fixtures.SessionOptions{ModuleID: "SasModAgain", NoOpen: true}, agentproto.CapSAS)
