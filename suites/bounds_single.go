@@ -28,68 +28,70 @@ import (
 // (C2D-004), the twin filter after session-less reconnects (TWIN-001) and
 // a module's token after reconnects (MOD-003).
 var _ = Describe("boundaries: past the single example", func() {
-	Conformance("five QoS 1 messages in flight carry distinct packet ids and none is confirmed without its own PUBACK, not even when a later message is acknowledged", []string{"TEL-003"}, func(ctx SpecContext) {
-		s := NewSession(ctx, fixtures.SessionOptions{})
-		s.Env.Hub.SetSilent(s.ID, true) // every PUBACK withheld
-		DeferCleanup(func() { s.Env.Hub.SetSilent(s.ID, false) })
-		m := s.Mark()
-		one := 1
-		const n = 5
-		payloads := map[uint64]string{}
-		for i := range n {
-			var res agentproto.TelemetryResult
-			p := fmt.Sprintf(`{"inflight":%d}`, i)
-			must(0, s.Call(ctx, agentproto.OpTelemetry, agentproto.TelemetryArgs{Payload: p, QoS: &one}, &res))
-			Expect(res.Acked).To(BeFalse(), "TEL-003: message %d of %d reported delivered at once, before any PUBACK (002 L13746, L13917; 000 L217-224)", i+1, n)
-			payloads[res.Ref] = p
-		}
-		ids := map[uint16]string{}
-		for _, p := range payloads {
-			pub := must(s.WaitTrace(ctx, m, "the QoS 1 PUBLISH "+p, func(e hub.Entry) bool {
-				return e.Dir == hub.DirIn && e.Type == "PUBLISH" && string(e.Payload) == p
-			}))
-			Expect(pub.QoS).To(BeEquivalentTo(1), "TEL-003: expected %s at QoS 1; seen QoS %d\n%s", p, pub.QoS, traceText(s.Trace(m)))
-			Expect(pub.PacketID).NotTo(BeZero(), "TEL-003: a QoS 1 PUBLISH needs a non-zero packet id (MQTT 3.1.1 §2.3.1)\n%s", traceText(s.Trace(m)))
-			Expect(ids).NotTo(HaveKey(uint16(pub.PacketID)), "TEL-003: %s and %s are in flight together with the same packet id %d: one PUBACK could not tell them apart (MQTT 3.1.1 §2.3.1)\n%s", ids[uint16(pub.PacketID)], p, pub.PacketID, traceText(s.Trace(m)))
-			ids[uint16(pub.PacketID)] = p
-		}
+	for _, auth := range bothAuths {
+		Conformance(auth.article+" "+auth.name+" device's five QoS 1 messages in flight carry distinct packet ids and none is confirmed without its own PUBACK, not even when a later message is acknowledged", []string{"TEL-003"}, func(ctx SpecContext) {
+			s := NewSession(ctx, fixtures.SessionOptions{Auth: auth.auth}, auth.cap)
+			s.Env.Hub.SetSilent(s.ID, true) // every PUBACK withheld
+			DeferCleanup(func() { s.Env.Hub.SetSilent(s.ID, false) })
+			m := s.Mark()
+			one := 1
+			const n = 5
+			payloads := map[uint64]string{}
+			for i := range n {
+				var res agentproto.TelemetryResult
+				p := fmt.Sprintf(`{"inflight":%d}`, i)
+				must(0, s.Call(ctx, agentproto.OpTelemetry, agentproto.TelemetryArgs{Payload: p, QoS: &one}, &res))
+				Expect(res.Acked).To(BeFalse(), "TEL-003: message %d of %d reported delivered at once, before any PUBACK (002 L13746, L13917; 000 L217-224)", i+1, n)
+				payloads[res.Ref] = p
+			}
+			ids := map[uint16]string{}
+			for _, p := range payloads {
+				pub := must(s.WaitTrace(ctx, m, "the QoS 1 PUBLISH "+p, func(e hub.Entry) bool {
+					return e.Dir == hub.DirIn && e.Type == "PUBLISH" && string(e.Payload) == p
+				}))
+				Expect(pub.QoS).To(BeEquivalentTo(1), "TEL-003: expected %s at QoS 1; seen QoS %d\n%s", p, pub.QoS, traceText(s.Trace(m)))
+				Expect(pub.PacketID).NotTo(BeZero(), "TEL-003: a QoS 1 PUBLISH needs a non-zero packet id (MQTT 3.1.1 §2.3.1)\n%s", traceText(s.Trace(m)))
+				Expect(ids).NotTo(HaveKey(uint16(pub.PacketID)), "TEL-003: %s and %s are in flight together with the same packet id %d: one PUBACK could not tell them apart (MQTT 3.1.1 §2.3.1)\n%s", ids[uint16(pub.PacketID)], p, pub.PacketID, traceText(s.Trace(m)))
+				ids[uint16(pub.PacketID)] = p
+			}
 
-		// The hub answers again: a sixth message is acknowledged. Its
-		// PUBACK names its own packet id only.
-		s.Env.Hub.SetSilent(s.ID, false)
-		var last agentproto.TelemetryResult
-		must(0, s.Call(ctx, agentproto.OpTelemetry, agentproto.TelemetryArgs{Payload: `{"inflight":"last"}`, QoS: &one, Wait: true}, &last))
-		Expect(last.Acked).To(BeTrue(), "TEL-003: with the hub answering, a QoS 1 send must be confirmed (%s)\n%s", last.Error, traceText(s.Trace(m)))
+			// The hub answers again: a sixth message is acknowledged. Its
+			// PUBACK names its own packet id only.
+			s.Env.Hub.SetSilent(s.ID, false)
+			var last agentproto.TelemetryResult
+			must(0, s.Call(ctx, agentproto.OpTelemetry, agentproto.TelemetryArgs{Payload: `{"inflight":"last"}`, QoS: &one, Wait: true}, &last))
+			Expect(last.Acked).To(BeTrue(), "TEL-003: with the hub answering, a QoS 1 send must be confirmed (%s)\n%s", last.Error, traceText(s.Trace(m)))
 
-		// acked tells whether a payload's PUBLISH (any copy) got a PUBACK.
-		acked := func(p string) bool {
-			tr := s.Trace(m)
-			for _, e := range tr {
-				if e.Dir == hub.DirIn && e.Type == "PUBLISH" && string(e.Payload) == p && pubackFor(tr, e) != nil {
-					return true
+			// acked tells whether a payload's PUBLISH (any copy) got a PUBACK.
+			acked := func(p string) bool {
+				tr := s.Trace(m)
+				for _, e := range tr {
+					if e.Dir == hub.DirIn && e.Type == "PUBLISH" && string(e.Payload) == p && pubackFor(tr, e) != nil {
+						return true
+					}
 				}
+				return false
 			}
-			return false
-		}
-		// Watch Timing.Quiet for a confirmation without a PUBACK; the
-		// wait is expected to time out.
-		qctx, cancel := context.WithTimeout(ctx, s.Env.Timing.Quiet)
-		defer cancel()
-		ev, err := s.WaitEvent(qctx, m, agentproto.EvTelemetry, func(e agent.Event) bool {
-			var r agentproto.TelemetryResult
-			p, ok := "", false
-			if e.Decode(&r) == nil {
-				p, ok = payloads[r.Ref]
+			// Watch Timing.Quiet for a confirmation without a PUBACK; the
+			// wait is expected to time out.
+			qctx, cancel := context.WithTimeout(ctx, s.Env.Timing.Quiet)
+			defer cancel()
+			ev, err := s.WaitEvent(qctx, m, agentproto.EvTelemetry, func(e agent.Event) bool {
+				var r agentproto.TelemetryResult
+				p, ok := "", false
+				if e.Decode(&r) == nil {
+					p, ok = payloads[r.Ref]
+				}
+				return ok && r.Acked && !acked(p)
+			})
+			if err == nil {
+				var r agentproto.TelemetryResult
+				_ = ev.Decode(&r)
+				Fail(fmt.Sprintf("TEL-003: message %d (%s) was reported delivered, but the hub never sent a PUBACK for it: only the later message's packet was acknowledged (002 L13746, L13917; 000 L324-332: QoS 1 delivery is confirmed; MQTT 3.1.1 §2.3.1: a PUBACK carries the packet id of the PUBLISH it answers)\n%s",
+					r.Ref, payloads[r.Ref], traceText(s.Trace(m))))
 			}
-			return ok && r.Acked && !acked(p)
 		})
-		if err == nil {
-			var r agentproto.TelemetryResult
-			_ = ev.Decode(&r)
-			Fail(fmt.Sprintf("TEL-003: message %d (%s) was reported delivered, but the hub never sent a PUBACK for it: only the later message's packet was acknowledged (002 L13746, L13917; 000 L324-332: QoS 1 delivery is confirmed; MQTT 3.1.1 §2.3.1: a PUBACK carries the packet id of the PUBLISH it answers)\n%s",
-				r.Ref, payloads[r.Ref], traceText(s.Trace(m))))
-		}
-	})
+	}
 
 	Conformance("a message at 256 KB by the documented count that carries a message ID goes out: system properties count by their values only", []string{"TEL-005"}, func(ctx SpecContext) {
 		// 002 L10256-10264: the size is the body, plus the values of the
@@ -145,44 +147,43 @@ var _ = Describe("boundaries: past the single example", func() {
 		Expect(len(res.Raw) == 0 || json.Valid(res.Raw)).To(BeTrue(), "METH-005: a handler with no body must answer an empty body or JSON (002 L14037); seen %q", tail(res.Raw, 80))
 	})
 
-	Conformance("a C2D message whose ID needs encoding, redelivered after a network cut and sent twice more, is acknowledged every time and flagged as a repeat", []string{"C2D-004"}, func(ctx SpecContext) {
-		s := NewSession(ctx, fixtures.SessionOptions{})
-		// Every character past the first is one 002 L10241 allows in a
-		// message ID and one the topic must percent-encode.
-		mid := "c:+%#?!()=@;$," + strings.ReplaceAll(s.ID.DeviceID, "-", "")
-		if len(mid) > 128 {
-			mid = mid[:128]
-		}
-		old := liveConn(s)
-		m := s.Mark()
-		s.Env.Hub.SetSilent(s.ID, true) // the first PUBACK is lost
-		sendC2D(s, hub.C2DMessage{Payload: []byte("at least once, cut"), MessageID: mid})
-		s.Env.Hub.SetSilent(s.ID, false)
-		Expect(s.Env.Net.Cut()).To(BeNumerically(">=", 1), "rig: no live connection to cut")
-		backAfterLoss(ctx, s, m, old, "C2D-004", "network cut")
-		d := c2dDelivery(ctx, s, m, mid)
-		c2dPuback(ctx, s, m, d, "C2D-004")
-		c2dCompleted(ctx, s, mid)
-		first := c2dEvent(ctx, s, m, mid)
-		Expect(first.Duplicate).To(BeFalse(), "C2D-004: the first copy the board saw is not a repeat")
-		for i := range 2 {
-			mi := s.Mark()
-			again := sendC2D(s, hub.C2DMessage{Payload: []byte("at least once, cut"), MessageID: mid})
-			di := c2dDelivery(ctx, s, mi, again)
-			c2dPuback(ctx, s, mi, di, "C2D-004")
-			ev := c2dEvent(ctx, s, mi, mid)
-			Expect(ev.Duplicate).To(BeTrue(), "C2D-004: $.mid %q (on the wire %s) arrived again (repeat %d) and was processed as new; at-least-once delivery needs the repeat recognised (002 L10745, L10758-10760)\n%s",
-				mid, di.Topic, i+1, traceText(s.Trace(mi)))
-		}
-	})
+	for _, auth := range bothAuths {
+		Conformance("a C2D message to "+auth.article+" "+auth.name+" device whose ID needs encoding, redelivered after a network cut and sent twice more, is acknowledged every time and flagged as a repeat", []string{"C2D-004"}, func(ctx SpecContext) {
+			s := NewSession(ctx, fixtures.SessionOptions{Auth: auth.auth}, auth.cap)
+			// Every character past the first is one 002 L10241 allows in a
+			// message ID and one the topic must percent-encode.
+			mid := "c:+%#?!()=@;$," + strings.ReplaceAll(s.ID.DeviceID, "-", "")
+			if len(mid) > 128 {
+				mid = mid[:128]
+			}
+			old := liveConn(s)
+			m := s.Mark()
+			s.Env.Hub.SetSilent(s.ID, true) // the first PUBACK is lost
+			sendC2D(s, hub.C2DMessage{Payload: []byte("at least once, cut"), MessageID: mid})
+			s.Env.Hub.SetSilent(s.ID, false)
+			Expect(s.Env.Net.Cut()).To(BeNumerically(">=", 1), "rig: no live connection to cut")
+			backAfterLoss(ctx, s, m, old, "C2D-004", "network cut")
+			d := c2dDelivery(ctx, s, m, mid)
+			c2dPuback(ctx, s, m, d, "C2D-004")
+			c2dCompleted(ctx, s, mid)
+			first := c2dEvent(ctx, s, m, mid)
+			Expect(first.Duplicate).To(BeFalse(), "C2D-004: the first copy the board saw is not a repeat")
+			for i := range 2 {
+				mi := s.Mark()
+				again := sendC2D(s, hub.C2DMessage{Payload: []byte("at least once, cut"), MessageID: mid})
+				di := c2dDelivery(ctx, s, mi, again)
+				c2dPuback(ctx, s, mi, di, "C2D-004")
+				ev := c2dEvent(ctx, s, mi, mid)
+				Expect(ev.Duplicate).To(BeTrue(), "C2D-004: $.mid %q (on the wire %s) arrived again (repeat %d) and was processed as new; at-least-once delivery needs the repeat recognised (002 L10745, L10758-10760)\n%s",
+					mid, di.Topic, i+1, traceText(s.Trace(mi)))
+			}
+		})
+	}
 
 	// TWIN-001 after reconnects, in both authentication modes: the
 	// connect paths of SAS and X.509 differ in clients (x509 options,
 	// no token), and so may their restore of subscriptions.
-	for _, auth := range []struct{ name, article, auth, cap string }{
-		{"SAS", "a", fixtures.AuthSAS, agentproto.CapSAS},
-		{"X.509", "an", fixtures.AuthX509CA, agentproto.CapX509},
-	} {
+	for _, auth := range bothAuths {
 		Conformance(auth.article+" "+auth.name+" device, after a hub-side close and after a network cut with no session kept, sends its first twin request on the new connection after a SUBACK of $iothub/twin/res/#", []string{"TWIN-001"}, func(ctx SpecContext) {
 			clean := true
 			s := NewSession(ctx, fixtures.SessionOptions{CleanSession: &clean, Auth: auth.auth}, auth.cap)
@@ -353,6 +354,13 @@ func backAfterLoss(ctx context.Context, s *fixtures.Session, m fixtures.Marks, o
 		PreconditionUnmet(fmt.Sprintf("after a %s the device did not connect again within the deadline (RECON-001's matter); %s is judged on the reconnect", loss, req))
 	}
 	return e
+}
+
+// bothAuths are the authentication modes the specs that walk both run
+// in: SAS and X.509 (CA-signed), each needing its capability.
+var bothAuths = []struct{ name, article, auth, cap string }{
+	{"SAS", "a", fixtures.AuthSAS, agentproto.CapSAS},
+	{"X.509", "an", fixtures.AuthX509CA, agentproto.CapX509},
 }
 
 // moduleTokenScoped checks the SAS token of a module's CONNECT: sr names
