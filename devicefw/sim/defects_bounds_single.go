@@ -122,6 +122,26 @@ func (dc *deviceClient) anyAck() <-chan struct{} {
 	return b.ch
 }
 
+// ackOrAny is the completion channel a QoS 1 message waits on: its
+// token's, or under telemetry-ack-any-puback one that also closes at the
+// next acknowledgement of any message (the token's Error is nil while it
+// is pending, so the waiter takes the message as acknowledged).
+func (dc *deviceClient) ackOrAny(tokDone <-chan struct{}) <-chan struct{} {
+	bell := dc.anyAck()
+	if bell == nil {
+		return tokDone
+	}
+	out := make(chan struct{})
+	go func() {
+		select {
+		case <-tokDone:
+		case <-bell:
+		}
+		close(out)
+	}()
+	return out
+}
+
 // ringAck wakes the messages waiting on anyAck.
 func (dc *deviceClient) ringAck() {
 	if !dc.on(DefTelAckAnyPuback) {

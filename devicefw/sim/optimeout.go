@@ -171,13 +171,9 @@ func (dc *deviceClient) awaitAck(s *session, c *conn, cc connConfig, tok paho.To
 	if s != nil {
 		sctx = s.ctx.Done()
 	}
-	done := tok.Done()
-	anyc := dc.anyAck() // telemetry-ack-any-puback only (defects_bounds_single.go)
+	done := dc.ackOrAny(tok.Done()) // telemetry-ack-any-puback only (defects_bounds_single.go)
 	for {
 		select {
-		case <-anyc:
-			dc.ackedEvent(res, key, c)
-			return true, ""
 		case <-done:
 			if tok.Error() == nil {
 				dc.ackedEvent(res, key, c)
