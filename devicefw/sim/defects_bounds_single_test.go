@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/hilrun/hilrun/devicefw/agentproto"
 	"github.com/hilrun/hilrun/rig/iothub"
@@ -82,7 +83,18 @@ func TestAckBell(t *testing.T) {
 	if next := dc.anyAck(); next == ch {
 		t.Error("anyAck after a ring returns the closed channel")
 	}
+	never := make(chan struct{})
+	merged := dc.ackOrAny(never)
+	dc.ringAck()
+	select {
+	case <-merged:
+	case <-time.After(5 * time.Second):
+		t.Error("ackOrAny did not close at the ring")
+	}
 	off := &deviceClient{fw: &Firmware{defects: defectSet{}}}
+	if off.ackOrAny(never) != (<-chan struct{})(never) {
+		t.Error("ackOrAny with the defect off is not the token's channel")
+	}
 	if off.anyAck() != nil {
 		t.Error("anyAck not nil with the defect off")
 	}
