@@ -370,6 +370,33 @@ type TwinResult struct {
 // ReportArgs sends a reported-properties patch.
 type ReportArgs struct {
 	Patch map[string]any `json:"patch"`
+	// Spread, when set, adds generated string members to Patch, so a
+	// patch larger than one frame (TWIN-015's 8 KB) can be asked for.
+	Spread *Spread `json:"spread,omitempty"`
+}
+
+// Spread describes generated patch members: Members members named
+// Prefix and i in three decimal digits for i in 0..Members-1, member i holding
+// the string Generate(Len + (1 if i < Extra), uint32(i+1)).
+type Spread struct {
+	Prefix  string `json:"prefix"`
+	Members int    `json:"members"`
+	Len     int    `json:"len"`
+	Extra   int    `json:"extra,omitempty"`
+}
+
+// Build returns the members sp describes (host and firmware build the
+// same ones).
+func (sp Spread) Build() map[string]any {
+	out := make(map[string]any, sp.Members)
+	for i := range sp.Members {
+		n := sp.Len
+		if i < sp.Extra {
+			n++
+		}
+		out[sp.Prefix+string([]byte{byte('0' + i/100%10), byte('0' + i/10%10), byte('0' + i%10)})] = string(Generate(n, uint32(i+1)))
+	}
+	return out
 }
 
 // ReportResult is the hub's answer to a reported patch.
@@ -387,6 +414,10 @@ type MethodBehaviour struct {
 	DelayMS int    `json:"delayMs,omitempty"`
 	Fail    bool   `json:"fail,omitempty"` // the handler "throws": the firmware answers its error status
 	Silent  bool   `json:"silent,omitempty"`
+	// Gen, when set, replaces Payload with a generated body of Gen.Size
+	// bytes: a JSON string literal, '"' + Generate(Size-2, Seed) + '"', so
+	// a body near the 128 KB limit (METH-005) need not cross the UART.
+	Gen *Gen `json:"gen,omitempty"`
 }
 
 // RotateArgs replaces credentials; the client reconnects with them.

@@ -581,7 +581,7 @@ func (dc *deviceClient) loop(s *session) {
 			}
 		default:
 			// Deliberate reconnect: DISCONNECT, then connect at once.
-			if dc.on(DefReconnectOverlap) {
+			if dc.on(DefReconnectOverlap) || renewKind != "" && cc.id.IsModule() && dc.on(DefModuleRenewOverlap) {
 				overlap = c
 			} else {
 				dc.drop(c, !dc.on(DefNoDisconnect))
@@ -684,6 +684,7 @@ func (dc *deviceClient) connect(s *session, cc connConfig) (c *conn, session boo
 		if err != nil {
 			return nil, false, time.Time{}, 0, fmt.Errorf("SAS token: %w", err)
 		}
+		password = dc.moduleReconnectToken(s, cc, password) // defects_bounds_single.go
 		password, exp = dc.reuseToken(s, cc, password, exp) // token-reuse-* defects
 		password = dc.renewalToken(s, cc, password, exp)    // renewal-se-milliseconds
 	}
@@ -805,7 +806,7 @@ func (dc *deviceClient) afterConnect(s *session, c *conn, cc connConfig, session
 	doResync = dc.boundsResync(s, doResync)
 	var get *pendingTwin
 	subLate := false
-	if doResync && dc.on(DefTwinGetBeforeSub) {
+	if doResync && (dc.on(DefTwinGetBeforeSub) || needSub && s.connects > 1 && dc.on(DefTwinGetFirstReconnect)) {
 		get, _ = dc.twinPublish(c, iothub.TwinGetTopic, nil)
 		doResync = false
 	}

@@ -113,6 +113,17 @@ func (fw *Firmware) dispatch(ctx context.Context, op string, raw json.RawMessage
 		if err := decodeArgs(raw, &a); err != nil {
 			return nil, err
 		}
+		if a.Spread != nil {
+			if a.Spread.Members < 0 || a.Spread.Members > 1000 || a.Spread.Len < 0 || a.Spread.Len > 512 {
+				return nil, agentproto.Errorf(agentproto.ErrBadArgs, "spread of %d members of %d bytes outside 0..1000 × 0..512", a.Spread.Members, a.Spread.Len)
+			}
+			if a.Patch == nil {
+				a.Patch = map[string]any{}
+			}
+			for k, v := range a.Spread.Build() {
+				a.Patch[k] = v
+			}
+		}
 		return fw.client.report(ctx, a.Patch)
 	case agentproto.OpMethodDefine:
 		var m agentproto.MethodBehaviour

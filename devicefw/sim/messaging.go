@@ -96,7 +96,7 @@ func (dc *deviceClient) onC2D(c *conn, m paho.Message, t iothub.Topic) {
 	}
 	dc.mu.Lock()
 	if mid, ok := t.Properties.Get(iothub.PropMessageID); ok && mid != "" {
-		if dc.seenC2D[mid] && !dc.fw.defects.on(DefC2DNoDedup) {
+		if dc.seenC2D[c2dDedupKey(dc.fw.defects.on(DefC2DDedupEncodedMID), m.Topic(), mid)] && !dc.fw.defects.on(DefC2DNoDedup) {
 			ev.Duplicate = true
 		}
 		if !dc.seenC2D[mid] {
@@ -168,6 +168,9 @@ func (dc *deviceClient) applyTwinDocument(r twinResp) (agentproto.TwinResult, er
 	desired, dv, reported, rv, err := twin.ParseDeviceDocument(r.body)
 	if err != nil {
 		return agentproto.TwinResult{}, err
+	}
+	if dc.on(DefTwinGetMetadataKept) {
+		desired = getMetadataKept(r.body, desired) // defects_bounds_single.go
 	}
 	if len(desired) == 0 && dc.on(DefTwinEmptyDesired) {
 		return agentproto.TwinResult{}, errEmptyDesired
@@ -311,6 +314,9 @@ func (dc *deviceClient) onMethod(c *conn, t iothub.Topic, body []byte) {
 	status, payload, silent := unknownMethodStatus, []byte("{}"), false
 	if ok {
 		status, payload, silent = b.Status, []byte(b.Payload), b.Silent
+		if b.Gen != nil {
+			payload = methodGenBody(b.Gen) // a body too large for the UART (defects_bounds_single.go)
+		}
 		if status == 0 {
 			status = 200
 		}
@@ -383,6 +389,7 @@ func (dc *deviceClient) onMethod(c *conn, t iothub.Topic, body []byte) {
 		topic = "$iothub/methods/res/" + text + "/?$rid=" + rid
 	}
 	payload = dc.methodPayloadPadded(payload) // method-response-padded only (limits.go)
+	payload = dc.methodRespCut(payload)       // method-response-cut-64k only (defects_bounds_single.go)
 	tok := c.cli.Publish(topic, dc.methodResponseQoS(), false, payload)
 	if !tok.WaitTimeout(connectTimeout) || tok.Error() != nil {
 		dc.fw.logf("W", "method %s response not sent: %v", t.MethodName, tok.Error())
@@ -447,7 +454,11 @@ func (dc *deviceClient) sendTelemetry(ctx context.Context, a agentproto.Telemetr
 	countsTopic, wrongTopic, raw := d.on(DefSizeCountsTopic), d.on(DefTelemetryWrongTopic), d.on(DefBagNotEncoded) || dc.boundsModuleBagRaw(cc)
 	percentPassed, plusRaw := d.on(DefBagPercentPassed), d.on(DefBagPlusRaw)
 	fakeQoS0, qos2, retain := d.on(DefTelemetryQoS0), d.on(DefTelemetryQoS2), d.on(DefTelemetryRetain)
+	sysNames := d.on(DefSizeCountsSysNames)
 	dc.mu.Unlock()
+	if sysNames {
+		size += sysNameBytes(bag) // defect: system-property names counted (defects_bounds_single.go)
+	}
 	if countsTopic { // defect: the wire topic counted as well
 		size = len(payload) + len(iothub.TelemetryTopic(dc.telemetryIdentity(cc.id), bag))
 	}
@@ -581,6 +592,9 @@ func (dc *deviceClient) report(ctx context.Context, patch map[string]any) (any, 
 	unchecked := verr != nil && dc.localCheckSkipped(verr)
 	if verr != nil && !unchecked {
 		return nil, agentproto.Errorf(agentproto.ErrBadArgs, "reported patch not sent: %v", verr)
+	}
+	if n, over := indentedTooLarge(patch); over && dc.on(DefTwinSizeIndented) {
+		return nil, agentproto.Errorf(agentproto.ErrBadArgs, "reported patch of %d bytes exceeds the %d-byte section limit; not sent (TWIN-015)", n, twin.MaxSectionBytes)
 	}
 	if dc.on(DefTwinReportNullDropped) {
 		patch = dropNulls(patch)

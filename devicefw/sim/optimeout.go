@@ -171,7 +171,7 @@ func (dc *deviceClient) awaitAck(s *session, c *conn, cc connConfig, tok paho.To
 	if s != nil {
 		sctx = s.ctx.Done()
 	}
-	done := tok.Done()
+	done := dc.ackOrAny(tok.Done()) // telemetry-ack-any-puback only (defects_bounds_single.go)
 	for {
 		select {
 		case <-done:
@@ -216,6 +216,7 @@ func (dc *deviceClient) ackedEvent(res agentproto.TelemetryResult, key string, c
 	}
 	res.Acked = true
 	dc.emit(agentproto.EvTelemetry, res)
+	dc.ringAck()
 }
 
 // opTimeoutOf reads retry.operationTimeoutMs.

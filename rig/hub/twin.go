@@ -97,9 +97,14 @@ func (h *Hub) twinGet(c *conn, rid string) {
 		h.twinReply(c, 429, rid, 0, false, nil)
 		return
 	}
+	md := h.twinGetMetadata(c.identity) // TWIN-017 (twin_metadata.go)
 	h.mu.Lock()
 	t := h.twinOf(c.identity)
-	body, err := twin.DeviceDocument(t.Desired, t.DesiredVersion, t.Reported, t.ReportedVersion)
+	desired, reported := t.Desired, t.Reported
+	if md {
+		desired, reported = withMetadata(desired, t.DesiredVersion, t.DesiredUpdated), withMetadata(reported, t.ReportedVersion, t.ReportedUpdated)
+	}
+	body, err := twin.DeviceDocument(desired, t.DesiredVersion, reported, t.ReportedVersion)
 	h.mu.Unlock()
 	if err != nil {
 		h.twinReply(c, 500, rid, 0, false, nil)

@@ -267,6 +267,8 @@ class Agent {
         }
         this.nvs.data.methods[a.name] = {
           name: a.name, status: a.status | 0, payload: a.payload || '', delayMs: a.delayMs | 0, fail: !!a.fail, silent: !!a.silent,
+          // A generated body (a JSON string of gen.size bytes) too large for a frame.
+          gen: a.gen && typeof a.gen.size === 'number' ? { size: a.gen.size, seed: a.gen.seed >>> 0 } : undefined,
         };
         this.nvs.save();
         d.methodDefined(a.name);

@@ -477,6 +477,15 @@ class DeviceClient {
 
   async twinReport(a) {
     if (!a.patch || typeof a.patch !== 'object' || Array.isArray(a.patch)) throw ae('bad_args', 'twin.report needs a patch object');
+    if (a.spread) {
+      // Generated members (agentproto.Spread): a patch larger than a frame.
+      const sp = a.spread;
+      const { generate } = require('./frame');
+      for (let i = 0; i < (sp.members | 0); i++) {
+        const n = (sp.len | 0) + (i < (sp.extra | 0) ? 1 : 0);
+        a.patch[(sp.prefix || '') + String(i).padStart(3, '0')] = generate(n, i + 1).toString('latin1');
+      }
+    }
     const cur = this.requireOpen();
     let twin = cur.twin;
     if (!twin) {
@@ -517,6 +526,11 @@ class DeviceClient {
     }
     let status = b.status || 200;
     let payload = b.payload ? JSON.parse(b.payload) : undefined;
+    if (b.gen && b.gen.size >= 2) {
+      // The SDK JSON-encodes the payload: a string of size-2 characters
+      // becomes the quoted body of exactly gen.size bytes.
+      payload = require('./frame').generate(b.gen.size - 2, b.gen.seed).toString('latin1');
+    }
     if (b.fail) {
       if (status < 400) status = 500;
       payload = { error: 'handler failed' };
