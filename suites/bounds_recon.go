@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net/url"
 	"slices"
-	"strings"
 	"time"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
@@ -17,7 +16,6 @@ import (
 	"github.com/hilrun/hilrun/fixtures"
 	"github.com/hilrun/hilrun/rig/hub"
 	"github.com/hilrun/hilrun/rig/iothub"
-	"github.com/hilrun/hilrun/rig/netem"
 )
 
 // Boundary specs for RECON-008 and RECON-006 (issue 15): the restore after
@@ -157,48 +155,7 @@ var _ = Describe("reconnect: restore after every kind of loss", func() {
 			Fail(fmt.Sprintf("RECON-010: after a clean close (FIN) of its live connection the device made no reconnect attempt within %s (its state: %s): an abrupt close at any moment must be survived (002 L13767, L16694-16698)\n%s", s.Env.Timing.Event, deviceState(ctx, s), evidence()))
 		}
 		h.RefuseConnects(s.ID, 3, 0)
-		acc := must(waitNet(ctx, net, nm, "the calibration attempt's connection", func(e netem.Event) bool { return e.Kind == netem.EvAccept }))
-		end := must(waitNet(ctx, net, acc.Seq, "the end of the calibration connection", func(e netem.Event) bool { return e.Conn == acc.Conn && netEnded(e) }))
-		Expect(end.Up).To(BeNumerically(">", 256), "rig: the refused connection carried only %d bytes device→hub\n%s", end.Up, evidence())
-		phase := func(what string, n int64) {
-			GinkgoHelper()
-			pm := net.Mark()
-			net.CloseAfter(n)
-			closed, err := waitNetFor(ctx, net, pm, 4*time.Second+throttledMinimum, func(e netem.Event) bool {
-				return e.Kind == netem.EvClosed && strings.HasPrefix(e.Detail, "close-after") && e.Up == n
-			})
-			if err != nil {
-				Fail(fmt.Sprintf("RECON-010: no new connection attempt came to be closed (FIN) %s: after the previous clean close the device did not try again (its state: %s) (002 L13767, L16694-16698: a close at any point is survived)\n%s", what, deviceState(ctx, s), evidence()))
-			}
-			GinkgoWriter.Printf("FIN %s: connection %d after %d bytes device→hub\n", what, closed.Conn, closed.Up)
-		}
-		phase("during the TLS handshake", 64)
-		phase("after CONNECT, before CONNACK", end.Up-64)
-		// Mid-PUBLISH: this connection gets through, then a 64 KB message
-		// is closed at about half.
-		n := end.Up + 32<<10
-		pm, pnm := s.Mark(), net.Mark()
-		net.CloseAfter(n)
-		rctx, cancelR := context.WithTimeout(ctx, s.Env.Timing.Event+throttledMinimum)
-		defer cancelR()
-		up := reconnected(rctx, s, pm, 0, "RECON-010: after the clean closes during TLS and before CONNACK")
-		one := 1
-		var res agentproto.TelemetryResult
-		lm := s.Mark()
-		must(0, s.Call(ctx, agentproto.OpTelemetry, agentproto.TelemetryArgs{Gen: &agentproto.Gen{Size: 64 << 10, Seed: 11}, QoS: &one}, &res))
-		if _, err := waitNetFor(ctx, net, pnm, 4*time.Second, func(e netem.Event) bool { return e.Kind == netem.EvClosed && e.Up == n }); err != nil {
-			Fail(fmt.Sprintf("rig: the 64 KB telemetry was not closed at byte %d\n%s", n, evidence()))
-		}
-		net.Restore()
-		reconnected(ctx, s, lm, up.ConnID, "RECON-010: after a clean close in the middle of a PUBLISH")
-		tm := s.Mark()
-		payload := `{"recon010":"after the clean closes"}`
-		must(0, s.Call(ctx, agentproto.OpTelemetry, agentproto.TelemetryArgs{Payload: payload, QoS: &one, Wait: true}, &res))
-		Expect(res.Acked).To(BeTrue(), "RECON-010: a telemetry send after the reconnect must be acknowledged (%s) (002 L13767)\n%s", res.Error, evidence())
-		must(s.WaitTelemetry(ctx, tm, func(msg hub.Message) bool { return string(msg.Payload) == payload }))
-		for _, v := range s.Violations(m) {
-			Expect(v.Type).NotTo(Equal(hub.EventViolation), "RECON-010: the hub closed a connection for a violation after the clean closes: %s %s\n%s", v.Requirement, v.Reason, evidence())
-		}
+		abruptEnds(ctx, s, m, abruptClose, calibratedConnectBytes(ctx, net, nm, evidence), 11, evidence, func() {})
 	})
 })
 

@@ -264,63 +264,93 @@ var _ = Describe("reconnect after network faults", func() {
 				what, s.Env.Timing.Event, deviceState(ctx, s), evidence()))
 		}
 		h.RefuseConnects(s.ID, 3, 0)
-		acc := must(waitNet(ctx, net, nm, "the calibration attempt's connection", func(e netem.Event) bool { return e.Kind == netem.EvAccept }))
-		end := must(waitNet(ctx, net, acc.Seq, "the end of the calibration connection", func(e netem.Event) bool { return e.Conn == acc.Conn && netEnded(e) }))
-		Expect(end.Up).To(BeNumerically(">", 256), "rig: the refused connection carried only %d bytes device→hub\n%s", end.Up, evidence())
-
-		// Each phase arms the proxy for the device's next connection and
-		// waits until it has been cut at exactly that byte.
-		phase := func(what string, n int64) {
-			GinkgoHelper()
-			pm := net.Mark()
-			net.DropAfter(n)
-			cut, err := waitNetFor(ctx, net, pm, 4*time.Second+throttledMinimum, func(e netem.Event) bool {
-				return e.Kind == netem.EvCut && strings.HasPrefix(e.Detail, "drop-after") && e.Up == n
-			})
-			if err != nil {
-				Fail(fmt.Sprintf("RECON-010: no new connection attempt came to be cut %s: after the previous cut the device did not try again (its state: %s)\n%s", what, deviceState(ctx, s), evidence()))
-			}
-			GinkgoWriter.Printf("cut %s: connection %d after %d bytes device→hub\n", what, cut.Conn, cut.Up)
-		}
-		// 64 bytes: inside the ClientHello.
-		phase("during the TLS handshake", 64)
-		// 64 bytes short of the calibrated count: the device has sent its
-		// CONNECT (a CONNECT record is far longer than 64 bytes plus a
-		// closing alert) and waits for a CONNACK that cannot come.
-		phase("after CONNECT, before CONNACK", end.Up-64)
-		Expect(packets(s.Trace(cm), hub.DirOut, "CONNACK")).To(HaveLen(1), "rig: only the calibration's CONNACK 3 is expected so far\n%s", evidence())
-
-		// Mid-PUBLISH: this connection gets through, then a 64 KB message
-		// is cut at about half.
-		n := end.Up + 32<<10
-		pm, pnm := s.Mark(), net.Mark()
-		net.DropAfter(n)
-		rctx, cancelR := context.WithTimeout(ctx, s.Env.Timing.Event+throttledMinimum)
-		defer cancelR()
-		up := reconnected(rctx, s, pm, 0, "RECON-010: after the cuts during TLS and before CONNACK")
-		var res agentproto.TelemetryResult
-		lm := s.Mark()
-		must(0, s.Call(ctx, agentproto.OpTelemetry, agentproto.TelemetryArgs{Gen: &agentproto.Gen{Size: 64 << 10, Seed: 10}, QoS: &one}, &res))
-		if _, err := waitNetFor(ctx, net, pnm, 4*time.Second, func(e netem.Event) bool {
-			return e.Kind == netem.EvCut && e.Up == n
-		}); err != nil {
-			Fail(fmt.Sprintf("rig: the 64 KB telemetry was not cut at byte %d\n%s", n, evidence()))
-		}
-		net.Restore()
-		reconnected(ctx, s, lm, up.ConnID, "RECON-010: after a connection was cut in the middle of a PUBLISH")
-
-		// The device works: a telemetry send is acknowledged and arrives.
-		tm := s.Mark()
-		payload := `{"recon010":"after the cuts"}`
-		must(0, s.Call(ctx, agentproto.OpTelemetry, agentproto.TelemetryArgs{Payload: payload, QoS: &one, Wait: true}, &res))
-		Expect(res.Acked).To(BeTrue(), "RECON-010: a telemetry send after the reconnect must be acknowledged (%s)\n%s", res.Error, evidence())
-		must(s.WaitTelemetry(ctx, tm, func(msg hub.Message) bool { return string(msg.Payload) == payload }))
-		// No malformed packet after any of the cuts: the hub saw no violation.
-		for _, v := range s.Violations(m) {
-			Expect(v.Type).NotTo(Equal(hub.EventViolation), "RECON-010: the hub closed a connection for a violation after the cuts: %s %s\n%s", v.Requirement, v.Reason, evidence())
-		}
+		connectBytes := calibratedConnectBytes(ctx, net, nm, evidence)
+		abruptEnds(ctx, s, m, abruptCut, connectBytes, 10, evidence, func() {
+			Expect(packets(s.Trace(cm), hub.DirOut, "CONNACK")).To(HaveLen(1), "rig: only the calibration's CONNACK 3 is expected so far\n%s", evidence())
+		})
 	})
 })
+
+// abruptEnd is one way the rig ends a connection at a chosen byte
+// (RECON-010): a cut (the proxy resets it) or a clean close (FIN).
+type abruptEnd struct {
+	name   string // "cut", "closed (FIN)": for messages
+	plural string // "cuts", "clean closes"
+	arm    func(p *netem.Proxy, n int64)
+	kind   string // the proxy event kind (netem.EvCut, netem.EvClosed)
+	prefix string // the proxy event's Detail prefix for an armed end
+}
+
+var (
+	abruptCut   = abruptEnd{"cut", "cuts", (*netem.Proxy).DropAfter, netem.EvCut, "drop-after"}
+	abruptClose = abruptEnd{"closed (FIN)", "clean closes", (*netem.Proxy).CloseAfter, netem.EvClosed, "close-after"}
+)
+
+// calibratedConnectBytes: how many bytes the device sent device→hub on
+// the connection the proxy accepted after nm (an attempt the hub refused
+// and closed), that is the TLS handshake, the CONNECT and at most a
+// closing alert.
+func calibratedConnectBytes(ctx context.Context, net *netem.Proxy, nm uint64, evidence func() string) int64 {
+	GinkgoHelper()
+	acc := must(waitNet(ctx, net, nm, "the calibration attempt's connection", func(e netem.Event) bool { return e.Kind == netem.EvAccept }))
+	end := must(waitNet(ctx, net, acc.Seq, "the end of the calibration connection", func(e netem.Event) bool { return e.Conn == acc.Conn && netEnded(e) }))
+	Expect(end.Up).To(BeNumerically(">", 256), "rig: the refused connection carried only %d bytes device→hub\n%s", end.Up, evidence())
+	return end.Up
+}
+
+// abruptEnds ends the device's next connections the way how says: inside
+// the ClientHello (64 bytes), after its CONNECT before the CONNACK (64
+// bytes short of connectBytes: a CONNECT record is far longer than 64
+// bytes plus a closing alert), then checked runs, then in the middle of a
+// 64 KB PUBLISH on a connection that got through. Then the device must
+// work: an acknowledged telemetry send that arrives, and no violation at
+// the hub since m (RECON-010, 002 L13767, L16694-16698).
+func abruptEnds(ctx context.Context, s *fixtures.Session, m fixtures.Marks, how abruptEnd, connectBytes int64, seed uint32, evidence func() string, checked func()) {
+	GinkgoHelper()
+	net := s.Env.Net
+	// Each phase arms the proxy for the device's next connection and waits
+	// until it has been ended at exactly that byte.
+	phase := func(what string, n int64) {
+		GinkgoHelper()
+		pm := net.Mark()
+		how.arm(net, n)
+		ended, err := waitNetFor(ctx, net, pm, 4*time.Second+throttledMinimum, func(e netem.Event) bool {
+			return e.Kind == how.kind && strings.HasPrefix(e.Detail, how.prefix) && e.Up == n
+		})
+		if err != nil {
+			Fail(fmt.Sprintf("RECON-010: no new connection attempt came to be %s %s: after the previous one the device did not try again (its state: %s) (002 L13767, L16694-16698: a close at any point is survived)\n%s", how.name, what, deviceState(ctx, s), evidence()))
+		}
+		GinkgoWriter.Printf("%s %s: connection %d after %d bytes device→hub\n", how.name, what, ended.Conn, ended.Up)
+	}
+	phase("during the TLS handshake", 64)
+	phase("after CONNECT, before CONNACK", connectBytes-64)
+	checked()
+
+	n := connectBytes + 32<<10
+	pm, pnm := s.Mark(), net.Mark()
+	how.arm(net, n)
+	rctx, cancelR := context.WithTimeout(ctx, s.Env.Timing.Event+throttledMinimum)
+	defer cancelR()
+	up := reconnected(rctx, s, pm, 0, "RECON-010: after the "+how.plural+" during TLS and before CONNACK")
+	one := 1
+	var res agentproto.TelemetryResult
+	lm := s.Mark()
+	must(0, s.Call(ctx, agentproto.OpTelemetry, agentproto.TelemetryArgs{Gen: &agentproto.Gen{Size: 64 << 10, Seed: seed}, QoS: &one}, &res))
+	if _, err := waitNetFor(ctx, net, pnm, 4*time.Second, func(e netem.Event) bool { return e.Kind == how.kind && e.Up == n }); err != nil {
+		Fail(fmt.Sprintf("rig: the 64 KB telemetry was not %s at byte %d\n%s", how.name, n, evidence()))
+	}
+	net.Restore()
+	reconnected(ctx, s, lm, up.ConnID, "RECON-010: after a connection was "+how.name+" in the middle of a PUBLISH")
+
+	tm := s.Mark()
+	payload := `{"recon010":"after the ` + how.plural + `"}`
+	must(0, s.Call(ctx, agentproto.OpTelemetry, agentproto.TelemetryArgs{Payload: payload, QoS: &one, Wait: true}, &res))
+	Expect(res.Acked).To(BeTrue(), "RECON-010: a telemetry send after the reconnect must be acknowledged (%s) (002 L13767)\n%s", res.Error, evidence())
+	must(s.WaitTelemetry(ctx, tm, func(msg hub.Message) bool { return string(msg.Payload) == payload }))
+	for _, v := range s.Violations(m) {
+		Expect(v.Type).NotTo(Equal(hub.EventViolation), "RECON-010: the hub closed a connection for a violation after the %s: %s %s\n%s", how.plural, v.Requirement, v.Reason, evidence())
+	}
+}
 
 // liveConn is the hub connection number of the session's current
 // connection (its latest CONNACK 0).
