@@ -18,14 +18,9 @@ var clockBoundsDefects = []Defect{
 	{DefSNTPZeroTransmitTaken, "CLOCK-001", "an SNTP answer whose transmit timestamp is zero is not discarded: its time (the zero time) is set as UTC"},
 }
 
-// sntpRequestMode is the association mode of the client's request: 3
-// (client, RFC 4330 §5), or 2 with sntp-request-mode-2.
-func sntpRequestMode(mode2 bool) byte {
-	if mode2 {
-		return 2
-	}
-	return 3
-}
+// sntpRequestMode2 is sntp-request-mode-2: the request's first byte with
+// mode 2 (symmetric passive) in place of the client's mode.
+func sntpRequestMode2(b byte) byte { return b&^7 | 2 }
 
 // kodCrash is sntp-kod-crash: a write into a map that was never made,
 // which panics in the connection goroutine as a real firmware's bad
