@@ -32,11 +32,11 @@ var _ = Describe("clock boundaries", func() {
 		defer cancel()
 		q, err := s.Env.SNTP.WaitQuery(wctx, n+1)
 		if err != nil {
-			Fail("CLOCK-001: after client.open a board at 1970 must ask the time server: " + err.Error() + "\n" + traceText(s.ClockTrace(m)))
+			Fail("CLOCK-001 (000 L30): after client.open a board at 1970 must ask the time server: " + err.Error() + "\n" + traceText(s.ClockTrace(m)))
 		}
 		// RFC 4330 §5: a unicast client sets Mode 3 (client); a server
 		// answers nothing else (mode 0 only from version 1 clients).
-		Expect(q.Mode).To(Equal(uint8(sntp.ModeClient)), "CLOCK-001 (RFC 4330 §5): an SNTP request must have mode 3 (client); the device's first request is mode %d: %s\n%s",
+		Expect(q.Mode).To(Equal(uint8(sntp.ModeClient)), "CLOCK-001 (000 L30; RFC 4330 §5): an SNTP request must have mode 3 (client); the device's first request is mode %d: %s\n%s",
 			q.Mode, q, traceText(s.ClockTrace(m)))
 	})
 
@@ -50,7 +50,7 @@ var _ = Describe("clock boundaries", func() {
 		// discarded. The device then has no time, as with a silent
 		// server: it may not open TLS (CLOCK-001), and asking again
 		// follows the same backoff.
-		Expect(o.conns).To(BeEmpty(), "CLOCK-001 (RFC 4330 §5): an answer whose transmit timestamp is zero must be discarded, leaving the device without UTC; within %s of such answers it opened TLS or connected %d time(s), so it took their time; %s\n%s",
+		Expect(o.conns).To(BeEmpty(), "CLOCK-001 (000 L30; RFC 4330 §5): an answer whose transmit timestamp is zero must be discarded, leaving the device without UTC; within %s of such answers it opened TLS or connected %d time(s), so it took their time; %s\n%s",
 			o.window, len(o.conns), o.queryTimes(), traceText(o.trace))
 		o.expectBackoff()
 
@@ -70,11 +70,11 @@ var _ = Describe("clock boundaries", func() {
 			if c, cerr := s.Clock(ctx); cerr == nil {
 				clock = fmt.Sprintf("%s, synced %v", time.UnixMilli(c.UnixMS).UTC().Format(time.RFC3339), c.Synced)
 			}
-			Fail(fmt.Sprintf("CLOCK-001 (RFC 4330 §5): after answers with a zero transmit timestamp, which must be discarded, the device still needs UTC; once the server answered with the time it did not get it and connect within %s (the board's clock reads %s)\n%s",
-				s.Env.Timing.Connect, clock, traceText(s.ClockTrace(m))))
+			Fail(fmt.Sprintf("CLOCK-001 (000 L30; RFC 4330 §5): after answers with a zero transmit timestamp, which must be discarded, the device still needs UTC; once the server answered with the time it did not get it and connect within %s (before: %s; the board's clock reads %s)\n%s",
+				s.Env.Timing.Connect, o.queryTimes(), clock, traceText(s.ClockTrace(m))))
 		}
 		se, seErr := seOf(&connect)
-		Expect(seErr == nil && se.After(fixtures.EpochNear)).To(BeTrue(), "CLOCK-001: the CONNECT after the time server recovered must carry an se from UTC; se %s (%v)\n%s",
+		Expect(seErr == nil && se.After(fixtures.EpochNear)).To(BeTrue(), "CLOCK-001 (000 L30): the CONNECT after the time server recovered must carry an se from UTC; se %s (%v)\n%s",
 			se.Format(time.RFC3339), seErr, traceText(s.ClockTrace(m)))
 	})
 })
