@@ -121,7 +121,9 @@ func judgeCrash(res *reports.SpecResult, exits []board.Exit, started time.Time, 
 	switch res.Status {
 	case reports.SpecPassed, reports.SpecFailed:
 	case reports.SpecRigFault:
-		if loop {
+		// A recovery (reset, power cycle) clears the board's fault, so
+		// the rig fault's own text also tells of a crash loop.
+		if loop || strings.Contains(res.RigFault, board.ErrCrashLoop.Error()) || strings.Contains(res.Failure, board.ErrCrashLoop.Error()) {
 			return // the board no longer comes up: a rig fault, see above
 		}
 	default:

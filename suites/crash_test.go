@@ -30,11 +30,15 @@ func TestJudgeCrash(t *testing.T) {
 		{"failed, crash", reports.SpecFailed, []board.Exit{crash}, false, reports.SpecFailed},
 		{"rig fault from a crash's cut frame", reports.SpecRigFault, []board.Exit{crash}, false, reports.SpecFailed},
 		{"rig fault, crash loop", reports.SpecRigFault, []board.Exit{crash, crash, crash}, true, reports.SpecRigFault},
+		{"rig fault, crash loop recovered since", reports.SpecRigFault, []board.Exit{crash}, false, reports.SpecRigFault},
 		{"not applicable", reports.SpecNotApplicable, []board.Exit{crash}, false, reports.SpecNotApplicable},
 		{"interrupted", reports.SpecInterrupted, []board.Exit{crash}, false, reports.SpecInterrupted},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			res := reports.SpecResult{Status: tc.status, Requirements: []string{"CLOCK-001"}, Failure: "own failure", RigFault: "frame cut"}
+			if strings.Contains(tc.name, "recovered") {
+				res.RigFault = "board sim0: crash loop: firmware crashed 3 times in 1.2s"
+			}
 			judgeCrash(&res, tc.exits, start, tc.loop, "/out/console.log", "/out/firmware.log")
 			if res.Status != tc.want {
 				t.Fatalf("status %s, want %s (%s)", res.Status, tc.want, res.Failure)
