@@ -132,6 +132,7 @@ func Run(ctx context.Context, o RunOptions) (*reports.Report, error) {
 	setEnv(e)
 	defer setEnv(nil)
 	rigSetup(o.LabelFilter, o.Focus)
+	crashSetup(o.OutDir)
 	selectionReset()
 	defer noteInterrupt(ctx)()
 	e.StartWatchdog(func(line string) { fmt.Fprintln(progress, line) })
@@ -221,6 +222,7 @@ var _ = ReportAfterEach(func(r SpecReport) {
 	if keep {
 		applyInterrupt(&res, r)
 		applyRigFaults(&res, r.StartTime)
+		applyCrash(&res, r.StartTime) // crash.go: after the rig faults, which it may overrule
 	}
 	if a := awsCurrent; a != nil && (res.Status == reports.SpecFailed || res.Status == reports.SpecRigFault) {
 		res.Wire, res.Console = a.Evidence(40) // an AWS session (aws_framework.go)

@@ -108,7 +108,7 @@ func (fw *Firmware) waitForTime(ctx context.Context, cc connConfig, report func(
 			if hammer {
 				timeout = sntpHammerTimeout
 			}
-			t, err := sntpQuery(ctx, server, fw.rtc.Now(), timeout)
+			t, err := sntpQuery(ctx, server, fw.rtc.Now(), timeout, fw.clientOn)
 			if ctx.Err() != nil {
 				return false
 			}
@@ -122,6 +122,9 @@ func (fw *Firmware) waitForTime(ctx context.Context, cc connConfig, report func(
 			reason = "SNTP " + server + ": " + err.Error()
 			delay = backoff(cc, attempt)
 			var kod *kissError
+			if errors.As(err, &kod) && fw.clientOn(DefSNTPKoDCrash) {
+				kodCrash(server)
+			}
 			if errors.As(err, &kod) && !fw.clientOn(DefSNTPIgnoreKoD) {
 				delay = kodHold(cc, kod.code)
 				fw.sntp.holdOff(server, delay)
@@ -153,7 +156,9 @@ func (fw *Firmware) clientOn(name string) bool { return fw.client.on(name) }
 // sntpQuery asks server for the time once. now is the device's clock,
 // sent as the transmit timestamp and expected back as the originate
 // timestamp (RFC 4330 §5), so that stray or forged answers are ignored.
-func sntpQuery(ctx context.Context, server string, now time.Time, timeout time.Duration) (time.Time, error) {
+// on tells which defect switches are on (sntp-request-mode-2 and
+// sntp-zero-transmit-accepted act here).
+func sntpQuery(ctx context.Context, server string, now time.Time, timeout time.Duration, on func(string) bool) (time.Time, error) {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	var d net.Dialer
@@ -166,6 +171,9 @@ func sntpQuery(ctx context.Context, server string, now time.Time, timeout time.D
 	_ = c.SetDeadline(deadline)
 	req := make([]byte, ntpPacketSize)
 	req[0] = 0<<6 | 4<<3 | 3 // LI 0, version 4, mode 3 (client)
+	if on(DefSNTPRequestMode2) {
+		req[0] = sntpRequestMode2(req[0])
+	}
 	sent := ntpTimestamp(now)
 	if sent == 0 {
 		sent = 1 // 0 means "no timestamp"
@@ -198,7 +206,7 @@ func sntpQuery(ctx context.Context, server string, now time.Time, timeout time.D
 		}
 		recv := ntpTime(binary.BigEndian.Uint64(b[32:]))
 		xmit := ntpTime(binary.BigEndian.Uint64(b[40:]))
-		if xmit.IsZero() {
+		if xmit.IsZero() && !on(DefSNTPZeroTransmitTaken) {
 			return time.Time{}, errors.New("answer without a transmit timestamp")
 		}
 		// The answer left the server at xmit; half the network round trip

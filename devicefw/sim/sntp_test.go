@@ -131,7 +131,7 @@ func TestSNTPQueryIgnoresStrayAnswers(t *testing.T) {
 		_, _ = c.WriteToUDP(stray.Marshal(), from)
 		_, _ = c.WriteToUDP(sntp.Reply(req, now, now).Marshal(), from)
 	}()
-	got, err := sntpQuery(context.Background(), c.LocalAddr().String(), time.Unix(42, 0), time.Second)
+	got, err := sntpQuery(context.Background(), c.LocalAddr().String(), time.Unix(42, 0), time.Second, func(string) bool { return false })
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -16,6 +16,10 @@ const (
 	AnswerTime = "time"    // answer with the served time (true time + offset)
 	AnswerNone = "dropped" // no answer: the time service is unreachable
 	AnswerKoD  = "kod"     // answer with a kiss-o'-death (Query.Answer says "kod RATE" etc.)
+	// AnswerZeroTransmit is a faulty server: a well-formed answer (mode 4,
+	// stratum 1, the originate echo, a receive timestamp) whose transmit
+	// timestamp is zero, which RFC 4330 §5 tells a client to discard.
+	AnswerZeroTransmit = "zero-transmit"
 )
 
 // Answer prefixes for queries that were not answered because they were
@@ -41,8 +45,9 @@ type Query struct {
 	// ClientTransmit is the client's transmit timestamp as sent (the
 	// client's clock; a board whose clock is unset sends 1970 or 0).
 	ClientTransmit Timestamp `json:"clientTransmit"`
-	// Answer is what the server did: AnswerTime, AnswerNone, "kod CODE",
-	// or "ignored: reason" for a packet that is not a valid request.
+	// Answer is what the server did: AnswerTime, AnswerNone,
+	// AnswerZeroTransmit, "kod CODE", or "ignored: reason" for a packet
+	// that is not a valid request.
 	Answer string `json:"answer"`
 	// Served is the transmit timestamp of the answer as a time (zero when
 	// no time was served).
@@ -120,6 +125,10 @@ func (s *Server) Drop() { s.setBehaviour(AnswerNone, "") }
 // carrying code (KissRate, KissDeny, KissRstr).
 func (s *Server) KissOfDeath(code string) { s.setBehaviour(AnswerKoD, code) }
 
+// ZeroTransmit makes the server answer every query with a zero transmit
+// timestamp (AnswerZeroTransmit): the answer carries no time to take.
+func (s *Server) ZeroTransmit() { s.setBehaviour(AnswerZeroTransmit, "") }
+
 // Reset restores the defaults: answer with the true time.
 func (s *Server) Reset() {
 	s.mu.Lock()
@@ -133,7 +142,7 @@ func (s *Server) setBehaviour(b, kiss string) {
 	s.behaviour, s.kiss = b, kiss
 }
 
-// Behaviour is AnswerTime, AnswerNone or "kod CODE".
+// Behaviour is AnswerTime, AnswerNone, AnswerZeroTransmit or "kod CODE".
 func (s *Server) Behaviour() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -187,6 +196,11 @@ func (s *Server) handle(b []byte, remote *net.UDPAddr) (Query, []byte) {
 	case behaviour == AnswerKoD:
 		q.Answer = AnswerKoD + " " + kiss
 		answer = KissOfDeathReply(req, kiss).Marshal()
+	case behaviour == AnswerZeroTransmit:
+		resp := Reply(req, arrived.Add(offset), s.now().Add(offset))
+		resp.Transmit = 0
+		q.Answer = AnswerZeroTransmit
+		answer = resp.Marshal()
 	default:
 		resp := Reply(req, arrived.Add(offset), s.now().Add(offset))
 		q.Answer, q.Served = AnswerTime, resp.Transmit.Time()

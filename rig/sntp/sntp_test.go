@@ -205,6 +205,11 @@ func TestServerBehaviours(t *testing.T) {
 				t.Fatalf("code %q", code)
 			}
 		}},
+		{"zero transmit timestamp", s.ZeroTransmit, AnswerZeroTransmit, func(t *testing.T, p Packet, _ []byte) {
+			if p.Mode != ModeServer || p.Stratum != 1 || p.Originate != sent || p.Receive == 0 || p.Transmit != 0 {
+				t.Fatalf("not a time answer with a zero transmit timestamp: %+v", p)
+			}
+		}},
 		{"no answer", s.Drop, AnswerNone, nil},
 	}
 	for i, c := range cases {
