@@ -251,11 +251,23 @@ func TestConsoleVirtualBoard(t *testing.T) {
 	}
 }
 
+// TestReportReRenders: a run's report carries each requirement's row of
+// the coverage table, and `hilrun report DIR` renders the report files
+// again from report.json.
 func TestReportReRenders(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	if out, code := hilrun(t, "run", "--out", dir, "--label-filter", "CONN-005"); code != 0 {
 		t.Fatalf("run: %d\n%s", code, out)
+	}
+	r, err := reports.Load(filepath.Join(dir, reports.JSONFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range r.Requirements {
+		if q.Coverage == nil || q.Coverage.Dimensions == 0 || len(q.Coverage.Items) != q.Coverage.Dimensions {
+			t.Errorf("%s: coverage %+v", q.ID, q.Coverage)
+		}
 	}
 	if err := os.Remove(filepath.Join(dir, reports.HTMLFile)); err != nil {
 		t.Fatal(err)
