@@ -118,7 +118,7 @@ func TestPoolRigFault(t *testing.T) {
 	// The mute board is given up 5 s after its flash instead of the
 	// production bound (Timing.Connect, 15 s); the healthy boards say hello
 	// well within it.
-	out, code := hilrunEnv(t, []string{fixtures.RigTimingEnv + "=boot=5s"}, "run", "--pool", "--inventory", inv, "--label-filter", "CONN-005", "--out", pool)
+	out, code := hilrunEnv(t, []string{fixtures.RigTimingEnv + "=boot=5s"}, "run", "--pool", "--inventory", inv, "--label-filter", quickSample, "--out", pool)
 	if code != exitRigFault {
 		t.Fatalf("pool: exit %d, want %d\n%s", code, exitRigFault, out)
 	}
