@@ -159,37 +159,32 @@ func TestNoSecretLeaksFromRuns(t *testing.T) {
 		// secret in a CONNECT password, proof that the leak path ran.
 		passwordSecret bool
 	}{
-		// The runs are listed longest first: the subtests queue behind
-		// the package's other parallel tests, so the slow runs start first
-		// and the short ones fill in beside them, not after them.
-		//
 		// Every CONN spec (SAS, X.509, renewals), a module token (MOD-003), a
 		// twin and a C2D spec so those service answers hold data; OTA and
 		// file upload put storage SAS tokens in twins and on the wire. In
-		// runs side by side, the CONN specs that wait on the board's
+		// four runs side by side, the CONN specs that wait on the board's
 		// timers (keep-alive, serial connects, refusals) apart: each run's
 		// secrets are searched for in that run's files, and together they
-		// are every spec of the one run. Provisioning: enrollment and
-		// derived keys over the agent, DPS tokens, the hub identities DPS
-		// creates.
+		// are every spec of the one run.
 		{"", "CONN-023 || CONN-004", "", false},
-		{"", "DPS || PNP-006", "", false},
 		{"", "CONN-003 || CONN-016", "", false},
+		{"", "CONN && !CONN-023 && !CONN-004 && !CONN-003 && !CONN-016", "", false},
 		{"", "MOD-003 || C2D-001 || TWIN-001 || OTA || FUP", "", false},
 		// The switches of devicefw/sim/DEFECTS.md that put a credential on
-		// the wire: CONNECT (credentials) in plaintext, the key itself, a
-		// token in the wrong shape, a token where none belongs, a token
-		// signed with a key derived from the device key, and a DPS token
-		// signed with the group key itself.
-		{"tls-plaintext-fallback", "CERT-004", "CERT-004", false},
-		{"tls-fallback-1883", "CERT-004", "CERT-004", false},
-		// (The fifth clean run, the rest of CONN, is listed by its length.)
-		{"", "CONN && !CONN-023 && !CONN-004 && !CONN-003 && !CONN-016", "", false},
-		{"token-wrong-key", "CONN-009", "CONN-009", false},
-		{"dps-group-key-not-derived", "DPS-003", "DPS-003", false},
+		// the wire: the key itself, a token in the wrong shape, a token
+		// where none belongs, a token signed with a key derived from the
+		// device key, and CONNECT (credentials) in plaintext.
+		{"sas-key-as-password", "CONN-011", "CONN-011", true},
 		{"sas-no-prefix", "CONN-007", "CONN-007", false},
 		{"x509-also-sas", "CONN-012", "CONN-012", false},
-		{"sas-key-as-password", "CONN-011", "CONN-011", true},
+		{"token-wrong-key", "CONN-009", "CONN-009", false},
+		{"tls-plaintext-fallback", "CERT-004", "CERT-004", false},
+		{"tls-fallback-1883", "CERT-004", "CERT-004", false},
+		// Provisioning: enrollment and derived keys over the agent, DPS
+		// tokens, the hub identities DPS creates; and a token signed with
+		// the group key itself.
+		{"", "DPS || PNP-006", "", false},
+		{"dps-group-key-not-derived", "DPS-003", "DPS-003", false},
 	}
 	for _, tc := range cases {
 		name := tc.defect
