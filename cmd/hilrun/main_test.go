@@ -194,7 +194,9 @@ func TestSelftest(t *testing.T) {
 		t.Skip("meta-test runs the suite once per defect")
 	}
 	dir := t.TempDir()
-	args := []string{"selftest", "--out", dir, "--jobs", "4", "--label-filter", "PNP || FUP"}
+	// Two shards prove the clean run's merge as well as --jobs' four would;
+	// the sample's few sub-second specs need no more boards booted.
+	args := []string{"selftest", "--out", dir, "--jobs", "4", "--label-filter", "PNP || FUP", "--clean-shards", "2"}
 	if os.Getenv("HILRUN_FULL_SELFTEST") == "1" {
 		args = args[:5] // not parallel: the whole suite's timing specs would starve the other tests' runs
 	} else {
