@@ -120,7 +120,7 @@ boards:
 		{"absent board is a rig fault", []string{"--board", "ghost", "--inventory", inv}, exitRigFault, []string{"rig fault", "/dev/hilrun-no-such-tty", "not a verdict on the firmware"}},
 		{"wifi env missing", []string{"--board", "wifi-board", "--inventory", inv}, 2, []string{"HILRUN_TEST_UNSET_SSID", "export"}},
 		{"port with inventory board", []string{"--board", "ghost", "--inventory", inv, "--port", "/dev/ttyUSB0"}, 2, []string{"--port does not apply"}},
-		{"sim from inventory", []string{"--board", "sim-1", "--inventory", inv, "--label-filter", "CONN-005", "--out", filepath.Join(dir, "sim-1")}, 0, []string{"verdict: PASS"}},
+		{"sim from inventory", []string{"--board", "sim-1", "--inventory", inv, "--label-filter", quickSample, "--out", filepath.Join(dir, "sim-1")}, 0, []string{"verdict: PASS"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			out, code := hilrun(t, append([]string{"run"}, tc.args...)...)

@@ -79,6 +79,12 @@ func hilrun(t *testing.T, args ...string) (string, int) {
 	return hilrunEnv(t, nil, args...)
 }
 
+// quickSample is the label filter of the tests that need a passing run of
+// something, not what it judges: one requirement of a single sub-second
+// spec on the virtual board. (CONN-005, used before, now selects five
+// specs, one of them the SAS session lifecycle of almost 4 s.)
+const quickSample = "TEL-006"
+
 // defaultSample is the label filter of TestRunDefaultVirtualBoard: specs
 // of several areas, enough for every one of the default's boards to get
 // some, none judging timing.
@@ -188,7 +194,9 @@ func TestSelftest(t *testing.T) {
 		t.Skip("meta-test runs the suite once per defect")
 	}
 	dir := t.TempDir()
-	args := []string{"selftest", "--out", dir, "--jobs", "4", "--label-filter", "PNP || FUP"}
+	// Two shards prove the clean run's merge as well as --jobs' four would;
+	// the sample's few sub-second specs need no more boards booted.
+	args := []string{"selftest", "--out", dir, "--jobs", "4", "--label-filter", "PNP || FUP", "--clean-shards", "2"}
 	if os.Getenv("HILRUN_FULL_SELFTEST") == "1" {
 		args = args[:5] // not parallel: the whole suite's timing specs would starve the other tests' runs
 	} else {
@@ -251,11 +259,23 @@ func TestConsoleVirtualBoard(t *testing.T) {
 	}
 }
 
+// TestReportReRenders: a run's report carries each requirement's row of
+// the coverage table, and `hilrun report DIR` renders the report files
+// again from report.json.
 func TestReportReRenders(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	if out, code := hilrun(t, "run", "--out", dir, "--label-filter", "CONN-005"); code != 0 {
+	if out, code := hilrun(t, "run", "--out", dir, "--label-filter", quickSample); code != 0 {
 		t.Fatalf("run: %d\n%s", code, out)
+	}
+	r, err := reports.Load(filepath.Join(dir, reports.JSONFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range r.Requirements {
+		if q.Coverage == nil || q.Coverage.Dimensions == 0 || len(q.Coverage.Items) != q.Coverage.Dimensions {
+			t.Errorf("%s: coverage %+v", q.ID, q.Coverage)
+		}
 	}
 	if err := os.Remove(filepath.Join(dir, reports.HTMLFile)); err != nil {
 		t.Fatal(err)

@@ -395,9 +395,10 @@ func TestRigFaultFirmwareStopped(t *testing.T) {
 	t.Logf("SIGSTOP: resumed %s after the stop; exit %d in %s", resumed.Round(time.Millisecond), code, wall)
 }
 
-// TestRigFaultCrashAtBoot: a crash loop is a fast rig fault before any
-// spec; the message names the firmware log, which is kept in the report
-// directory.
+// TestRigFaultCrashAtBoot: a crash loop (crash-at-boot, --sim-misbehave)
+// is a fast rig fault (exit 3) before any spec; the output and the message
+// name the firmware log, which is kept in the report directory with the
+// firmware's panic in it.
 func TestRigFaultCrashAtBoot(t *testing.T) {
 	t.Parallel()
 	r := startRig(t, "--sim-misbehave", "crash-at-boot", "--label-filter", "CONN-005")
@@ -413,7 +414,13 @@ func TestRigFaultCrashAtBoot(t *testing.T) {
 	if rep.Run.Interrupted || strings.Contains(r.output(), "run interrupted") {
 		t.Error("a crash loop is reported as an interruption")
 	}
-	if wall > 15*time.Second {
+	if b, err := os.ReadFile(log); err != nil || !strings.Contains(string(b), "panic: hilrun-sim") {
+		t.Errorf("firmware log %s lacks the firmware's panic: %v\n%s", log, err, b)
+	}
+	if out := r.output(); !strings.Contains(out, "crash loop: firmware crashed 3 times") || !strings.Contains(out, log) {
+		t.Errorf("the output does not say crash loop and point at the kept log %s", log)
+	}
+	if wall > 10*time.Second {
 		t.Errorf("crash loop took %s to be a rig fault", wall)
 	}
 	if t.Failed() {

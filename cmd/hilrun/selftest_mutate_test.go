@@ -19,6 +19,7 @@ func TestMutateSmall(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds firmware images and runs specs")
 	}
+	t.Parallel() // its own output directory; the image builds share only Go's build cache
 	out, code := hilrun(t, "selftest", "--mutate", "--list", "--files", "pnp.go")
 	if code != 0 {
 		t.Fatalf("--list: exit %d\n%s", code, out)
