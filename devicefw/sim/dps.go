@@ -440,18 +440,3 @@ func (dc *deviceClient) dpsVerifyDefects(tlsc *tls.Config, trust []*x509.Certifi
 		}
 	}
 }
-
-// verifyChainSkippingHostname makes tlsc check the server chain against its
-// roots and the clock but not the host name: the hand-rolled verifier of
-// the skip-hostname defects (dps-skip-hostname, aws-skip-hostname).
-func verifyChainSkippingHostname(tlsc *tls.Config, now func() time.Time) {
-	tlsc.InsecureSkipVerify = true
-	tlsc.VerifyPeerCertificate = func(raw [][]byte, _ [][]*x509.Certificate) error {
-		leaf, inter, err := parseChain(raw)
-		if err != nil {
-			return err
-		}
-		_, err = leaf.Verify(x509.VerifyOptions{Roots: tlsc.RootCAs, Intermediates: inter, CurrentTime: now()}) // defect: no DNSName
-		return err
-	}
-}
