@@ -199,6 +199,7 @@ func (ac *awsClient) loop(stop chan struct{}) {
 		}
 		c, aerr := ac.conf()
 		if aerr != nil {
+			//mutate:agent report: the stopped event the agent is told when the aws section is unusable; the loop returns either way
 			ac.setState(agentproto.ConnEvent{State: agentproto.StateStopped, Reason: aerr.Msg})
 			return
 		}

@@ -517,6 +517,7 @@ func (dc *deviceClient) loop(s *session) {
 			if !exp.IsZero() {
 				ev.Expiry = exp.Unix()
 			}
+			//mutate:agent report: the agent's creds event after a renewal; the renewal itself is on the wire
 			dc.emit(agentproto.EvCreds, ev)
 			renewKind = ""
 		}

@@ -16,6 +16,8 @@ import (
 // with client.close, so a later session starts without them.
 
 // maxHeartbeatMS bounds the interval (an hour, the docs' example).
+//
+//mutate:agent args: the upper bound of heartbeat.set's interval argument
 const maxHeartbeatMS = 3600 * 1000
 
 // appState is guarded by deviceClient.mu.
@@ -67,6 +69,7 @@ func (dc *deviceClient) openSessionLocked() *session {
 
 // heartbeatStart (re)starts the heartbeat on the open client.
 func (dc *deviceClient) heartbeatStart(a agentproto.HeartbeatArgs) *agentproto.Error {
+	//mutate:agent args: heartbeat.set's interval bounds
 	if a.IntervalMS < 0 || a.IntervalMS > maxHeartbeatMS {
 		return agentproto.Errorf(agentproto.ErrBadArgs, "intervalMs %d outside 0..%d", a.IntervalMS, maxHeartbeatMS)
 	}
@@ -169,6 +172,7 @@ func (dc *deviceClient) noteTelemetry(ctx context.Context) {
 // tracingSet turns distributed tracing on (or off with 0) for the open
 // client.
 func (dc *deviceClient) tracingSet(a agentproto.TracingArgs) *agentproto.Error {
+	//mutate:agent args: tracing.set's samplingPct bounds
 	if a.SamplingPct < 0 || a.SamplingPct > 100 {
 		return agentproto.Errorf(agentproto.ErrBadArgs, "samplingPct %d outside 0..100", a.SamplingPct)
 	}

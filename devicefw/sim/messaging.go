@@ -221,6 +221,7 @@ func (dc *deviceClient) onDesired(body []byte) {
 		return
 	}
 	ev := agentproto.DesiredEvent{Version: v}
+	//mutate:agent report: whether the agent's desired event carries the patch (frame size); the patch is applied either way
 	if len(body) <= maxEventDoc {
 		ev.Patch = jsonable(patch)
 	}
