@@ -52,7 +52,7 @@ const (
 // Defects is the catalog: the first switches plus the per-area lists that
 // the conformance specs added (defects_*.go), kept apart so that work on
 // different areas does not collide.
-var Defects = concatDefects(coreDefects, connTelDefects, c2dMethodDefects, twinDefects, reconNetDefects, reconSessionDefects, clockDefects, certDefects, tlsDefects, twinStatusDefects, tokenDefects, moduleDefects, telPropDefects, shouldSessionDefects, otaDefects, dpsPnPDefects, dnsDefects, telAppDefects, reconOpDefects, retryDefaultsDefects, boundsDefects, boundsConnDefects, dpsBoundsDefects, otaBoundsDefects, boundsBModDefects, boundsMoreDefects, boundsGapsDefects, boundsSingleDefects, clockBoundsDefects)
+var Defects = concatDefects(coreDefects, connTelDefects, c2dMethodDefects, twinDefects, reconNetDefects, reconSessionDefects, clockDefects, certDefects, tlsDefects, twinStatusDefects, tokenDefects, moduleDefects, telPropDefects, shouldSessionDefects, otaDefects, dpsPnPDefects, dnsDefects, telAppDefects, reconOpDefects, retryDefaultsDefects, boundsDefects, boundsConnDefects, dpsBoundsDefects, otaBoundsDefects, boundsBModDefects, boundsMoreDefects, boundsGapsDefects, boundsSingleDefects, clockBoundsDefects, boundsGaps2Defects)
 
 func concatDefects(lists ...[]Defect) []Defect {
 	var out []Defect

@@ -192,11 +192,19 @@ func (dc *deviceClient) tracingSet(a agentproto.TracingArgs) *agentproto.Error {
 // messages, tracePct carry it.
 func (dc *deviceClient) traceStamp(bag iothub.PropertyBag) iothub.PropertyBag {
 	millis, iso, perMille := dc.on(DefTraceStateMillis), dc.on(DefTraceStateISO), dc.on(DefTracingPerMille)
+	countOff := dc.on(DefTraceCountWhileOff)
 	dc.mu.Lock()
 	on := dc.app.tracePct > 0 && dc.app.traceSess != nil && dc.app.traceSess == dc.openSessionLocked()
 	pct := uint64(dc.app.tracePct)
 	if on {
 		dc.app.traceN++
+	}
+	if countOff { // defect: the count moves while off and stands while on
+		if on {
+			dc.app.traceN--
+		} else {
+			dc.app.traceN++
+		}
 	}
 	n := dc.app.traceN
 	dc.mu.Unlock()

@@ -202,6 +202,9 @@ func (dc *deviceClient) awaitAck(s *session, c *conn, cc connConfig, tok paho.To
 				<-sctx // defect: the application is never told
 				return false, "client closed"
 			}
+			if dc.on(DefOpTimeoutNoEvent) {
+				return false, msg // defect: only a caller still waiting hears of it
+			}
 			fail := res
 			fail.Error = msg
 			dc.emit(agentproto.EvTelemetry, fail)
