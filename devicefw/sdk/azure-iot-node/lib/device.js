@@ -394,6 +394,10 @@ class DeviceClient {
           if (a.wait) resolve(ack);
         } else if (a.wait) {
           resolve({ ref, acked: false, size, error: errText(err) });
+        } else if (this.cur === cur) {
+          // Nobody waits on this send: the SDK's failure callback is the
+          // application's only notice (RECON-005, PROTOCOL.md §5).
+          this.agent.emit('telemetry.acked', { ref, acked: false, size, error: errText(err) });
         }
       });
       if (!a.wait) resolve(res);
