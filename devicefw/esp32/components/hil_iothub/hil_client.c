@@ -858,6 +858,7 @@ static void on_method(const hil_topic *t, size_t len)
     if (!b) b = cJSON_GetObjectItemCaseSensitive(methods, "*");
     int status = 404, delay = 0;
     const char *payload = "{}";
+    char *genbody = NULL;
     bool silent = false;
     if (b) {
         status = obj_int(b, "status");
@@ -871,6 +872,21 @@ static void on_method(const hil_topic *t, size_t len)
             payload = "{\"error\":\"handler failed\"}";
         }
         delay = obj_int(b, "delayMs");
+        /* gen: a generated body of size bytes, a JSON string literal, so a
+         * body near the 128 KB limit (METH-005) need not cross the UART. */
+        const cJSON *gen = cJSON_GetObjectItemCaseSensitive(b, "gen");
+        int gsize = obj_int(gen, "size");
+        if (cJSON_IsObject(gen) && gsize >= 2 && gsize <= 512 * 1024 && !cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(b, "fail"))) {
+            genbody = hil_mem_alloc((size_t)gsize + 1);
+            if (genbody) {
+                double seed = cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(gen, "seed"));
+                genbody[0] = '"';
+                hil_generate(genbody + 1, (size_t)gsize - 2, seed >= 0 && seed <= 4294967295.0 ? (uint32_t)seed : 0);
+                genbody[gsize - 1] = '"';
+                genbody[gsize] = 0;
+                payload = genbody;
+            }
+        }
     }
     if (silent) {
         cJSON *d = cJSON_CreateObject();
@@ -900,6 +916,7 @@ static void on_method(const hil_topic *t, size_t len)
     } else {
         method_send(status, rid, name, (int)len, payload);
     }
+    hil_mem_free(genbody);
     cJSON_Delete(methods);
 }
 
@@ -1478,16 +1495,41 @@ static void op_twin_report(void *ctx, uint32_t id, const cJSON *args, hil_result
         hil_result_err(r, HIL_ERR_BAD_ARGS, "twin.report needs a patch object");
         return;
     }
+    /* spread: generated string members (agentproto.Spread), for a patch
+     * larger than one frame (TWIN-015's 8 KB). */
+    cJSON *full = cJSON_Duplicate(patch, 1);
+    const cJSON *sp = ARG("spread");
+    if (cJSON_IsObject(sp)) {
+        int members = obj_int(sp, "members"), slen = obj_int(sp, "len"), extra = obj_int(sp, "extra");
+        const char *prefix = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(sp, "prefix"));
+        if (members < 0 || members > 1000 || slen < 0 || slen > 512) {
+            cJSON_Delete(full);
+            hil_result_err(r, HIL_ERR_BAD_ARGS, "spread of %d members of %d bytes outside 0..1000 x 0..512", members, slen);
+            return;
+        }
+        char val[514], key[96];
+        for (int i = 0; i < members; i++) {
+            int n = slen + (i < extra ? 1 : 0);
+            hil_generate(val, (size_t)n, (uint32_t)(i + 1));
+            val[n] = 0;
+            snprintf(key, sizeof(key), "%s%03d", prefix ? prefix : "", i % 1000);
+            cJSON_DeleteItemFromObjectCaseSensitive(full, key);
+            cJSON_AddStringToObject(full, key, val);
+        }
+    }
     char why[160];
-    if (!hil_twin_validate_reported(patch, 0, why, sizeof(why))) {
+    if (!hil_twin_validate_reported(full, 0, why, sizeof(why))) {
+        cJSON_Delete(full);
         hil_result_err(r, HIL_ERR_BAD_ARGS, "reported patch not sent: %s", why);
         return;
     }
     if (C.state != ST_CONNECTED) {
+        cJSON_Delete(full);
         hil_result_err(r, HIL_ERR_NOT_CONNECTED, "no hub connection");
         return;
     }
-    char *body = cJSON_PrintUnformatted(patch);
+    char *body = cJSON_PrintUnformatted(full);
+    cJSON_Delete(full);
     bool sent = body && twin_publish(TW_REPORT, id, body, NULL);
     hil_mem_free(body);
     if (!sent) {
