@@ -102,8 +102,10 @@ type Endpoint struct {
 	changedCh chan struct{}
 
 	closeOnce sync.Once
-	closed    chan struct{}
-	wg        sync.WaitGroup
+	// attach holds Close until mochi read every connection it was handed.
+	attach hub.AttachGate
+	closed chan struct{}
+	wg     sync.WaitGroup
 }
 
 type shadowKey struct{ thing, name string }
@@ -207,6 +209,7 @@ func (e *Endpoint) Close() error {
 	e.closeOnce.Do(func() {
 		close(e.closed)
 		e.closeListeners()
+		e.attach.CloseAndWait(2 * time.Second) // hub.AttachGate: mochi's Close must not race an attach
 		_ = e.srv.Close()
 		if e.httpSrv != nil {
 			_ = e.httpSrv.Close()
@@ -440,9 +443,10 @@ func (e *Endpoint) handshake(raw net.Conn, out *hub.ChanListener) {
 	info.facts.CipherSuite = tls.CipherSuiteName(st.CipherSuite)
 	e.trace.AddExternal(hub.Entry{ConnID: info.id, Remote: remote, Dir: hub.DirEvent, Type: hub.EventTLS, TLS: info.facts})
 	_ = tc.SetDeadline(time.Now().Add(e.cfg.HandshakeTimeout)) // CONNECT must follow; mochi then applies the keep-alive
-	e.infoByConn.Store(net.Conn(tc), info)
-	if !out.Deliver(tc) {
-		e.infoByConn.Delete(net.Conn(tc))
+	ac := hub.NewAttachedConn(tc)
+	e.infoByConn.Store(net.Conn(ac), info)
+	if !e.attach.Deliver(out, ac) {
+		e.infoByConn.Delete(net.Conn(ac))
 		_ = tc.Close()
 	}
 }

@@ -78,8 +78,10 @@ type Endpoint struct {
 	scMu  sync.Mutex
 	sc    *certs.Scenario // the bad chains of PresentChain (CERT-005), made on first use
 	conns *hub.ChanListener
-	infos sync.Map // net.Conn → *connInfo
-	dcs   sync.Map // *mqtt.Client → *dconn
+	// attach holds Close until mochi read every connection it was handed.
+	attach hub.AttachGate
+	infos  sync.Map // net.Conn → *connInfo
+	dcs    sync.Map // *mqtt.Client → *dconn
 
 	restLn  net.Listener
 	restSrv *http.Server
@@ -195,9 +197,12 @@ func (e *Endpoint) Close() {
 			_ = e.restSrv.Shutdown(ctx)
 			cancel()
 		}
+		// Stop delivering, let mochi take in what it was handed, then stop
+		// mochi (hub.AttachGate: its Close must not race an attach).
 		_ = e.ln.Close()
-		_ = e.srv.Close()
 		_ = e.conns.Close()
+		e.attach.CloseAndWait(2 * time.Second)
+		_ = e.srv.Close()
 		e.wg.Wait()
 	})
 }
@@ -286,9 +291,10 @@ func (e *Endpoint) handshake(raw net.Conn) {
 	}
 	e.trace.AddExternal(hub.Entry{ConnID: info.id, Remote: remote, Dir: hub.DirEvent, Type: hub.EventTLS, TLS: info.facts, Extra: "dps"})
 	_ = tc.SetDeadline(time.Now().Add(e.cfg.HandshakeTimeout))
-	e.infos.Store(net.Conn(tc), info)
-	if !e.conns.Deliver(tc) {
-		e.infos.Delete(net.Conn(tc))
+	ac := hub.NewAttachedConn(tc)
+	e.infos.Store(net.Conn(ac), info)
+	if !e.attach.Deliver(e.conns, ac) {
+		e.infos.Delete(net.Conn(ac))
 		_ = tc.Close()
 	}
 }

@@ -1,13 +1,14 @@
 package hub
 
 import (
+	"crypto/tls"
 	"net"
 	"sync"
 	"sync/atomic"
 	"time"
 )
 
-// attachGate counts the connections handed to mochi that mochi has not
+// AttachGate counts the connections handed to mochi that mochi has not
 // started reading yet, so Close can wait for them before it stops the
 // server.
 //
@@ -18,7 +19,7 @@ import (
 // zero, which the WaitGroup contract forbids (and the race detector
 // reports). mochi's first Read of the connection comes after that Add, so
 // once every handed connection has been read once, Close is safe.
-type attachGate struct {
+type AttachGate struct {
 	mu      sync.Mutex
 	closing bool
 	pending int
@@ -27,7 +28,7 @@ type attachGate struct {
 
 // enter reserves a place for one connection; false once Close began (the
 // caller then closes the connection itself).
-func (g *attachGate) enter() bool {
+func (g *AttachGate) enter() bool {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if g.closing {
@@ -37,7 +38,7 @@ func (g *attachGate) enter() bool {
 	return true
 }
 
-func (g *attachGate) leave() {
+func (g *AttachGate) leave() {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	g.pending--
@@ -47,9 +48,10 @@ func (g *attachGate) leave() {
 	}
 }
 
-// closeAndWait refuses new connections and waits, at most d, for the
-// pending ones to be read once.
-func (g *attachGate) closeAndWait(d time.Duration) {
+// CloseAndWait refuses new connections and waits, at most d, for the
+// pending ones to be read once. Call it after the listeners stopped
+// delivering and before mochi's Server.Close.
+func (g *AttachGate) CloseAndWait(d time.Duration) {
 	g.mu.Lock()
 	g.closing = true
 	if g.pending == 0 {
@@ -81,22 +83,58 @@ func (s *firstReadSignal) fire() {
 	}
 }
 
-// deliver hands hc to mochi through out, tracked by the hub's attach gate;
-// false (hc not handed, the caller cleans up) when the hub is closing or
-// out is closed.
-func (h *Hub) deliver(out *ChanListener, hc *hubConn) bool {
-	if !h.attach.enter() {
+// deliver hands c, whose first Read fires sig, to mochi through out,
+// tracked by g; false (c not handed, the caller cleans up) when g is
+// closing or out is closed.
+func (g *AttachGate) deliver(out *ChanListener, c net.Conn, sig *firstReadSignal) bool {
+	if !g.enter() {
 		return false
 	}
 	var once sync.Once
-	leave := func() { once.Do(h.attach.leave) }
-	hc.firstRead.f.Store(&leave)
-	if !out.Deliver(net.Conn(hc)) {
-		hc.firstRead.f.Store(nil)
+	leave := func() { once.Do(g.leave) }
+	sig.f.Store(&leave)
+	if !out.Deliver(c) {
+		sig.f.Store(nil)
 		leave()
 		return false
 	}
 	return true
+}
+
+// Deliver hands c to mochi through out, tracked by g; false (c not
+// handed, the caller closes it) when g is closing or out is closed. The
+// other mochi endpoints of the rig (DPS, AWS IoT) use it.
+func (g *AttachGate) Deliver(out *ChanListener, c *AttachedConn) bool {
+	return g.deliver(out, c, &c.firstRead)
+}
+
+// AttachedConn wraps a connection for AttachGate.Deliver: its first Read
+// tells the gate mochi took it in.
+type AttachedConn struct {
+	net.Conn
+	firstRead firstReadSignal
+}
+
+// NewAttachedConn wraps c.
+func NewAttachedConn(c net.Conn) *AttachedConn { return &AttachedConn{Conn: c} }
+
+func (c *AttachedConn) Read(p []byte) (int, error) {
+	c.firstRead.fire()
+	return c.Conn.Read(p)
+}
+
+// ConnectionState is the wrapped connection's TLS state, empty for
+// plaintext (the endpoints' hooks read it from mochi's client).
+func (c *AttachedConn) ConnectionState() tls.ConnectionState {
+	if cs, ok := c.Conn.(interface{ ConnectionState() tls.ConnectionState }); ok {
+		return cs.ConnectionState()
+	}
+	return tls.ConnectionState{}
+}
+
+// deliver hands hc to mochi through out, tracked by the hub's attach gate.
+func (h *Hub) deliver(out *ChanListener, hc *hubConn) bool {
+	return h.attach.deliver(out, hc, &hc.firstRead)
 }
 
 // Read is how mochi reads packets; the first call tells the attach gate

@@ -161,7 +161,7 @@ type Hub struct {
 	closeOnce sync.Once
 	// attach holds Close until mochi read every connection it was handed
 	// (rig/hub/attach.go).
-	attach attachGate
+	attach AttachGate
 	closed chan struct{}
 	saveMu sync.Mutex
 	saveCh chan struct{}
@@ -326,7 +326,7 @@ func (h *Hub) Close() error {
 		// Stop accepting first, let mochi take in what it was handed, then
 		// stop mochi: its Close must not race a connection still attaching.
 		h.closeListeners()
-		h.attach.closeAndWait(2 * time.Second)
+		h.attach.CloseAndWait(2 * time.Second)
 		_ = h.srv.Close()
 		h.closeBlob()
 		h.mu.Lock()
