@@ -27,14 +27,7 @@ var _ = Describe("mutation gaps, second batch", func() {
 		// notification, here the telemetry.acked event with acked false
 		// (PROTOCOL.md §5). The limit is chosen as RECON-005's other spec
 		// does (opTimeoutLimit).
-		limit, how, configure := opTimeoutLimit(Env())
-		var retry *agentproto.RetryConfig
-		if configure {
-			t := Env().Timing
-			retry = &agentproto.RetryConfig{InitialMS: int(t.RetryInitial / time.Millisecond), MaxMS: int(t.RetryMax / time.Millisecond), JitterPct: 20,
-				OperationTimeoutMS: int(limit / time.Millisecond)}
-		}
-		s := NewSession(ctx, fixtures.SessionOptions{Retry: retry})
+		limit, how, s := opTimeoutSession(ctx)
 		tol := max(time.Second, limit/10)
 		const mid = "recon005-nowait"
 		payload := `{"recon005":"sent without wait, no PUBACK"}`

@@ -34,14 +34,7 @@ const (
 
 var _ = Describe("reconnect: operation timeout", func() {
 	Conformance("an unacknowledged QoS 1 telemetry message is not sent again after the overall operation timeout, and its failure is reported", []string{"RECON-005"}, func(ctx SpecContext) {
-		limit, how, configure := opTimeoutLimit(Env())
-		var retry *agentproto.RetryConfig
-		if configure {
-			t := Env().Timing
-			retry = &agentproto.RetryConfig{InitialMS: int(t.RetryInitial / time.Millisecond), MaxMS: int(t.RetryMax / time.Millisecond), JitterPct: 20,
-				OperationTimeoutMS: int(limit / time.Millisecond)}
-		}
-		s := NewSession(ctx, fixtures.SessionOptions{Retry: retry})
+		limit, how, s := opTimeoutSession(ctx)
 		// "About" the limit: a tenth of it, at least 1 s (the serial line,
 		// a reconnect in progress at the limit).
 		tol := max(time.Second, limit/10)
@@ -169,6 +162,22 @@ var _ = Describe("reconnect: operation timeout", func() {
 			limit, how, tol, out.err, traceText(tr))
 	}, SpecTimeout(opTimeoutBudgetStrict+2*time.Minute))
 })
+
+// opTimeoutSession opens a session for a RECON-005 spec: the operation
+// timeout the board is judged on (opTimeoutLimit) and how it was chosen,
+// configured on the board with the rig's retry timing when the limit is
+// the suite's own.
+func opTimeoutSession(ctx SpecContext) (time.Duration, string, *fixtures.Session) {
+	GinkgoHelper()
+	limit, how, configure := opTimeoutLimit(Env())
+	var retry *agentproto.RetryConfig
+	if configure {
+		t := Env().Timing
+		retry = &agentproto.RetryConfig{InitialMS: int(t.RetryInitial / time.Millisecond), MaxMS: int(t.RetryMax / time.Millisecond), JitterPct: 20,
+			OperationTimeoutMS: int(limit / time.Millisecond)}
+	}
+	return limit, how, NewSession(ctx, fixtures.SessionOptions{Retry: retry})
+}
 
 // opTimeoutLimit is the limit RECON-005 judges the board on, how it was
 // chosen, and whether the spec configures it. It ends the spec as
