@@ -162,10 +162,13 @@ type Hub struct {
 	// attach holds Close until mochi read every connection it was handed
 	// (rig/hub/attach.go).
 	attach AttachGate
-	closed chan struct{}
-	saveMu sync.Mutex
-	saveCh chan struct{}
-	wg     sync.WaitGroup
+	// getMetadata: the client IDs whose twin GET answers carry $metadata
+	// (SetTwinGetMetadata, TWIN-017).
+	getMetadata sync.Map
+	closed      chan struct{}
+	saveMu      sync.Mutex
+	saveCh      chan struct{}
+	wg          sync.WaitGroup
 }
 
 // Start builds a hub, binds its listeners and starts serving.

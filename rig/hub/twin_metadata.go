@@ -2,40 +2,30 @@ package hub
 
 import (
 	"fmt"
-	"sync"
 	"time"
 
 	"github.com/hilrun/hilrun/rig/iothub"
 	"github.com/hilrun/hilrun/rig/iothub/twin"
 )
 
-// getMetadata holds, per Hub, the identities whose twin GET answers carry
-// each section's $metadata tree (TWIN-017). The docs show a twin's
-// sections with $metadata next to $version (002 L11850-11860) and the
-// $lastUpdated timestamps of every object in them (002 L12033-12086); a
-// device must take such a document without reading configuration into
-// it. By default the reference hub answers with $version only.
-var getMetadata sync.Map // *Hub → *sync.Map (ClientID → bool)
-
 // SetTwinGetMetadata makes the twin GET answers to id carry $metadata in
-// both sections (on) or not (off, the default).
+// both sections (on) or not (off, the default), for TWIN-017. The docs show
+// a twin's sections with $metadata next to $version (002 L11850-11860) and
+// the $lastUpdated timestamps of every object in them (002 L12033-12086); a
+// device must take such a document without reading configuration into it.
+// By default the reference hub answers with $version only.
 func (h *Hub) SetTwinGetMetadata(id iothub.Identity, on bool) {
-	m, _ := getMetadata.LoadOrStore(h, &sync.Map{})
 	if on {
-		m.(*sync.Map).Store(id.ClientID(), true)
+		h.getMetadata.Store(id.ClientID(), true)
 	} else {
-		m.(*sync.Map).Delete(id.ClientID())
+		h.getMetadata.Delete(id.ClientID())
 	}
 	h.trace.add(Entry{ClientID: id.ClientID(), Dir: DirEvent, Type: EventFault, Requirement: "TWIN-017",
 		Reason: fmt.Sprintf("twin GET answers carry $metadata: %v", on)})
 }
 
 func (h *Hub) twinGetMetadata(id iothub.Identity) bool {
-	m, ok := getMetadata.Load(h)
-	if !ok {
-		return false
-	}
-	_, on := m.(*sync.Map).Load(id.ClientID())
+	_, on := h.getMetadata.Load(id.ClientID())
 	return on
 }
 
