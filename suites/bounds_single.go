@@ -188,13 +188,7 @@ var _ = Describe("boundaries: past the single example", func() {
 			clean := true
 			s := NewSession(ctx, fixtures.SessionOptions{CleanSession: &clean, Auth: auth.auth}, auth.cap)
 			_ = firstTwinRequest(ctx, s, "TWIN-001")
-			for _, loss := range []struct {
-				name string
-				do   func()
-			}{
-				{"hub-side close", func() { Expect(s.Env.Hub.Drop(s.ID, false, "TWIN-001: reconnect")).To(Succeed()) }},
-				{"network cut (TCP reset)", func() { Expect(s.Env.Net.Cut()).To(BeNumerically(">=", 1), "rig: no live connection to cut") }},
-			} {
+			for _, loss := range closeAndCut(s, "TWIN-001") {
 				old := liveConn(s)
 				m := s.Mark()
 				loss.do()
@@ -229,13 +223,7 @@ var _ = Describe("boundaries: past the single example", func() {
 		moduleTokenScoped(s, first, "first connection", m0)
 		expectAccepted(ctx, s, m0, first)
 		waitBoardConnected(ctx, s, m0)
-		for _, loss := range []struct {
-			name string
-			do   func()
-		}{
-			{"hub-side close", func() { Expect(s.Env.Hub.Drop(s.ID, false, "MOD-003: reconnect")).To(Succeed()) }},
-			{"network cut (TCP reset)", func() { Expect(s.Env.Net.Cut()).To(BeNumerically(">=", 1), "rig: no live connection to cut") }},
-		} {
+		for _, loss := range closeAndCut(s, "MOD-003") {
 			old := liveConn(s)
 			m := s.Mark()
 			loss.do()
@@ -384,4 +372,19 @@ func tail(b []byte, n int) string {
 		return string(b)
 	}
 	return "…" + string(b[len(b)-n:])
+}
+
+// connectionLoss is one way the rig ends the device's live connection.
+type connectionLoss struct {
+	name string
+	do   func()
+}
+
+// closeAndCut: a hub-side close, then a network cut (TCP reset), the two
+// losses the reconnect specs of req go through in turn.
+func closeAndCut(s *fixtures.Session, req string) []connectionLoss {
+	return []connectionLoss{
+		{"hub-side close", func() { Expect(s.Env.Hub.Drop(s.ID, false, req+": reconnect")).To(Succeed()) }},
+		{"network cut (TCP reset)", func() { Expect(s.Env.Net.Cut()).To(BeNumerically(">=", 1), "rig: no live connection to cut") }},
+	}
 }
