@@ -399,6 +399,19 @@ func (sp Spread) Build() map[string]any {
 	return out
 }
 
+// JSONString is the method body g describes (MethodBehaviour.Gen): a JSON
+// string literal of g.Size bytes, '"' + Generate(Size-2, Seed) + '"'; `""`
+// for a nil g or a size under 2. Host and firmware build the same one.
+func (g *Gen) JSONString() []byte {
+	if g == nil || g.Size < 2 {
+		return []byte(`""`)
+	}
+	out := make([]byte, 0, g.Size)
+	out = append(out, '"')
+	out = append(out, Generate(g.Size-2, g.Seed)...)
+	return append(out, '"')
+}
+
 // ReportResult is the hub's answer to a reported patch.
 type ReportResult struct {
 	Status  int   `json:"status"`

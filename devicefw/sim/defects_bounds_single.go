@@ -5,7 +5,6 @@ import (
 	"strings"
 	"sync"
 
-	"github.com/hilrun/hilrun/devicefw/agentproto"
 	"github.com/hilrun/hilrun/rig/iothub"
 	"github.com/hilrun/hilrun/rig/iothub/twin"
 )
@@ -43,19 +42,6 @@ var boundsSingleDefects = []Defect{
 
 // methodResponseCut64K is the response-body buffer of method-response-cut-64k.
 const methodResponseCut64K = 64 << 10
-
-// methodGenBody builds a method response body of size bytes from a
-// generator: a JSON string literal (quote, size-2 generated characters,
-// quote), so a large body need not cross the UART (MethodBehaviour.Gen).
-func methodGenBody(g *agentproto.Gen) []byte {
-	if g == nil || g.Size < 2 {
-		return []byte(`""`)
-	}
-	out := make([]byte, 0, g.Size)
-	out = append(out, '"')
-	out = append(out, agentproto.Generate(g.Size-2, g.Seed)...)
-	return append(out, '"')
-}
 
 // methodRespCut is where method-response-cut-64k acts.
 func (dc *deviceClient) methodRespCut(payload []byte) []byte {

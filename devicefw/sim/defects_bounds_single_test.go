@@ -12,12 +12,12 @@ import (
 )
 
 func TestBoundsSingleDefectHelpers(t *testing.T) {
-	body := methodGenBody(&agentproto.Gen{Size: 128 << 10, Seed: 3})
+	body := (&agentproto.Gen{Size: 128 << 10, Seed: 3}).JSONString()
 	if len(body) != 128<<10 || !json.Valid(body) {
-		t.Errorf("methodGenBody: %d bytes, valid JSON %v", len(body), json.Valid(body))
+		t.Errorf("Gen.JSONString: %d bytes, valid JSON %v", len(body), json.Valid(body))
 	}
-	if got := string(methodGenBody(nil)); got != `""` {
-		t.Errorf("methodGenBody(nil) = %q", got)
+	if got := string((*agentproto.Gen)(nil).JSONString()); got != `""` {
+		t.Errorf("nil Gen.JSONString() = %q", got)
 	}
 
 	bag := iothub.PropertyBag{{Name: iothub.PropMessageID, Value: "m1"}, {Name: "app", Value: "v"}}

@@ -316,7 +316,7 @@ func (dc *deviceClient) onMethod(c *conn, t iothub.Topic, body []byte) {
 	if ok {
 		status, payload, silent = b.Status, []byte(b.Payload), b.Silent
 		if b.Gen != nil {
-			payload = methodGenBody(b.Gen) // a body too large for the UART (defects_bounds_single.go)
+			payload = b.Gen.JSONString() // a body too large for the UART (MethodBehaviour.Gen)
 		}
 		if status == 0 {
 			status = 200
